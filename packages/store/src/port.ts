@@ -1,0 +1,86 @@
+/**
+ * The document-store port. Both adapters (mongo, embedded) implement it and pass the same
+ * contract suite (`./contract.ts`). The query language is MongoDB's subset that nedb speaks:
+ * equality, $in, $nin, $lt/$lte/$gt/$gte, $ne, $exists, $regex, $or/$and, dotted paths.
+ */
+
+export type Document = Record<string, unknown>;
+export type WithId<T> = T & { _id: string };
+
+/** A filter in MongoDB's query language (the subset both adapters share). */
+export type Filter<_T = Document> = Record<string, unknown>;
+
+export interface UpdateOperators {
+  $set?: Record<string, unknown>;
+  $unset?: Record<string, unknown>;
+  $inc?: Record<string, number>;
+  $push?: Record<string, unknown>;
+  $addToSet?: Record<string, unknown>;
+  $pull?: Record<string, unknown>;
+}
+
+export interface FindOptions {
+  sort?: Record<string, 1 | -1>;
+  limit?: number;
+  skip?: number;
+  /** Inclusion (1) or exclusion (0) projection, not both (as MongoDB). */
+  projection?: Record<string, 0 | 1>;
+}
+
+export interface UpdateOptions {
+  upsert?: boolean;
+}
+
+export interface UpdateResult {
+  matchedCount: number;
+  modifiedCount: number;
+  upsertedId?: string;
+}
+
+export interface IndexSpec {
+  /** Field → direction; several fields make a compound index. */
+  keys: Record<string, 1 | -1>;
+  unique?: boolean;
+  /** Only MongoDB honours it; the embedded store ignores expiry. */
+  expireAfterSeconds?: number;
+}
+
+export interface Collection<T extends Document = Document> {
+  readonly name: string;
+  /** Inserts and returns the stored document; an `_id` is generated when absent. */
+  insertOne(doc: T & { _id?: string }): Promise<WithId<T>>;
+  findOne(filter: Filter<T>, options?: Pick<FindOptions, 'projection' | 'sort'>): Promise<WithId<T> | null>;
+  find(filter: Filter<T>, options?: FindOptions): Promise<WithId<T>[]>;
+  updateOne(filter: Filter<T>, update: UpdateOperators, options?: UpdateOptions): Promise<UpdateResult>;
+  updateMany(filter: Filter<T>, update: UpdateOperators): Promise<UpdateResult>;
+  /** Applies the update to one matching document and returns it as it is after the update. */
+  findOneAndUpdate(
+    filter: Filter<T>,
+    update: UpdateOperators,
+    options?: UpdateOptions & { sort?: Record<string, 1 | -1> },
+  ): Promise<WithId<T> | null>;
+  deleteOne(filter: Filter<T>): Promise<{ deletedCount: number }>;
+  deleteMany(filter: Filter<T>): Promise<{ deletedCount: number }>;
+  countDocuments(filter?: Filter<T>): Promise<number>;
+  createIndex(spec: IndexSpec): Promise<void>;
+}
+
+export interface Store {
+  /** `embedded` or `mongo`, for logs and /readyz. */
+  readonly kind: 'embedded' | 'mongo';
+  collection<T extends Document = Document>(name: string): Collection<T>;
+  /** Resolves when the backing database answers; throws otherwise (for /readyz). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Raised by both adapters when an insert or upsert violates a unique index. */
+export class DuplicateKeyError extends Error {
+  override readonly name = 'DuplicateKeyError';
+  constructor(
+    readonly collection: string,
+    readonly detail?: string,
+  ) {
+    super(`duplicate key in collection ${collection}${detail ? `: ${detail}` : ''}`);
+  }
+}
