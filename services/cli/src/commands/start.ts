@@ -1,0 +1,94 @@
+import { join, relative, resolve } from 'node:path';
+import { openBus } from '@flotilla/bus';
+import { createLogger, listen, loadOrCreateSecret, runUntilSignal } from '@flotilla/kit';
+import { openStore } from '@flotilla/store';
+import { SERVICES, SERVICE_NAMES } from '../services.js';
+
+const SECRETS = [
+  { env: 'FLOTILLA_ADMIN_PASSWORD', file: 'admin-password' },
+  { env: 'FLOTILLA_API_TOKEN', file: 'api-token' },
+  { env: 'FLOTILLA_WEBHOOK_SECRET', file: 'webhook-secret' },
+] as const;
+
+/**
+ * All-in-one: every service in this process on one embedded store and the in-process bus
+ * (or MongoDB / RabbitMQ when MONGODB_URL / AMQP_URL are set), secrets generated on first start.
+ */
+export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const logger = createLogger({ name: 'flotilla' });
+  const dataDir = resolve(baseEnv.FLOTILLA_DATA_DIR ?? './var');
+  const env: NodeJS.ProcessEnv = { ...baseEnv, FLOTILLA_DATA_DIR: dataDir };
+  const generated: string[] = [];
+  for (const secret of SECRETS) {
+    const s = await loadOrCreateSecret(dataDir, secret.file, { env: baseEnv[secret.env] });
+    env[secret.env] = s.value;
+    if (s.created) generated.push(s.path);
+  }
+
+  const store = await openStore({ dataDir, mongoUrl: env.MONGODB_URL, logger: logger.child({ component: 'store' }) });
+  const bus = await openBus({ amqpUrl: env.AMQP_URL, logger: logger.child({ component: 'bus' }) });
+  const closers: Array<() => Promise<void>> = [];
+  const urls: Record<string, string> = {};
+  const started: Array<{ stop(): Promise<void> }> = [];
+  try {
+    for (const name of SERVICE_NAMES) {
+      const svcLogger = logger.child({ service: name });
+      const { instance, host, port } = await SERVICES[name].create(env, { logger: svcLogger, store, bus });
+      const server = await listen(instance.handler, { host, port, logger: svcLogger });
+      await instance.start();
+      started.push(instance);
+      urls[name] = server.url;
+      closers.push(() => server.close());
+    }
+  } catch (err) {
+    for (const close of closers) await close().catch(() => undefined);
+    for (const s of started.reverse()) await s.stop().catch(() => undefined);
+    await bus.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+  // Stop accepting everywhere first, then stop the services (content last: it owns the outbox
+  // that the others' events travel through), then the bus and the store.
+  for (const s of [...started].reverse()) closers.push(() => s.stop());
+  closers.push(() => bus.close(), () => store.close());
+
+  process.stdout.write(banner({ dataDir, urls, generated, storeKind: store.kind, busKind: bus.kind }));
+  await runUntilSignal({ logger, closers });
+}
+
+function banner(o: {
+  dataDir: string;
+  urls: Record<string, string>;
+  generated: string[];
+  storeKind: string;
+  busKind: string;
+}): string {
+  const rel = relative(process.cwd(), o.dataDir) || '.';
+  const secrets = join(rel, 'secrets');
+  const registryHost = (o.urls.registry ?? '').replace(/^https?:\/\//, '');
+  const craneHost = (o.urls.crane ?? '').replace(/^https?:\/\//, '');
+  const lines = [
+    '',
+    `Flotilla is running (all-in-one: ${o.storeKind} store, ${o.busKind} bus, data in ${rel})`,
+    '',
+    `  registry  ${o.urls.registry}   push here (user admin)`,
+    `  crane     ${o.urls.crane}   pull here (public, read-only)`,
+    `  mirrors   ${o.urls.mirrors}   redirector, mirror list, master tree at /master/`,
+    `  content   ${o.urls.content}   sync, promote, publish API`,
+    '',
+    `Secrets: ${secrets}/{admin-password,api-token,webhook-secret}${o.generated.length ? ' (generated now, mode 0600)' : ''}`,
+    '',
+    'Try it:',
+    `  skopeo copy --dest-tls-verify=false --dest-creds admin:$(cat ${secrets}/admin-password) \\`,
+    `      docker-archive:image.tar docker://${registryHost}/fedora/httpd:39     # or: podman push / buildah push`,
+    '  npx flotilla repos                                                       # synced into candidate',
+    '  npx flotilla promote fedora/httpd --tags 39 --from candidate --to testing',
+    '  npx flotilla promote fedora/httpd --tags 39 --from testing --to stable',
+    '  npx flotilla publish --channel stable --wait',
+    `  podman pull --tls-verify=false ${craneHost}/fedora/httpd:39`,
+    '',
+    'Ctrl-C stops everything cleanly.',
+    '',
+  ];
+  return lines.join('\n');
+}

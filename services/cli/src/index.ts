@@ -1,0 +1,4 @@
+export { buildProgram } from './program.js';
+export { startAllInOne } from './commands/start.js';
+export { renderProgress } from './progress.js';
+export { resolveEndpoint } from './endpoints.js';
