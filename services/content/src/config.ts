@@ -1,0 +1,129 @@
+import path from 'node:path';
+import { z } from 'zod';
+import { loadConfig } from '@flotilla/kit';
+
+const CHANNEL_NAME = /^[a-z][a-z0-9-]{0,63}$/;
+
+const csv = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((value) =>
+      value
+        .split(',')
+        .map((item) => item.trim())
+        .filter((item) => item.length > 0),
+    );
+
+const intFromEnv = (fallback: number, min: number, max: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+
+/** One channel may require that content already be in another before it is promoted in. */
+export const channelPolicySchema = z.record(
+  z.string().regex(CHANNEL_NAME),
+  z.object({ requires: z.string().regex(CHANNEL_NAME) }).strict(),
+);
+export type ChannelPolicy = z.infer<typeof channelPolicySchema>;
+
+const policyFromEnv = z
+  .string()
+  .default('{"stable":{"requires":"testing"}}')
+  .transform((value, ctx) => {
+    try {
+      return JSON.parse(value) as unknown;
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'must be JSON like {"stable":{"requires":"testing"}}' });
+      return z.NEVER;
+    }
+  })
+  .pipe(channelPolicySchema);
+
+/** The environment content reads (zod over env names; validated once at start). */
+export const contentConfigSchema = z.object({
+  FLOTILLA_CONTENT_PORT: intFromEnv(5003, 0, 65535),
+  FLOTILLA_CONTENT_HOST: z.string().min(1).default('127.0.0.1'),
+  FLOTILLA_DATA_DIR: z.string().min(1).default('./var'),
+  FLOTILLA_PUBLISH_DIR: z.string().min(1).optional(),
+  FLOTILLA_REGISTRY_URL: z.url().default('http://127.0.0.1:5000'),
+  FLOTILLA_REGISTRY_USERNAME: z.string().min(1).default('admin'),
+  FLOTILLA_REGISTRY_PASSWORD: z.string().min(1).optional(),
+  FLOTILLA_ADMIN_PASSWORD: z.string().min(1).optional(),
+  FLOTILLA_API_TOKEN: z.string().min(1).optional(),
+  FLOTILLA_CONTENT_READ_TOKENS: csv(''),
+  FLOTILLA_WEBHOOK_SECRET: z.string().min(1).optional(),
+  FLOTILLA_CONTENT_CHANNELS: csv('candidate,testing,stable').pipe(
+    z.array(z.string().regex(CHANNEL_NAME, 'channel names are lowercase words')).min(1),
+  ),
+  FLOTILLA_CONTENT_POLICY: policyFromEnv,
+  FLOTILLA_CONTENT_RETAIN_PUBLICATIONS: intFromEnv(5, 1, 10_000),
+  FLOTILLA_CONTENT_BLOB_GRACE_SECONDS: intFromEnv(3600, 0, 365 * 86_400),
+  FLOTILLA_CONTENT_SYNC_CONCURRENCY: intFromEnv(8, 1, 64),
+  FLOTILLA_CONTENT_WORKERS: intFromEnv(2, 0, 32),
+  FLOTILLA_CONTENT_TASK_LEASE_SECONDS: intFromEnv(30, 2, 3600),
+  FLOTILLA_WEBHOOK_MAX_SKEW_SECONDS: intFromEnv(300, 1, 3600),
+  MONGODB_URL: z.string().min(1).optional(),
+  AMQP_URL: z.string().min(1).optional(),
+});
+
+export interface ContentConfig {
+  port: number;
+  host: string;
+  dataDir: string;
+  /** Content-addressed store of everything synced: `<dataDir>/content`. */
+  contentDir: string;
+  publishDir: string;
+  registry: { url: string; username: string; password?: string };
+  /** Admin bearer token; main fills it from the secrets dir when unset. */
+  apiToken?: string;
+  readTokens: string[];
+  webhookSecret?: string;
+  /** Ordered: content moves from each channel to the next. The first receives syncs. */
+  channels: string[];
+  policy: ChannelPolicy;
+  retainPublications: number;
+  blobGraceSeconds: number;
+  syncConcurrency: number;
+  /** Tasks one process runs at once; 0 makes a process that only serves the API. */
+  workers: number;
+  taskLeaseSeconds: number;
+  webhookMaxSkewSeconds: number;
+  mongoUrl?: string;
+  amqpUrl?: string;
+}
+
+export function loadContentConfig(env: NodeJS.ProcessEnv = process.env): ContentConfig {
+  const raw = loadConfig(contentConfigSchema, env);
+  const dataDir = path.resolve(raw.FLOTILLA_DATA_DIR);
+  for (const [channel, rule] of Object.entries(raw.FLOTILLA_CONTENT_POLICY)) {
+    if (!raw.FLOTILLA_CONTENT_CHANNELS.includes(channel) || !raw.FLOTILLA_CONTENT_CHANNELS.includes(rule.requires)) {
+      throw new Error(
+        `FLOTILLA_CONTENT_POLICY: channel ${channel} or ${rule.requires} is not in FLOTILLA_CONTENT_CHANNELS`,
+      );
+    }
+  }
+  return {
+    port: raw.FLOTILLA_CONTENT_PORT,
+    host: raw.FLOTILLA_CONTENT_HOST,
+    dataDir,
+    contentDir: path.join(dataDir, 'content'),
+    publishDir: path.resolve(raw.FLOTILLA_PUBLISH_DIR ?? path.join(dataDir, 'publish')),
+    registry: {
+      url: raw.FLOTILLA_REGISTRY_URL,
+      username: raw.FLOTILLA_REGISTRY_USERNAME,
+      password: raw.FLOTILLA_REGISTRY_PASSWORD ?? raw.FLOTILLA_ADMIN_PASSWORD,
+    },
+    apiToken: raw.FLOTILLA_API_TOKEN,
+    readTokens: raw.FLOTILLA_CONTENT_READ_TOKENS,
+    webhookSecret: raw.FLOTILLA_WEBHOOK_SECRET,
+    channels: [...new Set(raw.FLOTILLA_CONTENT_CHANNELS)],
+    policy: raw.FLOTILLA_CONTENT_POLICY,
+    retainPublications: raw.FLOTILLA_CONTENT_RETAIN_PUBLICATIONS,
+    blobGraceSeconds: raw.FLOTILLA_CONTENT_BLOB_GRACE_SECONDS,
+    syncConcurrency: raw.FLOTILLA_CONTENT_SYNC_CONCURRENCY,
+    workers: raw.FLOTILLA_CONTENT_WORKERS,
+    taskLeaseSeconds: raw.FLOTILLA_CONTENT_TASK_LEASE_SECONDS,
+    webhookMaxSkewSeconds: raw.FLOTILLA_WEBHOOK_MAX_SKEW_SECONDS,
+    mongoUrl: raw.MONGODB_URL,
+    amqpUrl: raw.AMQP_URL,
+  };
+}
