@@ -1,0 +1,136 @@
+import { z } from 'zod';
+import { isDigest, parseDigest } from './digest.js';
+import { OciError } from './errors.js';
+import { MANIFEST_MEDIA_TYPES } from './media-types.js';
+import { assertRepositoryName, isValidRepositoryName, isValidTag } from './reference.js';
+
+/**
+ * The published tree, relative to the publish root (always `/`-separated):
+ *
+ *   blobs/sha256/<first 2 hex>/<64 hex>   immutable blobs and manifests, exact bytes
+ *   repositories/<name>.json              crane metadata for one repository
+ *   publications/<n>.json                 publication record n
+ *   PUBLICATION                           n of the newest complete publication, written last
+ *
+ * Every path is built here and from validated input only, so no `..` can get in.
+ */
+export const PublishedPaths = {
+  /** Only sha256 blobs are published; other algorithms raise UNSUPPORTED. */
+  blob(digest: string): string {
+    const parsed = parseDigest(digest);
+    if (parsed.algorithm !== 'sha256') {
+      throw new OciError('UNSUPPORTED', 'the published tree holds sha256 blobs only', {
+        status: 400,
+        detail: { digest: parsed.digest },
+      });
+    }
+    return `blobs/sha256/${parsed.hex.slice(0, 2)}/${parsed.hex}`;
+  },
+  repository(name: string): string {
+    assertRepositoryName(name);
+    return `repositories/${name}.json`;
+  },
+  publication(n: number): string {
+    if (!Number.isSafeInteger(n) || n < 0) {
+      throw new PublishedTreeError('PUBLICATION_INVALID', 'publication number must be an integer ≥ 0');
+    }
+    return `publications/${n}.json`;
+  },
+  marker: 'PUBLICATION',
+} as const;
+
+export type PublishedTreeErrorCode = 'PUBLICATION_INVALID' | 'MARKER_INVALID' | 'METADATA_INVALID';
+
+export class PublishedTreeError extends Error {
+  readonly code: PublishedTreeErrorCode;
+  readonly issues: { path: string; message: string }[];
+
+  constructor(code: PublishedTreeErrorCode, message: string, issues: { path: string; message: string }[] = []) {
+    super(message);
+    this.name = 'PublishedTreeError';
+    this.code = code;
+    this.issues = issues;
+  }
+}
+
+const digest = z.string().refine(isDigest, { message: 'invalid digest' });
+const sha256Digest = z.string().regex(/^sha256:[a-f0-9]{64}$/, { message: 'expected a sha256 digest' });
+const publication = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, { message: 'expected base64' });
+
+export const publishedManifestSchema = z.object({
+  mediaType: z.enum(MANIFEST_MEDIA_TYPES),
+  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  /** Base64 of the exact manifest bytes. */
+  data: base64,
+});
+
+export const repositoryMetadataSchema = z.object({
+  schemaVersion: z.literal(1),
+  repository: z.string().refine(isValidRepositoryName, { message: 'invalid repository name' }),
+  publication,
+  tags: z.record(z.string().refine(isValidTag, { message: 'invalid tag' }), digest),
+  manifests: z.record(digest, publishedManifestSchema),
+  blobs: z.record(sha256Digest, z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)),
+});
+
+export const publicationRecordSchema = z.object({
+  schemaVersion: z.literal(1),
+  publication,
+  channel: z.string().min(1),
+  time: z.iso.datetime({ offset: true }),
+  repositories: z.array(z.string().refine(isValidRepositoryName, { message: 'invalid repository name' })),
+  /** Digests of the blobs (layers, configs and manifests) this publication added. */
+  newBlobs: z.array(sha256Digest),
+});
+
+export type PublishedManifest = z.infer<typeof publishedManifestSchema>;
+export type RepositoryMetadata = z.infer<typeof repositoryMetadataSchema>;
+export type PublicationRecord = z.infer<typeof publicationRecordSchema>;
+
+function issuesOf(error: z.ZodError): { path: string; message: string }[] {
+  return error.issues.slice(0, 10).map((issue) => ({ path: issue.path.map(String).join('.'), message: issue.message }));
+}
+
+function parseJsonDocument<T>(schema: z.ZodType<T>, input: string | Uint8Array | unknown, what: string): T {
+  let value: unknown = input;
+  if (typeof input === 'string' || input instanceof Uint8Array) {
+    const text = typeof input === 'string' ? input : Buffer.from(input).toString('utf8');
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new PublishedTreeError('METADATA_INVALID', `${what} is not valid JSON`);
+    }
+  }
+  const result = schema.safeParse(value);
+  if (!result.success) throw new PublishedTreeError('METADATA_INVALID', `invalid ${what}`, issuesOf(result.error));
+  return result.data;
+}
+
+/** Parses `repositories/<name>.json` (text, bytes or an already-parsed value). */
+export function parseRepositoryMetadata(input: string | Uint8Array | unknown): RepositoryMetadata {
+  return parseJsonDocument(repositoryMetadataSchema, input, 'repository metadata');
+}
+
+/** Parses `publications/<n>.json` (text, bytes or an already-parsed value). */
+export function parsePublicationRecord(input: string | Uint8Array | unknown): PublicationRecord {
+  return parseJsonDocument(publicationRecordSchema, input, 'publication record');
+}
+
+/** The content of `PUBLICATION`: a decimal integer ≥ 0, surrounding whitespace allowed. */
+export function parsePublicationMarker(text: string | Uint8Array): number {
+  const raw = typeof text === 'string' ? text : text instanceof Uint8Array ? Buffer.from(text).toString('utf8') : '';
+  const trimmed = raw.trim();
+  if (!/^[0-9]{1,15}$/.test(trimmed)) {
+    throw new PublishedTreeError('MARKER_INVALID', 'PUBLICATION must hold a decimal integer');
+  }
+  return Number.parseInt(trimmed, 10);
+}
+
+/** The text to write into `PUBLICATION` for publication n. */
+export function formatPublicationMarker(n: number): string {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new PublishedTreeError('PUBLICATION_INVALID', 'publication number must be an integer ≥ 0');
+  }
+  return `${n}\n`;
+}
