@@ -15,6 +15,7 @@ export const EVENT_TYPES = [
   'content.promoted',
   'content.published',
   'mirrors.crawled',
+  'content.task.queued',
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];
@@ -78,6 +79,12 @@ export const mirrorsCrawledDataSchema = z.object({
   upToDate: z.boolean(),
 });
 
+/** Work for content's task workers (queue `flotilla.content.tasks`); the task itself is in the store. */
+export const contentTaskQueuedDataSchema = z.object({
+  task: z.string().min(1).max(100),
+  kind: z.string().min(1).max(50),
+});
+
 export const EVENT_DATA_SCHEMAS = {
   'registry.manifest.pushed': manifestPushedDataSchema,
   'registry.manifest.deleted': manifestDeletedDataSchema,
@@ -85,6 +92,7 @@ export const EVENT_DATA_SCHEMAS = {
   'content.promoted': contentPromotedDataSchema,
   'content.published': contentPublishedDataSchema,
   'mirrors.crawled': mirrorsCrawledDataSchema,
+  'content.task.queued': contentTaskQueuedDataSchema,
 } as const satisfies Record<EventType, z.ZodType>;
 
 export type ManifestPushedData = z.infer<typeof manifestPushedDataSchema>;
@@ -93,6 +101,7 @@ export type ContentSyncedData = z.infer<typeof contentSyncedDataSchema>;
 export type ContentPromotedData = z.infer<typeof contentPromotedDataSchema>;
 export type ContentPublishedData = z.infer<typeof contentPublishedDataSchema>;
 export type MirrorsCrawledData = z.infer<typeof mirrorsCrawledDataSchema>;
+export type ContentTaskQueuedData = z.infer<typeof contentTaskQueuedDataSchema>;
 
 export type EventDataByType = { [K in EventType]: z.infer<(typeof EVENT_DATA_SCHEMAS)[K]> };
 
