@@ -17,6 +17,8 @@ export interface UpdateOperators {
   $push?: Record<string, unknown>;
   $addToSet?: Record<string, unknown>;
   $pull?: Record<string, unknown>;
+  /** Applied only when an upsert inserts (both adapters). */
+  $setOnInsert?: Record<string, unknown>;
 }
 
 export interface FindOptions {
@@ -41,7 +43,12 @@ export interface IndexSpec {
   /** Field → direction; several fields make a compound index. */
   keys: Record<string, 1 | -1>;
   unique?: boolean;
-  /** Only MongoDB honours it; the embedded store ignores expiry. */
+  /** Skip documents that lack every indexed field (lets a unique index cover an optional field). */
+  sparse?: boolean;
+  /**
+   * TTL on a Date field. MongoDB's monitor removes expired documents about once a minute; the
+   * embedded store drops them lazily when a query would return them.
+   */
   expireAfterSeconds?: number;
 }
 
@@ -72,6 +79,14 @@ export interface Store {
   /** Resolves when the backing database answers; throws otherwise (for /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** The slice of a pino logger the adapters use (a pino `Logger` satisfies it). */
+export interface StoreLogger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
 }
 
 /** Raised by both adapters when an insert or upsert violates a unique index. */

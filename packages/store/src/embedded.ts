@@ -1,0 +1,375 @@
+/**
+ * The embedded adapter: @seald-io/nedb, one append-only datafile per collection (see paths.ts),
+ * every document in memory. nedb already serialises its own operations per datastore; this
+ * adapter additionally serialises its writes per collection, so the multi-step ones
+ * (find-then-update for `findOneAndUpdate` with `sort`, upsert, exact `modifiedCount`) are atomic
+ * with respect to every other write through the same store.
+ *
+ * Only one process may open a directory at a time (nedb has no file locking).
+ */
+
+import { mkdirSync } from 'node:fs';
+import { access, constants } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { isDeepStrictEqual } from 'node:util';
+import type NedbModule from '@seald-io/nedb';
+import { collectionFile } from './paths.js';
+import {
+  DuplicateKeyError,
+  type Collection,
+  type Document,
+  type Filter,
+  type FindOptions,
+  type IndexSpec,
+  type Store,
+  type StoreLogger,
+  type UpdateOperators,
+  type UpdateOptions,
+  type UpdateResult,
+  type WithId,
+} from './port.js';
+import { checkUpdate, type CheckedUpdate } from './update.js';
+
+type Datastore = NedbModule.default<Document>;
+type Sort = Record<string, 1 | -1>;
+type Projection = Record<string, 0 | 1>;
+
+/** The two pieces of nedb's document model the upsert path needs (lib/model.js is CommonJS, untyped). */
+interface NedbModel {
+  modify(doc: Document, update: Record<string, Document>): Document;
+  deepCopy<V>(value: V): V;
+}
+
+// nedb ships a CommonJS module whose typings declare an ES default export; require() gives the
+// constructor itself whatever the interop mode.
+const require = createRequire(import.meta.url);
+const NedbDatastore = require('@seald-io/nedb') as typeof NedbModule.default;
+const nedbModel = require('@seald-io/nedb/lib/model.js') as NedbModel;
+
+export interface EmbeddedStoreOptions {
+  /** Directory of the datafiles; created when missing. */
+  dir: string;
+  /** Compaction period; 0 disables periodic compaction (close still compacts). */
+  compactIntervalMs?: number;
+  logger?: StoreLogger;
+}
+
+interface CollectionHandle {
+  readonly name: string;
+  readonly ds: Datastore;
+  readonly ready: Promise<void>;
+  /** Runs `task` after every write queued before it on this collection. */
+  serial<R>(task: () => Promise<R>): Promise<R>;
+  /** Settles when every queued write has settled. */
+  idle(): Promise<void>;
+}
+
+function createHandle(dir: string, name: string): CollectionHandle {
+  const ds: Datastore = new NedbDatastore<Document>({ filename: collectionFile(dir, name), autoload: false });
+  const ready = ds.loadDatabaseAsync();
+  // A load failure is reported by every operation that awaits `ready`, not as an unhandled rejection.
+  ready.catch(() => undefined);
+  let tail: Promise<unknown> = Promise.resolve();
+  return {
+    name,
+    ds,
+    ready,
+    serial<R>(task: () => Promise<R>): Promise<R> {
+      const run = tail.then(task, task);
+      tail = run.catch(() => undefined);
+      return run;
+    },
+    idle: () => tail.then(() => undefined),
+  };
+}
+
+function toStoreError(collection: string, err: unknown): unknown {
+  if (err instanceof Error && (err as { errorType?: unknown }).errorType === 'uniqueViolated') {
+    const key = (err as { key?: unknown }).key;
+    return new DuplicateKeyError(collection, `key ${JSON.stringify(key)}`);
+  }
+  return err;
+}
+
+const UNSET = Symbol('unset');
+
+/** MongoDB's rule for the document an upsert starts from: the filter's equality conditions. */
+function upsertSeed(filter: Filter): Document {
+  const seed: Document = {};
+  const collect = (clause: Filter): void => {
+    for (const [key, condition] of Object.entries(clause)) {
+      if (key === '$and' && Array.isArray(condition)) {
+        for (const part of condition) collect(part as Filter);
+        continue;
+      }
+      if (key.startsWith('$')) continue;
+      const value = equalityValue(condition);
+      if (value !== UNSET) setPath(seed, key, nedbModel.deepCopy(value));
+    }
+  };
+  collect(filter);
+  return seed;
+}
+
+function equalityValue(condition: unknown): unknown {
+  if (condition instanceof RegExp) return UNSET;
+  if (condition !== null && typeof condition === 'object' && !Array.isArray(condition) && !(condition instanceof Date)) {
+    const keys = Object.keys(condition);
+    if (keys.some((k) => k.startsWith('$'))) {
+      return '$eq' in condition ? (condition as { $eq: unknown }).$eq : UNSET;
+    }
+  }
+  return condition;
+}
+
+function setPath(target: Document, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    if (next === null || typeof next !== 'object' || Array.isArray(next)) node[part] = {};
+    node = node[part] as Document;
+  }
+  node[parts[parts.length - 1] as string] = value;
+}
+
+/** `filter` restricted to the document `_id`, keeping nedb's `_id` index usable when possible. */
+function byIdAnd(id: string, filter: Filter): Filter {
+  return '_id' in filter ? { $and: [{ _id: id }, filter] } : { ...filter, _id: id };
+}
+
+/** nedb's cursor returns whole documents for `{_id: 1}`; MongoDB returns only the id. */
+function splitProjection(projection: Projection | undefined): { nedb: Projection | undefined; idOnly: boolean } {
+  if (!projection) return { nedb: undefined, idOnly: false };
+  const keys = Object.keys(projection);
+  if (keys.length > 0 && keys.every((k) => k === '_id') && projection._id === 1) return { nedb: undefined, idOnly: true };
+  return { nedb: projection, idOnly: false };
+}
+
+class EmbeddedCollection<T extends Document> implements Collection<T> {
+  constructor(
+    private readonly handle: CollectionHandle,
+    private readonly assertOpen: () => void,
+  ) {}
+
+  get name(): string {
+    return this.handle.name;
+  }
+
+  async insertOne(doc: T & { _id?: string }): Promise<WithId<T>> {
+    if (doc._id !== undefined && typeof doc._id !== 'string') throw new TypeError('_id must be a string');
+    const ds = await this.open();
+    return this.write(() => ds.insertAsync(doc as Document)) as Promise<WithId<T>>;
+  }
+
+  async findOne(filter: Filter<T>, options: Pick<FindOptions, 'projection' | 'sort'> = {}): Promise<WithId<T> | null> {
+    const [first] = await this.find(filter, { ...options, limit: 1 });
+    return first ?? null;
+  }
+
+  async find(filter: Filter<T>, options: FindOptions = {}): Promise<WithId<T>[]> {
+    const ds = await this.open();
+    const { nedb: projection, idOnly } = splitProjection(options.projection);
+    let cursor = ds.findAsync(filter);
+    if (options.sort) cursor = cursor.sort(options.sort);
+    if (options.skip) cursor = cursor.skip(options.skip);
+    if (options.limit) cursor = cursor.limit(options.limit);
+    if (projection) cursor = cursor.projection(projection);
+    const docs = (await cursor) as unknown as WithId<T>[];
+    return idOnly ? docs.map((d) => ({ _id: d._id }) as WithId<T>) : docs;
+  }
+
+  async updateOne(filter: Filter<T>, update: UpdateOperators, options: UpdateOptions = {}): Promise<UpdateResult> {
+    const checked = checkUpdate(update);
+    const ds = await this.open();
+    return this.write(async () => {
+      const before = await this.first(ds, filter);
+      if (!before) {
+        if (!options.upsert) return { matchedCount: 0, modifiedCount: 0 };
+        const inserted = await this.insertUpserted(ds, filter, checked);
+        return { matchedCount: 0, modifiedCount: 0, upsertedId: inserted._id };
+      }
+      const after = await this.updateById(ds, before._id, filter, checked);
+      if (!after) return { matchedCount: 0, modifiedCount: 0 };
+      return { matchedCount: 1, modifiedCount: isDeepStrictEqual(before, after) ? 0 : 1 };
+    });
+  }
+
+  async updateMany(filter: Filter<T>, update: UpdateOperators): Promise<UpdateResult> {
+    const { modifiers } = checkUpdate(update);
+    const ds = await this.open();
+    return this.write(async () => {
+      const before = new Map<string, Document>();
+      for (const doc of (await ds.findAsync(filter)) as unknown as WithId<Document>[]) before.set(doc._id, doc);
+      if (before.size === 0 || Object.keys(modifiers).length === 0) {
+        return { matchedCount: before.size, modifiedCount: 0 };
+      }
+      const { affectedDocuments } = await ds.updateAsync(filter, modifiers, { multi: true, returnUpdatedDocs: true });
+      const after = (affectedDocuments ?? []) as WithId<Document>[];
+      const modifiedCount = after.filter((doc) => !isDeepStrictEqual(before.get(doc._id), doc)).length;
+      return { matchedCount: after.length, modifiedCount };
+    });
+  }
+
+  async findOneAndUpdate(
+    filter: Filter<T>,
+    update: UpdateOperators,
+    options: UpdateOptions & { sort?: Sort } = {},
+  ): Promise<WithId<T> | null> {
+    const checked = checkUpdate(update);
+    const ds = await this.open();
+    return this.write(async () => {
+      const before = await this.first(ds, filter, options.sort);
+      if (!before) return options.upsert ? this.insertUpserted(ds, filter, checked) : null;
+      return this.updateById(ds, before._id, filter, checked);
+    }) as Promise<WithId<T> | null>;
+  }
+
+  async deleteOne(filter: Filter<T>): Promise<{ deletedCount: number }> {
+    const ds = await this.open();
+    const deletedCount = await this.write(() => ds.removeAsync(filter, { multi: false }));
+    return { deletedCount };
+  }
+
+  async deleteMany(filter: Filter<T>): Promise<{ deletedCount: number }> {
+    const ds = await this.open();
+    const deletedCount = await this.write(() => ds.removeAsync(filter, { multi: true }));
+    return { deletedCount };
+  }
+
+  async countDocuments(filter: Filter<T> = {}): Promise<number> {
+    const ds = await this.open();
+    return (await ds.countAsync(filter)) as unknown as number;
+  }
+
+  async createIndex(spec: IndexSpec): Promise<void> {
+    const fields = Object.keys(spec.keys);
+    const [only] = fields;
+    if (only === undefined) throw new TypeError('an index needs at least one key');
+    const ds = await this.open();
+    await this.write(() =>
+      ds.ensureIndexAsync({
+        fieldName: fields.length === 1 ? only : fields,
+        unique: spec.unique ?? false,
+        sparse: spec.sparse ?? false,
+        ...(spec.expireAfterSeconds === undefined ? {} : { expireAfterSeconds: spec.expireAfterSeconds }),
+      }),
+    );
+  }
+
+  private async open(): Promise<Datastore> {
+    this.assertOpen();
+    await this.handle.ready;
+    return this.handle.ds;
+  }
+
+  private async write<R>(task: () => Promise<R>): Promise<R> {
+    try {
+      return await this.handle.serial(task);
+    } catch (err) {
+      throw toStoreError(this.handle.name, err);
+    }
+  }
+
+  private async first(ds: Datastore, filter: Filter, sort?: Sort): Promise<WithId<Document> | undefined> {
+    let cursor = ds.findAsync(filter);
+    if (sort) cursor = cursor.sort(sort);
+    const [doc] = (await cursor.limit(1)) as unknown as WithId<Document>[];
+    return doc;
+  }
+
+  /**
+   * Updates the document `id` if it still matches `filter` (so a change made between the read
+   * and this write is respected) and returns it as it is after the update.
+   */
+  private async updateById(ds: Datastore, id: string, filter: Filter, { modifiers }: CheckedUpdate): Promise<WithId<T> | null> {
+    const query = byIdAnd(id, filter);
+    if (Object.keys(modifiers).length === 0) return (await ds.findOneAsync(query)) as unknown as WithId<T> | null;
+    const { affectedDocuments } = await ds.updateAsync(query, modifiers, { returnUpdatedDocs: true });
+    return (affectedDocuments ?? null) as WithId<T> | null;
+  }
+
+  private async insertUpserted(ds: Datastore, filter: Filter, { modifiers, setOnInsert }: CheckedUpdate): Promise<WithId<T>> {
+    let doc = upsertSeed(filter);
+    if (setOnInsert) doc = nedbModel.modify(doc, { $set: setOnInsert });
+    if (Object.keys(modifiers).length > 0) doc = nedbModel.modify(doc, modifiers);
+    return (await ds.insertAsync(doc)) as WithId<T>;
+  }
+}
+
+export function createEmbeddedStore(options: EmbeddedStoreOptions): Store {
+  const { dir, compactIntervalMs = 60_000, logger } = options;
+  mkdirSync(dir, { recursive: true });
+  const handles = new Map<string, CollectionHandle>();
+  let closing: Promise<void> | undefined;
+  let compacting = false;
+
+  const assertOpen = (): void => {
+    if (closing) throw new Error('store is closed');
+  };
+
+  const compact = async (handle: CollectionHandle): Promise<void> => {
+    // A collection that failed to load has nothing of ours to compact.
+    if (!(await handle.ready.then(() => true, () => false))) return;
+    await handle.idle();
+    await handle.ds.compactDatafileAsync();
+  };
+
+  const compactAll = async (): Promise<void> => {
+    if (compacting || closing) return;
+    compacting = true;
+    try {
+      for (const handle of handles.values()) {
+        try {
+          await compact(handle);
+        } catch (err) {
+          logger?.warn({ err, collection: handle.name }, 'failed to compact collection');
+        }
+      }
+    } finally {
+      compacting = false;
+    }
+  };
+
+  const timer = compactIntervalMs > 0 ? setInterval(() => void compactAll(), compactIntervalMs) : undefined;
+  // Compaction must never keep a process alive on its own.
+  timer?.unref();
+
+  return {
+    kind: 'embedded',
+
+    collection<T extends Document = Document>(name: string): Collection<T> {
+      assertOpen();
+      let handle = handles.get(name);
+      if (!handle) {
+        handle = createHandle(dir, name);
+        handles.set(name, handle);
+      }
+      return new EmbeddedCollection<T>(handle, assertOpen);
+    },
+
+    async ping(): Promise<void> {
+      assertOpen();
+      await access(dir, constants.W_OK);
+      await Promise.all([...handles.values()].map((h) => h.ready));
+    },
+
+    close(): Promise<void> {
+      closing ??= (async () => {
+        if (timer) clearInterval(timer);
+        const failures: unknown[] = [];
+        for (const handle of handles.values()) {
+          try {
+            await compact(handle);
+          } catch (err) {
+            logger?.error({ err, collection: handle.name }, 'failed to compact collection at close');
+            failures.push(err);
+          }
+        }
+        handles.clear();
+        if (failures.length > 0) throw new AggregateError(failures, 'failed to compact the embedded store at close');
+      })();
+      return closing;
+    },
+  };
+}

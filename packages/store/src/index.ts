@@ -1,0 +1,4 @@
+export * from './port.js';
+export { createEmbeddedStore, type EmbeddedStoreOptions } from './embedded.js';
+export { createMongoStore, type MongoStoreOptions } from './mongo.js';
+export { openStore, type OpenStoreOptions } from './open.js';
