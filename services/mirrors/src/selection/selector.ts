@@ -1,0 +1,257 @@
+import { parseCidr, type AddressFamily, type ParsedAddress } from './address.js';
+import { buildBucket, countHolding, pickWeighted, weightedOrder, type Bucket } from './bucket.js';
+import { continentOf } from './continents.js';
+import { PrefixMap } from './prefix-map.js';
+
+/**
+ * The redirector's selection core: pure and synchronous. `buildSelector` precomputes, once
+ * per change of mirrors, crawls or publications, every tier's candidates per address family
+ * (see bucket.ts); `pick` and `list` then answer from memory. A new selector replaces the
+ * old one by swapping one reference, so a request always sees one consistent snapshot.
+ *
+ * Tiers, in order (MirrorManager's): the client's netblocks (most specific first), its ASN,
+ * its country, its continent, every public mirror, the master. Private mirrors appear only
+ * in their own netblock and ASN tiers; `countriesAllowed` limits the geographic tiers. A
+ * mirror is a candidate only when its verified publication is at least the one that
+ * introduced the blob and it answers on the client's address family.
+ */
+
+/** A mirror as selection sees it: eligible (enabled, crawled) and flattened. */
+export interface SelectableMirror {
+  readonly id: string;
+  readonly name: string;
+  /** Without a trailing slash; a blob is at `<baseUrl>/blobs/sha256/<2>/<hex>`. */
+  readonly baseUrl: string;
+  /** Upper-case ISO 3166-1 alpha-2. */
+  readonly country: string;
+  /** CIDRs; invalid entries are ignored (the API validates them). */
+  readonly netblocks: readonly string[];
+  readonly asn: number | null;
+  /** The weight; positive. */
+  readonly bandwidth: number;
+  readonly private: boolean;
+  /** Upper-case alpha-2 codes; empty = every country. */
+  readonly countriesAllowed: readonly string[];
+  /** The address families the mirror answers on. */
+  readonly families: readonly AddressFamily[];
+  /** The highest publication the crawler verified the mirror holds. */
+  readonly publication: number;
+}
+
+export interface ClientInfo {
+  readonly address: ParsedAddress;
+  /** Upper-case alpha-2, from GeoIP or the `country=` override; `null` when unknown. */
+  readonly country: string | null;
+  readonly asn: number | null;
+}
+
+export type Tier = 'netblock' | 'asn' | 'country' | 'continent' | 'global' | 'master';
+
+export interface MasterTarget {
+  readonly name: string;
+  readonly baseUrl: string;
+}
+
+export interface Choice {
+  readonly tier: Tier;
+  readonly name: string;
+  readonly baseUrl: string;
+  /** `undefined` for the master. */
+  readonly mirror?: SelectableMirror;
+}
+
+export interface Selector {
+  /** Eligible mirrors in this snapshot. */
+  readonly size: number;
+  /** The mirror one request for a blob introduced by `required` goes to. */
+  pick(client: ClientInfo, required: number): Choice;
+  /** The whole ordered candidate list (each tier shuffled by bandwidth), master last. */
+  list(client: ClientInfo, required: number): Choice[];
+}
+
+export interface SelectorOptions {
+  master: MasterTarget;
+  /** Uniform in [0, 1); tests pass a seeded generator. Default `Math.random`. */
+  random?: () => number;
+}
+
+type FamilyBuckets = Readonly<Record<AddressFamily, Bucket<SelectableMirror>>>;
+
+const byId = (a: SelectableMirror, b: SelectableMirror): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+function familyBuckets(mirrors: readonly SelectableMirror[]): FamilyBuckets {
+  return {
+    ipv4: buildBucket(
+      mirrors.filter((m) => m.families.includes('ipv4')),
+      byId,
+    ),
+    ipv6: buildBucket(
+      mirrors.filter((m) => m.families.includes('ipv6')),
+      byId,
+    ),
+  };
+}
+
+function groupBy<K>(mirrors: readonly SelectableMirror[], keys: (m: SelectableMirror) => Iterable<K>): Map<K, SelectableMirror[]> {
+  const groups = new Map<K, SelectableMirror[]>();
+  for (const mirror of mirrors) {
+    for (const key of keys(mirror)) {
+      let group = groups.get(key);
+      if (!group) {
+        group = [];
+        groups.set(key, group);
+      }
+      if (group[group.length - 1] !== mirror) group.push(mirror);
+    }
+  }
+  return groups;
+}
+
+function mapValues<K, A, B>(map: Map<K, A>, fn: (value: A, key: K) => B): Map<K, B> {
+  const out = new Map<K, B>();
+  for (const [key, value] of map) out.set(key, fn(value, key));
+  return out;
+}
+
+export function buildSelector(input: readonly SelectableMirror[], options: SelectorOptions): Selector {
+  const random = options.random ?? Math.random;
+  const master = options.master;
+  const mirrors = input.filter((m) => m.bandwidth > 0 && Number.isFinite(m.publication) && m.families.length > 0);
+
+  // Netblock tier: one bucket per block, holding every mirror (private ones included) that
+  // declared it and answers on the block's family.
+  const netblockMembers = new PrefixMap<SelectableMirror[]>();
+  for (const mirror of mirrors) {
+    for (const text of mirror.netblocks) {
+      const cidr = parseCidr(text);
+      if (!cidr || !mirror.families.includes(cidr.family)) continue;
+      const members = netblockMembers.upsert(cidr, () => []);
+      if (!members.includes(mirror)) members.push(mirror);
+    }
+  }
+  const netblocks = new PrefixMap<Bucket<SelectableMirror>>();
+  for (const mirror of mirrors) {
+    for (const text of mirror.netblocks) {
+      const cidr = parseCidr(text);
+      if (!cidr || !mirror.families.includes(cidr.family)) continue;
+      netblocks.upsert(cidr, () => buildBucket(netblockMembers.upsert(cidr, () => []), byId));
+    }
+  }
+
+  const byAsn = mapValues(
+    groupBy(mirrors, (m) => (m.asn === null ? [] : [m.asn])),
+    familyBuckets,
+  );
+
+  const open = mirrors.filter((m) => !m.private);
+  const unrestricted = open.filter((m) => m.countriesAllowed.length === 0);
+  const servesCountry = (m: SelectableMirror, country: string): boolean =>
+    m.countriesAllowed.length === 0 || m.countriesAllowed.includes(country);
+
+  const byCountry = mapValues(
+    groupBy(open, (m) => [m.country]),
+    (group, country) => familyBuckets(group.filter((m) => servesCountry(m, country))),
+  );
+  const byContinent = mapValues(
+    groupBy(unrestricted, (m) => {
+      const continent = continentOf(m.country);
+      return continent ? [continent] : [];
+    }),
+    familyBuckets,
+  );
+  const globalDefault = familyBuckets(unrestricted);
+
+  // Countries some mirror is restricted to get their own continent and global buckets, so
+  // that a client from such a country also sees the mirrors reserved for it.
+  const restrictedCountries = new Set(open.flatMap((m) => m.countriesAllowed));
+  const continentForCountry = new Map<string, FamilyBuckets>();
+  const globalForCountry = new Map<string, FamilyBuckets>();
+  for (const country of restrictedCountries) {
+    const eligible = open.filter((m) => servesCountry(m, country));
+    globalForCountry.set(country, familyBuckets(eligible));
+    const continent = continentOf(country);
+    if (continent) {
+      continentForCountry.set(
+        country,
+        familyBuckets(eligible.filter((m) => continentOf(m.country) === continent)),
+      );
+    }
+  }
+
+  const continentBuckets = (country: string): FamilyBuckets | undefined => {
+    const special = continentForCountry.get(country);
+    if (special) return special;
+    const continent = continentOf(country);
+    return continent ? byContinent.get(continent) : undefined;
+  };
+
+  const masterChoice: Choice = { tier: 'master', name: master.name, baseUrl: master.baseUrl };
+  const choose = (tier: Tier, mirror: SelectableMirror): Choice => ({
+    tier,
+    name: mirror.name,
+    baseUrl: mirror.baseUrl,
+    mirror,
+  });
+
+  /** The geographic and ASN tiers after the netblocks, in order, for one client. */
+  const laterTiers = (client: ClientInfo): Array<[Tier, Bucket<SelectableMirror> | undefined]> => {
+    const family = client.address.family;
+    const country = client.country;
+    return [
+      ['asn', client.asn === null ? undefined : byAsn.get(client.asn)?.[family]],
+      ['country', country === null ? undefined : byCountry.get(country)?.[family]],
+      ['continent', country === null ? undefined : continentBuckets(country)?.[family]],
+      ['global', (country === null ? undefined : globalForCountry.get(country)?.[family]) ?? globalDefault[family]],
+    ];
+  };
+
+  return {
+    size: mirrors.length,
+
+    pick(client, required) {
+      const fromNetblock = netblocks.firstMatch(client.address, (bucket) => {
+        const count = countHolding(bucket, required);
+        return count > 0 ? choose('netblock', pickWeighted(bucket, count, random)) : undefined;
+      });
+      if (fromNetblock) return fromNetblock;
+      const family = client.address.family;
+      const country = client.country;
+      if (client.asn !== null) {
+        const bucket = byAsn.get(client.asn)?.[family];
+        const count = bucket ? countHolding(bucket, required) : 0;
+        if (bucket && count > 0) return choose('asn', pickWeighted(bucket, count, random));
+      }
+      if (country !== null) {
+        const inCountry = byCountry.get(country)?.[family];
+        const countInCountry = inCountry ? countHolding(inCountry, required) : 0;
+        if (inCountry && countInCountry > 0) return choose('country', pickWeighted(inCountry, countInCountry, random));
+        const inContinent = continentBuckets(country)?.[family];
+        const countInContinent = inContinent ? countHolding(inContinent, required) : 0;
+        if (inContinent && countInContinent > 0) {
+          return choose('continent', pickWeighted(inContinent, countInContinent, random));
+        }
+      }
+      const global = (country === null ? undefined : globalForCountry.get(country)?.[family]) ?? globalDefault[family];
+      const countGlobal = countHolding(global, required);
+      if (countGlobal > 0) return choose('global', pickWeighted(global, countGlobal, random));
+      return masterChoice;
+    },
+
+    list(client, required) {
+      const seen = new Set<string>();
+      const out: Choice[] = [];
+      const add = (tier: Tier, bucket: Bucket<SelectableMirror> | undefined): void => {
+        if (!bucket) return;
+        for (const mirror of weightedOrder(bucket, countHolding(bucket, required), random)) {
+          if (seen.has(mirror.id)) continue;
+          seen.add(mirror.id);
+          out.push(choose(tier, mirror));
+        }
+      };
+      for (const bucket of netblocks.matches(client.address)) add('netblock', bucket);
+      for (const [tier, bucket] of laterTiers(client)) add(tier, bucket);
+      out.push(masterChoice);
+      return out;
+    },
+  };
+}
