@@ -18,6 +18,8 @@ export interface SubscribeOptions {
   maxRetries?: number;
   /** First retry delay; doubles each attempt. Default 500 ms. */
   retryDelayMs?: number;
+  /** Upper bound of the retry delay. Default 60 s. */
+  maxRetryDelayMs?: number;
 }
 
 export interface Subscription {

@@ -1,0 +1,187 @@
+import type { EventEnvelope } from '@flotilla/protocol';
+import { DuplicateKeyError, type Collection, type Store } from '@flotilla/store';
+import type { Logger } from 'pino';
+import type { Bus } from './port.js';
+
+/**
+ * A store-backed outbox. A service writes its state change, then `enqueue`s the event that
+ * announces it (both before answering its caller); the dispatcher publishes pending events in
+ * creation order and marks them sent. A broker outage delays events, never loses them: the
+ * event stays `pending` and is retried on the next tick, and `start()` picks up whatever a
+ * crash left behind.
+ *
+ * Delivery is at-least-once: a crash between the broker's confirm and the `sent` mark
+ * publishes the event again after restart, with the same event id. Consumers must be
+ * idempotent by event id (they are anyway: the bus itself redelivers).
+ */
+
+export type OutboxState = 'pending' | 'sent';
+
+export interface OutboxRecord extends Record<string, unknown> {
+  /** The event id. */
+  _id: string;
+  event: EventEnvelope;
+  state: OutboxState;
+  /** Failed publish attempts so far. */
+  attempts: number;
+  /** ISO-8601, when enqueued. */
+  createdAt: string;
+  /** Creation order: microseconds since the epoch, strictly increasing within a process. */
+  seq: number;
+  sentAt?: string;
+  lastError?: string;
+}
+
+export interface OutboxOptions {
+  store: Store;
+  bus: Bus;
+  logger: Logger;
+  /** Collection holding the outbox. Default `outbox`. */
+  collection?: string;
+  /** How often the dispatcher looks for pending events. Default 2000 ms. */
+  intervalMs?: number;
+  /** Events read per store query. Default 100. */
+  batchSize?: number;
+  /** How long sent records are kept (for inspection) before deletion; 0 deletes at once. Default 1 h. */
+  retainSentMs?: number;
+}
+
+export interface Outbox {
+  /** Writes the event as pending (enqueuing the same event id twice is a no-op). */
+  enqueue(event: EventEnvelope): Promise<void>;
+  /** Dispatches pending events now (re-sending what a crash left) and every `intervalMs`. */
+  start(): Promise<void>;
+  /** Dispatches now; resolves when every event pending at the call was tried once. */
+  flush(): Promise<void>;
+  /** Stops the timer and waits for a running dispatch. Enqueued events stay pending. */
+  stop(): Promise<void>;
+  /** Pending events (for /readyz details and tests). */
+  pendingCount(): Promise<number>;
+}
+
+export function createOutbox(options: OutboxOptions): Outbox {
+  const logger = options.logger.child({ component: 'outbox' });
+  const records: Collection<OutboxRecord> = options.store.collection<OutboxRecord>(options.collection ?? 'outbox');
+  const intervalMs = options.intervalMs ?? 2000;
+  const batchSize = options.batchSize ?? 100;
+  const retainSentMs = options.retainSentMs ?? 3_600_000;
+  const bus = options.bus;
+
+  let lastSeq = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let started = false;
+  let indexed: Promise<void> | null = null;
+  let running: Promise<void> | null = null;
+  let queued: Promise<void> | null = null;
+
+  function nextSeq(): number {
+    lastSeq = Math.max(Date.now() * 1000, lastSeq + 1);
+    return lastSeq;
+  }
+
+  function ensureIndex(): Promise<void> {
+    indexed ??= records.createIndex({ keys: { state: 1, seq: 1 } }).catch((err: unknown) => {
+      indexed = null;
+      throw err;
+    });
+    return indexed;
+  }
+
+  /** One pass: publish pending events oldest first; stop at the first failure to keep order. */
+  async function dispatchOnce(): Promise<void> {
+    for (;;) {
+      const batch = await records.find({ state: 'pending' }, { sort: { seq: 1 }, limit: batchSize });
+      for (const record of batch) {
+        try {
+          await bus.publish(record.event);
+        } catch (err) {
+          const error = err instanceof Error ? err.message : String(err);
+          logger.warn(
+            { err, eventId: record._id, eventType: record.event.type, attempts: record.attempts + 1 },
+            'failed to publish outbox event, will retry',
+          );
+          await records.updateOne({ _id: record._id }, { $inc: { attempts: 1 }, $set: { lastError: error } });
+          return;
+        }
+        if (retainSentMs === 0) {
+          await records.deleteOne({ _id: record._id });
+        } else {
+          await records.updateOne({ _id: record._id }, { $set: { state: 'sent', sentAt: new Date().toISOString() } });
+        }
+        logger.debug({ eventId: record._id, eventType: record.event.type }, 'outbox event published');
+      }
+      if (batch.length < batchSize) break;
+    }
+    if (retainSentMs > 0) {
+      const cutoff = new Date(Date.now() - retainSentMs).toISOString();
+      await records.deleteMany({ state: 'sent', sentAt: { $lt: cutoff } });
+    }
+  }
+
+  /** Single-flight: a request during a pass queues exactly one more pass after it. */
+  function dispatch(): Promise<void> {
+    if (!running) {
+      running = dispatchOnce().finally(() => {
+        running = null;
+      });
+      return running;
+    }
+    queued ??= running
+      .catch(() => undefined)
+      .then(() => {
+        queued = null;
+        return dispatch();
+      });
+    return queued;
+  }
+
+  function dispatchInBackground(): void {
+    dispatch().catch((err: unknown) => logger.error({ err }, 'failed to dispatch outbox'));
+  }
+
+  return {
+    async enqueue(event: EventEnvelope): Promise<void> {
+      const record: OutboxRecord = {
+        _id: event.id,
+        event,
+        state: 'pending',
+        attempts: 0,
+        createdAt: new Date().toISOString(),
+        seq: nextSeq(),
+      };
+      try {
+        await records.insertOne(record);
+      } catch (err) {
+        if (err instanceof DuplicateKeyError) return;
+        throw err;
+      }
+      if (started) setImmediate(dispatchInBackground);
+    },
+
+    async start(): Promise<void> {
+      if (started) return;
+      await ensureIndex();
+      started = true;
+      const leftovers = await records.countDocuments({ state: 'pending' });
+      if (leftovers > 0) logger.info({ pending: leftovers }, 'outbox has unsent events, dispatching');
+      timer = setInterval(dispatchInBackground, intervalMs);
+      timer.unref();
+      dispatchInBackground();
+    },
+
+    async flush(): Promise<void> {
+      await dispatch();
+    },
+
+    async stop(): Promise<void> {
+      started = false;
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      await (queued ?? running)?.catch(() => undefined);
+    },
+
+    pendingCount(): Promise<number> {
+      return records.countDocuments({ state: 'pending' });
+    },
+  };
+}
