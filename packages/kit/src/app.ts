@@ -1,0 +1,204 @@
+/**
+ * The express app factory every service builds its HTTP API on: request id and a child
+ * logger per request, access log and duration histogram, `/healthz`, `/readyz`,
+ * `/metrics`, the service's routes, then a 404 and the one error mapper.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import express, { type ErrorRequestHandler, type Express, type Request, type RequestHandler } from 'express';
+import type { Logger } from 'pino';
+import { errorFormatForPath, HttpProblem, problems, writeError, type ErrorFormat } from './errors.js';
+import type { ServiceMetrics } from './metrics.js';
+import { Readiness, type ReadinessChecks } from './readiness.js';
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** The request id (incoming `X-Request-Id` when sane, else generated); echoed back. */
+    id: string;
+    /** A child of the service logger bound to `reqId`. */
+    log: Logger;
+    /** The exact request bytes, set by `jsonBody(limit, { rawBody: true })` (HMAC checks). */
+    rawBody?: Buffer;
+  }
+}
+
+export const REQUEST_ID_HEADER = 'X-Request-Id';
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:+=/-]{1,128}$/;
+
+/** The incoming request id when it is sane (short, printable, no spaces), else a new UUID. */
+export function resolveRequestId(incoming: string | string[] | undefined): string {
+  const value = Array.isArray(incoming) ? incoming[0] : incoming;
+  return value !== undefined && SANE_REQUEST_ID.test(value) ? value : randomUUID();
+}
+
+export interface ServiceAppOptions {
+  /** The service name (logs, metrics). */
+  name: string;
+  logger: Logger;
+  metrics: ServiceMetrics;
+  /** Checks run by `GET /readyz`. Pass a `Readiness` to add checks later. */
+  readiness?: ReadinessChecks;
+  /** Per-check timeout for `/readyz` (default 2000 ms). */
+  readinessTimeoutMs?: number;
+  /** Error body format; default: OCI JSON under `/v2`, problem JSON elsewhere. */
+  errorFormat?: ErrorFormat | ((req: Request) => ErrorFormat);
+  /** Default limit for `jsonBody()` when a route does not give one (default `1mb`). */
+  jsonLimit?: string | number;
+}
+
+const JSON_LIMIT_SETTING = 'flotilla json limit';
+const DEFAULT_JSON_LIMIT = '1mb';
+/** Probes and scrapes are logged at debug so they do not drown the access log. */
+const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+function pathOf(req: Request): string {
+  const url = req.originalUrl;
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+export function createServiceApp(options: ServiceAppOptions, mount: (app: Express) => void): Express {
+  const { logger, metrics } = options;
+  const app = express();
+  app.set('x-powered-by', false);
+  app.set('etag', false);
+  app.set('trust proxy', false);
+  app.set(JSON_LIMIT_SETTING, options.jsonLimit ?? DEFAULT_JSON_LIMIT);
+
+  const readiness =
+    options.readiness instanceof Readiness
+      ? options.readiness
+      : new Readiness(options.readiness, options.readinessTimeoutMs === undefined ? {} : { timeoutMs: options.readinessTimeoutMs });
+  app.locals.readiness = readiness;
+
+  const chooseFormat = options.errorFormat;
+  const formatFor = (req: Request): ErrorFormat =>
+    chooseFormat === undefined
+      ? errorFormatForPath(pathOf(req))
+      : typeof chooseFormat === 'function'
+        ? chooseFormat(req)
+        : chooseFormat;
+
+  app.use((req, res, next) => {
+    const started = performance.now();
+    const id = resolveRequestId(req.headers['x-request-id']);
+    req.id = id;
+    req.log = logger.child({ reqId: id });
+    res.setHeader(REQUEST_ID_HEADER, id);
+    res.once('close', () => {
+      const ms = performance.now() - started;
+      const routePath: unknown = req.route?.path;
+      const route = routePath === undefined ? 'unmatched' : String(routePath);
+      const status = res.statusCode;
+      metrics.observe(route, req.method, status, ms / 1000);
+      const fields: Record<string, unknown> = {
+        method: req.method,
+        url: req.originalUrl,
+        status,
+        ms: Math.round(ms * 10) / 10,
+      };
+      if (!res.writableFinished) fields.aborted = true;
+      if (QUIET_PATHS.has(req.path)) req.log.debug(fields, 'request completed');
+      else req.log.info(fields, 'request completed');
+    });
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok', service: options.name });
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    const report = await readiness.run();
+    res.status(report.status === 'ok' ? 200 : 503).json(report);
+  });
+
+  app.get('/metrics', async (_req, res) => {
+    const text = await metrics.registry.metrics();
+    res.setHeader('Content-Type', metrics.registry.contentType);
+    res.send(text);
+  });
+
+  mount(app);
+
+  app.use((req, _res, next) => {
+    next(new RouteNotFound(req.method, pathOf(req)));
+  });
+
+  const mapError: ErrorRequestHandler = (err: unknown, req, res, _next) => {
+    const log = req.log ?? logger;
+    if (res.headersSent) {
+      // The status line is gone; cutting the connection is the only honest signal left.
+      log.error({ err }, 'failed after response started');
+      res.destroy();
+      return;
+    }
+    const rendered = writeError(res, err, { format: formatFor(req), requestId: req.id, instance: pathOf(req) });
+    if (rendered === undefined) return;
+    if (rendered.unexpected) log.error({ err }, 'failed to handle request');
+    else if (rendered.status >= 500) log.warn({ err }, 'request failed');
+    else log.debug({ status: rendered.status, error: err instanceof Error ? err.message : String(err) }, 'request rejected');
+  };
+  app.use(mapError);
+  return app;
+}
+
+/** The 404 for a path no route matched: OCI `NAME_UNKNOWN` under `/v2`, problem JSON elsewhere. */
+class RouteNotFound extends HttpProblem {
+  constructor(method: string, path: string) {
+    super({ status: 404, detail: `no route for ${method} ${path}` });
+    this.name = 'RouteNotFound';
+  }
+}
+
+const jsonParsers = new Map<string, RequestHandler>();
+
+function jsonParser(limit: string | number, rawBody: boolean): RequestHandler {
+  const key = `${String(limit)}|${rawBody}`;
+  let parser = jsonParsers.get(key);
+  if (parser === undefined) {
+    parser = express.json({
+      limit,
+      strict: true,
+      type: ['application/json', 'application/*+json'],
+      ...(rawBody
+        ? {
+            verify: (req: IncomingMessage, _res: unknown, buf: Buffer) => {
+              (req as Request).rawBody = Buffer.from(buf);
+            },
+          }
+        : {}),
+    });
+    jsonParsers.set(key, parser);
+  }
+  return parser;
+}
+
+function hasBody(req: Request): boolean {
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  const length = req.headers['content-length'];
+  return length !== undefined && length !== '0';
+}
+
+export interface JsonBodyOptions {
+  /** Keep the exact bytes on `req.rawBody` (for HMAC signatures). */
+  rawBody?: boolean;
+}
+
+/**
+ * JSON body parsing for the routes that want it: strict (objects and arrays only),
+ * bounded (`limit`, default the app's `jsonLimit` or 1 MB; 413 beyond), 400 on malformed
+ * JSON, 415 when a body is sent with another content type. Without a body `req.body` stays
+ * undefined and the route's zod schema reports it.
+ */
+export function jsonBody(limit?: string | number, options: JsonBodyOptions = {}): RequestHandler {
+  const rawBody = options.rawBody ?? false;
+  return (req, res, next) => {
+    if (hasBody(req) && !req.is(['application/json', 'application/*+json'])) {
+      next(problems.unsupportedMediaType('expected a JSON body (Content-Type: application/json)'));
+      return;
+    }
+    const effective = limit ?? (req.app.get(JSON_LIMIT_SETTING) as string | number | undefined) ?? DEFAULT_JSON_LIMIT;
+    jsonParser(effective, rawBody)(req, res, next);
+  };
+}

@@ -1,0 +1,41 @@
+/**
+ * The one logger factory. Services make one root logger in main.ts and hand children to
+ * components (`logger.child({ component: 'sync' })`); the app factory adds a child per
+ * request carrying `reqId`.
+ */
+import pino, { type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+import { ConfigError, LOG_LEVELS, type Env } from './config.js';
+
+export type { Logger } from 'pino';
+
+export interface CreateLoggerOptions {
+  /** Shown as `name` on every line (usually the service). */
+  name?: string;
+  /** Overrides `LOG_LEVEL`. */
+  level?: string;
+  /** Where `LOG_LEVEL`, `NODE_ENV` and `VITEST` are read (default `process.env`). */
+  env?: Env;
+  /** Write somewhere other than stdout (tests capture lines this way). */
+  destination?: DestinationStream;
+}
+
+/** Tests are quiet unless they ask: LOG_LEVEL unset under vitest or NODE_ENV=test → silent. */
+function defaultLevel(env: Env): string {
+  const fromEnv = env.LOG_LEVEL?.trim().toLowerCase();
+  if (fromEnv) return fromEnv;
+  return env.NODE_ENV === 'test' || env.VITEST !== undefined ? 'silent' : 'info';
+}
+
+export function createLogger(options: CreateLoggerOptions = {}): Logger {
+  const env = options.env ?? process.env;
+  const level = options.level ?? defaultLevel(env);
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new ConfigError(
+      `invalid configuration: LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got ${JSON.stringify(level)})`,
+      ['LOG_LEVEL'],
+    );
+  }
+  const pinoOptions: LoggerOptions = { level };
+  if (options.name !== undefined) pinoOptions.name = options.name;
+  return options.destination ? pino(pinoOptions, options.destination) : pino(pinoOptions);
+}
