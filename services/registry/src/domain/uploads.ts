@@ -1,0 +1,302 @@
+import { OciError, type ParsedDigest } from '@flotilla/protocol';
+import { createHash, randomUUID, type Hash } from 'node:crypto';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from 'pino';
+import { PathNotFoundError, type StorageDriver } from '../storage/driver.js';
+import { StoragePaths } from '../storage/paths.js';
+import type { BlobInfo, GlobalBlobStore, LinkedBlobStore } from './blobs.js';
+
+/**
+ * Blob upload sessions (`_uploads/<uuid>/`). Bytes are hashed while they are written, never
+ * buffered. The live sha256 state stays in memory keyed by session; Node cannot serialise a
+ * hash, so after a restart (or a failed request) the data already on disk is re-hashed once.
+ * `offset` on disk is the count of bytes fsynced and acknowledged; bytes past it (a crash in
+ * the middle of a chunk) are truncated away when the session resumes.
+ */
+export interface UploadState {
+  uuid: string;
+  repository: string;
+  offset: number;
+  startedAt: Date;
+}
+
+export interface AppendOptions {
+  /** First byte position from `Content-Range`; must equal the current offset. */
+  start?: number;
+  /** Bytes announced by `Content-Length` / `Content-Range`; a short body is an error. */
+  length?: number;
+}
+
+export interface UploadSessions {
+  create(repository: string): Promise<UploadState>;
+  status(repository: string, uuid: string): Promise<UploadState>;
+  append(repository: string, uuid: string, body: Readable, options?: AppendOptions): Promise<UploadState>;
+  /** Appends the optional last chunk, verifies the digest, moves the data into `blobs/`, links it. */
+  complete(
+    repository: string,
+    uuid: string,
+    digest: ParsedDigest,
+    linked: LinkedBlobStore,
+    body?: Readable,
+    options?: AppendOptions,
+  ): Promise<BlobInfo>;
+  cancel(repository: string, uuid: string): Promise<void>;
+  /** Removes sessions older than the TTL; returns how many. */
+  purgeExpired(now?: Date): Promise<number>;
+}
+
+interface LiveHash {
+  hash: Hash;
+  offset: number;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Passes bytes through while feeding them to a hash. */
+class HashingPassThrough extends Transform {
+  constructor(private readonly hash: Hash) {
+    super({ highWaterMark: 256 * 1024 });
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.hash.update(chunk);
+    callback(null, chunk);
+  }
+}
+
+function unknownUpload(uuid: string): OciError {
+  return new OciError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { uuid } });
+}
+
+export function rangeNotSatisfiable(offset: number, message: string): OciError {
+  return new OciError('BLOB_UPLOAD_INVALID', message, {
+    status: 416,
+    headers: { Range: `0-${Math.max(offset - 1, 0)}` },
+    detail: { offset },
+  });
+}
+
+export function createUploadSessions(deps: {
+  driver: StorageDriver;
+  blobs: GlobalBlobStore;
+  logger: Logger;
+  ttlMs: number;
+}): UploadSessions {
+  const { driver, logger, ttlMs } = deps;
+  const live = new Map<string, LiveHash>();
+  const locks = new Map<string, Promise<unknown>>();
+
+  /** Serialises operations on one session (two PATCHes racing would interleave bytes). */
+  async function withLock<T>(key: string, op: () => Promise<T>): Promise<T> {
+    const previous = locks.get(key) ?? Promise.resolve();
+    const run = previous.then(op, op);
+    const settled = run.catch(() => undefined);
+    locks.set(key, settled);
+    try {
+      return await run;
+    } finally {
+      if (locks.get(key) === settled) locks.delete(key);
+    }
+  }
+
+  async function readState(repository: string, uuid: string): Promise<UploadState> {
+    if (!UUID.test(uuid)) throw unknownUpload(uuid);
+    let offsetText: string;
+    let startedText: string;
+    try {
+      [offsetText, startedText] = await Promise.all([
+        driver.getContent(StoragePaths.uploadOffset(repository, uuid)).then((b) => b.toString('utf8')),
+        driver.getContent(StoragePaths.uploadStartedAt(repository, uuid)).then((b) => b.toString('utf8')),
+      ]);
+    } catch (err) {
+      if (err instanceof PathNotFoundError) throw unknownUpload(uuid);
+      throw err;
+    }
+    const offset = Number.parseInt(offsetText, 10);
+    const startedAt = new Date(startedText);
+    if (!Number.isSafeInteger(offset) || offset < 0 || Number.isNaN(startedAt.getTime())) throw unknownUpload(uuid);
+    if (startedAt.getTime() + ttlMs < Date.now()) {
+      await discard(repository, uuid);
+      throw unknownUpload(uuid);
+    }
+    try {
+      const data = await driver.stat(StoragePaths.uploadData(repository, uuid));
+      if (data.size < offset) throw unknownUpload(uuid);
+    } catch (err) {
+      if (err instanceof PathNotFoundError) throw unknownUpload(uuid);
+      throw err;
+    }
+    return { uuid, repository, offset, startedAt };
+  }
+
+  async function discard(repository: string, uuid: string): Promise<void> {
+    live.delete(`${repository}\n${uuid}`);
+    await driver.delete(StoragePaths.uploadDir(repository, uuid));
+  }
+
+  async function hashOnDisk(repository: string, uuid: string, algorithm: string, length: number): Promise<Hash> {
+    const hash = createHash(algorithm);
+    if (length === 0) return hash;
+    const reader = await driver.reader(StoragePaths.uploadData(repository, uuid), 0, length - 1);
+    for await (const chunk of reader) hash.update(chunk as Buffer);
+    return hash;
+  }
+
+  async function appendLocked(
+    key: string,
+    state: UploadState,
+    body: Readable,
+    options: AppendOptions,
+  ): Promise<UploadState> {
+    const { repository, uuid, offset } = state;
+    if (options.start !== undefined && options.start !== offset) {
+      body.resume();
+      throw rangeNotSatisfiable(offset, `chunk starts at ${options.start}, upload is at ${offset}`);
+    }
+    let current = live.get(key);
+    if (current?.offset !== offset) {
+      logger.debug({ uuid, offset }, 'rehashing upload data');
+      current = { hash: await hashOnDisk(repository, uuid, 'sha256', offset), offset };
+    }
+    live.delete(key); // only restored once the new bytes are durable and counted
+    const writer = await driver.writer(StoragePaths.uploadData(repository, uuid), offset);
+    const hashing = new HashingPassThrough(current.hash);
+    try {
+      await pipeline(body, hashing, writer.stream);
+      await writer.commit();
+    } catch (err) {
+      // Keep what arrived (the session stays resumable from there); the hash is not trusted.
+      await writer.close().catch(() => undefined);
+      const kept = writer.size;
+      await driver.putContent(StoragePaths.uploadOffset(repository, uuid), String(kept));
+      logger.debug({ uuid, kept, err }, 'upload chunk interrupted');
+      throw new OciError('BLOB_UPLOAD_INVALID', 'upload interrupted', {
+        detail: { offset: kept },
+        cause: err,
+      });
+    }
+    const newOffset = writer.size;
+    await driver.putContent(StoragePaths.uploadOffset(repository, uuid), String(newOffset));
+    const received = newOffset - offset;
+    if (options.length !== undefined && received !== options.length) {
+      throw new OciError('SIZE_INVALID', `received ${received} bytes, expected ${options.length}`, {
+        detail: { received, expected: options.length },
+      });
+    }
+    live.set(key, { hash: current.hash, offset: newOffset });
+    return { ...state, offset: newOffset };
+  }
+
+  return {
+    async create(repository) {
+      const uuid = randomUUID();
+      const startedAt = new Date();
+      // data first, offset last: a session without an offset file is not a session yet
+      await driver.putContent(StoragePaths.uploadData(repository, uuid), '');
+      await driver.putContent(StoragePaths.uploadStartedAt(repository, uuid), startedAt.toISOString());
+      await driver.putContent(StoragePaths.uploadOffset(repository, uuid), '0');
+      live.set(`${repository}\n${uuid}`, { hash: createHash('sha256'), offset: 0 });
+      return { uuid, repository, offset: 0, startedAt };
+    },
+
+    status(repository, uuid) {
+      return readState(repository, uuid);
+    },
+
+    append(repository, uuid, body, options = {}) {
+      const key = `${repository}\n${uuid}`;
+      return withLock(key, async () => {
+        const state = await readState(repository, uuid).catch((err: unknown) => {
+          body.resume();
+          throw err;
+        });
+        return appendLocked(key, state, body, options);
+      });
+    },
+
+    complete(repository, uuid, digest, linked, body, options = {}) {
+      const key = `${repository}\n${uuid}`;
+      return withLock(key, async () => {
+        let state = await readState(repository, uuid).catch((err: unknown) => {
+          body?.resume();
+          throw err;
+        });
+        if (body) state = await appendLocked(key, state, body, options);
+        const current = live.get(key);
+        const hex =
+          digest.algorithm === 'sha256' && current?.offset === state.offset
+            ? current.hash.copy().digest('hex')
+            : (await hashOnDisk(repository, uuid, digest.algorithm, state.offset)).digest('hex');
+        if (hex !== digest.hex) {
+          await discard(repository, uuid);
+          throw new OciError('DIGEST_INVALID', undefined, {
+            detail: { expected: digest.digest, actual: `${digest.algorithm}:${hex}`, size: state.offset },
+          });
+        }
+        const existing = await deps.blobs.stat(digest);
+        if (existing && existing.size === state.offset) {
+          await driver.delete(StoragePaths.uploadData(repository, uuid));
+        } else {
+          await driver.move(StoragePaths.uploadData(repository, uuid), StoragePaths.blobData(digest));
+        }
+        if (!(await linked.link(digest))) {
+          // a concurrent GC swept the blob between our move and the link; the client retries
+          await discard(repository, uuid);
+          throw new OciError('BLOB_UPLOAD_INVALID', 'blob removed concurrently; retry the upload');
+        }
+        await discard(repository, uuid);
+        return { digest: digest.digest, size: state.offset };
+      });
+    },
+
+    cancel(repository, uuid) {
+      const key = `${repository}\n${uuid}`;
+      return withLock(key, async () => {
+        await readState(repository, uuid);
+        await discard(repository, uuid);
+      });
+    },
+
+    async purgeExpired(now = new Date()) {
+      let purged = 0;
+      const sessions: Array<{ repository: string; uuid: string; path: string }> = [];
+      const prefix = `${StoragePaths.repositoriesRoot}/`;
+      await driver.walk(StoragePaths.repositoriesRoot, (info) => {
+        if (!info.isDir) return;
+        const name = info.path.slice(info.path.lastIndexOf('/') + 1);
+        if (name === StoragePaths.reserved.uploads) {
+          const repository = info.path.slice(prefix.length, info.path.length - name.length - 1);
+          sessions.push({ repository, uuid: '', path: info.path });
+          return 'skip';
+        }
+        if (name.startsWith('_')) return 'skip';
+      });
+      for (const { repository, path } of sessions) {
+        let uuids: string[];
+        try {
+          uuids = await driver.list(path);
+        } catch (err) {
+          if (err instanceof PathNotFoundError) continue;
+          throw err;
+        }
+        for (const uuid of uuids) {
+          let started: Date | undefined;
+          try {
+            started = new Date((await driver.getContent(StoragePaths.uploadStartedAt(repository, uuid))).toString('utf8'));
+          } catch (err) {
+            if (!(err instanceof PathNotFoundError)) throw err;
+          }
+          if (started === undefined || Number.isNaN(started.getTime())) {
+            // a session that crashed before it was fully created; old enough to be abandoned?
+            const info = await driver.stat(StoragePaths.uploadDir(repository, uuid)).catch(() => undefined);
+            if (info && info.modTime.getTime() + ttlMs >= now.getTime()) continue;
+          } else if (started.getTime() + ttlMs >= now.getTime()) continue;
+          await discard(repository, uuid);
+          purged++;
+        }
+      }
+      if (purged > 0) logger.info({ purged }, 'purged expired upload sessions');
+      return purged;
+    },
+  };
+}

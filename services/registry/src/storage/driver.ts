@@ -1,0 +1,233 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { TEMP_MARKER } from './paths.js';
+
+/**
+ * The small storage driver (Distribution's `storagedriver.StorageDriver`): ten path-based
+ * methods and nothing about registries. Paths are relative, `/`-separated, built only by
+ * `paths.ts`. Registry logic lives above it (`../domain`).
+ */
+export interface StorageDriver {
+  getContent(path: string): Promise<Buffer>;
+  /** Writes to a temporary sibling, fsyncs, renames into place (atomic replace). */
+  putContent(path: string, content: Uint8Array | string): Promise<void>;
+  /** Bytes from `offset` up to and including `end` (inclusive, like HTTP ranges). */
+  reader(path: string, offset?: number, end?: number): Promise<Readable>;
+  /** Appends at `offset` (the file is truncated there first); `0` starts a new file. */
+  writer(path: string, offset: number): Promise<FileWriter>;
+  stat(path: string): Promise<FileInfo>;
+  /** Names of the entries directly under `path` (not full paths). */
+  list(path: string): Promise<string[]>;
+  /** Renames `source` to `dest` (creating parents), replacing `dest` atomically. */
+  move(source: string, dest: string): Promise<void>;
+  /** Removes a file or a whole directory tree; missing is not an error. */
+  delete(path: string): Promise<void>;
+  /** Depth-first visit of every entry below `path`; return `'skip'` to prune a directory. */
+  walk(path: string, visit: (info: FileInfo) => Promise<void | 'skip'> | void | 'skip'): Promise<void>;
+  /** Sets the modification time (GC's "recently used" marker); throws when missing. */
+  touch(path: string, time?: Date): Promise<void>;
+}
+
+export interface FileInfo {
+  path: string;
+  size: number;
+  modTime: Date;
+  isDir: boolean;
+}
+
+/**
+ * A file being appended to. Write through `stream` (it honours back-pressure), then `commit()`
+ * (flush + fsync + close) or `cancel()` (close + delete). `size` counts every byte on disk.
+ */
+export interface FileWriter {
+  readonly stream: Writable;
+  readonly size: number;
+  commit(): Promise<void>;
+  /** Flushes and fsyncs what was written so far and closes, keeping the file. */
+  close(): Promise<void>;
+  cancel(): Promise<void>;
+}
+
+export class PathNotFoundError extends Error {
+  override readonly name = 'PathNotFoundError';
+  constructor(readonly path: string) {
+    super(`path not found: ${path}`);
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+export function createFilesystemDriver(rootDirectory: string): StorageDriver {
+  const root = resolve(rootDirectory);
+
+  function full(path: string): string {
+    const joined = resolve(root, ...path.split('/').filter((p) => p.length > 0));
+    if (joined !== root && !joined.startsWith(root + sep)) throw new Error(`path escapes storage root: ${path}`);
+    return joined;
+  }
+
+  async function fsyncDir(dir: string): Promise<void> {
+    const handle = await fsp.open(dir, 'r').catch(() => undefined);
+    if (!handle) return;
+    try {
+      await handle.sync();
+    } catch {
+      // some filesystems refuse fsync on directories; the rename is still atomic
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async function wrapNotFound<T>(path: string, op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(path);
+      throw err;
+    }
+  }
+
+  return {
+    async getContent(path) {
+      return wrapNotFound(path, () => fsp.readFile(full(path)));
+    },
+
+    async putContent(path, content) {
+      const target = full(path);
+      const dir = dirname(target);
+      await fsp.mkdir(dir, { recursive: true });
+      const temp = `${target}${TEMP_MARKER}${randomBytes(6).toString('hex')}`;
+      const handle = await fsp.open(temp, 'w', 0o644);
+      try {
+        await handle.writeFile(content);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      try {
+        await fsp.rename(temp, target);
+      } catch (err) {
+        await fsp.rm(temp, { force: true });
+        throw err;
+      }
+      await fsyncDir(dir);
+    },
+
+    async reader(path, offset = 0, end) {
+      const file = full(path);
+      const handle = await wrapNotFound(path, () => fsp.open(file, 'r'));
+      // Opening first turns a missing file into PathNotFoundError before any byte is sent.
+      return createReadStream('', {
+        fd: handle,
+        start: offset,
+        ...(end === undefined ? {} : { end }),
+        highWaterMark: 256 * 1024,
+      });
+    },
+
+    async writer(path, offset) {
+      const file = full(path);
+      await fsp.mkdir(dirname(file), { recursive: true });
+      const handle = await fsp.open(file, offset === 0 ? 'w' : 'r+', 0o644);
+      try {
+        if (offset > 0) {
+          const { size } = await handle.stat();
+          if (size < offset) throw new Error(`upload data shorter than its offset: ${path}`);
+          if (size > offset) await handle.truncate(offset);
+        }
+      } catch (err) {
+        await handle.close();
+        throw err;
+      }
+      const stream = handle.createWriteStream({ start: offset, autoClose: false, highWaterMark: 256 * 1024 });
+      let closed = false;
+      const finish = async (): Promise<void> => {
+        if (closed) return;
+        closed = true;
+        if (!stream.destroyed && !stream.writableFinished) {
+          stream.end();
+          await finished(stream).catch(() => undefined);
+        }
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      };
+      return {
+        stream,
+        get size() {
+          return offset + stream.bytesWritten;
+        },
+        commit: finish,
+        close: finish,
+        async cancel() {
+          if (!closed) {
+            closed = true;
+            stream.destroy();
+            await handle.close().catch(() => undefined);
+          }
+          await fsp.rm(file, { force: true });
+        },
+      };
+    },
+
+    async stat(path) {
+      const st = await wrapNotFound(path, () => fsp.stat(full(path)));
+      return { path, size: st.size, modTime: st.mtime, isDir: st.isDirectory() };
+    },
+
+    async list(path) {
+      const entries = await wrapNotFound(path, () => fsp.readdir(full(path)));
+      return entries.sort();
+    },
+
+    async move(source, dest) {
+      const target = full(dest);
+      await fsp.mkdir(dirname(target), { recursive: true });
+      await wrapNotFound(source, () => fsp.rename(full(source), target));
+      await fsyncDir(dirname(target));
+    },
+
+    async delete(path) {
+      await fsp.rm(full(path), { recursive: true, force: true });
+    },
+
+    async walk(path, visit) {
+      const visitDir = async (rel: string): Promise<void> => {
+        let entries: import('node:fs').Dirent[];
+        try {
+          entries = await fsp.readdir(full(rel), { withFileTypes: true });
+        } catch (err) {
+          if (isNotFound(err)) return;
+          throw err;
+        }
+        entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+        for (const entry of entries) {
+          const child = rel === '' ? entry.name : `${rel}/${entry.name}`;
+          let st: import('node:fs').Stats;
+          try {
+            st = await fsp.stat(join(full(rel), entry.name));
+          } catch (err) {
+            if (isNotFound(err)) continue; // removed while walking
+            throw err;
+          }
+          const result = await visit({ path: child, size: st.size, modTime: st.mtime, isDir: st.isDirectory() });
+          if (st.isDirectory() && result !== 'skip') await visitDir(child);
+        }
+      };
+      await visitDir(path);
+    },
+
+    async touch(path, time = new Date()) {
+      await wrapNotFound(path, () => fsp.utimes(full(path), time, time));
+    },
+  };
+}
