@@ -35,11 +35,17 @@ function describe(value: unknown): string {
 
 export function parseDigest(value: string): ParsedDigest {
   if (typeof value !== 'string') {
-    throw new OciError('DIGEST_INVALID', 'digest must be a string', { detail: { digest: describe(value) } });
+    throw new OciError('DIGEST_INVALID', 'digest must be a string', {
+      detail: { digest: describe(value) },
+    });
   }
   if (SHA256.test(value) || SHA512.test(value)) {
     const colon = value.indexOf(':');
-    return { algorithm: value.slice(0, colon) as DigestAlgorithm, hex: value.slice(colon + 1), digest: value };
+    return {
+      algorithm: value.slice(0, colon) as DigestAlgorithm,
+      hex: value.slice(colon + 1),
+      digest: value,
+    };
   }
   if (value.length <= MAX_DIGEST_LENGTH && GENERIC_DIGEST.test(value)) {
     const algorithm = value.slice(0, value.indexOf(':'));
@@ -63,14 +69,19 @@ export function isDigest(value: unknown): value is string {
   return typeof value === 'string' && (SHA256.test(value) || SHA512.test(value));
 }
 
-export function digestOf(bytes: Uint8Array | string, algorithm: DigestAlgorithm = 'sha256'): string {
+export function digestOf(
+  bytes: Uint8Array | string,
+  algorithm: DigestAlgorithm = 'sha256',
+): string {
   assertAlgorithm(algorithm);
   return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
 }
 
 function assertAlgorithm(algorithm: string): asserts algorithm is DigestAlgorithm {
   if (algorithm !== 'sha256' && algorithm !== 'sha512') {
-    throw new OciError('UNSUPPORTED', `unsupported digest algorithm "${describe(algorithm)}"`, { status: 400 });
+    throw new OciError('UNSUPPORTED', `unsupported digest algorithm "${describe(algorithm)}"`, {
+      status: 400,
+    });
   }
 }
 
@@ -99,7 +110,10 @@ export class DigestHasher extends Transform {
     if (expected !== undefined) {
       const parsed = parseDigest(expected);
       if (requested !== undefined && requested !== parsed.algorithm) {
-        throw new OciError('DIGEST_INVALID', `expected digest uses ${parsed.algorithm}, hasher uses ${requested}`);
+        throw new OciError(
+          'DIGEST_INVALID',
+          `expected digest uses ${parsed.algorithm}, hasher uses ${requested}`,
+        );
       }
       algorithm = parsed.algorithm;
       this.expected = parsed.digest;
@@ -116,7 +130,8 @@ export class DigestHasher extends Transform {
 
   /** The digest of everything that passed through; only available after the stream ended. */
   digest(): string {
-    if (this.#digest === undefined) throw new Error('DigestHasher.digest() called before the stream ended');
+    if (this.#digest === undefined)
+      throw new Error('DigestHasher.digest() called before the stream ended');
     return this.#digest;
   }
 

@@ -35,22 +35,26 @@ export interface OciErrorCatalogEntry {
  * answer for disabled deletes). A thrower can override the status per instance, e.g.
  * `new OciError('UNSUPPORTED', msg, { status: 415 })`.
  */
-export const OCI_ERROR_CATALOG: Readonly<Record<OciErrorCode, OciErrorCatalogEntry>> = Object.freeze({
-  BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
-  BLOB_UPLOAD_INVALID: { status: 400, message: 'blob upload invalid' },
-  BLOB_UPLOAD_UNKNOWN: { status: 404, message: 'blob upload unknown to registry' },
-  DIGEST_INVALID: { status: 400, message: 'provided digest did not match uploaded content' },
-  MANIFEST_BLOB_UNKNOWN: { status: 400, message: 'manifest references a manifest or blob unknown to registry' },
-  MANIFEST_INVALID: { status: 400, message: 'manifest invalid' },
-  MANIFEST_UNKNOWN: { status: 404, message: 'manifest unknown to registry' },
-  NAME_INVALID: { status: 400, message: 'invalid repository name' },
-  NAME_UNKNOWN: { status: 404, message: 'repository name not known to registry' },
-  SIZE_INVALID: { status: 400, message: 'provided length did not match content length' },
-  UNAUTHORIZED: { status: 401, message: 'authentication required' },
-  DENIED: { status: 403, message: 'requested access to the resource is denied' },
-  UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
-  TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
-});
+export const OCI_ERROR_CATALOG: Readonly<Record<OciErrorCode, OciErrorCatalogEntry>> =
+  Object.freeze({
+    BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
+    BLOB_UPLOAD_INVALID: { status: 400, message: 'blob upload invalid' },
+    BLOB_UPLOAD_UNKNOWN: { status: 404, message: 'blob upload unknown to registry' },
+    DIGEST_INVALID: { status: 400, message: 'provided digest did not match uploaded content' },
+    MANIFEST_BLOB_UNKNOWN: {
+      status: 400,
+      message: 'manifest references a manifest or blob unknown to registry',
+    },
+    MANIFEST_INVALID: { status: 400, message: 'manifest invalid' },
+    MANIFEST_UNKNOWN: { status: 404, message: 'manifest unknown to registry' },
+    NAME_INVALID: { status: 400, message: 'invalid repository name' },
+    NAME_UNKNOWN: { status: 404, message: 'repository name not known to registry' },
+    SIZE_INVALID: { status: 400, message: 'provided length did not match content length' },
+    UNAUTHORIZED: { status: 401, message: 'authentication required' },
+    DENIED: { status: 403, message: 'requested access to the resource is denied' },
+    UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
+    TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
+  });
 
 export function isOciErrorCode(value: unknown): value is OciErrorCode {
   return typeof value === 'string' && Object.hasOwn(OCI_ERROR_CATALOG, value);
@@ -74,7 +78,10 @@ export class OciError extends Error {
 
   constructor(code: OciErrorCode, message?: string, options: OciErrorOptions = {}) {
     const entry = OCI_ERROR_CATALOG[code];
-    super(message ?? entry.message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(
+      message ?? entry.message,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = 'OciError';
     this.code = code;
     this.status = options.status ?? entry.status;

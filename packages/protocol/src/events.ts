@@ -125,7 +125,9 @@ export interface EventEnvelope<T = unknown> {
 }
 
 /** An envelope whose type is `K` and whose data is that type's data. */
-export type TypedEvent<K extends EventType = EventType> = EventEnvelope<EventDataByType[K]> & { type: K };
+export type TypedEvent<K extends EventType = EventType> = EventEnvelope<EventDataByType[K]> & {
+  type: K;
+};
 
 /** The discriminated union parseEvent returns: narrow it with `switch (event.type)`. */
 export type FlotillaEvent = { [K in EventType]: TypedEvent<K> }[EventType];
@@ -136,7 +138,11 @@ export class EventError extends Error {
   readonly code: EventErrorCode;
   readonly issues: { path: string; message: string }[];
 
-  constructor(code: EventErrorCode, message: string, issues: { path: string; message: string }[] = []) {
+  constructor(
+    code: EventErrorCode,
+    message: string,
+    issues: { path: string; message: string }[] = [],
+  ) {
     super(message);
     this.name = 'EventError';
     this.code = code;
@@ -161,7 +167,11 @@ export function createEvent<K extends EventType>(
   const schema: z.ZodType = EVENT_DATA_SCHEMAS[type];
   const result = schema.safeParse(data);
   if (!result.success) {
-    throw new EventError('EVENT_INVALID', `invalid data for event ${type}`, issuesOf(result.error, 'data'));
+    throw new EventError(
+      'EVENT_INVALID',
+      `invalid data for event ${type}`,
+      issuesOf(result.error, 'data'),
+    );
   }
   return {
     specversion: '1.0',
@@ -189,7 +199,11 @@ export function parseEvent(value: unknown): FlotillaEvent {
   const schema: z.ZodType = EVENT_DATA_SCHEMAS[type];
   const data = schema.safeParse(envelope.data.data);
   if (!data.success) {
-    throw new EventError('EVENT_INVALID', `invalid data for event ${type}`, issuesOf(data.error, 'data'));
+    throw new EventError(
+      'EVENT_INVALID',
+      `invalid data for event ${type}`,
+      issuesOf(data.error, 'data'),
+    );
   }
   return { ...envelope.data, type, data: data.data } as FlotillaEvent;
 }

@@ -16,7 +16,9 @@ export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 export const SCHEMA1_REFUSAL = 'Docker schema 1 manifests are not supported; push schema 2 or OCI';
 
-const digestField = z.string().refine(isDigest, { message: 'invalid digest (expected sha256:<64 hex> or sha512:<128 hex>)' });
+const digestField = z
+  .string()
+  .refine(isDigest, { message: 'invalid digest (expected sha256:<64 hex> or sha512:<128 hex>)' });
 const sizeField = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const annotationsField = z.record(z.string(), z.string());
 
@@ -115,7 +117,12 @@ export interface ParsedManifest {
  * Content types clients send when they do not know better; for these the media type is
  * taken from the body, as when no Content-Type was given.
  */
-const GENERIC_CONTENT_TYPES = new Set(['', 'application/json', 'application/octet-stream', 'text/plain']);
+const GENERIC_CONTENT_TYPES = new Set([
+  '',
+  'application/json',
+  'application/octet-stream',
+  'text/plain',
+]);
 
 function invalid(message: string, detail?: unknown): OciError {
   return new OciError('MANIFEST_INVALID', message, detail === undefined ? {} : { detail });
@@ -144,7 +151,9 @@ function decodeJson(bytes: Uint8Array): unknown {
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw invalid('manifest is not valid JSON', { reason: err instanceof Error ? err.message : String(err) });
+    throw invalid('manifest is not valid JSON', {
+      reason: err instanceof Error ? err.message : String(err),
+    });
   }
 }
 
@@ -159,10 +168,14 @@ function mediaTypeFromContentType(contentType: string | undefined): ManifestMedi
   if (GENERIC_CONTENT_TYPES.has(normalized)) return undefined;
   if (isSchema1MediaType(normalized)) throw schema1Refusal();
   if (!isManifestMediaType(normalized)) {
-    throw new OciError('UNSUPPORTED', `unsupported manifest media type "${normalized.slice(0, 100)}"`, {
-      status: 415,
-      detail: { mediaType: normalized.slice(0, 200) },
-    });
+    throw new OciError(
+      'UNSUPPORTED',
+      `unsupported manifest media type "${normalized.slice(0, 100)}"`,
+      {
+        status: 415,
+        detail: { mediaType: normalized.slice(0, 200) },
+      },
+    );
   }
   return normalized as ManifestMediaType;
 }
@@ -170,7 +183,9 @@ function mediaTypeFromContentType(contentType: string | undefined): ManifestMedi
 function inferMediaType(body: Record<string, unknown>): ManifestMediaType {
   if ('manifests' in body) return MediaType.OCI_INDEX;
   if ('config' in body && 'layers' in body) return MediaType.OCI_MANIFEST;
-  throw invalid('cannot determine the manifest media type: no mediaType and neither manifests nor config and layers');
+  throw invalid(
+    'cannot determine the manifest media type: no mediaType and neither manifests nor config and layers',
+  );
 }
 
 /**
@@ -197,13 +212,17 @@ export function parseManifest(bytes: Uint8Array, contentType?: string): ParsedMa
   if (!isPlainObject(body)) throw invalid('manifest must be a JSON object');
   if (body['schemaVersion'] === 1) throw schema1Refusal();
   const declared = body['mediaType'];
-  if (declared !== undefined && typeof declared !== 'string') throw invalid('mediaType must be a string');
+  if (declared !== undefined && typeof declared !== 'string')
+    throw invalid('mediaType must be a string');
   if (declared !== undefined && isSchema1MediaType(declared)) throw schema1Refusal();
   if (fromHeader !== undefined && declared !== undefined && declared !== fromHeader) {
-    throw invalid(`mediaType "${declared.slice(0, 100)}" contradicts Content-Type "${fromHeader}"`, {
-      mediaType: declared.slice(0, 200),
-      contentType: fromHeader,
-    });
+    throw invalid(
+      `mediaType "${declared.slice(0, 100)}" contradicts Content-Type "${fromHeader}"`,
+      {
+        mediaType: declared.slice(0, 200),
+        contentType: fromHeader,
+      },
+    );
   }
   let mediaType: ManifestMediaType;
   if (fromHeader !== undefined) mediaType = fromHeader;
@@ -221,9 +240,14 @@ export function parseManifest(bytes: Uint8Array, contentType?: string): ParsedMa
       message: issue.message,
     }));
     const first = issues[0];
-    throw invalid(first === undefined ? 'manifest invalid' : `manifest invalid: ${first.path || '(root)'}: ${first.message}`, {
-      issues,
-    });
+    throw invalid(
+      first === undefined
+        ? 'manifest invalid'
+        : `manifest invalid: ${first.path || '(root)'}: ${first.message}`,
+      {
+        issues,
+      },
+    );
   }
   const data = result.data as {
     config?: z.infer<typeof descriptorSchema>;
@@ -265,5 +289,8 @@ export function childManifests(parsed: ParsedManifest): Descriptor[] {
  * else (image manifests) the config's media type, as the distribution spec prescribes.
  */
 export function artifactTypeOf(parsed: ParsedManifest): string | undefined {
-  return parsed.artifactType ?? (isImageManifestMediaType(parsed.mediaType) ? parsed.config?.mediaType : undefined);
+  return (
+    parsed.artifactType ??
+    (isImageManifestMediaType(parsed.mediaType) ? parsed.config?.mediaType : undefined)
+  );
 }

@@ -35,8 +35,14 @@ export const MANIFEST_MEDIA_TYPES = [
 export type ManifestMediaType = (typeof MANIFEST_MEDIA_TYPES)[number];
 
 export const INDEX_MEDIA_TYPES = [MediaType.OCI_INDEX, MediaType.DOCKER_MANIFEST_LIST] as const;
-export const IMAGE_MANIFEST_MEDIA_TYPES = [MediaType.OCI_MANIFEST, MediaType.DOCKER_MANIFEST] as const;
-export const SCHEMA1_MEDIA_TYPES = [MediaType.DOCKER_SCHEMA1, MediaType.DOCKER_SCHEMA1_SIGNED] as const;
+export const IMAGE_MANIFEST_MEDIA_TYPES = [
+  MediaType.OCI_MANIFEST,
+  MediaType.DOCKER_MANIFEST,
+] as const;
+export const SCHEMA1_MEDIA_TYPES = [
+  MediaType.DOCKER_SCHEMA1,
+  MediaType.DOCKER_SCHEMA1_SIGNED,
+] as const;
 
 /**
  * `application/vnd.oci.image.index.v1+json; charset=utf-8` → `application/vnd.oci.image.index.v1+json`:
@@ -52,21 +58,31 @@ export function normalizeMediaType(value: string): string {
  * These predicates accept a raw Content-Type (parameters and case are ignored).
  */
 export function isManifestMediaType(value: unknown): boolean {
-  return typeof value === 'string' && (MANIFEST_MEDIA_TYPES as readonly string[]).includes(normalizeMediaType(value));
+  return (
+    typeof value === 'string' &&
+    (MANIFEST_MEDIA_TYPES as readonly string[]).includes(normalizeMediaType(value))
+  );
 }
 
 /** An OCI index or a Docker manifest list. */
 export function isIndexMediaType(value: unknown): boolean {
-  return typeof value === 'string' && (INDEX_MEDIA_TYPES as readonly string[]).includes(normalizeMediaType(value));
+  return (
+    typeof value === 'string' &&
+    (INDEX_MEDIA_TYPES as readonly string[]).includes(normalizeMediaType(value))
+  );
 }
 
 /** An OCI image manifest or a Docker schema 2 manifest. */
 export function isImageManifestMediaType(value: unknown): boolean {
   return (
-    typeof value === 'string' && (IMAGE_MANIFEST_MEDIA_TYPES as readonly string[]).includes(normalizeMediaType(value))
+    typeof value === 'string' &&
+    (IMAGE_MANIFEST_MEDIA_TYPES as readonly string[]).includes(normalizeMediaType(value))
   );
 }
 
 export function isSchema1MediaType(value: unknown): boolean {
-  return typeof value === 'string' && (SCHEMA1_MEDIA_TYPES as readonly string[]).includes(normalizeMediaType(value));
+  return (
+    typeof value === 'string' &&
+    (SCHEMA1_MEDIA_TYPES as readonly string[]).includes(normalizeMediaType(value))
+  );
 }

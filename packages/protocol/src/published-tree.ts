@@ -32,7 +32,10 @@ export const PublishedPaths = {
   },
   publication(n: number): string {
     if (!Number.isSafeInteger(n) || n < 0) {
-      throw new PublishedTreeError('PUBLICATION_INVALID', 'publication number must be an integer ≥ 0');
+      throw new PublishedTreeError(
+        'PUBLICATION_INVALID',
+        'publication number must be an integer ≥ 0',
+      );
     }
     return `publications/${n}.json`;
   },
@@ -45,7 +48,11 @@ export class PublishedTreeError extends Error {
   readonly code: PublishedTreeErrorCode;
   readonly issues: { path: string; message: string }[];
 
-  constructor(code: PublishedTreeErrorCode, message: string, issues: { path: string; message: string }[] = []) {
+  constructor(
+    code: PublishedTreeErrorCode,
+    message: string,
+    issues: { path: string; message: string }[] = [],
+  ) {
     super(message);
     this.name = 'PublishedTreeError';
     this.code = code;
@@ -54,32 +61,86 @@ export class PublishedTreeError extends Error {
 }
 
 const digest = z.string().refine(isDigest, { message: 'invalid digest' });
-const sha256Digest = z.string().regex(/^sha256:[a-f0-9]{64}$/, { message: 'expected a sha256 digest' });
+const sha256Digest = z
+  .string()
+  .regex(/^sha256:[a-f0-9]{64}$/, { message: 'expected a sha256 digest' });
 const publication = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, { message: 'expected base64' });
 
-export const publishedManifestSchema = z.object({
-  mediaType: z.enum(MANIFEST_MEDIA_TYPES),
-  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
-  /** Base64 of the exact manifest bytes. */
-  data: base64,
-});
+export const publishedManifestSchema = z
+  .object({
+    mediaType: z.enum(MANIFEST_MEDIA_TYPES),
+    size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+    /** Base64 of the exact manifest bytes. */
+    data: base64,
+  })
+  .refine((m) => Buffer.byteLength(m.data, 'base64') === m.size, {
+    message: 'size differs from the length of data',
+    path: ['size'],
+  });
 
-export const repositoryMetadataSchema = z.object({
-  schemaVersion: z.literal(1),
-  repository: z.string().refine(isValidRepositoryName, { message: 'invalid repository name' }),
-  publication,
-  tags: z.record(z.string().refine(isValidTag, { message: 'invalid tag' }), digest),
-  manifests: z.record(digest, publishedManifestSchema),
-  blobs: z.record(sha256Digest, z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)),
-});
+/**
+ * A JSON object used as a map, parsed into a null-prototype object: `__proto__` is a valid
+ * tag, and `tags[tag]` must never reach Object.prototype (z.record would drop such a key
+ * silently and leave the prototype lookup in place).
+ */
+function dictionary<V extends z.ZodType>(key: z.ZodType<string>, value: V) {
+  return z.custom<Record<string, z.output<V>>>().transform((input, ctx) => {
+    const out = Object.create(null) as Record<string, z.output<V>>;
+    if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+      ctx.addIssue({ code: 'custom', message: 'expected an object' });
+      return z.NEVER;
+    }
+    for (const k of Object.keys(input)) {
+      if (!key.safeParse(k).success) {
+        ctx.addIssue({ code: 'custom', message: 'invalid key', path: [k] });
+        continue;
+      }
+      const parsed = value.safeParse((input as Record<string, unknown>)[k]);
+      if (!parsed.success) {
+        for (const issue of parsed.error.issues) {
+          ctx.addIssue({ code: 'custom', message: issue.message, path: [k, ...issue.path] });
+        }
+        continue;
+      }
+      out[k] = parsed.data as z.output<V>;
+    }
+    return out;
+  });
+}
+
+export const repositoryMetadataSchema = z
+  .object({
+    schemaVersion: z.literal(1),
+    repository: z.string().refine(isValidRepositoryName, { message: 'invalid repository name' }),
+    publication,
+    /** tag → manifest digest (a null-prototype object). */
+    tags: dictionary(z.string().refine(isValidTag), digest),
+    /** manifest digest → media type, size and base64 bytes (a null-prototype object). */
+    manifests: dictionary(digest, publishedManifestSchema),
+    /** layer/config digest → size (a null-prototype object). */
+    blobs: dictionary(sha256Digest, z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)),
+  })
+  .superRefine((metadata, ctx) => {
+    for (const [tag, target] of Object.entries(metadata.tags)) {
+      if (!Object.hasOwn(metadata.manifests, target)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'tag points to a manifest missing from manifests',
+          path: ['tags', tag],
+        });
+      }
+    }
+  });
 
 export const publicationRecordSchema = z.object({
   schemaVersion: z.literal(1),
   publication,
   channel: z.string().min(1),
   time: z.iso.datetime({ offset: true }),
-  repositories: z.array(z.string().refine(isValidRepositoryName, { message: 'invalid repository name' })),
+  repositories: z.array(
+    z.string().refine(isValidRepositoryName, { message: 'invalid repository name' }),
+  ),
   /** Digests of the blobs (layers, configs and manifests) this publication added. */
   newBlobs: z.array(sha256Digest),
 });
@@ -89,10 +150,16 @@ export type RepositoryMetadata = z.infer<typeof repositoryMetadataSchema>;
 export type PublicationRecord = z.infer<typeof publicationRecordSchema>;
 
 function issuesOf(error: z.ZodError): { path: string; message: string }[] {
-  return error.issues.slice(0, 10).map((issue) => ({ path: issue.path.map(String).join('.'), message: issue.message }));
+  return error.issues
+    .slice(0, 10)
+    .map((issue) => ({ path: issue.path.map(String).join('.'), message: issue.message }));
 }
 
-function parseJsonDocument<T>(schema: z.ZodType<T>, input: string | Uint8Array | unknown, what: string): T {
+function parseJsonDocument<T>(
+  schema: z.ZodType<T>,
+  input: string | Uint8Array | unknown,
+  what: string,
+): T {
   let value: unknown = input;
   if (typeof input === 'string' || input instanceof Uint8Array) {
     const text = typeof input === 'string' ? input : Buffer.from(input).toString('utf8');
@@ -103,7 +170,8 @@ function parseJsonDocument<T>(schema: z.ZodType<T>, input: string | Uint8Array |
     }
   }
   const result = schema.safeParse(value);
-  if (!result.success) throw new PublishedTreeError('METADATA_INVALID', `invalid ${what}`, issuesOf(result.error));
+  if (!result.success)
+    throw new PublishedTreeError('METADATA_INVALID', `invalid ${what}`, issuesOf(result.error));
   return result.data;
 }
 
@@ -119,7 +187,12 @@ export function parsePublicationRecord(input: string | Uint8Array | unknown): Pu
 
 /** The content of `PUBLICATION`: a decimal integer ≥ 0, surrounding whitespace allowed. */
 export function parsePublicationMarker(text: string | Uint8Array): number {
-  const raw = typeof text === 'string' ? text : text instanceof Uint8Array ? Buffer.from(text).toString('utf8') : '';
+  const raw =
+    typeof text === 'string'
+      ? text
+      : text instanceof Uint8Array
+        ? Buffer.from(text).toString('utf8')
+        : '';
   const trimmed = raw.trim();
   if (!/^[0-9]{1,15}$/.test(trimmed)) {
     throw new PublishedTreeError('MARKER_INVALID', 'PUBLICATION must hold a decimal integer');
@@ -130,7 +203,10 @@ export function parsePublicationMarker(text: string | Uint8Array): number {
 /** The text to write into `PUBLICATION` for publication n. */
 export function formatPublicationMarker(n: number): string {
   if (!Number.isSafeInteger(n) || n < 0) {
-    throw new PublishedTreeError('PUBLICATION_INVALID', 'publication number must be an integer ≥ 0');
+    throw new PublishedTreeError(
+      'PUBLICATION_INVALID',
+      'publication number must be an integer ≥ 0',
+    );
   }
   return `${n}\n`;
 }

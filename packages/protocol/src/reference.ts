@@ -19,7 +19,9 @@ const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 // Docker's reference grammar for the optional registry host in front of a name:
 // domain-name | [ipv6], then an optional :port.
 const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
-const DOMAIN = new RegExp(`^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?$`);
+const DOMAIN = new RegExp(
+  `^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?$`,
+);
 /** Bounds the regex work on hostile input: a name, a tag and a sha512 digest fit easily. */
 const MAX_REFERENCE_LENGTH = 1024;
 
@@ -29,7 +31,9 @@ function describe(value: unknown): string {
 }
 
 export function isValidRepositoryName(value: unknown): value is string {
-  return typeof value === 'string' && value.length <= REPOSITORY_NAME_MAX && REPOSITORY_NAME.test(value);
+  return (
+    typeof value === 'string' && value.length <= REPOSITORY_NAME_MAX && REPOSITORY_NAME.test(value)
+  );
 }
 
 export function assertRepositoryName(value: unknown): asserts value is string {
@@ -37,7 +41,9 @@ export function assertRepositoryName(value: unknown): asserts value is string {
     const tooLong = typeof value === 'string' && value.length > REPOSITORY_NAME_MAX;
     throw new OciError(
       'NAME_INVALID',
-      tooLong ? `repository name longer than ${REPOSITORY_NAME_MAX} characters` : 'invalid repository name',
+      tooLong
+        ? `repository name longer than ${REPOSITORY_NAME_MAX} characters`
+        : 'invalid repository name',
       { detail: { name: describe(value) } },
     );
   }
@@ -56,9 +62,13 @@ export function isValidTag(value: unknown): value is string {
  */
 export function assertTag(value: unknown): asserts value is string {
   if (!isValidTag(value)) {
-    throw new OciError('MANIFEST_INVALID', 'invalid tag: must match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}', {
-      detail: { tag: describe(value) },
-    });
+    throw new OciError(
+      'MANIFEST_INVALID',
+      'invalid tag: must match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}',
+      {
+        detail: { tag: describe(value) },
+      },
+    );
   }
 }
 
@@ -80,10 +90,14 @@ export interface ParsedReference {
  */
 export function parseReference(value: string): ParsedReference {
   if (typeof value !== 'string' || value.length === 0) {
-    throw new OciError('NAME_INVALID', 'empty reference', { detail: { reference: describe(value) } });
+    throw new OciError('NAME_INVALID', 'empty reference', {
+      detail: { reference: describe(value) },
+    });
   }
   if (value.length > MAX_REFERENCE_LENGTH) {
-    throw new OciError('NAME_INVALID', 'reference too long', { detail: { reference: describe(value) } });
+    throw new OciError('NAME_INVALID', 'reference too long', {
+      detail: { reference: describe(value) },
+    });
   }
   let rest = value;
   let digest: string | undefined;
@@ -105,7 +119,12 @@ export function parseReference(value: string): ParsedReference {
   const slash = name.indexOf('/');
   if (slash !== -1) {
     const first = name.slice(0, slash);
-    if (first.includes('.') || first.includes(':') || first === 'localhost' || first.startsWith('[')) {
+    if (
+      first.includes('.') ||
+      first.includes(':') ||
+      first === 'localhost' ||
+      first.startsWith('[')
+    ) {
       if (!DOMAIN.test(first)) {
         throw new OciError('NAME_INVALID', 'invalid registry host in reference', {
           detail: { reference: describe(value) },
@@ -116,9 +135,13 @@ export function parseReference(value: string): ParsedReference {
     }
   }
   if (name.length > REPOSITORY_NAME_MAX) {
-    throw new OciError('NAME_INVALID', `repository name longer than ${REPOSITORY_NAME_MAX} characters`, {
-      detail: { reference: describe(value) },
-    });
+    throw new OciError(
+      'NAME_INVALID',
+      `repository name longer than ${REPOSITORY_NAME_MAX} characters`,
+      {
+        detail: { reference: describe(value) },
+      },
+    );
   }
   assertRepositoryName(repository);
   const parsed: ParsedReference = { name, repository };
@@ -128,7 +151,8 @@ export function parseReference(value: string): ParsedReference {
   return parsed;
 }
 
-export type ManifestReference = { tag: string; digest?: undefined } | { digest: string; tag?: undefined };
+export type ManifestReference =
+  { tag: string; digest?: undefined } | { digest: string; tag?: undefined };
 
 /**
  * The `<reference>` of `/v2/<name>/manifests/<reference>`: a digest (it contains `:`, which
