@@ -65,7 +65,10 @@ interface CollectionHandle {
 }
 
 function createHandle(dir: string, name: string): CollectionHandle {
-  const ds: Datastore = new NedbDatastore<Document>({ filename: collectionFile(dir, name), autoload: false });
+  const ds: Datastore = new NedbDatastore<Document>({
+    filename: collectionFile(dir, name),
+    autoload: false,
+  });
   const ready = ds.loadDatabaseAsync();
   // A load failure is reported by every operation that awaits `ready`, not as an unhandled rejection.
   ready.catch(() => undefined);
@@ -113,7 +116,12 @@ function upsertSeed(filter: Filter): Document {
 
 function equalityValue(condition: unknown): unknown {
   if (condition instanceof RegExp) return UNSET;
-  if (condition !== null && typeof condition === 'object' && !Array.isArray(condition) && !(condition instanceof Date)) {
+  if (
+    condition !== null &&
+    typeof condition === 'object' &&
+    !Array.isArray(condition) &&
+    !(condition instanceof Date)
+  ) {
     const keys = Object.keys(condition);
     if (keys.some((k) => k.startsWith('$'))) {
       return '$eq' in condition ? (condition as { $eq: unknown }).$eq : UNSET;
@@ -139,10 +147,14 @@ function byIdAnd(id: string, filter: Filter): Filter {
 }
 
 /** nedb's cursor returns whole documents for `{_id: 1}`; MongoDB returns only the id. */
-function splitProjection(projection: Projection | undefined): { nedb: Projection | undefined; idOnly: boolean } {
+function splitProjection(projection: Projection | undefined): {
+  nedb: Projection | undefined;
+  idOnly: boolean;
+} {
   if (!projection) return { nedb: undefined, idOnly: false };
   const keys = Object.keys(projection);
-  if (keys.length > 0 && keys.every((k) => k === '_id') && projection._id === 1) return { nedb: undefined, idOnly: true };
+  if (keys.length > 0 && keys.every((k) => k === '_id') && projection._id === 1)
+    return { nedb: undefined, idOnly: true };
   return { nedb: projection, idOnly: false };
 }
 
@@ -157,12 +169,16 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
   }
 
   async insertOne(doc: T & { _id?: string }): Promise<WithId<T>> {
-    if (doc._id !== undefined && typeof doc._id !== 'string') throw new TypeError('_id must be a string');
+    if (doc._id !== undefined && typeof doc._id !== 'string')
+      throw new TypeError('_id must be a string');
     const ds = await this.open();
     return this.write(() => ds.insertAsync(doc as Document)) as Promise<WithId<T>>;
   }
 
-  async findOne(filter: Filter<T>, options: Pick<FindOptions, 'projection' | 'sort'> = {}): Promise<WithId<T> | null> {
+  async findOne(
+    filter: Filter<T>,
+    options: Pick<FindOptions, 'projection' | 'sort'> = {},
+  ): Promise<WithId<T> | null> {
     const [first] = await this.find(filter, { ...options, limit: 1 });
     return first ?? null;
   }
@@ -179,7 +195,11 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
     return idOnly ? docs.map((d) => ({ _id: d._id }) as WithId<T>) : docs;
   }
 
-  async updateOne(filter: Filter<T>, update: UpdateOperators, options: UpdateOptions = {}): Promise<UpdateResult> {
+  async updateOne(
+    filter: Filter<T>,
+    update: UpdateOperators,
+    options: UpdateOptions = {},
+  ): Promise<UpdateResult> {
     const checked = checkUpdate(update);
     const ds = await this.open();
     return this.write(async () => {
@@ -200,13 +220,19 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
     const ds = await this.open();
     return this.write(async () => {
       const before = new Map<string, Document>();
-      for (const doc of (await ds.findAsync(filter)) as unknown as WithId<Document>[]) before.set(doc._id, doc);
+      for (const doc of (await ds.findAsync(filter)) as unknown as WithId<Document>[])
+        before.set(doc._id, doc);
       if (before.size === 0 || Object.keys(modifiers).length === 0) {
         return { matchedCount: before.size, modifiedCount: 0 };
       }
-      const { affectedDocuments } = await ds.updateAsync(filter, modifiers, { multi: true, returnUpdatedDocs: true });
+      const { affectedDocuments } = await ds.updateAsync(filter, modifiers, {
+        multi: true,
+        returnUpdatedDocs: true,
+      });
       const after = (affectedDocuments ?? []) as WithId<Document>[];
-      const modifiedCount = after.filter((doc) => !isDeepStrictEqual(before.get(doc._id), doc)).length;
+      const modifiedCount = after.filter(
+        (doc) => !isDeepStrictEqual(before.get(doc._id), doc),
+      ).length;
       return { matchedCount: after.length, modifiedCount };
     });
   }
@@ -252,7 +278,9 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
         fieldName: fields.length === 1 ? only : fields,
         unique: spec.unique ?? false,
         sparse: spec.sparse ?? false,
-        ...(spec.expireAfterSeconds === undefined ? {} : { expireAfterSeconds: spec.expireAfterSeconds }),
+        ...(spec.expireAfterSeconds === undefined
+          ? {}
+          : { expireAfterSeconds: spec.expireAfterSeconds }),
       }),
     );
   }
@@ -271,7 +299,11 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
     }
   }
 
-  private async first(ds: Datastore, filter: Filter, sort?: Sort): Promise<WithId<Document> | undefined> {
+  private async first(
+    ds: Datastore,
+    filter: Filter,
+    sort?: Sort,
+  ): Promise<WithId<Document> | undefined> {
     let cursor = ds.findAsync(filter);
     if (sort) cursor = cursor.sort(sort);
     const [doc] = (await cursor.limit(1)) as unknown as WithId<Document>[];
@@ -282,14 +314,26 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
    * Updates the document `id` if it still matches `filter` (so a change made between the read
    * and this write is respected) and returns it as it is after the update.
    */
-  private async updateById(ds: Datastore, id: string, filter: Filter, { modifiers }: CheckedUpdate): Promise<WithId<T> | null> {
+  private async updateById(
+    ds: Datastore,
+    id: string,
+    filter: Filter,
+    { modifiers }: CheckedUpdate,
+  ): Promise<WithId<T> | null> {
     const query = byIdAnd(id, filter);
-    if (Object.keys(modifiers).length === 0) return (await ds.findOneAsync(query)) as unknown as WithId<T> | null;
-    const { affectedDocuments } = await ds.updateAsync(query, modifiers, { returnUpdatedDocs: true });
+    if (Object.keys(modifiers).length === 0)
+      return (await ds.findOneAsync(query)) as unknown as WithId<T> | null;
+    const { affectedDocuments } = await ds.updateAsync(query, modifiers, {
+      returnUpdatedDocs: true,
+    });
     return (affectedDocuments ?? null) as WithId<T> | null;
   }
 
-  private async insertUpserted(ds: Datastore, filter: Filter, { modifiers, setOnInsert }: CheckedUpdate): Promise<WithId<T>> {
+  private async insertUpserted(
+    ds: Datastore,
+    filter: Filter,
+    { modifiers, setOnInsert }: CheckedUpdate,
+  ): Promise<WithId<T>> {
     let doc = upsertSeed(filter);
     if (setOnInsert) doc = nedbModel.modify(doc, { $set: setOnInsert });
     if (Object.keys(modifiers).length > 0) doc = nedbModel.modify(doc, modifiers);
@@ -310,7 +354,13 @@ export function createEmbeddedStore(options: EmbeddedStoreOptions): Store {
 
   const compact = async (handle: CollectionHandle): Promise<void> => {
     // A collection that failed to load has nothing of ours to compact.
-    if (!(await handle.ready.then(() => true, () => false))) return;
+    if (
+      !(await handle.ready.then(
+        () => true,
+        () => false,
+      ))
+    )
+      return;
     await handle.idle();
     await handle.ds.compactDatafileAsync();
   };
@@ -331,7 +381,8 @@ export function createEmbeddedStore(options: EmbeddedStoreOptions): Store {
     }
   };
 
-  const timer = compactIntervalMs > 0 ? setInterval(() => void compactAll(), compactIntervalMs) : undefined;
+  const timer =
+    compactIntervalMs > 0 ? setInterval(() => void compactAll(), compactIntervalMs) : undefined;
   // Compaction must never keep a process alive on its own.
   timer?.unref();
 
@@ -362,12 +413,16 @@ export function createEmbeddedStore(options: EmbeddedStoreOptions): Store {
           try {
             await compact(handle);
           } catch (err) {
-            logger?.error({ err, collection: handle.name }, 'failed to compact collection at close');
+            logger?.error(
+              { err, collection: handle.name },
+              'failed to compact collection at close',
+            );
             failures.push(err);
           }
         }
         handles.clear();
-        if (failures.length > 0) throw new AggregateError(failures, 'failed to compact the embedded store at close');
+        if (failures.length > 0)
+          throw new AggregateError(failures, 'failed to compact the embedded store at close');
       })();
       return closing;
     },

@@ -51,7 +51,10 @@ type Sort = Record<string, 1 | -1>;
 function toStoreError(collection: string, err: unknown): unknown {
   if (err instanceof Error && (err as { code?: unknown }).code === 11000) {
     const keyValue = (err as { keyValue?: unknown }).keyValue;
-    return new DuplicateKeyError(collection, keyValue === undefined ? err.message : `key ${JSON.stringify(keyValue)}`);
+    return new DuplicateKeyError(
+      collection,
+      keyValue === undefined ? err.message : `key ${JSON.stringify(keyValue)}`,
+    );
   }
   return err;
 }
@@ -64,9 +67,16 @@ function needsGeneratedId(filter: Filter): boolean {
   return condition !== null && typeof condition === 'object' && !('$eq' in condition);
 }
 
-function withUpsertId(filter: Filter, update: UpdateOperators, upsert: boolean | undefined): UpdateFilter<MongoDoc> {
+function withUpsertId(
+  filter: Filter,
+  update: UpdateOperators,
+  upsert: boolean | undefined,
+): UpdateFilter<MongoDoc> {
   if (!upsert || !needsGeneratedId(filter)) return update as UpdateFilter<MongoDoc>;
-  return { ...update, $setOnInsert: { _id: randomUUID(), ...update.$setOnInsert } } as UpdateFilter<MongoDoc>;
+  return {
+    ...update,
+    $setOnInsert: { _id: randomUUID(), ...update.$setOnInsert },
+  } as UpdateFilter<MongoDoc>;
 }
 
 class MongoStoreCollection<T extends Document> implements Collection<T> {
@@ -76,21 +86,33 @@ class MongoStoreCollection<T extends Document> implements Collection<T> {
   ) {}
 
   async insertOne(doc: T & { _id?: string }): Promise<WithId<T>> {
-    if (doc._id !== undefined && typeof doc._id !== 'string') throw new TypeError('_id must be a string');
+    if (doc._id !== undefined && typeof doc._id !== 'string')
+      throw new TypeError('_id must be a string');
     const stored = { ...structuredClone(doc), _id: doc._id ?? randomUUID() } as WithId<T>;
     await this.run((c) => c.insertOne({ ...stored } as MongoDoc));
     return stored;
   }
 
-  findOne(filter: Filter<T>, options: Pick<FindOptions, 'projection' | 'sort'> = {}): Promise<WithId<T> | null> {
-    return this.run((c) => c.findOne(filter as MongoFilter<MongoDoc>, options)) as Promise<WithId<T> | null>;
+  findOne(
+    filter: Filter<T>,
+    options: Pick<FindOptions, 'projection' | 'sort'> = {},
+  ): Promise<WithId<T> | null> {
+    return this.run((c) =>
+      c.findOne(filter as MongoFilter<MongoDoc>, options),
+    ) as Promise<WithId<T> | null>;
   }
 
   find(filter: Filter<T>, options: FindOptions = {}): Promise<WithId<T>[]> {
-    return this.run((c) => c.find(filter as MongoFilter<MongoDoc>, options).toArray()) as Promise<WithId<T>[]>;
+    return this.run((c) => c.find(filter as MongoFilter<MongoDoc>, options).toArray()) as Promise<
+      WithId<T>[]
+    >;
   }
 
-  async updateOne(filter: Filter<T>, update: UpdateOperators, options: UpdateOptions = {}): Promise<UpdateResult> {
+  async updateOne(
+    filter: Filter<T>,
+    update: UpdateOperators,
+    options: UpdateOptions = {},
+  ): Promise<UpdateResult> {
     checkUpdate(update);
     const result = await this.run((c) =>
       c.updateOne(filter as MongoFilter<MongoDoc>, withUpsertId(filter, update, options.upsert), {
@@ -106,7 +128,9 @@ class MongoStoreCollection<T extends Document> implements Collection<T> {
 
   async updateMany(filter: Filter<T>, update: UpdateOperators): Promise<UpdateResult> {
     checkUpdate(update);
-    const result = await this.run((c) => c.updateMany(filter as MongoFilter<MongoDoc>, update as UpdateFilter<MongoDoc>));
+    const result = await this.run((c) =>
+      c.updateMany(filter as MongoFilter<MongoDoc>, update as UpdateFilter<MongoDoc>),
+    );
     return { matchedCount: result.matchedCount, modifiedCount: result.modifiedCount };
   }
 
@@ -117,11 +141,15 @@ class MongoStoreCollection<T extends Document> implements Collection<T> {
   ): Promise<WithId<T> | null> {
     checkUpdate(update);
     return this.run((c) =>
-      c.findOneAndUpdate(filter as MongoFilter<MongoDoc>, withUpsertId(filter, update, options.upsert), {
-        returnDocument: 'after',
-        upsert: options.upsert ?? false,
-        ...(options.sort ? { sort: options.sort } : {}),
-      }),
+      c.findOneAndUpdate(
+        filter as MongoFilter<MongoDoc>,
+        withUpsertId(filter, update, options.upsert),
+        {
+          returnDocument: 'after',
+          upsert: options.upsert ?? false,
+          ...(options.sort ? { sort: options.sort } : {}),
+        },
+      ),
     ) as Promise<WithId<T> | null>;
   }
 
@@ -145,12 +173,16 @@ class MongoStoreCollection<T extends Document> implements Collection<T> {
       c.createIndex(spec.keys, {
         unique: spec.unique ?? false,
         sparse: spec.sparse ?? false,
-        ...(spec.expireAfterSeconds === undefined ? {} : { expireAfterSeconds: spec.expireAfterSeconds }),
+        ...(spec.expireAfterSeconds === undefined
+          ? {}
+          : { expireAfterSeconds: spec.expireAfterSeconds }),
       }),
     );
   }
 
-  private async run<R>(operation: (collection: MongoCollection<MongoDoc>) => Promise<R>): Promise<R> {
+  private async run<R>(
+    operation: (collection: MongoCollection<MongoDoc>) => Promise<R>,
+  ): Promise<R> {
     const db = await this.db();
     try {
       return await operation(db.collection<MongoDoc>(this.name));
@@ -161,7 +193,13 @@ class MongoStoreCollection<T extends Document> implements Collection<T> {
 }
 
 export function createMongoStore(options: MongoStoreOptions): Store {
-  const { url, dbName = 'flotilla', logger, serverSelectionTimeoutMS = 5_000, connectAttempts = 3 } = options;
+  const {
+    url,
+    dbName = 'flotilla',
+    logger,
+    serverSelectionTimeoutMS = 5_000,
+    connectAttempts = 3,
+  } = options;
   const client = new MongoClient(url, {
     serverSelectionTimeoutMS,
     connectTimeoutMS: serverSelectionTimeoutMS,

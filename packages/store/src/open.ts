@@ -22,5 +22,9 @@ export function openStore(options: OpenStoreOptions): Store {
   }
   const dir = embeddedStoreDir(dataDir);
   logger.info({ store: 'embedded', dir }, 'opening store');
-  return createEmbeddedStore({ dir, logger, ...(compactIntervalMs === undefined ? {} : { compactIntervalMs }) });
+  return createEmbeddedStore({
+    dir,
+    logger,
+    ...(compactIntervalMs === undefined ? {} : { compactIntervalMs }),
+  });
 }

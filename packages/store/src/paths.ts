@@ -15,7 +15,9 @@ const COLLECTION_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$/;
 /** Collection names become file names, so they are restricted to a safe alphabet. */
 export function assertCollectionName(name: string): void {
   if (!COLLECTION_NAME.test(name) || name.includes('..')) {
-    throw new TypeError(`invalid collection name ${JSON.stringify(name)}: use letters, digits, '_', '-' and '.'`);
+    throw new TypeError(
+      `invalid collection name ${JSON.stringify(name)}: use letters, digits, '_', '-' and '.'`,
+    );
   }
 }
 

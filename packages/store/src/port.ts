@@ -56,9 +56,16 @@ export interface Collection<T extends Document = Document> {
   readonly name: string;
   /** Inserts and returns the stored document; an `_id` is generated when absent. */
   insertOne(doc: T & { _id?: string }): Promise<WithId<T>>;
-  findOne(filter: Filter<T>, options?: Pick<FindOptions, 'projection' | 'sort'>): Promise<WithId<T> | null>;
+  findOne(
+    filter: Filter<T>,
+    options?: Pick<FindOptions, 'projection' | 'sort'>,
+  ): Promise<WithId<T> | null>;
   find(filter: Filter<T>, options?: FindOptions): Promise<WithId<T>[]>;
-  updateOne(filter: Filter<T>, update: UpdateOperators, options?: UpdateOptions): Promise<UpdateResult>;
+  updateOne(
+    filter: Filter<T>,
+    update: UpdateOperators,
+    options?: UpdateOptions,
+  ): Promise<UpdateResult>;
   updateMany(filter: Filter<T>, update: UpdateOperators): Promise<UpdateResult>;
   /** Applies the update to one matching document and returns it as it is after the update. */
   findOneAndUpdate(

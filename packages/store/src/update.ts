@@ -1,6 +1,14 @@
 import type { Document, UpdateOperators } from './port.js';
 
-const OPERATORS = new Set(['$set', '$unset', '$inc', '$push', '$addToSet', '$pull', '$setOnInsert']);
+const OPERATORS = new Set([
+  '$set',
+  '$unset',
+  '$inc',
+  '$push',
+  '$addToSet',
+  '$pull',
+  '$setOnInsert',
+]);
 
 export interface CheckedUpdate {
   /** The operators that modify a matched document, without empty ones and without `$setOnInsert`. */
@@ -19,7 +27,8 @@ export function checkUpdate(update: UpdateOperators): CheckedUpdate {
   const modifiers: Record<string, Document> = {};
   let setOnInsert: Document | undefined;
   for (const [operator, fields] of entries) {
-    if (!OPERATORS.has(operator)) throw new TypeError(`unsupported update operator ${JSON.stringify(operator)}`);
+    if (!OPERATORS.has(operator))
+      throw new TypeError(`unsupported update operator ${JSON.stringify(operator)}`);
     if (fields === null || typeof fields !== 'object' || Array.isArray(fields)) {
       throw new TypeError(`update operator ${operator} takes an object of fields`);
     }
