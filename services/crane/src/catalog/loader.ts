@@ -1,0 +1,253 @@
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parsePublicationMarker, parsePublicationRecord, parseRepositoryMetadata, PublishedPaths } from '@flotilla/protocol';
+import pLimit from 'p-limit';
+import type { Logger } from 'pino';
+import type { TreeSource } from '../source/tree-source.js';
+import { createCatalog, EMPTY_CATALOG, type Catalog } from './catalog.js';
+import { parsePulpRedirectFile, type PulpRepository } from './pulp.js';
+import { buildRepositoryView, type CachePolicy, type RepositoryView } from './repository.js';
+
+export interface LoaderMetrics {
+  reloaded(result: 'loaded' | 'unchanged' | 'failed', seconds: number): void;
+  metadataError(kind: 'repository' | 'publication' | 'pulp'): void;
+  served(catalog: Catalog): void;
+}
+
+export interface CatalogLoaderOptions {
+  source: TreeSource | null;
+  pulpDir?: string;
+  logger: Logger;
+  metrics: LoaderMetrics;
+  isProtected(name: string): boolean;
+  cache: CachePolicy;
+  /** Cache policy for protected repositories (default: `cache`). */
+  privateCache?: CachePolicy;
+  /** Metadata files read at once. */
+  concurrency?: number;
+}
+
+export interface CatalogLoader {
+  /** The catalog being served right now (one reference, swapped whole). */
+  current(): Catalog;
+  /** True once a tree (or a Pulp directory) has been loaded. */
+  loaded(): boolean;
+  /**
+   * Loads what changed since the last load; `full` re-reads every repository. Calls made while
+   * a load runs are coalesced into one more load after it.
+   */
+  reload(options?: { full?: boolean }): Promise<Catalog>;
+}
+
+const PULP_SUFFIX = '.json';
+
+/**
+ * Reads the published tree into catalogs. Order of trust, as content writes it: `PUBLICATION`
+ * only moves after everything it announces is in place, so crane reads the marker first, then
+ * the publication records since the last load (which repositories changed), then those
+ * repositories' metadata. A repository file that fails to parse or contradicts itself is
+ * logged, counted and skipped, and the previous good copy keeps being served; a file that is
+ * gone removes the repository.
+ */
+export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoader {
+  const log = options.logger.child({ component: 'catalog-loader' });
+  const limit = pLimit(options.concurrency ?? 16);
+  let catalog: Catalog = EMPTY_CATALOG;
+  let hasLoaded = false;
+  let running: Promise<Catalog> | null = null;
+  let queued: { promise: Promise<Catalog>; full: boolean } | null = null;
+  let pulpFingerprint = '';
+  let pulpByFile = new Map<string, PulpRepository>();
+
+  async function readMarker(source: TreeSource): Promise<number | null> {
+    const text = await source.readText(PublishedPaths.marker);
+    return text === null ? null : parsePublicationMarker(text);
+  }
+
+  /** Repository names touched by publications (from, to], or null when a record is unusable. */
+  async function namesFromPublications(source: TreeSource, from: number, to: number): Promise<Set<string> | null> {
+    const numbers: number[] = [];
+    for (let n = from + 1; n <= to; n++) numbers.push(n);
+    const records = await Promise.all(
+      numbers.map((n) =>
+        limit(async () => {
+          try {
+            const text = await source.readText(PublishedPaths.publication(n));
+            if (text === null) return null;
+            return parsePublicationRecord(text);
+          } catch (err) {
+            options.metrics.metadataError('publication');
+            log.warn({ err, publication: n }, 'failed to read publication record');
+            return null;
+          }
+        }),
+      ),
+    );
+    const names = new Set<string>();
+    let complete = true;
+    for (const record of records) {
+      if (record === null) complete = false;
+      else for (const name of record.repositories) names.add(name);
+    }
+    return complete ? names : null;
+  }
+
+  async function readRepository(source: TreeSource, name: string): Promise<RepositoryView | 'gone' | 'bad'> {
+    let text: string | null;
+    try {
+      text = await source.readText(PublishedPaths.repository(name));
+    } catch (err) {
+      options.metrics.metadataError('repository');
+      log.warn({ err, repository: name }, 'failed to read repository metadata');
+      return 'bad';
+    }
+    if (text === null) return 'gone';
+    try {
+      const metadata = parseRepositoryMetadata(text);
+      if (metadata.repository !== name) throw new Error(`file names ${metadata.repository}`);
+      const isProtected = options.isProtected(name);
+      const cache = isProtected ? (options.privateCache ?? options.cache) : options.cache;
+      return buildRepositoryView(metadata, { protected: isProtected, cache });
+    } catch (err) {
+      options.metrics.metadataError('repository');
+      log.warn({ err, repository: name }, 'failed to load repository metadata, keeping the previous copy');
+      return 'bad';
+    }
+  }
+
+  async function loadTree(
+    source: TreeSource,
+    full: boolean,
+  ): Promise<{ publication: number | null; repositories: ReadonlyMap<string, RepositoryView> } | null> {
+    const marker = await readMarker(source);
+    if (marker === null) return null;
+    const previous = catalog.publication;
+    if (!full && previous === marker) return null;
+
+    let names: Set<string> | null = null;
+    let complete = full || previous === null || marker < previous;
+    if (!complete) {
+      names = await namesFromPublications(source, previous!, marker);
+      if (names === null) complete = true;
+    }
+    if (complete) {
+      const listed = await source.listRepositories();
+      names = new Set(listed ?? (await namesFromPublications(source, 0, marker)) ?? []);
+      if (listed === null) {
+        // over HTTP a record may be missing; keep what we had rather than drop it
+        for (const name of catalog.repositories.keys()) names.add(name);
+      }
+    }
+    const next = new Map<string, RepositoryView>(complete ? [] : catalog.repositories);
+    const results = await Promise.all([...names!].map((name) => limit(async () => [name, await readRepository(source, name)] as const)));
+    for (const [name, result] of results) {
+      if (result === 'gone') next.delete(name);
+      else if (result === 'bad') {
+        const old = catalog.repositories.get(name);
+        if (old) next.set(name, old);
+      } else next.set(name, result);
+    }
+    return { publication: marker, repositories: next };
+  }
+
+  async function loadPulp(
+    dir: string,
+  ): Promise<{ repos: Map<string, PulpRepository>; byFile: Map<string, PulpRepository>; fingerprint: string }> {
+    let files: string[];
+    try {
+      files = (await readdir(dir, { recursive: true })).filter((f) => f.endsWith(PULP_SUFFIX)).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { repos: new Map(), byFile: new Map(), fingerprint: '' };
+      throw err;
+    }
+    const repos = new Map<string, PulpRepository>();
+    const byFile = new Map<string, PulpRepository>();
+    const texts = await Promise.all(files.map((f) => limit(() => readFile(path.join(dir, f), 'utf8').catch(() => null))));
+    let fingerprint = '';
+    for (const [i, text] of texts.entries()) {
+      fingerprint += `${files[i]}\0${text ?? ''}\0`;
+      if (text === null) continue;
+      const file = files[i]!;
+      try {
+        const repo = parsePulpRedirectFile(JSON.parse(text), options.isProtected);
+        repos.set(repo.name, repo);
+        byFile.set(file, repo);
+      } catch (err) {
+        options.metrics.metadataError('pulp');
+        log.warn({ err, file }, 'failed to load pulp redirect file, keeping the previous copy');
+        const old = pulpByFile.get(file);
+        if (old) {
+          repos.set(old.name, old);
+          byFile.set(file, old);
+        }
+      }
+    }
+    return { repos, byFile, fingerprint };
+  }
+
+  async function load(full: boolean): Promise<Catalog> {
+    const started = performance.now();
+    try {
+      const tree = options.source ? await loadTree(options.source, full) : null;
+      let pulp = catalog.pulp;
+      let pulpChanged = false;
+      if (options.pulpDir) {
+        const loadedPulp = await loadPulp(options.pulpDir);
+        if (loadedPulp.fingerprint !== pulpFingerprint || full) {
+          pulp = loadedPulp.repos;
+          pulpByFile = loadedPulp.byFile;
+          pulpFingerprint = loadedPulp.fingerprint;
+          pulpChanged = true;
+        }
+      }
+      const seconds = (performance.now() - started) / 1000;
+      if (!tree && !pulpChanged) {
+        if (!hasLoaded && options.pulpDir && !options.source) hasLoaded = true;
+        options.metrics.reloaded('unchanged', seconds);
+        return catalog;
+      }
+      catalog = createCatalog(tree?.publication ?? catalog.publication, tree?.repositories ?? catalog.repositories, pulp);
+      hasLoaded = hasLoaded || tree !== null || !options.source;
+      options.metrics.reloaded('loaded', seconds);
+      options.metrics.served(catalog);
+      log.info(
+        { publication: catalog.publication, repositories: catalog.repositories.size, tags: catalog.tagCount, pulp: pulp.size, seconds },
+        'catalog loaded',
+      );
+      return catalog;
+    } catch (err) {
+      options.metrics.reloaded('failed', (performance.now() - started) / 1000);
+      log.error({ err, source: options.source?.location }, 'failed to load catalog');
+      throw err;
+    }
+  }
+
+  function reload(opts: { full?: boolean } = {}): Promise<Catalog> {
+    const full = opts.full ?? false;
+    if (!running) {
+      running = load(full).finally(() => {
+        running = null;
+      });
+      return running;
+    }
+    if (queued) {
+      queued.full ||= full;
+      return queued.promise;
+    }
+    const slot = { full, promise: null as unknown as Promise<Catalog> };
+    slot.promise = running
+      .catch(() => undefined)
+      .then(() => {
+        queued = null;
+        return reload({ full: slot.full });
+      });
+    queued = slot;
+    return slot.promise;
+  }
+
+  return {
+    current: () => catalog,
+    loaded: () => hasLoaded,
+    reload,
+  };
+}
