@@ -418,6 +418,10 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
       handler: EventHandler,
       subscribeOptions?: SubscribeOptions,
     ): Promise<Subscription> {
+      if (queue === topology.deadQueue) {
+        // Consuming the dead queue would feed dead letters back into themselves.
+        throw new Error(`queue name ${queue} is reserved`);
+      }
       const sub: AmqpSubscription = {
         queue,
         bindings: [...bindings],
