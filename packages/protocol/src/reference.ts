@@ -85,7 +85,8 @@ export interface ParsedReference {
 
 /**
  * Parses `[host[:port]/]name[:tag][@digest]`. Like Docker, the first path component is a
- * registry host when it contains `.` or `:` or is `localhost` and more components follow.
+ * registry host when it contains `.` or `:` or is `localhost` and more components follow
+ * (and is a valid host name; otherwise the whole name must be a repository name).
  * The tag is split off only after the last `/`, so `localhost:5000/fedora/httpd:39` parses.
  */
 export function parseReference(value: string): ParsedReference {
@@ -119,19 +120,16 @@ export function parseReference(value: string): ParsedReference {
   const slash = name.indexOf('/');
   if (slash !== -1) {
     const first = name.slice(0, slash);
-    if (
-      first.includes('.') ||
-      first.includes(':') ||
-      first === 'localhost' ||
-      first.startsWith('[')
-    ) {
-      if (!DOMAIN.test(first)) {
-        throw new OciError('NAME_INVALID', 'invalid registry host in reference', {
-          detail: { reference: describe(value) },
-        });
-      }
+    const hostLike =
+      first.includes('.') || first.includes(':') || first === 'localhost' || first.startsWith('[');
+    if (hostLike && DOMAIN.test(first)) {
       domain = first;
       repository = name.slice(slash + 1);
+    } else if (hostLike && !isValidRepositoryName(name)) {
+      // `0_0.a/x` is a valid repository name, not a bad host; `bad_host:5000/x` is neither.
+      throw new OciError('NAME_INVALID', 'invalid registry host in reference', {
+        detail: { reference: describe(value) },
+      });
     }
   }
   if (name.length > REPOSITORY_NAME_MAX) {
