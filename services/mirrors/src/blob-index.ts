@@ -35,6 +35,11 @@ export class BlobIndex {
     return this.currentMarker;
   }
 
+  /** Every publication up to this one is indexed (a record that failed to load stops it). */
+  get indexedThrough(): number {
+    return this.loadedUpTo;
+  }
+
   /** Number of distinct blobs indexed. */
   get size(): number {
     return this.introduced.size;

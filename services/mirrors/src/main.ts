@@ -1,0 +1,50 @@
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { openBus } from '@flotilla/bus';
+import { createLogger, exitOnConfigError, listen, loadOrCreateSecret, runUntilSignal } from '@flotilla/kit';
+import { openStore } from '@flotilla/store';
+import { loadMirrorsConfig } from './config.js';
+import { createMirrorsService } from './service.js';
+
+/** Suite mode: one process for the mirrors service (`flotilla serve mirrors`). */
+export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  let config;
+  try {
+    config = loadMirrorsConfig(env);
+  } catch (error) {
+    exitOnConfigError(error);
+  }
+  const logger = createLogger({ name: 'mirrors' });
+  if (config.apiToken === undefined) {
+    const secret = await loadOrCreateSecret(config.dataDir, 'api-token');
+    config = { ...config, apiToken: secret.value };
+    if (secret.created) logger.info({ path: secret.path }, 'api token generated');
+  }
+  const store = openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl, logger: logger.child({ component: 'store' }) });
+  const bus = await openBus({ amqpUrl: config.amqpUrl, logger: logger.child({ component: 'bus' }) });
+  const service = await createMirrorsService({ config, logger, store, bus });
+  const server = await listen(service.handler, { host: config.host, port: config.port, logger });
+  await service.start();
+  logger.info({ url: server.url }, 'mirrors listening');
+  runUntilSignal({
+    logger,
+    closers: [() => server.close(), () => service.stop(), () => bus.close(), () => store.close()],
+  });
+}
+
+function isEntryPoint(): boolean {
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`mirrors: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  });
+}

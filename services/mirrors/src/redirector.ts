@@ -1,0 +1,226 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { problems, writeError } from '@flotilla/kit';
+import type { Logger } from 'pino';
+import type { BlobIndex } from './blob-index.js';
+import type { GeoLookup } from './geo.js';
+import { parseAddress, type AddressSet, type ParsedAddress } from './selection/address.js';
+import { isKnownCountry } from './selection/continents.js';
+import type { ClientInfo, Selector } from './selection/selector.js';
+import type { RedirectStatistics } from './statistics.js';
+
+/**
+ * The redirector's hot paths on plain `node:http`, ahead of express:
+ *
+ *   GET|HEAD /pub/containers/blobs/sha256/<2 hex>/<64 hex>  → 302 to the chosen mirror
+ *   GET|HEAD /mirrorlist?path=…[&country=CC]                → the ordered list (text or JSON)
+ *
+ * Per request: parse the path by hand, find the blob's introducing publication in a Map, pick
+ * from the current selector snapshot, bump a counter. No store, no middleware. Errors still
+ * go through kit's one mapper (`writeError`), as problem JSON.
+ */
+export interface RedirectorOptions {
+  index: BlobIndex;
+  /** The current selection snapshot (swapped as a whole on change). */
+  selector: () => Selector;
+  geo: GeoLookup;
+  trustedProxies: AddressSet;
+  statistics: RedirectStatistics;
+  logger: Logger;
+}
+
+export interface Redirector {
+  /** Answers and returns true for the redirector's paths; false leaves the request alone. */
+  handle(req: IncomingMessage, res: ServerResponse): boolean;
+  /** The client as the redirector sees it (exposed for tests and the mirror list). */
+  clientOf(req: IncomingMessage, countryOverride?: string): ClientInfo;
+}
+
+const PUB_PREFIX = '/pub/containers/';
+const BLOB_PREFIX = '/pub/containers/blobs/sha256/';
+const MIRRORLIST = '/mirrorlist';
+const UNSPECIFIED: ParsedAddress = { family: 'ipv4', v4: 0, text: '0.0.0.0' };
+
+function isLowerHex(text: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i += 1) {
+    const c = text.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
+}
+
+type BlobPath = { hex: string } | { status: 400 | 404; detail: string };
+
+/** `blobs/sha256/<2>/<64>` relative to the tree, as in the published layout. */
+export function parseBlobPath(relative: string): BlobPath {
+  if (!relative.startsWith('blobs/sha256/')) return { status: 404, detail: 'not a blob path' };
+  const rest = relative.slice('blobs/sha256/'.length);
+  const slash = rest.indexOf('/');
+  if (slash !== 2 || rest.length !== 67) {
+    return rest.length === 0 || slash === -1
+      ? { status: 404, detail: 'not a blob path' }
+      : { status: 400, detail: 'expected blobs/sha256/<2 hex>/<64 hex>' };
+  }
+  if (!isLowerHex(rest, 0, 2) || !isLowerHex(rest, 3, 67)) {
+    return { status: 400, detail: 'invalid sha256 digest: expected 64 lowercase hex characters' };
+  }
+  if (rest.charCodeAt(0) !== rest.charCodeAt(3) || rest.charCodeAt(1) !== rest.charCodeAt(4)) {
+    return { status: 404, detail: 'the directory does not match the digest' };
+  }
+  return { hex: rest.slice(3) };
+}
+
+export function createRedirector(options: RedirectorOptions): Redirector {
+  const { index, geo, trustedProxies, statistics } = options;
+  const logger = options.logger.child({ component: 'redirector' });
+
+  const fail = (req: IncomingMessage, res: ServerResponse, error: Error, pathname: string): void => {
+    writeError(res, error, { format: 'problem', instance: pathname });
+    logger.debug({ url: req.url, status: res.statusCode }, 'redirect request rejected');
+  };
+
+  /** The socket peer, or the right-most untrusted X-Forwarded-For entry behind trusted proxies. */
+  const addressOf = (req: IncomingMessage): ParsedAddress => {
+    const peer = parseAddress(req.socket.remoteAddress ?? '') ?? UNSPECIFIED;
+    if (trustedProxies.size === 0 || !trustedProxies.contains(peer)) return peer;
+    const header = req.headers['x-forwarded-for'];
+    if (header === undefined) return peer;
+    const entries = (Array.isArray(header) ? header.join(',') : header).split(',');
+    let client = peer;
+    for (let i = entries.length - 1; i >= 0; i -= 1) {
+      const hop = parseForwardedEntry(entries[i]!.trim());
+      // A malformed entry ends the chain: nothing left of it can be believed.
+      if (!hop) break;
+      client = hop;
+      if (!trustedProxies.contains(hop)) break;
+    }
+    return client;
+  };
+
+  const clientOf = (req: IncomingMessage, countryOverride?: string): ClientInfo => {
+    const address = addressOf(req);
+    const info = geo.lookup(address);
+    return { address, country: countryOverride ?? info.country, asn: info.asn };
+  };
+
+  const redirectBlob = (req: IncomingMessage, res: ServerResponse, pathname: string): void => {
+    const parsed = parseBlobPath(pathname.slice(PUB_PREFIX.length));
+    if (!('hex' in parsed)) {
+      const error = parsed.status === 400 ? problems.badRequest(parsed.detail) : problems.notFound(parsed.detail);
+      fail(req, res, error, pathname);
+      return;
+    }
+    const publication = index.introducedIn(parsed.hex);
+    if (publication === undefined) {
+      statistics.recordNotFound();
+      fail(req, res, problems.notFound('blob is not published'), pathname);
+      return;
+    }
+    const client = clientOf(req);
+    const choice = options.selector().pick(client, publication);
+    statistics.record(choice.name, client.country, choice.tier);
+    res.writeHead(302, {
+      Location: `${choice.baseUrl}/${pathname.slice(PUB_PREFIX.length)}`,
+      'X-Flotilla-Mirror': choice.name,
+      'Cache-Control': 'no-store',
+      'Content-Length': '0',
+    });
+    res.end();
+  };
+
+  const mirrorlist = (req: IncomingMessage, res: ServerResponse, query: string): void => {
+    const params = new URLSearchParams(query);
+    const raw = params.get('path');
+    if (raw === null || raw === '') {
+      fail(req, res, problems.badRequest('the path parameter is required'), MIRRORLIST);
+      return;
+    }
+    let relative = raw.replace(/^\/+/, '');
+    if (relative.startsWith(PUB_PREFIX.slice(1))) relative = relative.slice(PUB_PREFIX.length - 1);
+    if (/^sha256:[0-9a-f]{64}$/.test(relative)) relative = `blobs/sha256/${relative.slice(7, 9)}/${relative.slice(7)}`;
+    const parsed = parseBlobPath(relative);
+    if (!('hex' in parsed)) {
+      fail(req, res, parsed.status === 400 ? problems.badRequest(parsed.detail) : problems.notFound(parsed.detail), MIRRORLIST);
+      return;
+    }
+    const countryParam = params.get('country');
+    let country: string | undefined;
+    if (countryParam !== null && countryParam !== '') {
+      country = countryParam.toUpperCase();
+      if (!/^[A-Z]{2}$/.test(country) || !isKnownCountry(country)) {
+        fail(req, res, problems.badRequest('country must be an ISO 3166-1 alpha-2 code'), MIRRORLIST);
+        return;
+      }
+    }
+    const publication = index.introducedIn(parsed.hex);
+    if (publication === undefined) {
+      fail(req, res, problems.notFound('blob is not published'), MIRRORLIST);
+      return;
+    }
+    const client = clientOf(req, country);
+    const choices = options.selector().list(client, publication);
+    const accept = req.headers.accept ?? '';
+    let body: string;
+    let type: string;
+    if (accept.includes('application/json')) {
+      type = 'application/json; charset=utf-8';
+      body = JSON.stringify({
+        path: relative,
+        publication,
+        client: { address: client.address.text, family: client.address.family, country: client.country, asn: client.asn },
+        mirrors: choices.map((c) => ({ name: c.name, url: `${c.baseUrl}/${relative}`, tier: c.tier })),
+      });
+    } else {
+      type = 'text/plain; charset=utf-8';
+      const header =
+        `# path=${relative} publication=${publication} client=${client.address.text}` +
+        ` country=${client.country ?? '--'} asn=${client.asn ?? '--'}\n`;
+      body = header + choices.map((c) => `${c.baseUrl}/${relative}\n`).join('');
+    }
+    res.writeHead(200, {
+      'Content-Type': type,
+      'Content-Length': String(Buffer.byteLength(body)),
+      'Cache-Control': 'no-store',
+      Vary: 'Accept',
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  };
+
+  return {
+    clientOf,
+    handle(req, res) {
+      const url = req.url ?? '/';
+      const q = url.indexOf('?');
+      const pathname = q === -1 ? url : url.slice(0, q);
+      const isBlob = pathname.startsWith(PUB_PREFIX);
+      if (!isBlob && pathname !== MIRRORLIST) return false;
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        fail(req, res, problems.methodNotAllowed(['GET', 'HEAD']), pathname);
+        return true;
+      }
+      try {
+        if (isBlob) {
+          if (pathname.startsWith(BLOB_PREFIX)) redirectBlob(req, res, pathname);
+          else fail(req, res, problems.notFound('not a blob path'), pathname);
+        } else {
+          mirrorlist(req, res, q === -1 ? '' : url.slice(q + 1));
+        }
+      } catch (error) {
+        logger.error({ err: error, url }, 'failed to redirect');
+        if (!res.headersSent) writeError(res, error, { format: 'problem', instance: pathname });
+        else res.destroy();
+      }
+      return true;
+    },
+  };
+}
+
+/** One X-Forwarded-For hop: an address, possibly `[v6]:port` or `v4:port`. */
+function parseForwardedEntry(entry: string): ParsedAddress | undefined {
+  const direct = parseAddress(entry);
+  if (direct) return direct;
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(entry);
+  if (bracketed) return parseAddress(bracketed[1]!);
+  const v4WithPort = /^(\d{1,3}(?:\.\d{1,3}){3}):\d+$/.exec(entry);
+  if (v4WithPort) return parseAddress(v4WithPort[1]!);
+  return undefined;
+}

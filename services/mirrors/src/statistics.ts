@@ -1,0 +1,88 @@
+import { Counter, type Registry } from 'prom-client';
+import type { Tier } from './selection/selector.js';
+
+/**
+ * Redirect counters. The hot path only bumps a number in a Map keyed by mirror and client
+ * country; Prometheus' counter is brought up to date when it is scraped (`collect`), so a
+ * redirect never hashes a label set.
+ */
+export interface StatisticsSummary {
+  since: string;
+  redirects: number;
+  notFound: number;
+  byMirror: Record<string, number>;
+  byCountry: Record<string, number>;
+  byTier: Record<string, number>;
+}
+
+const UNKNOWN_COUNTRY = '--';
+
+export class RedirectStatistics {
+  private readonly counts = new Map<string, number>();
+  private readonly reported = new Map<string, number>();
+  private readonly tiers = new Map<Tier, number>();
+  private total = 0;
+  private misses = 0;
+  private readonly since = new Date().toISOString();
+
+  constructor(registry?: Registry) {
+    if (!registry) return;
+    const stats = this;
+    new Counter({
+      name: 'flotilla_mirrors_redirects_total',
+      help: 'Blob redirects by target mirror and client country (-- when unknown)',
+      labelNames: ['mirror', 'country'],
+      registers: [registry],
+      collect() {
+        for (const [key, count] of stats.counts) {
+          const delta = count - (stats.reported.get(key) ?? 0);
+          if (delta <= 0) continue;
+          const [mirror, country] = key.split('\u0000') as [string, string];
+          this.inc({ mirror, country }, delta);
+          stats.reported.set(key, count);
+        }
+      },
+    });
+    new Counter({
+      name: 'flotilla_mirrors_blob_not_found_total',
+      help: 'Redirect requests for blobs in no publication',
+      registers: [registry],
+      collect() {
+        const delta = stats.misses - (stats.reported.get('\u0001misses') ?? 0);
+        if (delta > 0) {
+          this.inc(delta);
+          stats.reported.set('\u0001misses', stats.misses);
+        }
+      },
+    });
+  }
+
+  record(mirror: string, country: string | null, tier: Tier): void {
+    const key = `${mirror}\u0000${country ?? UNKNOWN_COUNTRY}`;
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+    this.tiers.set(tier, (this.tiers.get(tier) ?? 0) + 1);
+    this.total += 1;
+  }
+
+  recordNotFound(): void {
+    this.misses += 1;
+  }
+
+  summary(): StatisticsSummary {
+    const byMirror: Record<string, number> = {};
+    const byCountry: Record<string, number> = {};
+    for (const [key, count] of this.counts) {
+      const [mirror, country] = key.split('\u0000') as [string, string];
+      byMirror[mirror] = (byMirror[mirror] ?? 0) + count;
+      byCountry[country] = (byCountry[country] ?? 0) + count;
+    }
+    return {
+      since: this.since,
+      redirects: this.total,
+      notFound: this.misses,
+      byMirror,
+      byCountry,
+      byTier: Object.fromEntries(this.tiers),
+    };
+  }
+}
