@@ -1,0 +1,101 @@
+/**
+ * Starts the mirrors service in-process for tests: embedded store and local bus in a
+ * temporary directory, `listen(0)` on 127.0.0.1, crawl interval and tree poll off (tests
+ * crawl on demand), a fixed API token, optional injected GeoIP and seeded randomness.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createLocalBus, type LocalBus } from '@flotilla/bus';
+import { listen } from '@flotilla/kit';
+import { createEmbeddedStore } from '@flotilla/store';
+import type { Store } from '@flotilla/store';
+import { pino } from 'pino';
+import { request } from 'undici';
+import { MirrorsClient } from '../../src/client.js';
+import { loadMirrorsConfig } from '../../src/config.js';
+import type { GeoLookup } from '../../src/geo.js';
+import { createMirrorsService, type MirrorsService } from '../../src/service.js';
+
+export const TEST_TOKEN = 'test-token-0123456789abcdef';
+
+export interface HarnessOptions {
+  publishDir: string;
+  env?: Record<string, string>;
+  geo?: GeoLookup;
+  random?: () => number;
+}
+
+export interface Harness {
+  url: string;
+  service: MirrorsService;
+  store: Store;
+  bus: LocalBus;
+  client: MirrorsClient;
+  stop(): Promise<void>;
+}
+
+export async function startMirrors(options: HarnessOptions): Promise<Harness> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'flotilla-mirrors-data-'));
+  const config = loadMirrorsConfig({
+    FLOTILLA_DATA_DIR: dataDir,
+    FLOTILLA_PUBLISH_DIR: options.publishDir,
+    FLOTILLA_API_TOKEN: TEST_TOKEN,
+    FLOTILLA_MIRRORS_PORT: '0',
+    FLOTILLA_MIRRORS_MASTER_URL: 'http://master.test/master',
+    FLOTILLA_MIRRORS_CRAWL_INTERVAL: '0',
+    FLOTILLA_MIRRORS_TREE_POLL_INTERVAL: '0',
+    FLOTILLA_MIRRORS_CRAWL_TIMEOUT: '2s',
+    FLOTILLA_MIRRORS_CRAWL_SAMPLE: '1000',
+    ...options.env,
+  });
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const store = createEmbeddedStore({ dir: path.join(dataDir, 'db'), compactIntervalMs: 0 });
+  const bus = createLocalBus({ logger });
+  const service = await createMirrorsService({
+    config,
+    logger,
+    store,
+    bus,
+    geo: options.geo,
+    random: options.random,
+  });
+  const server = await listen(service.handler, { host: '127.0.0.1', port: 0, logger, drainMs: 100 });
+  await service.start();
+  return {
+    url: server.url,
+    service,
+    store,
+    bus,
+    client: new MirrorsClient({ url: server.url, token: TEST_TOKEN }),
+    async stop() {
+      await server.close();
+      await service.stop();
+      await bus.close();
+      await store.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A GET (or other method) without following redirects; returns status, headers and text. */
+export async function fetchRaw(
+  url: string,
+  init: { method?: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE' | 'PATCH'; headers?: Record<string, string>; body?: string } = {},
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
+  const response = await request(url, { method: init.method ?? 'GET', headers: init.headers, body: init.body });
+  const text = await response.body.text();
+  return { status: response.statusCode, headers: response.headers, text };
+}
+
+/** mulberry32: a small seeded PRNG so weighted choices are reproducible. */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
