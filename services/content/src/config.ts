@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { loadConfig } from '@flotilla/kit';
+import { ConfigError, loadConfig } from '@flotilla/kit';
 
 const CHANNEL_NAME = /^[a-z][a-z0-9-]{0,63}$/;
 
@@ -96,8 +96,9 @@ export function loadContentConfig(env: NodeJS.ProcessEnv = process.env): Content
   const dataDir = path.resolve(raw.FLOTILLA_DATA_DIR);
   for (const [channel, rule] of Object.entries(raw.FLOTILLA_CONTENT_POLICY)) {
     if (!raw.FLOTILLA_CONTENT_CHANNELS.includes(channel) || !raw.FLOTILLA_CONTENT_CHANNELS.includes(rule.requires)) {
-      throw new Error(
-        `FLOTILLA_CONTENT_POLICY: channel ${channel} or ${rule.requires} is not in FLOTILLA_CONTENT_CHANNELS`,
+      throw new ConfigError(
+        `invalid configuration: FLOTILLA_CONTENT_POLICY names channel ${channel} or ${rule.requires}, not in FLOTILLA_CONTENT_CHANNELS`,
+        ['FLOTILLA_CONTENT_POLICY'],
       );
     }
   }

@@ -1,0 +1,237 @@
+import { randomUUID } from 'node:crypto';
+import { createEvent, type EventEnvelope } from '@flotilla/protocol';
+import type { ChannelPolicy } from '../config.js';
+import type { ChannelVersionDoc, ContentCollections, PromotionDoc, TagEntry } from '../collections.js';
+import type { Catalog } from './catalog.js';
+import type { ChannelStore } from './channels.js';
+import { contentProblem } from './errors.js';
+
+export interface EventSink {
+  enqueue(event: EventEnvelope): Promise<void>;
+}
+
+export interface PromotionRequest {
+  repository: string;
+  tags?: string[];
+  digest?: string;
+  from: string;
+  to: string;
+  targetTags?: string[];
+  reason?: string;
+  actor: string;
+}
+
+/** A validated promotion: what will be written, computed without writing anything. */
+export interface PromotionPlan {
+  request: PromotionRequest;
+  /** target tag → digest */
+  moves: TagEntry[];
+  sourceTags: string[];
+}
+
+export interface ChangeResult {
+  promotion: PromotionDoc & { _id: string };
+  version: ChannelVersionDoc;
+  changed: boolean;
+}
+
+/**
+ * Promotion, untag and rollback: each makes a new version of one channel and an audit record
+ * (`promotions`: who, when, why, before and after), then announces itself through the outbox.
+ */
+export class Promotions {
+  constructor(
+    private readonly c: ContentCollections,
+    private readonly channels: ChannelStore,
+    private readonly catalog: Catalog,
+    private readonly policy: ChannelPolicy,
+    private readonly events: EventSink,
+  ) {}
+
+  /** Validates a promotion against the current content and the policy; writes nothing. */
+  async plan(request: PromotionRequest): Promise<PromotionPlan> {
+    const { repository, from, to } = request;
+    this.channels.assertChannel(from);
+    this.channels.assertChannel(to);
+    if (from === to) throw contentProblem('invalid-request', 'from and to must be different channels');
+    await this.channels.repository(repository);
+    const source = (await this.channels.current(repository, from))?.tags ?? [];
+    const sourceMap = new Map(source.map((t) => [t.tag, t.digest]));
+
+    let sourceTags: string[];
+    let digests: string[];
+    if (request.tags && request.tags.length > 0) {
+      if (request.digest) throw contentProblem('invalid-request', 'give tags or digest, not both');
+      sourceTags = [...request.tags];
+      digests = sourceTags.map((tag) => {
+        const digest = sourceMap.get(tag);
+        if (!digest) throw contentProblem('unknown-tag', `${repository} has no tag "${tag}" in channel ${from}`, { tag });
+        return digest;
+      });
+    } else if (request.digest) {
+      const digest = request.digest;
+      sourceTags = source.filter((t) => t.digest === digest).map((t) => t.tag);
+      if (sourceTags.length === 0 && !(await this.reachable(source, digest))) {
+        throw contentProblem('unknown-digest', `${digest} is not in channel ${from} of ${repository}`);
+      }
+      if (!request.targetTags || request.targetTags.length === 0) {
+        if (sourceTags.length === 0) {
+          throw contentProblem('invalid-request', `${digest} has no tag in ${from}: give targetTags`);
+        }
+      }
+      digests = sourceTags.map(() => digest);
+      if (request.targetTags && request.targetTags.length > 0) digests = request.targetTags.map(() => digest);
+    } else {
+      throw contentProblem('invalid-request', 'give tags or digest');
+    }
+
+    let targetTags = sourceTags;
+    if (request.targetTags && request.targetTags.length > 0) {
+      if (request.tags && request.targetTags.length !== request.tags.length) {
+        throw contentProblem('invalid-request', 'targetTags must name one target tag per tag');
+      }
+      targetTags = [...request.targetTags];
+    }
+    if (new Set(targetTags).size !== targetTags.length) {
+      throw contentProblem('invalid-request', 'target tags must be distinct');
+    }
+
+    const rule = this.policy[to];
+    if (rule) {
+      const required = (await this.channels.current(repository, rule.requires))?.tags ?? [];
+      const present = new Set(required.map((t) => t.digest));
+      const missing = [...new Set(digests)].filter((d) => !present.has(d));
+      if (missing.length > 0) {
+        throw contentProblem(
+          'policy-refused',
+          `channel ${to} requires content to be in ${rule.requires} first; not there: ${missing.join(', ')}`,
+          { requires: rule.requires, missing },
+        );
+      }
+    }
+    const moves = targetTags.map((tag, i) => ({ tag, digest: digests[i] as string }));
+    return { request, moves, sourceTags };
+  }
+
+  async promote(request: PromotionRequest): Promise<ChangeResult> {
+    return this.apply(await this.plan(request));
+  }
+
+  /** Writes a planned promotion (re-checked against the newest target content on a lost race). */
+  async apply(plan: PromotionPlan): Promise<ChangeResult> {
+    const { request, moves } = plan;
+    const moved = new Map(moves.map((m) => [m.tag, m.digest]));
+    const commit = await this.channels.commit(
+      request.repository,
+      request.to,
+      (current) => [...current.filter((t) => !moved.has(t.tag)), ...moves],
+      { kind: 'promotion' },
+    );
+    const promotion = await this.audit({
+      kind: 'promotion',
+      repository: request.repository,
+      from: request.from,
+      to: request.to,
+      tags: plan.sourceTags,
+      targetTags: moves.map((m) => m.tag),
+      digests: [...new Set(moves.map((m) => m.digest))],
+      actor: request.actor,
+      reason: request.reason,
+      before: snapshot(commit.before),
+      after: snapshot(commit.version),
+    });
+    for (const digest of promotion.digests) {
+      await this.events.enqueue(
+        createEvent('content.promoted', 'content', {
+          repository: request.repository,
+          from: request.from,
+          to: request.to,
+          tags: moves.filter((m) => m.digest === digest).map((m) => m.tag),
+          digest,
+          version: commit.version.number,
+          actor: request.actor,
+          ...(request.reason ? { reason: request.reason } : {}),
+        }),
+      );
+    }
+    return { promotion, version: commit.version, changed: commit.changed };
+  }
+
+  async untag(input: { repository: string; channel: string; tags: string[]; actor: string; reason?: string }): Promise<ChangeResult> {
+    this.channels.assertChannel(input.channel);
+    await this.channels.repository(input.repository);
+    const commit = await this.channels.commit(
+      input.repository,
+      input.channel,
+      (current) => {
+        const have = new Set(current.map((t) => t.tag));
+        const unknown = input.tags.filter((t) => !have.has(t));
+        if (unknown.length > 0) {
+          throw contentProblem('unknown-tag', `${input.repository} has no tag ${unknown.join(', ')} in ${input.channel}`);
+        }
+        return current.filter((t) => !input.tags.includes(t.tag));
+      },
+      { kind: 'untag' },
+    );
+    const promotion = await this.audit({
+      kind: 'untag',
+      repository: input.repository,
+      to: input.channel,
+      tags: input.tags,
+      targetTags: [],
+      digests: [...new Set((commit.before?.tags ?? []).filter((t) => input.tags.includes(t.tag)).map((t) => t.digest))],
+      actor: input.actor,
+      reason: input.reason,
+      before: snapshot(commit.before),
+      after: snapshot(commit.version),
+    });
+    return { promotion, version: commit.version, changed: commit.changed };
+  }
+
+  async rollback(input: { repository: string; channel: string; version: number; actor: string; reason?: string }): Promise<ChangeResult> {
+    this.channels.assertChannel(input.channel);
+    await this.channels.repository(input.repository);
+    const target = await this.channels.version(input.repository, input.channel, input.version);
+    const commit = await this.channels.commit(input.repository, input.channel, () => target.tags, {
+      kind: 'rollback',
+      ref: String(input.version),
+    });
+    const promotion = await this.audit({
+      kind: 'rollback',
+      repository: input.repository,
+      to: input.channel,
+      tags: target.tags.map((t) => t.tag),
+      targetTags: target.tags.map((t) => t.tag),
+      digests: [...new Set(target.tags.map((t) => t.digest))],
+      actor: input.actor,
+      reason: input.reason ?? `rollback to version ${input.version}`,
+      before: snapshot(commit.before),
+      after: snapshot(commit.version),
+    });
+    return { promotion, version: commit.version, changed: commit.changed };
+  }
+
+  async trail(filter: { repository?: string; channel?: string; limit?: number }): Promise<(PromotionDoc & { _id: string })[]> {
+    const query: Record<string, unknown> = {};
+    if (filter.repository) query.repository = filter.repository;
+    if (filter.channel) query.$or = [{ to: filter.channel }, { from: filter.channel }];
+    return this.c.promotions.find(query, { sort: { time: -1 }, limit: filter.limit ?? 100 });
+  }
+
+  private async audit(record: Omit<PromotionDoc, 'time'>): Promise<PromotionDoc & { _id: string }> {
+    const doc: PromotionDoc & { _id: string } = { _id: randomUUID(), ...record, time: new Date().toISOString() };
+    if (doc.reason === undefined) delete doc.reason;
+    if (doc.from === undefined) delete doc.from;
+    return this.c.promotions.insertOne(doc);
+  }
+
+  private async reachable(tags: TagEntry[], digest: string): Promise<boolean> {
+    const { manifests } = await this.catalog.closure(tags.map((t) => t.digest));
+    return manifests.has(digest);
+  }
+}
+
+function snapshot(version: ChannelVersionDoc | undefined): { version: number; tags: TagEntry[] } {
+  return { version: version?.number ?? 0, tags: version?.tags ?? [] };
+}
+

@@ -1,0 +1,43 @@
+import type { TaskView } from '../api-schemas.js';
+import type { PromotionDoc, PublicationDoc } from '../collections.js';
+import { tagsToRecord } from '../domain/channels.js';
+import type { StoredTask } from '../tasks/task-queue.js';
+
+/** Store documents → API shapes (ids renamed, credentials redacted). */
+
+export function presentTask(t: StoredTask): TaskView {
+  const params = { ...t.params };
+  const upstream = params.upstream as Record<string, unknown> | undefined;
+  if (upstream?.password !== undefined) params.upstream = { ...upstream, password: '***' };
+  return {
+    id: t._id,
+    kind: t.kind,
+    state: t.state,
+    ...(t.repository ? { repository: t.repository } : {}),
+    ...(t.channel ? { channel: t.channel } : {}),
+    params,
+    progress: t.progress ?? {},
+    ...(t.result ? { result: t.result } : {}),
+    ...(t.error ? { error: t.error } : {}),
+    createdAt: t.createdAt,
+    ...(t.startedAt ? { startedAt: t.startedAt } : {}),
+    ...(t.finishedAt ? { finishedAt: t.finishedAt } : {}),
+    attempts: t.attempts,
+    ...(t.cancelRequested ? { cancelRequested: true } : {}),
+  };
+}
+
+export function presentPromotion(p: PromotionDoc & { _id: string }) {
+  const { _id, before, after, ...rest } = p;
+  return {
+    id: _id,
+    ...rest,
+    before: { version: before.version, tags: tagsToRecord(before.tags) },
+    after: { version: after.version, tags: tagsToRecord(after.tags) },
+  };
+}
+
+export function presentPublication(p: PublicationDoc & { _id: string }) {
+  const { _id: _ignored, snapshot: _snapshot, ...rest } = p;
+  return rest;
+}

@@ -1,0 +1,34 @@
+import type { Router } from 'express';
+import { z } from 'zod';
+import { jsonBody } from '@flotilla/kit';
+import { publicationRequestSchema } from '../api-schemas.js';
+import type { ContentAppDeps } from '../app.js';
+import { contentProblem } from '../domain/errors.js';
+import { presentPublication, presentTask } from './present.js';
+
+const publicationNumber = z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+
+export function mountPublications(router: Router, deps: ContentAppDeps): void {
+  router.post('/publications', deps.auth.require('admin'), jsonBody(), async (req, res) => {
+    const body = publicationRequestSchema.parse(req.body ?? {});
+    const channel = body.channel ?? 'stable';
+    deps.channels.assertChannel(channel);
+    if (body.repositories) {
+      const known = new Set((await deps.channels.listRepositories()).map((r) => r._id));
+      const unknown = body.repositories.filter((r) => !known.has(r));
+      if (unknown.length > 0) throw contentProblem('unknown-repository', `unknown repositories: ${unknown.join(', ')}`);
+    }
+    const task = await deps.tasks.submitPublish({ channel, ...(body.repositories ? { repositories: body.repositories } : {}) });
+    res.status(202).location(`/api/v1/tasks/${task._id}`).json({ task: presentTask(task) });
+  });
+
+  router.get('/publications', deps.auth.require('read'), async (_req, res) => {
+    const list = await deps.publisher.list();
+    res.json({ publications: list.map(presentPublication) });
+  });
+
+  router.get('/publications/:n', deps.auth.require('read'), async (req, res) => {
+    const n = publicationNumber.parse(req.params.n);
+    res.json(presentPublication(await deps.publisher.get(n)));
+  });
+}

@@ -1,0 +1,62 @@
+import type { Router } from 'express';
+import { repositoryName, repositoryQuerySchema } from '../api-schemas.js';
+import { diffTags, emptyVersion, tagsToRecord } from '../domain/channels.js';
+import type { ContentAppDeps } from '../app.js';
+
+export function mountRepositories(router: Router, deps: ContentAppDeps): void {
+  const { channels, auth } = deps;
+
+  router.get('/repositories', auth.require('read'), async (_req, res) => {
+    const repos = await channels.listRepositories();
+    res.json({
+      repositories: repos.map((r) => ({
+        name: r._id,
+        channels: Object.fromEntries(
+          channels.channels.filter((ch) => r.channels[ch]).map((ch) => [ch, r.channels[ch]?.version ?? 0]),
+        ),
+        ...(r.published ? { published: r.published } : {}),
+      })),
+    });
+  });
+
+  router.get('/repositories/*name', auth.require('read'), async (req, res) => {
+    const raw = (req.params as { name: string[] | string }).name;
+    const name = repositoryName.parse(Array.isArray(raw) ? raw.join('/') : raw);
+    const query = repositoryQuerySchema.parse(req.query);
+    const repo = await channels.repository(name);
+    const wanted = query.channel ? [query.channel] : channels.channels;
+    if (query.channel) channels.assertChannel(query.channel);
+    const views = [];
+    for (const ch of wanted) {
+      const version =
+        query.version !== undefined && query.channel
+          ? query.version === 0
+            ? emptyVersion(name, ch)
+            : await channels.version(name, ch, query.version)
+          : ((await channels.current(name, ch)) ?? emptyVersion(name, ch));
+      views.push({ name: ch, version: version.number, tags: tagsToRecord(version.tags), createdAt: version.createdAt, cause: version.cause });
+    }
+    const body: Record<string, unknown> = {
+      name,
+      createdAt: repo.createdAt,
+      channels: views,
+      ...(repo.published ? { published: repo.published } : {}),
+    };
+    if (query.channel) {
+      body.versions = (await channels.listVersions(name, query.channel)).map((v) => ({
+        number: v.number,
+        createdAt: v.createdAt,
+        cause: v.cause,
+        tags: v.tags.length,
+      }));
+      if (query.compare !== undefined) {
+        const base = query.compare === 0 ? emptyVersion(name, query.channel) : await channels.version(name, query.channel, query.compare);
+        const view = views[0];
+        const target = view ? Object.entries(view.tags).map(([tag, digest]) => ({ tag, digest })) : [];
+        body.diff = { from: base.number, to: view?.version ?? 0, ...diffTags(base.tags, target) };
+      }
+    }
+    res.json(body);
+  });
+
+}

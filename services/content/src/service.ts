@@ -1,0 +1,181 @@
+import type { Logger } from 'pino';
+import type { Bus, Subscription } from '@flotilla/bus';
+import { createOutbox } from '@flotilla/bus';
+import { createMetrics, loadOrCreateSecret, type ServiceInstance } from '@flotilla/kit';
+import type { Store } from '@flotilla/store';
+import { createApp } from './app.js';
+import { TokenAuth } from './auth.js';
+import { ContentStore } from './blobstore/content-store.js';
+import { contentCollections, ensureIndexes } from './collections.js';
+import type { ContentConfig } from './config.js';
+import { Catalog } from './domain/catalog.js';
+import { ChannelStore } from './domain/channels.js';
+import { Promotions } from './domain/promotions.js';
+import { PublishedTree } from './publish/published-tree.js';
+import { Publisher, type PublishParams } from './publish/publisher.js';
+import { Synchronizer } from './sync/synchronizer.js';
+import { ContentTasks } from './tasks/submit.js';
+import { TaskQueue } from './tasks/task-queue.js';
+import { TaskWorker } from './tasks/worker.js';
+
+export const TASKS_QUEUE = 'flotilla.content.tasks';
+export const REGISTRY_EVENTS_QUEUE = 'flotilla.content.registry-events';
+
+export interface ContentServiceDeps {
+  config: ContentConfig;
+  logger: Logger;
+  store: Store;
+  bus: Bus;
+  /** Queue names (tests on a shared RabbitMQ make them unique). */
+  queues?: { tasks?: string; registryEvents?: string };
+  /** How often idle workers look for tasks and expired leases (default 2000 ms). */
+  pollMs?: number;
+  /** How often the outbox retries pending events (default 2000 ms). */
+  outboxIntervalMs?: number;
+}
+
+export interface ContentService extends ServiceInstance {
+  /** The pieces, for tests and the CLI (same objects the API uses). */
+  readonly parts: {
+    config: ContentConfig;
+    channels: ChannelStore;
+    catalog: Catalog;
+    promotions: Promotions;
+    publisher: Publisher;
+    queue: TaskQueue;
+    worker: TaskWorker;
+    tasks: ContentTasks;
+    contentStore: ContentStore;
+    tree: PublishedTree;
+    flushEvents(): Promise<void>;
+  };
+}
+
+/**
+ * The composition root of content: builds the domain on the given store and bus. Secrets not in
+ * the configuration come from (or are generated into) `<dataDir>/secrets/`.
+ */
+export async function createContentService(deps: ContentServiceDeps): Promise<ContentService> {
+  const { store, bus } = deps;
+  const logger = deps.logger.child({ service: 'content' });
+  const config: ContentConfig = { ...deps.config, registry: { ...deps.config.registry } };
+  config.apiToken = (await loadOrCreateSecret(config.dataDir, 'api-token', { env: config.apiToken })).value;
+  config.webhookSecret = (await loadOrCreateSecret(config.dataDir, 'webhook-secret', { env: config.webhookSecret })).value;
+  config.registry.password ??= (await loadOrCreateSecret(config.dataDir, 'admin-password')).value;
+
+  const c = contentCollections(store);
+  await ensureIndexes(c, 2 * config.webhookMaxSkewSeconds);
+  const contentStore = new ContentStore(config.contentDir);
+  await contentStore.init();
+  const tree = new PublishedTree(config.publishDir);
+  await tree.init();
+
+  const outbox = createOutbox({
+    store,
+    bus,
+    logger,
+    ...(deps.outboxIntervalMs !== undefined ? { intervalMs: deps.outboxIntervalMs } : {}),
+  });
+  const channels = new ChannelStore(c, config.channels);
+  const catalog = new Catalog(c);
+  const promotions = new Promotions(c, channels, catalog, config.policy, outbox);
+  const synchronizer = new Synchronizer({
+    channels,
+    catalog,
+    contentStore,
+    events: outbox,
+    logger: logger.child({ component: 'sync' }),
+    concurrency: config.syncConcurrency,
+  });
+  const publisher = new Publisher({
+    c,
+    channels,
+    catalog,
+    contentStore,
+    tree,
+    events: outbox,
+    logger: logger.child({ component: 'publish' }),
+    retainPublications: config.retainPublications,
+    blobGraceSeconds: config.blobGraceSeconds,
+  });
+  const leaseMs = config.taskLeaseSeconds * 1000;
+  const queue = new TaskQueue(c, bus, logger.child({ component: 'tasks' }), leaseMs);
+  const tasks: ContentTasks = new ContentTasks(queue, config, () => worker.wake());
+  const worker: TaskWorker = new TaskWorker({
+    queue,
+    logger: logger.child({ component: 'worker' }),
+    concurrency: config.workers,
+    leaseMs,
+    ...(deps.pollMs !== undefined ? { pollMs: deps.pollMs } : {}),
+    handlers: {
+      sync: (task, ctx) => synchronizer.sync(tasks.syncParams(task), ctx.progress, ctx.signal, task._id),
+      publish: (task, ctx) => publisher.publish(task.params as unknown as PublishParams, ctx.progress, ctx.signal, task._id),
+    },
+  });
+  const metrics = createMetrics('content');
+  const app = createApp({
+    config,
+    logger,
+    metrics,
+    readiness: { store: () => store.ping(), bus: () => bus.ping() },
+    auth: new TokenAuth(config.apiToken, config.readTokens),
+    c,
+    channels,
+    promotions,
+    publisher,
+    queue,
+    worker,
+    tasks,
+  });
+
+  const subscriptions: Subscription[] = [];
+  let started = false;
+  let readyResolve: () => void = () => undefined;
+  const readyPromise = new Promise<void>((resolve) => (readyResolve = resolve));
+
+  return {
+    name: 'content',
+    handler: app,
+    parts: {
+      config,
+      channels,
+      catalog,
+      promotions,
+      publisher,
+      queue,
+      worker,
+      tasks,
+      contentStore,
+      tree,
+      flushEvents: () => outbox.flush(),
+    },
+    async start() {
+      if (started) return;
+      started = true;
+      await outbox.start();
+      subscriptions.push(
+        await bus.subscribe(deps.queues?.registryEvents ?? REGISTRY_EVENTS_QUEUE, ['registry.manifest.pushed'], async (event) => {
+          if (event.type !== 'registry.manifest.pushed') return;
+          const data = event.data as { repository: string };
+          await tasks.submitSync({ repository: data.repository }, true);
+        }),
+      );
+      if (config.workers > 0) {
+        subscriptions.push(
+          await bus.subscribe(deps.queues?.tasks ?? TASKS_QUEUE, ['content.task.queued'], async () => {
+            worker.wake();
+          }),
+        );
+      }
+      worker.start();
+      readyResolve();
+    },
+    async stop() {
+      for (const s of subscriptions.splice(0)) await s.cancel();
+      await worker.stop();
+      await outbox.stop();
+      started = false;
+    },
+    ready: () => readyPromise,
+  };
+}

@@ -1,0 +1,62 @@
+import type { ContentConfig } from '../config.js';
+import type { SyncParams } from '../sync/synchronizer.js';
+import type { StoredTask, TaskQueue } from './task-queue.js';
+
+export interface SyncSubmission {
+  repository: string;
+  upstream?: { url: string; repository?: string; username?: string; password?: string };
+  includeTags?: string[];
+  excludeTags?: string[];
+  mirror?: boolean;
+}
+
+/**
+ * The kinds of task content runs and how each is queued. A sync without an upstream stores no
+ * credentials: the worker uses the configured registry's at run time.
+ */
+export class ContentTasks {
+  constructor(
+    private readonly queue: TaskQueue,
+    private readonly config: ContentConfig,
+    private readonly onSubmitted: () => void = () => undefined,
+  ) {}
+
+  /** With `coalesce`, a waiting sync of the repository (same parameters) absorbs this one. */
+  async submitSync(request: SyncSubmission, coalesce = false): Promise<{ task: StoredTask; coalesced: boolean }> {
+    const params: Record<string, unknown> = { repository: request.repository };
+    if (request.upstream) params.upstream = request.upstream;
+    if (request.includeTags) params.includeTags = request.includeTags;
+    if (request.excludeTags) params.excludeTags = request.excludeTags;
+    if (request.mirror !== undefined) params.mirror = request.mirror;
+    const out = await this.queue.submit({
+      kind: 'sync',
+      key: `sync:${request.repository}`,
+      repository: request.repository,
+      params,
+      coalesce,
+    });
+    this.onSubmitted();
+    return out;
+  }
+
+  async submitPublish(request: { channel: string; repositories?: string[] }): Promise<StoredTask> {
+    const params: Record<string, unknown> = { channel: request.channel };
+    if (request.repositories) params.repositories = request.repositories;
+    const { task } = await this.queue.submit({ kind: 'publish', key: 'publish', channel: request.channel, params });
+    this.onSubmitted();
+    return task;
+  }
+
+  /** A stored sync task's parameters with the configured registry filled in. */
+  syncParams(task: StoredTask): SyncParams {
+    const p = task.params as unknown as SyncSubmission;
+    const registry = this.config.registry;
+    return {
+      repository: p.repository,
+      upstream: p.upstream ?? { url: registry.url, username: registry.username, password: registry.password },
+      includeTags: p.includeTags,
+      excludeTags: p.excludeTags,
+      mirror: p.mirror,
+    };
+  }
+}

@@ -1,0 +1,153 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { TaskKind } from '../collections.js';
+import { ThrottledProgress, type ProgressReporter } from './progress.js';
+import type { StoredTask, TaskQueue } from './task-queue.js';
+
+export type TaskHandler = (
+  task: StoredTask,
+  context: { signal: AbortSignal; progress: ProgressReporter },
+) => Promise<Record<string, unknown>>;
+
+export interface TaskWorkerOptions {
+  queue: TaskQueue;
+  handlers: Record<TaskKind, TaskHandler>;
+  logger: Logger;
+  concurrency: number;
+  leaseMs: number;
+  pollMs?: number;
+}
+
+class CanceledError extends Error {
+  override readonly name = 'CanceledError';
+}
+class LeaseLostError extends Error {
+  override readonly name = 'LeaseLostError';
+}
+
+/**
+ * Runs tasks claimed from the queue, up to `concurrency` at once. Wakes on a bus nudge, on a
+ * local submit and on a poll timer (which also requeues tasks of dead workers). Each running task
+ * heart-beats its lease; a cancel request or a lost lease aborts its signal.
+ */
+export class TaskWorker {
+  readonly owner = `${process.pid}-${randomUUID().slice(0, 8)}`;
+  private readonly running = new Map<string, AbortController>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private pumping = false;
+  private again = false;
+  private stopped = true;
+
+  constructor(private readonly options: TaskWorkerOptions) {}
+
+  start(): void {
+    if (this.options.concurrency <= 0) return;
+    this.stopped = false;
+    const tick = async () => {
+      try {
+        await this.options.queue.requeueExpired();
+      } catch (err) {
+        this.options.logger.warn({ err }, 'failed to requeue expired tasks');
+      }
+      this.wake();
+    };
+    this.timer = setInterval(() => void tick(), this.options.pollMs ?? 2000);
+    this.timer.unref();
+    void tick();
+  }
+
+  /** Claims and starts tasks while there is capacity. */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = true;
+    void this.pump().finally(() => {
+      this.pumping = false;
+      if (this.again) {
+        this.again = false;
+        this.wake();
+      }
+    });
+  }
+
+  /** Aborts a task this process runs (a cancel arrived here): faster than the next heartbeat. */
+  abortLocal(id: string): void {
+    this.running.get(id)?.abort(new CanceledError('canceled'));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    // Running tasks are left to finish; their leases expire if the process goes away first.
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  private async pump(): Promise<void> {
+    while (!this.stopped && this.running.size < this.options.concurrency) {
+      let task: StoredTask | null;
+      try {
+        task = await this.options.queue.claim(this.owner);
+      } catch (err) {
+        this.options.logger.error({ err }, 'failed to claim a task');
+        return;
+      }
+      if (!task) return;
+      const run = this.run(task).finally(() => {
+        this.inFlight.delete(run);
+        this.wake();
+      });
+      this.inFlight.add(run);
+    }
+  }
+
+  private async run(task: StoredTask): Promise<void> {
+    const { queue, logger, leaseMs } = this.options;
+    const log = logger.child({ task: task._id, kind: task.kind });
+    const controller = new AbortController();
+    this.running.set(task._id, controller);
+    const progress = new ThrottledProgress((p) => queue.saveProgress(task._id, this.owner, p));
+    const heartbeat = setInterval(() => {
+      void queue.heartbeat(task._id, this.owner).then(
+        (fresh) => {
+          if (!fresh) controller.abort(new LeaseLostError('lease lost'));
+          else if (fresh.cancelRequested) controller.abort(new CanceledError('canceled'));
+        },
+        (err: unknown) => log.warn({ err }, 'failed to renew task lease'),
+      );
+    }, Math.max(500, Math.floor(leaseMs / 3)));
+    heartbeat.unref();
+    log.info('task started');
+    try {
+      if (task.cancelRequested) throw new CanceledError('canceled');
+      const handler = this.options.handlers[task.kind];
+      const result = await handler(task, { signal: controller.signal, progress });
+      await progress.flush();
+      await queue.finish(task._id, this.owner, { state: 'completed', result, progress: progress.value });
+      log.info('task completed');
+    } catch (err) {
+      await progress.flush();
+      const reason: unknown = controller.signal.aborted ? controller.signal.reason : err;
+      if (reason instanceof LeaseLostError) {
+        log.warn('task lease lost; another worker may run it');
+      } else if (reason instanceof CanceledError) {
+        await queue.finish(task._id, this.owner, { state: 'canceled', progress: progress.value });
+        log.info('task canceled');
+      } else {
+        const message = err instanceof Error ? err.message : String(err);
+        await queue.finish(task._id, this.owner, {
+          state: 'failed',
+          error: { message, ...(typeof (err as { code?: unknown }).code === 'string' ? { code: (err as { code: string }).code } : {}) },
+          progress: progress.value,
+        });
+        log.warn({ err }, 'task failed');
+      }
+    } finally {
+      clearInterval(heartbeat);
+      this.running.delete(task._id);
+    }
+  }
+}
