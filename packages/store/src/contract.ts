@@ -250,6 +250,72 @@ export function storeContract(
       });
     });
 
+    describe('MongoDB query semantics (emulated by the embedded store)', () => {
+      beforeEach(async () => {
+        await items.insertOne({
+          _id: 'null',
+          name: 'null',
+          n: null as unknown as number,
+          tags: ['x', 'y'],
+        });
+        await items.insertOne({ _id: 'missing', name: 'missing', tags: ['y'] });
+        await items.insertOne({ _id: 'one', name: 'one', n: 1, tags: [] });
+        await items.insertOne({ _id: 'two', name: 'Two', n: 2 });
+      });
+      const ids = async (filter: Document): Promise<string[]> =>
+        (await items.find(filter)).map((d) => d._id).sort();
+
+      it('null equality matches null and missing fields', async () => {
+        expect(await ids({ n: null })).toEqual(['missing', 'null']);
+        expect(await ids({ n: { $eq: null } })).toEqual(['missing', 'null']);
+        expect(await ids({ n: { $in: [null, 2] } })).toEqual(['missing', 'null', 'two']);
+        expect(await ids({ n: { $ne: null } })).toEqual(['one', 'two']);
+        expect(await ids({ n: { $nin: [null, 2] } })).toEqual(['one']);
+        expect(await ids({ n: { $exists: true } })).toEqual(['null', 'one', 'two']);
+        expect(await items.countDocuments({ n: null })).toBe(2);
+      });
+
+      it('$ne and $nin on an array field mean that no element matches', async () => {
+        expect(await ids({ tags: { $ne: 'x' } })).toEqual(['missing', 'one', 'two']);
+        expect(await ids({ tags: { $nin: ['x', 'z'] } })).toEqual(['missing', 'one', 'two']);
+        expect(await ids({ n: { $ne: 1 } })).toEqual(['missing', 'null', 'two']);
+      });
+
+      it('supports $eq, field-level $not, $nor and string $regex with $options', async () => {
+        expect(await ids({ n: { $eq: 2 } })).toEqual(['two']);
+        expect(await ids({ n: { $not: { $gt: 1 } } })).toEqual(['missing', 'null', 'one']);
+        expect(await ids({ $nor: [{ n: 1 }, { name: 'Two' }] })).toEqual(['missing', 'null']);
+        expect(await ids({ name: { $regex: '^t', $options: 'i' } })).toEqual(['two']);
+        expect(await ids({ name: { $not: /^t/i } })).toEqual(['missing', 'null', 'one']);
+      });
+
+      it('deletes and updates with the same selection as find', async () => {
+        expect(await items.updateMany({ n: null }, { $set: { flag: true } })).toEqual({
+          matchedCount: 2,
+          modifiedCount: 2,
+        });
+        expect(await items.deleteMany({ tags: { $ne: 'x' }, n: { $ne: null } })).toEqual({
+          deletedCount: 2,
+        });
+        expect(await ids({})).toEqual(['missing', 'null']);
+      });
+
+      it('stores no field for an undefined value', async () => {
+        const stored = await items.insertOne({
+          _id: 'u',
+          name: 'u',
+          n: undefined,
+          meta: { a: undefined, b: 1 },
+        });
+        await items.updateOne({ _id: 'u' }, { $set: { tags: undefined, 'meta.c': 2 } });
+        const found = await items.findOne({ _id: 'u' });
+        expect(found && Object.keys(found).sort()).toEqual(['_id', 'meta', 'name']);
+        expect(found?.meta && Object.keys(found.meta).sort()).toEqual(['b', 'c']);
+        expect(Object.keys(stored)).not.toContain('n');
+        expect(await ids({ _id: 'u', n: { $exists: false } })).toEqual(['u']);
+      });
+    });
+
     describe('update operators', () => {
       let id: string;
       beforeEach(async () => {

@@ -13,6 +13,7 @@ import { access, constants } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { isDeepStrictEqual } from 'node:util';
 import type NedbModule from '@seald-io/nedb';
+import { toNedbQuery } from './nedb-query.js';
 import { collectionFile } from './paths.js';
 import {
   DuplicateKeyError,
@@ -94,6 +95,29 @@ function toStoreError(collection: string, err: unknown): unknown {
   return err;
 }
 
+/**
+ * MongoDB (with the driver's `ignoreUndefined`) stores no field for an `undefined` value; nedb would
+ * keep the key in memory until the next load.
+ */
+function withoutUndefined<V>(value: V): V {
+  if (Array.isArray(value)) return value.map(withoutUndefined) as V;
+  if (value === null || typeof value !== 'object') return value;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return value;
+  const copy: Document = {};
+  for (const [k, v] of Object.entries(value)) if (v !== undefined) copy[k] = withoutUndefined(v);
+  return copy as V;
+}
+
+function withoutUndefinedFields({ modifiers, setOnInsert }: CheckedUpdate): CheckedUpdate {
+  const cleaned: Record<string, Document> = {};
+  for (const [operator, fields] of Object.entries(modifiers)) {
+    const body = withoutUndefined(fields);
+    if (Object.keys(body).length > 0) cleaned[operator] = body;
+  }
+  return { modifiers: cleaned, setOnInsert: setOnInsert && withoutUndefined(setOnInsert) };
+}
+
 const UNSET = Symbol('unset');
 
 /** MongoDB's rule for the document an upsert starts from: the filter's equality conditions. */
@@ -172,7 +196,9 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
     if (doc._id !== undefined && typeof doc._id !== 'string')
       throw new TypeError('_id must be a string');
     const ds = await this.open();
-    return this.write(() => ds.insertAsync(doc as Document)) as Promise<WithId<T>>;
+    return this.write(() => ds.insertAsync(withoutUndefined(doc) as Document)) as Promise<
+      WithId<T>
+    >;
   }
 
   async findOne(
@@ -186,7 +212,7 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
   async find(filter: Filter<T>, options: FindOptions = {}): Promise<WithId<T>[]> {
     const ds = await this.open();
     const { nedb: projection, idOnly } = splitProjection(options.projection);
-    let cursor = ds.findAsync(filter);
+    let cursor = ds.findAsync(toNedbQuery(filter));
     if (options.sort) cursor = cursor.sort(options.sort);
     if (options.skip) cursor = cursor.skip(options.skip);
     if (options.limit) cursor = cursor.limit(options.limit);
@@ -200,32 +226,34 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
     update: UpdateOperators,
     options: UpdateOptions = {},
   ): Promise<UpdateResult> {
-    const checked = checkUpdate(update);
+    const checked = withoutUndefinedFields(checkUpdate(update));
+    const query = toNedbQuery(filter);
     const ds = await this.open();
     return this.write(async () => {
-      const before = await this.first(ds, filter);
+      const before = await this.first(ds, query);
       if (!before) {
         if (!options.upsert) return { matchedCount: 0, modifiedCount: 0 };
         const inserted = await this.insertUpserted(ds, filter, checked);
         return { matchedCount: 0, modifiedCount: 0, upsertedId: inserted._id };
       }
-      const after = await this.updateById(ds, before._id, filter, checked);
+      const after = await this.updateById(ds, before._id, query, checked);
       if (!after) return { matchedCount: 0, modifiedCount: 0 };
       return { matchedCount: 1, modifiedCount: isDeepStrictEqual(before, after) ? 0 : 1 };
     });
   }
 
   async updateMany(filter: Filter<T>, update: UpdateOperators): Promise<UpdateResult> {
-    const { modifiers } = checkUpdate(update);
+    const { modifiers } = withoutUndefinedFields(checkUpdate(update));
+    const query = toNedbQuery(filter);
     const ds = await this.open();
     return this.write(async () => {
       const before = new Map<string, Document>();
-      for (const doc of (await ds.findAsync(filter)) as unknown as WithId<Document>[])
+      for (const doc of (await ds.findAsync(query)) as unknown as WithId<Document>[])
         before.set(doc._id, doc);
       if (before.size === 0 || Object.keys(modifiers).length === 0) {
         return { matchedCount: before.size, modifiedCount: 0 };
       }
-      const { affectedDocuments } = await ds.updateAsync(filter, modifiers, {
+      const { affectedDocuments } = await ds.updateAsync(query, modifiers, {
         multi: true,
         returnUpdatedDocs: true,
       });
@@ -242,30 +270,35 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
     update: UpdateOperators,
     options: UpdateOptions & { sort?: Sort } = {},
   ): Promise<WithId<T> | null> {
-    const checked = checkUpdate(update);
+    const checked = withoutUndefinedFields(checkUpdate(update));
+    const query = toNedbQuery(filter);
     const ds = await this.open();
     return this.write(async () => {
-      const before = await this.first(ds, filter, options.sort);
+      const before = await this.first(ds, query, options.sort);
       if (!before) return options.upsert ? this.insertUpserted(ds, filter, checked) : null;
-      return this.updateById(ds, before._id, filter, checked);
+      return this.updateById(ds, before._id, query, checked);
     }) as Promise<WithId<T> | null>;
   }
 
   async deleteOne(filter: Filter<T>): Promise<{ deletedCount: number }> {
     const ds = await this.open();
-    const deletedCount = await this.write(() => ds.removeAsync(filter, { multi: false }));
+    const deletedCount = await this.write(() =>
+      ds.removeAsync(toNedbQuery(filter), { multi: false }),
+    );
     return { deletedCount };
   }
 
   async deleteMany(filter: Filter<T>): Promise<{ deletedCount: number }> {
     const ds = await this.open();
-    const deletedCount = await this.write(() => ds.removeAsync(filter, { multi: true }));
+    const deletedCount = await this.write(() =>
+      ds.removeAsync(toNedbQuery(filter), { multi: true }),
+    );
     return { deletedCount };
   }
 
   async countDocuments(filter: Filter<T> = {}): Promise<number> {
     const ds = await this.open();
-    return (await ds.countAsync(filter)) as unknown as number;
+    return (await ds.countAsync(toNedbQuery(filter))) as unknown as number;
   }
 
   async createIndex(spec: IndexSpec): Promise<void> {
