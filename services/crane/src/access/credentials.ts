@@ -15,10 +15,6 @@ export interface CredentialCheck {
   verify(headers: { authorization?: string; certificate?: string }, fromTrustedProxy: boolean): boolean | Promise<boolean>;
 }
 
-export interface HtpasswdUsers {
-  readonly users: ReadonlyMap<string, string>;
-}
-
 /** Parses htpasswd text: `user:$2y$…` lines; other hash schemes are rejected at load. */
 export function parseHtpasswd(text: string): Map<string, string> {
   const users = new Map<string, string>();
@@ -55,10 +51,14 @@ export function createCredentialCheck(options: {
   const cache = new Map<string, { ok: boolean; expires: number }>();
   const expected = options.certificateValue === undefined ? undefined : Buffer.from(options.certificateValue);
 
-  async function verifyBasic(header: string): Promise<boolean> {
+  function verifyBasic(header: string): boolean | Promise<boolean> {
     const key = createHash('sha256').update(header).digest('base64');
     const hit = cache.get(key);
     if (hit && hit.expires > now()) return hit.ok;
+    return checkBasic(key, header);
+  }
+
+  async function checkBasic(key: string, header: string): Promise<boolean> {
     let ok = false;
     const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
     if (match) {

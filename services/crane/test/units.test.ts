@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import { compileProtectedGlobs } from '../src/access/protected-globs.js';
+import { createCredentialCheck, parseHtpasswd } from '../src/access/credentials.js';
+import { pageAfter } from '../src/catalog/catalog.js';
+import { createClientIpResolver, parseTrustedProxies } from '../src/http/client-ip.js';
+import { parseAccept } from '../src/http/negotiation.js';
+import { createRateLimiter } from '../src/http/rate-limit.js';
+import { parseV2Path } from '../src/http/v2-handler.js';
+
+describe('parseV2Path', () => {
+  it('splits names that contain resource words', () => {
+    expect(parseV2Path('/v2/a/manifests/b/manifests/latest')).toEqual({ kind: 'manifest', name: 'a/manifests/b', reference: 'latest' });
+    expect(parseV2Path('/v2/x/manifests/y/blobs/sha256:ab')).toEqual({ kind: 'blob', name: 'x/manifests/y', reference: 'sha256:ab' });
+    expect(parseV2Path('/v2/a/b/tags/list')).toEqual({ kind: 'tags', name: 'a/b' });
+    expect(parseV2Path('/v2/_catalog')).toEqual({ kind: 'catalog' });
+    expect(parseV2Path('/v2/a/b/referrers/sha256%3Aab')).toEqual({ kind: 'referrers', name: 'a/b', reference: 'sha256:ab' });
+    expect(parseV2Path('/v2/a/b/blobs/')).toEqual({ kind: 'unknown' });
+    expect(parseV2Path('/v2/manifests/x')).toEqual({ kind: 'unknown' });
+  });
+});
+
+describe('pageAfter', () => {
+  const list = ['a', 'b', 'c', 'd'];
+  it('pages after last, exclusive', () => {
+    expect(pageAfter(list, undefined, 2)).toEqual({ items: ['a', 'b'], more: true });
+    expect(pageAfter(list, 'b', 2)).toEqual({ items: ['c', 'd'], more: false });
+    expect(pageAfter(list, 'bb', undefined)).toEqual({ items: ['c', 'd'], more: false });
+    expect(pageAfter(list, 'z', 2)).toEqual({ items: [], more: false });
+    expect(pageAfter(list, undefined, 0)).toEqual({ items: [], more: true });
+  });
+});
+
+describe('parseAccept', () => {
+  it('reads lists, parameters, several headers and wildcards', () => {
+    const a = parseAccept(['application/a; q=0.5, Application/B', 'application/c']);
+    expect([...a.types].sort()).toEqual(['application/a', 'application/b', 'application/c']);
+    expect(a.any).toBe(false);
+    expect(parseAccept('*/*').any).toBe(true);
+    expect(parseAccept(undefined).types.size).toBe(0);
+  });
+});
+
+describe('client IP', () => {
+  const resolver = createClientIpResolver(parseTrustedProxies(['10.0.0.0/8', '2001:db8:ffff::/48']));
+  it('believes X-Forwarded-For only from trusted peers, right-most untrusted hop', () => {
+    expect(resolver.resolve('192.0.2.9', '192.0.2.1')).toBe('192.0.2.9');
+    expect(resolver.resolve('10.1.2.3', '192.0.2.1')).toBe('192.0.2.1');
+    expect(resolver.resolve('::ffff:10.1.2.3', '192.0.2.66, 192.0.2.1, 10.9.9.9')).toBe('192.0.2.1');
+    expect(resolver.resolve('2001:db8:ffff::1', '2001:db8::5')).toBe('2001:db8::5');
+    expect(resolver.resolve('10.1.2.3', '10.4.4.4')).toBe('10.4.4.4');
+    expect(resolver.resolve('10.1.2.3', 'garbage, 192.0.2.1')).toBe('192.0.2.1');
+    expect(resolver.resolve('10.1.2.3', '192.0.2.1, garbage')).toBe('10.1.2.3');
+    expect(resolver.resolve('10.1.2.3', '[2001:db8::7]:443')).toBe('2001:db8::7');
+  });
+});
+
+describe('rate limiter', () => {
+  it('refills at the rate up to the burst', () => {
+    let t = 0;
+    const limiter = createRateLimiter({ rate: 2, burst: 2, now: () => t });
+    expect([limiter.take('a'), limiter.take('a'), limiter.take('a')]).toEqual([0, 0, 1]);
+    expect(limiter.take('b')).toBe(0);
+    t = 500;
+    expect(limiter.take('a')).toBe(0);
+    t = 10_000;
+    limiter.sweep();
+    expect(limiter.size).toBe(0);
+  });
+});
+
+describe('protected globs', () => {
+  it('matches * within a component and ** across', () => {
+    const isProtected = compileProtectedGlobs(['internal/*', 'secret/**', 'exact/name', 'v?']);
+    expect(isProtected('internal/a')).toBe(true);
+    expect(isProtected('internal/a/b')).toBe(false);
+    expect(isProtected('secret/a/b/c')).toBe(true);
+    expect(isProtected('exact/name')).toBe(true);
+    expect(isProtected('exact/names')).toBe(false);
+    expect(isProtected('v1')).toBe(true);
+    expect(isProtected('public/x')).toBe(false);
+  });
+});
+
+describe('credentials', () => {
+  it('parses bcrypt htpasswd files and refuses other schemes', () => {
+    expect(parseHtpasswd('# c\nalice:$2y$05$abcdefghijklmnopqrstuuJ1E8Lr3ZmTkzN0uHrZrWUWVvIcy1KQa\n').get('alice')).toMatch(/^\$2b\$/);
+    expect(() => parseHtpasswd('bob:{SHA}abc')).toThrow(/line 1/);
+  });
+
+  it('caches verdicts so bcrypt runs once per header', async () => {
+    const bcrypt = await import('bcryptjs');
+    const users = new Map([['alice', bcrypt.hashSync('pw', 4)]]);
+    const check = createCredentialCheck({ users });
+    const header = `Basic ${Buffer.from('alice:pw').toString('base64')}`;
+    expect(await check.verify({ authorization: header }, false)).toBe(true);
+    expect(check.verify({ authorization: header }, false)).toBe(true); // synchronous: cached
+    expect(await check.verify({ authorization: `Basic ${Buffer.from('alice:no').toString('base64')}` }, false)).toBe(false);
+    expect(await check.verify({ authorization: 'Bearer x' }, false)).toBe(false);
+  });
+});
