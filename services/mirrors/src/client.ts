@@ -1,6 +1,7 @@
 import { request, type Dispatcher } from 'undici';
 import type { MirrorView } from './mirrors/model.js';
 import type { CrawlRecord } from './mirrors/repository.js';
+import type { StatisticsSummary } from './statistics.js';
 
 /**
  * A small typed client of the mirrors admin API, for the CLI (`flotilla mirrors add|list|crawl`)
@@ -75,6 +76,10 @@ export class MirrorsClient {
 
   crawls(id: string, limit = 20): Promise<CrawlRecord[]> {
     return this.call('GET', `/api/v1/mirrors/${encodeURIComponent(id)}/crawls?limit=${limit}`);
+  }
+
+  statistics(): Promise<StatisticsSummary> {
+    return this.call('GET', '/api/v1/statistics');
   }
 
   private async call<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown): Promise<T> {
