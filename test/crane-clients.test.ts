@@ -1,0 +1,228 @@
+/**
+ * Crane against real clients: podman pull and skopeo copy through crane, with blob redirects
+ * to a loopback static server over the same published tree; then the same image pushed to
+ * Docker Distribution, and crane's manifest answers compared with Distribution's byte for byte.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { listen, type RunningServer } from '@flotilla/kit';
+import { createCraneService, loadCraneConfig, type CraneService } from '@flotilla/crane';
+import { pino } from 'pino';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStaticServer, type StaticServer } from './support/static-server.js';
+import { writePublishedTree, type WrittenTree } from './support/tree.js';
+
+const run = promisify(execFile);
+const REPO = 'fedora/httpd';
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
+const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
+const ALL = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(', ');
+
+function missing(binaries: string[]): string[] {
+  return binaries.filter((b) => !['/usr/bin', '/usr/local/bin', '/bin'].some((dir) => existsSync(path.join(dir, b))));
+}
+
+const absent = missing(['skopeo', 'podman', 'docker-registry']);
+if (absent.length > 0) {
+  if (process.env.CI === 'true') throw new Error(`crane client tests need ${absent.join(', ')}`);
+  console.log(`skipping crane client tests: ${absent.join(', ')} not installed`);
+}
+const describeClients = absent.length > 0 ? describe.skip : describe;
+
+let work: string;
+let tree: WrittenTree;
+let mirror: StaticServer;
+let crane: CraneService;
+let server: RunningServer;
+let craneHost: string;
+
+beforeAll(async () => {
+  if (absent.length > 0) return;
+  work = await mkdtemp(path.join(os.tmpdir(), 'crane-clients-'));
+  const root = path.join(work, 'tree');
+  tree = await writePublishedTree(root, {
+    publication: 1,
+    repositories: [
+      {
+        name: REPO,
+        tags: {
+          '39': {},
+          docker: { flavour: 'docker' },
+          single: { kind: 'image', flavour: 'docker', layers: 3 },
+        },
+      },
+    ],
+  });
+  mirror = await startStaticServer(root);
+  const logger = pino({ level: 'silent' });
+  const config = loadCraneConfig({
+    FLOTILLA_PUBLISH_DIR: root,
+    FLOTILLA_CRANE_BLOB_BASE_URL: mirror.url,
+    FLOTILLA_CRANE_POLL_INTERVAL: '0',
+    FLOTILLA_CRANE_RATE_LIMIT: '0',
+  });
+  crane = await createCraneService({ config, logger });
+  await crane.start();
+  server = await listen(crane.handler, { port: 0, logger });
+  craneHost = server.url.replace('http://', '');
+}, 60_000);
+
+afterAll(async () => {
+  if (absent.length > 0) return;
+  await server?.close();
+  await crane?.stop();
+  await mirror?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+async function manifestOf(base: string, ref: string, accept: string | undefined, method = 'GET') {
+  const res = await request(`${base}/v2/${REPO}/manifests/${ref}`, {
+    method: method as 'GET',
+    headers: accept === undefined ? {} : { accept },
+  });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  return {
+    status: res.statusCode,
+    body,
+    digest: res.headers['docker-content-digest'],
+    type: res.headers['content-type'],
+    length: res.headers['content-length'],
+  };
+}
+
+describeClients('real clients through crane', () => {
+  it('skopeo copies every platform, byte for byte, with blobs from the mirror', async () => {
+    const dest = path.join(work, 'oci');
+    await run('skopeo', [
+      'copy',
+      '--all',
+      '--preserve-digests',
+      '--src-tls-verify=false',
+      `docker://${craneHost}/${REPO}:39`,
+      `oci:${dest}:39`,
+    ]);
+    const index = JSON.parse(await readFile(path.join(dest, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+    const published = tree.repositories[REPO]!;
+    expect(index.manifests[0]!.digest).toBe(published.tags['39']);
+    for (const image of published.images['39']!) {
+      for (const blob of [image.digest, image.config, ...image.layers]) {
+        const bytes = await readFile(path.join(dest, 'blobs', 'sha256', blob.slice(7)));
+        expect(bytes.equals(published.blobs[blob] ?? published.manifests[blob]!.bytes), blob).toBe(true);
+      }
+    }
+    // the layers came from the mirror through crane's redirects
+    const layer = published.images['39']![0]!.layers[0]!;
+    expect(mirror.requests.some((r) => r.endsWith(layer.slice(7)))).toBe(true);
+  }, 120_000);
+
+  it('podman pulls the index and unpacks the amd64 image', async () => {
+    const storage = path.join(work, 'podman');
+    const podman = ['--root', path.join(storage, 'root'), '--runroot', path.join(storage, 'run'), '--storage-driver', 'vfs'];
+    const ref = `${craneHost}/${REPO}:39`;
+    await run('podman', [...podman, 'pull', '--tls-verify=false', '--arch', 'amd64', ref], { timeout: 120_000 });
+    const { stdout } = await run('podman', [...podman, 'image', 'inspect', '--format', '{{.Digest}} {{.Id}}', ref]);
+    const [digest, id] = stdout.trim().split(' ');
+    const published = tree.repositories[REPO]!;
+    expect(digest).toBe(published.tags['39']);
+    const amd64 = published.images['39']!.find((i) => i.platform.architecture === 'amd64')!;
+    expect(`sha256:${id}`).toBe(amd64.config);
+    await run('podman', [...podman, 'rmi', '--all', '--force']).catch(() => undefined);
+  }, 180_000);
+});
+
+describeClients('crane answers like Docker Distribution', () => {
+  let distribution: ChildProcess | undefined;
+  let distributionUrl: string;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    const dir = path.join(work, 'distribution');
+    const configFile = path.join(work, 'distribution.yml');
+    await writeFile(
+      configFile,
+      [
+        'version: 0.1',
+        'log:',
+        '  level: error',
+        '  accesslog:',
+        '    disabled: true',
+        'storage:',
+        '  filesystem:',
+        `    rootdirectory: ${dir}`,
+        'http:',
+        `  addr: 127.0.0.1:${port}`,
+        '',
+      ].join('\n'),
+    );
+    distribution = spawn('/usr/bin/docker-registry', ['serve', configFile], { stdio: 'ignore' });
+    distributionUrl = `http://127.0.0.1:${port}`;
+    for (let i = 0; i < 100; i++) {
+      const up = await request(`${distributionUrl}/v2/`)
+        .then(async (r) => {
+          await r.body.dump();
+          return true;
+        })
+        .catch(() => false);
+      if (up) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const tag of ['39', 'docker', 'single']) {
+      await run('skopeo', [
+        'copy',
+        '--all',
+        '--preserve-digests',
+        '--src-tls-verify=false',
+        '--dest-tls-verify=false',
+        `docker://${craneHost}/${REPO}:${tag}`,
+        `docker://127.0.0.1:${port}/${REPO}:${tag}`,
+      ]);
+    }
+  }, 120_000);
+
+  afterAll(() => {
+    distribution?.kill('SIGTERM');
+  });
+
+  const cases: Array<[string, (t: WrittenTree) => string, string | undefined, string]> = [
+    ['OCI index by tag', () => '39', ALL, 'GET'],
+    ['OCI index by tag, HEAD', () => '39', ALL, 'HEAD'],
+    ['manifest list by tag', () => 'docker', ALL, 'GET'],
+    ['manifest list by tag, schema2-only client (amd64 child)', () => 'docker', DOCKER_MANIFEST, 'GET'],
+    ['manifest list by digest, schema2-only client', (t) => t.repositories[REPO]!.tags.docker!, DOCKER_MANIFEST, 'GET'],
+    ['schema2 image by tag', () => 'single', ALL, 'GET'],
+    ['schema2 image by digest', (t) => t.repositories[REPO]!.tags.single!, DOCKER_MANIFEST, 'GET'],
+    ['OCI child by digest', (t) => t.repositories[REPO]!.images['39']![1]!.digest, OCI_MANIFEST, 'GET'],
+  ];
+
+  it.each(cases)('%s', async (_name, ref, accept, method) => {
+    const reference = ref(tree);
+    const ours = await manifestOf(server.url, reference, accept, method);
+    const theirs = await manifestOf(distributionUrl, reference, accept, method);
+    expect(theirs.status).toBe(200);
+    expect(ours.status).toBe(theirs.status);
+    expect(ours.digest).toBe(theirs.digest);
+    expect(ours.type).toBe(theirs.type);
+    expect(ours.length).toBe(theirs.length);
+    expect(ours.body.equals(theirs.body)).toBe(true);
+  });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
