@@ -19,6 +19,21 @@ export interface CreateLoggerOptions {
   destination?: DestinationStream;
 }
 
+const SECRET_KEYS = [
+  'password',
+  'token',
+  'secret',
+  'authorization',
+  'apiToken',
+  'adminPassword',
+  'webhookSecret',
+  'FLOTILLA_ADMIN_PASSWORD',
+  'FLOTILLA_API_TOKEN',
+  'FLOTILLA_WEBHOOK_SECRET',
+];
+/** Secrets never reach a log line, at the top level or one object down (`{ config }`, `{ headers }`). */
+const REDACTED_PATHS = SECRET_KEYS.flatMap((key) => [key, `*.${key}`]);
+
 /** Tests are quiet unless they ask: LOG_LEVEL unset under vitest or NODE_ENV=test → silent. */
 function defaultLevel(env: Env): string {
   const fromEnv = env.LOG_LEVEL?.trim().toLowerCase();
@@ -35,7 +50,7 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
       ['LOG_LEVEL'],
     );
   }
-  const pinoOptions: LoggerOptions = { level };
+  const pinoOptions: LoggerOptions = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
   if (options.name !== undefined) pinoOptions.name = options.name;
   return options.destination ? pino(pinoOptions, options.destination) : pino(pinoOptions);
 }

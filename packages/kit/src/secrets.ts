@@ -8,14 +8,17 @@ import { randomBytes } from 'node:crypto';
 import { chmod, link, mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
-export interface LoadedSecret {
-  value: string;
-  /** The file it came from or was written to; undefined when it came from the environment. */
-  path: string | undefined;
-  /** True when this call generated the secret. */
-  created: boolean;
-  source: 'env' | 'file';
-}
+/** Where a secret came from. `created: true` narrows `path` to a string. */
+export type LoadedSecret =
+  | { value: string; path: undefined; created: false; source: 'env' }
+  | {
+      value: string;
+      /** The file it was read from or written to. */
+      path: string;
+      /** True when this call generated the secret. */
+      created: boolean;
+      source: 'file';
+    };
 
 const SECRET_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 

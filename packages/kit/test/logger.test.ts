@@ -26,6 +26,16 @@ describe('createLogger', () => {
   });
 });
 
+describe('redaction', () => {
+  it('hides secrets at the top level and one object down', () => {
+    const { logger, lines } = capturingLogger('info');
+    logger.info({ password: 'p1', config: { FLOTILLA_API_TOKEN: 't1', port: 5000 }, headers: { authorization: 'Basic x' } }, 'started');
+    const text = JSON.stringify(lines[0]);
+    expect(text).not.toMatch(/p1|t1|Basic x/);
+    expect(lines[0]).toMatchObject({ password: '[redacted]', config: { port: 5000 } });
+  });
+});
+
 describe('Readiness', () => {
   it('fails a check that throws, returns false or outlives its timeout', async () => {
     const readiness = new Readiness(
