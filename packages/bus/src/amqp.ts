@@ -71,7 +71,12 @@ interface SessionWaiter {
   reject(err: Error): void;
 }
 
-const STRIPPED_HEADERS = new Set(['x-death', 'x-first-death-exchange', 'x-first-death-queue', 'x-first-death-reason']);
+const STRIPPED_HEADERS = new Set([
+  'x-death',
+  'x-first-death-exchange',
+  'x-first-death-queue',
+  'x-first-death-reason',
+]);
 const STRIPPED_PREFIX = 'x-last-death-';
 
 /**
@@ -112,7 +117,9 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
   }
 
   async function openSession(): Promise<Session> {
-    const connection = await amqp.connect(options.url, { clientProperties: { connection_name: connectionName } });
+    const connection = await amqp.connect(options.url, {
+      clientProperties: { connection_name: connectionName },
+    });
     let current: Session | null = null;
     let lostEarly = false;
     connection.on('error', (err: unknown) => logger.warn({ err }, 'amqp connection error'));
@@ -124,7 +131,9 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
       const publisher = await connection.createConfirmChannel();
       const s: Session = { connection, publisher, lost: lostEarly, publisherClosed: false };
       current = s;
-      publisher.on('error', (err: unknown) => logger.warn({ err }, 'amqp publishing channel error'));
+      publisher.on('error', (err: unknown) =>
+        logger.warn({ err }, 'amqp publishing channel error'),
+      );
       publisher.on('close', () => {
         s.publisherClosed = true;
         if (!s.lost && !closing) {
@@ -234,7 +243,9 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
   async function startConsumer(sub: AmqpSubscription, s: Session): Promise<void> {
     if (!sub.active) return;
     const channel = await s.connection.createChannel();
-    channel.on('error', (err: unknown) => logger.warn({ err, queue: sub.queue }, 'amqp consumer channel error'));
+    channel.on('error', (err: unknown) =>
+      logger.warn({ err, queue: sub.queue }, 'amqp consumer channel error'),
+    );
     channel.on('close', () => {
       if (sub.channel !== channel) return;
       sub.channel = null;
@@ -245,7 +256,8 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
       }
     });
     await channel.assertQueue(sub.queue, { durable: true });
-    for (const pattern of sub.bindings) await channel.bindQueue(sub.queue, topology.exchange, pattern);
+    for (const pattern of sub.bindings)
+      await channel.bindQueue(sub.queue, topology.exchange, pattern);
     await channel.assertQueue(retryQueueName(sub.queue), {
       durable: true,
       arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': sub.queue },
@@ -260,7 +272,12 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
           return;
         }
         const run = handleMessage(sub, s, channel, message)
-          .catch((err: unknown) => logger.warn({ err, queue: sub.queue }, 'failed to settle message, broker redelivers it'))
+          .catch((err: unknown) =>
+            logger.warn(
+              { err, queue: sub.queue },
+              'failed to settle message, broker redelivers it',
+            ),
+          )
           .finally(() => sub.running.delete(run));
         sub.running.add(run);
       },
@@ -326,7 +343,13 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
     }
     if (retries >= sub.policy.maxRetries) {
       logger.error(
-        { queue: sub.queue, eventId: event.id, eventType: event.type, attempts: retries + 1, err: failure },
+        {
+          queue: sub.queue,
+          eventId: event.id,
+          eventType: event.type,
+          attempts: retries + 1,
+          err: failure,
+        },
         'message dead-lettered',
       );
       await deadLetter(sub, s, message, retries + 1, failure);
@@ -334,7 +357,14 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
       const retry = retries + 1;
       const delayMs = retryDelay(sub.policy, retry);
       logger.warn(
-        { queue: sub.queue, eventId: event.id, eventType: event.type, retry, delayMs, err: failure },
+        {
+          queue: sub.queue,
+          eventId: event.id,
+          eventType: event.type,
+          retry,
+          delayMs,
+          err: failure,
+        },
         'handler failed, retrying',
       );
       const headers = { ...copiedHeaders(message), [ATTEMPT_HEADER]: retry };
@@ -362,7 +392,13 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
     };
     // Published on the session the message came from: if that connection is gone, the
     // original is redelivered anyway, and a copy would only duplicate it.
-    await publishOn(s.publisher, topology.deadExchange, message.fields.routingKey, message.content, copyOptions(message, headers));
+    await publishOn(
+      s.publisher,
+      topology.deadExchange,
+      message.fields.routingKey,
+      message.content,
+      copyOptions(message, headers),
+    );
   }
 
   async function stopConsumer(sub: AmqpSubscription): Promise<void> {

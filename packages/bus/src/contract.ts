@@ -36,7 +36,13 @@ function eventOf(type: EventType, n = 1): EventEnvelope {
     case 'registry.manifest.deleted':
       return createEvent(type, SOURCE, { repository: 'contract/app', digest: DIGEST });
     case 'content.synced':
-      return createEvent(type, SOURCE, { repository: 'contract/app', channel: 'candidate', version: n, added: 1, removed: 0 });
+      return createEvent(type, SOURCE, {
+        repository: 'contract/app',
+        channel: 'candidate',
+        version: n,
+        added: 1,
+        removed: 0,
+      });
     case 'content.promoted':
       return createEvent(type, SOURCE, {
         repository: 'contract/app',
@@ -48,7 +54,12 @@ function eventOf(type: EventType, n = 1): EventEnvelope {
         actor: 'contract',
       });
     case 'content.published':
-      return createEvent(type, SOURCE, { channel: 'stable', publication: n, repositories: ['contract/app'], newBlobs: 0 });
+      return createEvent(type, SOURCE, {
+        channel: 'stable',
+        publication: n,
+        repositories: ['contract/app'],
+        newBlobs: 0,
+      });
     case 'mirrors.crawled':
       return createEvent(type, SOURCE, { mirror: 'contract', publication: n, upToDate: true });
     default:
@@ -57,7 +68,11 @@ function eventOf(type: EventType, n = 1): EventEnvelope {
 }
 
 /** Polls `condition` until it holds; fails the test (never hangs) after `timeoutMs`. */
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+async function waitFor(
+  what: string,
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs = 15_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -70,7 +85,11 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Records the ids of this test's events (a shared broker may carry others'), in arrival order. */
-function recorder(ours: Set<string>): { ids: string[]; events: EventEnvelope[]; handler: EventHandler } {
+function recorder(ours: Set<string>): {
+  ids: string[];
+  events: EventEnvelope[];
+  handler: EventHandler;
+} {
   const ids: string[] = [];
   const events: EventEnvelope[] = [];
   return {
@@ -127,7 +146,11 @@ export function busContract(name: string, factory: BusContractFactory): void {
       await bus.subscribe(harness.queue('content'), ['content.*'], content.handler);
       await bus.subscribe(harness.queue('all'), ['#'], all.handler);
       await bus.subscribe(harness.queue('exact'), ['registry.manifest.pushed'], exact.handler);
-      await bus.subscribe(harness.queue('mirrors'), ['mirrors.#', 'nothing.*.matches'], mirrors.handler);
+      await bus.subscribe(
+        harness.queue('mirrors'),
+        ['mirrors.#', 'nothing.*.matches'],
+        mirrors.handler,
+      );
 
       const synced = eventOf('content.synced');
       const published = eventOf('content.published');
@@ -149,7 +172,16 @@ export function busContract(name: string, factory: BusContractFactory): void {
 
       expect(content.ids).toEqual([synced.id, published.id, contentSentinel.id]);
       expect([...all.ids].sort()).toEqual(
-        [synced, published, pushed, deleted, crawled, contentSentinel, pushedSentinel, mirrorsSentinel]
+        [
+          synced,
+          published,
+          pushed,
+          deleted,
+          crawled,
+          contentSentinel,
+          pushedSentinel,
+          mirrorsSentinel,
+        ]
           .map((e) => e.id)
           .sort(),
       );
@@ -182,10 +214,12 @@ export function busContract(name: string, factory: BusContractFactory): void {
       const queue = harness.queue('shared');
       const a = recorder(ours);
       const b = recorder(ours);
-      const slow = (inner: EventHandler): EventHandler => async (event) => {
-        await sleep(15);
-        await inner(event);
-      };
+      const slow =
+        (inner: EventHandler): EventHandler =>
+        async (event) => {
+          await sleep(15);
+          await inner(event);
+        };
       await bus.subscribe(queue, ['content.published'], slow(a.handler), { prefetch: 1 });
       await bus.subscribe(queue, ['content.published'], slow(b.handler), { prefetch: 1 });
       const events = Array.from({ length: 12 }, (_, i) => eventOf('content.published', i));
@@ -251,7 +285,9 @@ export function busContract(name: string, factory: BusContractFactory): void {
       );
       const event = eventOf('mirrors.crawled');
       await publish(event);
-      await waitFor('dead letter', async () => (await harness.deadLetters()).some((d) => d.eventId === event.id));
+      await waitFor('dead letter', async () =>
+        (await harness.deadLetters()).some((d) => d.eventId === event.id),
+      );
       // The first attempt plus two retries; the dead copy is made after the last one.
       expect(calls).toBe(3);
     });
@@ -264,7 +300,9 @@ export function busContract(name: string, factory: BusContractFactory): void {
       const valid = eventOf('content.published');
       const invalid = { ...valid, data: { channel: 42 } } as EventEnvelope;
       await publish(invalid);
-      await waitFor('dead letter', async () => (await harness.deadLetters()).some((d) => d.body.includes(invalid.id)));
+      await waitFor('dead letter', async () =>
+        (await harness.deadLetters()).some((d) => d.body.includes(invalid.id)),
+      );
       expect(calls).toBe(0);
     });
 
@@ -275,6 +313,8 @@ export function busContract(name: string, factory: BusContractFactory): void {
       let inFlight = 0;
       let maxInFlight = 0;
       let done = 0;
+      // On failure, unblock everything so cleanup's close() does not wait on stuck handlers.
+      let releaseAll = false;
       await bus.subscribe(
         harness.queue('prefetch'),
         ['content.synced'],
@@ -282,18 +322,23 @@ export function busContract(name: string, factory: BusContractFactory): void {
           if (!ours.has(event.id)) return;
           inFlight += 1;
           maxInFlight = Math.max(maxInFlight, inFlight);
-          await new Promise<void>((resolve) => gates.push(resolve));
+          if (!releaseAll) await new Promise<void>((resolve) => gates.push(resolve));
           inFlight -= 1;
           done += 1;
         },
         { prefetch },
       );
       await publish(...Array.from({ length: total }, (_, i) => eventOf('content.synced', i)));
-      for (let released = 0; released < total; released += 1) {
-        const expected = Math.min(prefetch, total - released);
-        await waitFor(`${expected} handlers in flight`, () => gates.length >= expected);
-        expect(gates.length).toBe(expected);
-        (gates.shift() as () => void)();
+      try {
+        for (let released = 0; released < total; released += 1) {
+          const expected = Math.min(prefetch, total - released);
+          await waitFor(`${expected} handlers in flight`, () => gates.length >= expected);
+          expect(gates.length).toBe(expected);
+          (gates.shift() as () => void)();
+        }
+      } finally {
+        releaseAll = true;
+        for (const release of gates.splice(0)) release();
       }
       await waitFor('all handled', () => done === total);
       expect(maxInFlight).toBe(prefetch);
@@ -304,7 +349,11 @@ export function busContract(name: string, factory: BusContractFactory): void {
       const before = recorder(ours);
       const subscription = await bus.subscribe(queue, ['content.promoted'], before.handler);
       await subscription.cancel();
-      const events = [eventOf('content.promoted', 1), eventOf('content.promoted', 2), eventOf('content.promoted', 3)];
+      const events = [
+        eventOf('content.promoted', 1),
+        eventOf('content.promoted', 2),
+        eventOf('content.promoted', 3),
+      ];
       await publish(...events);
       const after = recorder(ours);
       await bus.subscribe(queue, ['content.promoted'], after.handler);
@@ -334,9 +383,10 @@ export function busContract(name: string, factory: BusContractFactory): void {
         finishedWhenClosed = finished;
       });
       await sleep(50);
-      expect(closed).toBe(false);
+      const closedEarly = closed;
       release();
       await closing;
+      expect(closedEarly).toBe(false);
       expect(finishedWhenClosed).toBe(true);
       await expect(bus.ping()).rejects.toThrow();
       await expect(bus.publish(eventOf('content.published'))).rejects.toThrow();

@@ -1,6 +1,12 @@
 import { parseEvent, type EventEnvelope } from '@flotilla/protocol';
 import { pino, type Logger } from 'pino';
-import { deliveryPolicy, errorText, retryDelay, type DeadLetter, type DeliveryPolicy } from './delivery.js';
+import {
+  deliveryPolicy,
+  errorText,
+  retryDelay,
+  type DeadLetter,
+  type DeliveryPolicy,
+} from './delivery.js';
 import type { Bus, EventHandler, SubscribeOptions, Subscription } from './port.js';
 import { topicMatches } from './topic.js';
 
@@ -47,7 +53,10 @@ interface LocalQueue {
  * that must not be lost.
  */
 export function createLocalBus(options: LocalBusOptions = {}): LocalBus {
-  const logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'bus', bus: 'local' });
+  const logger = (options.logger ?? pino({ level: 'silent' })).child({
+    component: 'bus',
+    bus: 'local',
+  });
   const queues = new Map<string, LocalQueue>();
   const retryTimers = new Set<NodeJS.Timeout>();
   const dead: DeadLetter[] = [];
@@ -92,7 +101,11 @@ export function createLocalBus(options: LocalBusOptions = {}): LocalBus {
     consumer.running.add(run);
   }
 
-  async function handle(queue: LocalQueue, consumer: LocalConsumer, message: QueuedMessage): Promise<void> {
+  async function handle(
+    queue: LocalQueue,
+    consumer: LocalConsumer,
+    message: QueuedMessage,
+  ): Promise<void> {
     let event: EventEnvelope;
     try {
       event = parseEvent(JSON.parse(message.body));
@@ -108,13 +121,23 @@ export function createLocalBus(options: LocalBusOptions = {}): LocalBus {
         return;
       }
       if (closed) {
-        logger.warn({ err, queue: queue.name, eventId: event.id }, 'handler failed after close, message dropped');
+        logger.warn(
+          { err, queue: queue.name, eventId: event.id },
+          'handler failed after close, message dropped',
+        );
         return;
       }
       const retries = message.retries + 1;
       const delayMs = retryDelay(consumer.policy, retries);
       logger.warn(
-        { err, queue: queue.name, eventId: event.id, eventType: event.type, retry: retries, delayMs },
+        {
+          err,
+          queue: queue.name,
+          eventId: event.id,
+          eventType: event.type,
+          retry: retries,
+          delayMs,
+        },
         'handler failed, retrying',
       );
       const timer = setTimeout(() => {
@@ -127,7 +150,12 @@ export function createLocalBus(options: LocalBusOptions = {}): LocalBus {
     }
   }
 
-  function deadLetter(queue: string, message: QueuedMessage, event: EventEnvelope | undefined, err: unknown): void {
+  function deadLetter(
+    queue: string,
+    message: QueuedMessage,
+    event: EventEnvelope | undefined,
+    err: unknown,
+  ): void {
     const letter: DeadLetter = {
       queue,
       body: message.body,
@@ -138,7 +166,13 @@ export function createLocalBus(options: LocalBusOptions = {}): LocalBus {
     };
     dead.push(letter);
     logger.error(
-      { queue, eventId: event?.id, eventType: event?.type, attempts: letter.attempts, error: letter.error },
+      {
+        queue,
+        eventId: event?.id,
+        eventType: event?.type,
+        attempts: letter.attempts,
+        error: letter.error,
+      },
       'message dead-lettered',
     );
   }
@@ -170,7 +204,14 @@ export function createLocalBus(options: LocalBusOptions = {}): LocalBus {
       const policy = deliveryPolicy(subscribeOptions);
       let queue = queues.get(queueName);
       if (!queue) {
-        queue = { name: queueName, patterns: new Set(), ready: [], consumers: [], next: 0, dispatchScheduled: false };
+        queue = {
+          name: queueName,
+          patterns: new Set(),
+          ready: [],
+          consumers: [],
+          next: 0,
+          dispatchScheduled: false,
+        };
         queues.set(queueName, queue);
       }
       for (const pattern of bindings) queue.patterns.add(pattern);

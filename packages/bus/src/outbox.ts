@@ -61,7 +61,9 @@ export interface Outbox {
 
 export function createOutbox(options: OutboxOptions): Outbox {
   const logger = options.logger.child({ component: 'outbox' });
-  const records: Collection<OutboxRecord> = options.store.collection<OutboxRecord>(options.collection ?? 'outbox');
+  const records: Collection<OutboxRecord> = options.store.collection<OutboxRecord>(
+    options.collection ?? 'outbox',
+  );
   const intervalMs = options.intervalMs ?? 2000;
   const batchSize = options.batchSize ?? 100;
   const retainSentMs = options.retainSentMs ?? 3_600_000;
@@ -90,25 +92,42 @@ export function createOutbox(options: OutboxOptions): Outbox {
   /** One pass: publish pending events oldest first; stop at the first failure to keep order. */
   async function dispatchOnce(): Promise<void> {
     for (;;) {
-      const batch = await records.find({ state: 'pending' }, { sort: { seq: 1 }, limit: batchSize });
+      const batch = await records.find(
+        { state: 'pending' },
+        { sort: { seq: 1 }, limit: batchSize },
+      );
       for (const record of batch) {
         try {
           await bus.publish(record.event);
         } catch (err) {
           const error = err instanceof Error ? err.message : String(err);
           logger.warn(
-            { err, eventId: record._id, eventType: record.event.type, attempts: record.attempts + 1 },
+            {
+              err,
+              eventId: record._id,
+              eventType: record.event.type,
+              attempts: record.attempts + 1,
+            },
             'failed to publish outbox event, will retry',
           );
-          await records.updateOne({ _id: record._id }, { $inc: { attempts: 1 }, $set: { lastError: error } });
+          await records.updateOne(
+            { _id: record._id },
+            { $inc: { attempts: 1 }, $set: { lastError: error } },
+          );
           return;
         }
         if (retainSentMs === 0) {
           await records.deleteOne({ _id: record._id });
         } else {
-          await records.updateOne({ _id: record._id }, { $set: { state: 'sent', sentAt: new Date().toISOString() } });
+          await records.updateOne(
+            { _id: record._id },
+            { $set: { state: 'sent', sentAt: new Date().toISOString() } },
+          );
         }
-        logger.debug({ eventId: record._id, eventType: record.event.type }, 'outbox event published');
+        logger.debug(
+          { eventId: record._id, eventType: record.event.type },
+          'outbox event published',
+        );
       }
       if (batch.length < batchSize) break;
     }
@@ -163,7 +182,8 @@ export function createOutbox(options: OutboxOptions): Outbox {
       await ensureIndex();
       started = true;
       const leftovers = await records.countDocuments({ state: 'pending' });
-      if (leftovers > 0) logger.info({ pending: leftovers }, 'outbox has unsent events, dispatching');
+      if (leftovers > 0)
+        logger.info({ pending: leftovers }, 'outbox has unsent events, dispatching');
       timer = setInterval(dispatchInBackground, intervalMs);
       timer.unref();
       dispatchInBackground();

@@ -7,7 +7,13 @@ import amqp from 'amqplib';
 import type { Channel, ChannelModel } from 'amqplib';
 import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { ATTEMPT_HEADER, createAmqpBus, retryQueueName, type AmqpBus, type AmqpTopology } from '../src/index.js';
+import {
+  ATTEMPT_HEADER,
+  createAmqpBus,
+  retryQueueName,
+  type AmqpBus,
+  type AmqpTopology,
+} from '../src/index.js';
 
 /**
  * Runs against the machine's RabbitMQ (AMQP_URL, default amqp://guest:guest@127.0.0.1:5672).
@@ -33,7 +39,9 @@ async function probeBroker(): Promise<string | null> {
 
 async function probeRabbitmqctl(): Promise<string | null> {
   try {
-    await execFileAsync('rabbitmqctl', ['list_connections', 'pid', '-q', '--no-table-headers'], { timeout: 30_000 });
+    await execFileAsync('rabbitmqctl', ['list_connections', 'pid', '-q', '--no-table-headers'], {
+      timeout: 30_000,
+    });
     return null;
   } catch (err) {
     return `rabbitmqctl unusable: ${(err as Error).message.split('\n')[0]}`;
@@ -74,7 +82,11 @@ afterAll(async () => {
 let harnessCount = 0;
 
 /** A unique topology plus bookkeeping of the queues a test declared, deleted by `remove()`. */
-function testTopology(): { topology: AmqpTopology; queue(purpose: string): string; remove(): Promise<void> } {
+function testTopology(): {
+  topology: AmqpTopology;
+  queue(purpose: string): string;
+  remove(): Promise<void>;
+} {
   harnessCount += 1;
   const prefix = `flotilla.test.${RUN}.${harnessCount}`;
   const topology: AmqpTopology = {
@@ -104,7 +116,9 @@ function testTopology(): { topology: AmqpTopology; queue(purpose: string): strin
 }
 
 /** Drains the test's dead queue (it is ours alone) into an accumulating list. */
-function deadReader(deadQueue: string): () => Promise<Array<{ eventId?: string; body: string; headers: Record<string, unknown> }>> {
+function deadReader(
+  deadQueue: string,
+): () => Promise<Array<{ eventId?: string; body: string; headers: Record<string, unknown> }>> {
   const seen: Array<{ eventId?: string; body: string; headers: Record<string, unknown> }> = [];
   return async () => {
     const channel = await adminChannel();
@@ -119,13 +133,21 @@ function deadReader(deadQueue: string): () => Promise<Array<{ eventId?: string; 
       } catch {
         eventId = undefined;
       }
-      seen.push({ body, headers: message.properties.headers ?? {}, ...(eventId ? { eventId } : {}) });
+      seen.push({
+        body,
+        headers: message.properties.headers ?? {},
+        ...(eventId ? { eventId } : {}),
+      });
     }
     return seen;
   };
 }
 
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+async function waitFor(
+  what: string,
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs = 20_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -134,13 +156,23 @@ async function waitFor(what: string, condition: () => boolean | Promise<boolean>
 }
 
 function published(n: number): EventEnvelope {
-  return createEvent('content.published', 'amqp-test', { channel: 'stable', publication: n, repositories: [], newBlobs: 0 });
+  return createEvent('content.published', 'amqp-test', {
+    channel: 'stable',
+    publication: n,
+    repositories: [],
+    newBlobs: 0,
+  });
 }
 
 if (requireOrSkip(brokerMissing, 'bus contract: amqp')) {
   busContract('amqp', async () => {
     const t = testTopology();
-    const bus = await createAmqpBus({ url: AMQP_URL, logger, topology: t.topology, connectionName: `flotilla-test-${RUN}` });
+    const bus = await createAmqpBus({
+      url: AMQP_URL,
+      logger,
+      topology: t.topology,
+      connectionName: `flotilla-test-${RUN}`,
+    });
     const readDead = deadReader(t.topology.deadQueue);
     return {
       bus,
@@ -162,7 +194,11 @@ if (requireOrSkip(brokerMissing, 'amqp adapter')) {
     });
 
     async function setup(
-      options: { connectionName?: string; reconnect?: { initialDelayMs?: number; maxDelayMs?: number }; publishTimeoutMs?: number } = {},
+      options: {
+        connectionName?: string;
+        reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
+        publishTimeoutMs?: number;
+      } = {},
     ): Promise<{ bus: AmqpBus; t: ReturnType<typeof testTopology> }> {
       const t = testTopology();
       cleanups.push(() => t.remove());
@@ -172,16 +208,24 @@ if (requireOrSkip(brokerMissing, 'amqp adapter')) {
     }
 
     it('rejects when the broker cannot be reached at start', async () => {
-      await expect(createAmqpBus({ url: 'amqp://guest:guest@127.0.0.1:1', logger })).rejects.toThrow();
+      await expect(
+        createAmqpBus({ url: 'amqp://guest:guest@127.0.0.1:1', logger }),
+      ).rejects.toThrow();
     });
 
     it('declares the default topology: flotilla.events (topic) and flotilla.dead', async () => {
-      const bus = await createAmqpBus({ url: AMQP_URL, logger, connectionName: `flotilla-test-${RUN}-defaults` });
+      const bus = await createAmqpBus({
+        url: AMQP_URL,
+        logger,
+        connectionName: `flotilla-test-${RUN}-defaults`,
+      });
       cleanups.push(() => bus.close());
       const channel = await adminChannel();
       await expect(channel.checkExchange('flotilla.events')).resolves.toBeDefined();
       await expect(channel.checkExchange('flotilla.dead')).resolves.toBeDefined();
-      await expect(channel.checkQueue('flotilla.dead')).resolves.toMatchObject({ queue: 'flotilla.dead' });
+      await expect(channel.checkQueue('flotilla.dead')).resolves.toMatchObject({
+        queue: 'flotilla.dead',
+      });
     });
 
     it('publishes persistent JSON messages with the event id and type', async () => {
@@ -222,7 +266,9 @@ if (requireOrSkip(brokerMissing, 'amqp adapter')) {
         },
         { maxRetries: 5, retryDelayMs: 10 },
       );
-      await expect(channel.checkQueue(retryQueueName(queue))).resolves.toMatchObject({ queue: retryQueueName(queue) });
+      await expect(channel.checkQueue(retryQueueName(queue))).resolves.toMatchObject({
+        queue: retryQueueName(queue),
+      });
       await bus.publish(published(1));
       await waitFor('third attempt', () => attempts.length === 3);
       const dead = await deadReader(t.topology.deadQueue)();
@@ -237,7 +283,9 @@ if (requireOrSkip(brokerMissing, 'amqp adapter')) {
         calls += 1;
       });
       const channel = await adminChannel();
-      channel.publish(t.topology.exchange, 'content.published', Buffer.from('not json {'), { contentType: 'text/plain' });
+      channel.publish(t.topology.exchange, 'content.published', Buffer.from('not json {'), {
+        contentType: 'text/plain',
+      });
       const readDead = deadReader(t.topology.deadQueue);
       await waitFor('dead letter', async () => (await readDead()).length === 1);
       const [letter] = await readDead();
@@ -303,9 +351,13 @@ if (requireOrSkip(rabbitmqctlMissing, 'amqp reconnection')) {
         .map((line) => line.split('\t')[0] ?? '')
         .filter((pid) => pid.startsWith('<'));
       expect(pids).toHaveLength(1);
-      await execFileAsync('rabbitmqctl', ['close_connection', pids[0] as string, 'flotilla reconnection test'], {
-        timeout: 30_000,
-      });
+      await execFileAsync(
+        'rabbitmqctl',
+        ['close_connection', pids[0] as string, 'flotilla reconnection test'],
+        {
+          timeout: 30_000,
+        },
+      );
     }
 
     async function setup(publishTimeoutMs = 30_000) {

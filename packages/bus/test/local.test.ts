@@ -48,7 +48,12 @@ describe('topicMatches (AMQP topic semantics)', () => {
 
 describe('local bus specifics', () => {
   const event = (): EventEnvelope =>
-    createEvent('content.published', 'test', { channel: 'stable', publication: 1, repositories: [], newBlobs: 0 });
+    createEvent('content.published', 'test', {
+      channel: 'stable',
+      publication: 1,
+      repositories: [],
+      newBlobs: 0,
+    });
 
   it('never calls a handler synchronously inside publish', async () => {
     const bus = createLocalBus();
@@ -61,7 +66,8 @@ describe('local bus specifics', () => {
     expect(calls).toBe(0);
     await publishing;
     expect(calls).toBe(0);
-    for (let i = 0; i < 100 && calls === 0; i += 1) await new Promise((resolve) => setImmediate(resolve));
+    for (let i = 0; i < 100 && calls === 0; i += 1)
+      await new Promise((resolve) => setImmediate(resolve));
     expect(calls).toBe(1);
     await bus.close();
   });
@@ -77,7 +83,8 @@ describe('local bus specifics', () => {
     await bus.subscribe('q.copy.b', ['#'], handler);
     const published = event();
     await bus.publish(published);
-    for (let i = 0; i < 100 && seen.length < 2; i += 1) await new Promise((resolve) => setImmediate(resolve));
+    for (let i = 0; i < 100 && seen.length < 2; i += 1)
+      await new Promise((resolve) => setImmediate(resolve));
     expect(seen).toHaveLength(2);
     expect(seen[0]).not.toBe(seen[1]);
     expect((published.data as { channel: string }).channel).toBe('stable');
@@ -96,7 +103,8 @@ describe('local bus specifics', () => {
     );
     const published = event();
     await bus.publish(published);
-    for (let i = 0; i < 500 && bus.deadLetters().length === 0; i += 1) await new Promise((r) => setTimeout(r, 2));
+    for (let i = 0; i < 500 && bus.deadLetters().length === 0; i += 1)
+      await new Promise((r) => setTimeout(r, 2));
     const [letter] = bus.deadLetters();
     expect(letter).toMatchObject({ queue: 'q.dead', attempts: 2, error: 'Error: boom' });
     expect(letter?.event).toEqual(published);
@@ -105,8 +113,12 @@ describe('local bus specifics', () => {
 
   it('rejects invalid subscribe options', async () => {
     const bus = createLocalBus();
-    await expect(bus.subscribe('q.bad', ['#'], async () => undefined, { prefetch: 0 })).rejects.toThrow(RangeError);
-    await expect(bus.subscribe('q.bad', ['#'], async () => undefined, { maxRetries: -1 })).rejects.toThrow(RangeError);
+    await expect(
+      bus.subscribe('q.bad', ['#'], async () => undefined, { prefetch: 0 }),
+    ).rejects.toThrow(RangeError);
+    await expect(
+      bus.subscribe('q.bad', ['#'], async () => undefined, { maxRetries: -1 }),
+    ).rejects.toThrow(RangeError);
     await bus.close();
   });
 });
