@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback, type TransformOptions } from 'node:stream';
 import { OciError } from './errors.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { z } from 'zod';
 import { isDigest, parseDigest } from './digest.js';
 import { OciError } from './errors.js';
