@@ -289,6 +289,26 @@ export function storeContract(
         expect(await ids({ name: { $not: /^t/i } })).toEqual(['missing', 'null', 'one']);
       });
 
+      it('matches array elements with $elemMatch and array lengths with $size', async () => {
+        expect(await ids({ tags: { $size: 2 } })).toEqual(['null']);
+        expect(await ids({ tags: { $size: 0 } })).toEqual(['one']);
+        await items.insertOne({
+          _id: 'm',
+          name: 'm',
+          meta: {
+            mirrors: [
+              { host: 'a', up: false },
+              { host: 'b', up: true },
+            ],
+          },
+        });
+        expect(await ids({ 'meta.mirrors': { $elemMatch: { host: 'b', up: true } } })).toEqual([
+          'm',
+        ]);
+        expect(await ids({ 'meta.mirrors': { $elemMatch: { host: 'a', up: true } } })).toEqual([]);
+        expect(await ids({ 'meta.mirrors.host': 'b' })).toEqual(['m']);
+      });
+
       it('deletes and updates with the same selection as find', async () => {
         expect(await items.updateMany({ n: null }, { $set: { flag: true } })).toEqual({
           matchedCount: 2,

@@ -13,6 +13,7 @@ import { access, constants } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { isDeepStrictEqual } from 'node:util';
 import type NedbModule from '@seald-io/nedb';
+import { dropTornTail } from './datafile.js';
 import { toNedbQuery } from './nedb-query.js';
 import { collectionFile } from './paths.js';
 import {
@@ -65,12 +66,22 @@ interface CollectionHandle {
   idle(): Promise<void>;
 }
 
-function createHandle(dir: string, name: string): CollectionHandle {
-  const ds: Datastore = new NedbDatastore<Document>({
-    filename: collectionFile(dir, name),
-    autoload: false,
-  });
-  const ready = ds.loadDatabaseAsync();
+function createHandle(
+  dir: string,
+  name: string,
+  logger: StoreLogger | undefined,
+): CollectionHandle {
+  const filename = collectionFile(dir, name);
+  const ds: Datastore = new NedbDatastore<Document>({ filename, autoload: false });
+  const ready = (async () => {
+    const dropped = await dropTornTail(filename);
+    if (dropped > 0)
+      logger?.warn(
+        { collection: name, bytes: dropped },
+        'dropped a torn write at the end of the datafile',
+      );
+    await ds.loadDatabaseAsync();
+  })();
   // A load failure is reported by every operation that awaits `ready`, not as an unhandled rejection.
   ready.catch(() => undefined);
   let tail: Promise<unknown> = Promise.resolve();
@@ -426,7 +437,7 @@ export function createEmbeddedStore(options: EmbeddedStoreOptions): Store {
       assertOpen();
       let handle = handles.get(name);
       if (!handle) {
-        handle = createHandle(dir, name);
+        handle = createHandle(dir, name, logger);
         handles.set(name, handle);
       }
       return new EmbeddedCollection<T>(handle, assertOpen);

@@ -1,7 +1,11 @@
 /**
  * The document-store port. Both adapters (mongo, embedded) implement it and pass the same
- * contract suite (`./contract.ts`). The query language is MongoDB's subset that nedb speaks:
- * equality, $in, $nin, $lt/$lte/$gt/$gte, $ne, $exists, $regex, $or/$and, dotted paths.
+ * contract suite (`@flotilla/store/contract`). The query language is MongoDB's, in the subset
+ * both adapters share with MongoDB's meaning: equality (also on array elements and dotted
+ * paths), $eq, $ne, $in, $nin, $lt/$lte/$gt/$gte, $exists, $regex (RegExp, or string with
+ * $options), field-level $not, $or/$and/$nor, $elemMatch, $size. A null condition matches
+ * missing fields as in MongoDB. Not available: $all, $type, $expr, $text, geo, positional
+ * updates (`a.$`), aggregation. See packages/store/README.md for the fine print.
  */
 
 export type Document = Record<string, unknown>;

@@ -96,6 +96,28 @@ describe('embedded store files', () => {
     }
   });
 
+  it('drops a write torn by a crash at the end of the datafile and loads the rest', async () => {
+    const lines = ['{"_id":"a","n":1}', '{"_id":"b","n":2}', '{"_id":"a","n":3}'];
+    await writeFile(join(dir, 'docs.db'), `${lines.join('\n')}\n{"_id":"c","n":`);
+    const warnings: string[] = [];
+    const store = createEmbeddedStore({
+      dir,
+      compactIntervalMs: 0,
+      logger: { ...silent, warn: (_obj, msg) => warnings.push(msg ?? '') },
+    });
+    const docs = store.collection<{ n: number }>('docs');
+    expect(await docs.find({}, { sort: { _id: 1 } })).toEqual([
+      { _id: 'a', n: 3 },
+      { _id: 'b', n: 2 },
+    ]);
+    expect(warnings).toEqual(['dropped a torn write at the end of the datafile']);
+    await docs.insertOne({ _id: 'c', n: 4 });
+    await store.close();
+    const reopened = createEmbeddedStore({ dir, compactIntervalMs: 0 });
+    expect(await reopened.collection('docs').countDocuments()).toBe(3);
+    await reopened.close();
+  });
+
   it('reports a corrupt datafile from ping and from operations', async () => {
     await writeFile(join(dir, 'broken.db'), 'not json\n'.repeat(20));
     const store = createEmbeddedStore({ dir, compactIntervalMs: 0 });
