@@ -31,6 +31,8 @@ export const accessFileSchema = z.object({
 export type AccessFile = z.infer<typeof accessFileSchema>;
 
 export interface AccessPolicy {
+  /** Anonymous callers may pull (and only pull). */
+  readonly anonymousPull: boolean;
   /** `user` undefined = anonymous. */
   allows(user: string | undefined, repository: string, action: Action): boolean;
 }
@@ -56,6 +58,7 @@ export function createAccessPolicy(options: { anonymousPull: boolean; accessFile
     actions: new Set<Action>(rule.actions),
   }));
   return {
+    anonymousPull: options.anonymousPull,
     allows(user, repository, action) {
       if (user === undefined) return action === 'pull' && options.anonymousPull;
       if (user === ADMIN_USER) return true;

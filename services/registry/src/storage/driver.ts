@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -135,26 +135,25 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
     async writer(path, offset) {
       const file = full(path);
       await fsp.mkdir(dirname(file), { recursive: true });
-      const handle = await fsp.open(file, offset === 0 ? 'w' : 'r+', 0o644);
-      try {
-        if (offset > 0) {
+      if (offset > 0) {
+        const handle = await wrapNotFound(path, () => fsp.open(file, 'r+'));
+        try {
           const { size } = await handle.stat();
-          if (size < offset) throw new Error(`upload data shorter than its offset: ${path}`);
+          if (size < offset) throw new Error(`file shorter than the write offset: ${path}`);
           if (size > offset) await handle.truncate(offset);
+        } finally {
+          await handle.close();
         }
-      } catch (err) {
-        await handle.close();
-        throw err;
       }
-      const stream = handle.createWriteStream({ start: offset, autoClose: false, highWaterMark: 256 * 1024 });
-      let closed = false;
-      const finish = async (): Promise<void> => {
-        if (closed) return;
-        closed = true;
-        if (!stream.destroyed && !stream.writableFinished) {
-          stream.end();
-          await finished(stream).catch(() => undefined);
-        }
+      const stream = createWriteStream(file, { flags: offset === 0 ? 'w' : 'r+', start: offset, highWaterMark: 256 * 1024 });
+      let settled = false;
+      const settle = async (): Promise<void> => {
+        if (settled) return;
+        settled = true;
+        if (!stream.destroyed && !stream.writableFinished) stream.end();
+        await finished(stream).catch(() => undefined);
+        // fsync is per file, not per descriptor: a fresh one flushes what the stream wrote
+        const handle = await fsp.open(file, 'r');
         try {
           await handle.sync();
         } finally {
@@ -166,14 +165,12 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
         get size() {
           return offset + stream.bytesWritten;
         },
-        commit: finish,
-        close: finish,
+        commit: settle,
+        close: settle,
         async cancel() {
-          if (!closed) {
-            closed = true;
-            stream.destroy();
-            await handle.close().catch(() => undefined);
-          }
+          settled = true;
+          stream.destroy();
+          await finished(stream).catch(() => undefined);
           await fsp.rm(file, { force: true });
         },
       };

@@ -16,6 +16,7 @@
  *       data                                         the bytes received so far (appended)
  *       startedat                                    ISO time the session opened (expiry)
  *       offset                                       bytes acknowledged and fsynced
+ *   outbox/                                          embedded store holding unsent events
  * ```
  *
  * Rules that make a crash at any moment harmless: content is written before any pointer to
@@ -25,6 +26,8 @@
  * digest has been verified. Repository path components never start with `_` (the name
  * grammar forbids it), so `_layers` & co. cannot collide with a nested repository.
  */
+
+import { join } from 'node:path';
 
 export interface DigestParts {
   algorithm: string;
@@ -124,3 +127,13 @@ export function parseReferrerEntry(entry: string): DigestParts | undefined {
 
 /** The suffix every temporary file carries; fsck and start-up clean-up recognise it. */
 export const TEMP_MARKER = '.tmp-';
+
+/** The embedded store directory for the event outbox (the registry has no shared database). */
+export function outboxDirectory(storageRoot: string): string {
+  return join(storageRoot, 'outbox');
+}
+
+/** The storage root for a data dir when no explicit storage dir is configured. */
+export function defaultStorageDirectory(dataDir: string): string {
+  return join(dataDir, 'registry');
+}
