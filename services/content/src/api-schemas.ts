@@ -121,7 +121,7 @@ export const taskSchema = z
     attempts: z.number(),
     cancelRequested: z.boolean().optional(),
   })
-  .meta({ id: 'Task' });
+;
 
 export const problemSchema = z
   .object({
@@ -132,7 +132,7 @@ export const problemSchema = z
     instance: z.string().optional(),
   })
   .loose()
-  .meta({ id: 'Problem' });
+;
 
 export type SyncRequest = z.infer<typeof syncRequestSchema>;
 export type PromotionRequestBody = z.infer<typeof promotionRequestSchema>;

@@ -142,6 +142,8 @@ export type PromotionDoc = {
   actor: string;
   reason?: string;
   time: string;
+  /** Orders records made within one millisecond. */
+  seq: number;
   before: { version: number; tags: TagEntry[] };
   after: { version: number; tags: TagEntry[] };
 };
@@ -180,6 +182,6 @@ export async function ensureIndexes(c: ContentCollections, deliveryTtlSeconds: n
   await c.tasks.createIndex({ keys: { state: 1, createdAt: 1 } });
   await c.tasks.createIndex({ keys: { key: 1, state: 1 } });
   await c.publications.createIndex({ keys: { number: -1 } });
-  await c.promotions.createIndex({ keys: { repository: 1, time: -1 } });
+  await c.promotions.createIndex({ keys: { repository: 1, seq: -1 } });
   await c.webhookDeliveries.createIndex({ keys: { receivedAt: 1 }, expireAfterSeconds: deliveryTtlSeconds });
 }

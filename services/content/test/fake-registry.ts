@@ -38,6 +38,8 @@ export class FakeRegistry {
   private readonly repos = new Map<string, Repo>();
   private readonly failures: { prefix: string; status: number; remaining: number }[] = [];
   private server?: Server;
+  /** Milliseconds each blob GET waits before answering. */
+  blobDelayMs = 0;
   url = '';
   private readonly token = randomBytes(8).toString('hex');
 
@@ -211,7 +213,11 @@ export class FakeRegistry {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"BLOB_UNKNOWN"}]}');
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(blob.length) });
-    res.end(req.method === 'HEAD' ? undefined : blob);
+    const send = () => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(blob.length) });
+      res.end(req.method === 'HEAD' ? undefined : blob);
+    };
+    if (this.blobDelayMs > 0) setTimeout(send, this.blobDelayMs);
+    else send();
   }
 }

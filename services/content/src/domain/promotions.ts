@@ -40,6 +40,8 @@ export interface ChangeResult {
  * (`promotions`: who, when, why, before and after), then announces itself through the outbox.
  */
 export class Promotions {
+  private lastSeq = 0;
+
   constructor(
     private readonly c: ContentCollections,
     private readonly channels: ChannelStore,
@@ -215,11 +217,12 @@ export class Promotions {
     const query: Record<string, unknown> = {};
     if (filter.repository) query.repository = filter.repository;
     if (filter.channel) query.$or = [{ to: filter.channel }, { from: filter.channel }];
-    return this.c.promotions.find(query, { sort: { time: -1 }, limit: filter.limit ?? 100 });
+    return this.c.promotions.find(query, { sort: { seq: -1 }, limit: filter.limit ?? 100 });
   }
 
-  private async audit(record: Omit<PromotionDoc, 'time'>): Promise<PromotionDoc & { _id: string }> {
-    const doc: PromotionDoc & { _id: string } = { _id: randomUUID(), ...record, time: new Date().toISOString() };
+  private async audit(record: Omit<PromotionDoc, 'time' | 'seq'>): Promise<PromotionDoc & { _id: string }> {
+    this.lastSeq = Math.max(Date.now() * 1000, this.lastSeq + 1);
+    const doc: PromotionDoc & { _id: string } = { _id: randomUUID(), ...record, time: new Date().toISOString(), seq: this.lastSeq };
     if (doc.reason === undefined) delete doc.reason;
     if (doc.from === undefined) delete doc.from;
     return this.c.promotions.insertOne(doc);

@@ -18,8 +18,10 @@ import { distributionEnvelopeSchema } from '../hooks/distribution.js';
 
 type Json = Record<string, unknown>;
 
-const jsonSchema = (schema: z.ZodType, io: 'input' | 'output' = 'input'): Json =>
-  z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' }) as Json;
+function jsonSchema(schema: z.ZodType, io: 'input' | 'output' = 'input'): Json {
+  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' }) as Json;
+  return rest;
+}
 
 function queryParameters(schema: z.ZodObject): Json[] {
   const js = jsonSchema(schema) as { properties?: Record<string, Json> };

@@ -33,6 +33,11 @@ export type SyncResult = {
   failures: { tag: string; error: string }[];
 };
 
+export class SyncFailedError extends Error {
+  override readonly name = 'SyncFailedError';
+  readonly code = 'sync-failed';
+}
+
 export interface SynchronizerDeps {
   channels: ChannelStore;
   catalog: Catalog;
@@ -212,6 +217,13 @@ export class Synchronizer {
       );
     }
     log.info({ version: commit.version.number, changed: commit.changed, ...stats, failures: failures.length }, 'sync finished');
+    if (failures.length > 0) {
+      // The tags that synced are committed; the task still fails so the failures are seen.
+      throw new SyncFailedError(
+        `${failures.length} of ${upstreamTags.length} tags failed (version ${commit.version.number} has the rest): ` +
+          failures.slice(0, 5).map((f) => `${f.tag}: ${f.error}`).join('; '),
+      );
+    }
     return {
       channel,
       version: commit.version.number,

@@ -36,7 +36,22 @@ export class TaskQueue {
     private readonly leaseMs: number,
   ) {}
 
+  /** Coalescing submissions of one key run one after another (events arrive concurrently). */
+  private readonly submitting = new Map<string, Promise<unknown>>();
+
   async submit(options: SubmitOptions): Promise<{ task: StoredTask; coalesced: boolean }> {
+    if (!options.coalesce) return this.insert(options);
+    const previous = this.submitting.get(options.key) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(() => this.insert(options));
+    this.submitting.set(options.key, next);
+    try {
+      return await next;
+    } finally {
+      if (this.submitting.get(options.key) === next) this.submitting.delete(options.key);
+    }
+  }
+
+  private async insert(options: SubmitOptions): Promise<{ task: StoredTask; coalesced: boolean }> {
     if (options.coalesce) {
       const waiting = await this.c.tasks.find({ key: options.key, state: 'waiting' }, { sort: { createdAt: 1 } });
       const same = waiting.find((t) => JSON.stringify(t.params) === JSON.stringify(options.params));
@@ -161,6 +176,18 @@ export class TaskQueue {
     if (outcome.error) set.error = outcome.error;
     if (outcome.progress) set.progress = outcome.progress;
     await this.c.tasks.updateOne({ _id: id, state: 'running', 'lease.owner': owner }, { $set: set, $unset: { lease: '' } });
+  }
+
+  /** Gives a running task back to the queue (its worker is shutting down). */
+  async release(id: string, owner: string): Promise<void> {
+    const r = await this.c.tasks.updateOne(
+      { _id: id, state: 'running', 'lease.owner': owner },
+      { $set: { state: 'waiting' }, $unset: { lease: '', startedAt: '' }, $inc: { attempts: -1 } },
+    );
+    if (r.modifiedCount > 0) {
+      const task = await this.c.tasks.findOne({ _id: id });
+      if (task) await this.announce(task);
+    }
   }
 
   /** Puts tasks whose worker stopped heart-beating back in the queue (or fails them). */

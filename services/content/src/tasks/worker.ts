@@ -24,6 +24,9 @@ class CanceledError extends Error {
 class LeaseLostError extends Error {
   override readonly name = 'LeaseLostError';
 }
+class ShutdownError extends Error {
+  override readonly name = 'ShutdownError';
+}
 
 /**
  * Runs tasks claimed from the queue, up to `concurrency` at once. Wakes on a bus nudge, on a
@@ -82,7 +85,8 @@ export class TaskWorker {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    // Running tasks are left to finish; their leases expire if the process goes away first.
+    // Running tasks stop and go back to the queue for the next worker (their work is idempotent).
+    for (const controller of this.running.values()) controller.abort(new ShutdownError('shutting down'));
     await Promise.allSettled([...this.inFlight]);
   }
 
@@ -133,6 +137,9 @@ export class TaskWorker {
       const reason: unknown = controller.signal.aborted ? controller.signal.reason : err;
       if (reason instanceof LeaseLostError) {
         log.warn('task lease lost; another worker may run it');
+      } else if (reason instanceof ShutdownError) {
+        await queue.release(task._id, this.owner);
+        log.info('task released at shutdown');
       } else if (reason instanceof CanceledError) {
         await queue.finish(task._id, this.owner, { state: 'canceled', progress: progress.value });
         log.info('task canceled');
