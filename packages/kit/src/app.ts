@@ -46,6 +46,7 @@ export interface ServiceAppOptions {
   jsonLimit?: string | number;
 }
 
+const REQUEST_LOG = Symbol('flotilla.requestLog');
 const JSON_LIMIT_SETTING = 'flotilla json limit';
 const DEFAULT_JSON_LIMIT = '1mb';
 /** Probes and scrapes are logged at debug so they do not drown the access log. */
@@ -79,11 +80,22 @@ export function createServiceApp(options: ServiceAppOptions, mount: (app: Expres
         ? chooseFormat(req)
         : chooseFormat;
 
+  // `req.log` is created on first use: most requests never log beyond the access line,
+  // which goes through the root logger with `reqId` as a field.
+  Object.defineProperty(app.request, 'log', {
+    configurable: true,
+    get(this: Request & { [REQUEST_LOG]?: Logger }): Logger {
+      return (this[REQUEST_LOG] ??= logger.child({ reqId: this.id }));
+    },
+    set(this: Request & { [REQUEST_LOG]?: Logger }, value: Logger) {
+      this[REQUEST_LOG] = value;
+    },
+  });
+
   app.use((req, res, next) => {
     const started = performance.now();
     const id = resolveRequestId(req.headers['x-request-id']);
     req.id = id;
-    req.log = logger.child({ reqId: id });
     res.setHeader(REQUEST_ID_HEADER, id);
     res.once('close', () => {
       const ms = performance.now() - started;
@@ -92,14 +104,15 @@ export function createServiceApp(options: ServiceAppOptions, mount: (app: Expres
       const status = res.statusCode;
       metrics.observe(route, req.method, status, ms / 1000);
       const fields: Record<string, unknown> = {
+        reqId: id,
         method: req.method,
         url: req.originalUrl,
         status,
         ms: Math.round(ms * 10) / 10,
       };
       if (!res.writableFinished) fields.aborted = true;
-      if (QUIET_PATHS.has(req.path)) req.log.debug(fields, 'request completed');
-      else req.log.info(fields, 'request completed');
+      if (QUIET_PATHS.has(req.path)) logger.debug(fields, 'request completed');
+      else logger.info(fields, 'request completed');
     });
     next();
   });
