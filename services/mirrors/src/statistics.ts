@@ -27,19 +27,20 @@ export class RedirectStatistics {
 
   constructor(registry?: Registry) {
     if (!registry) return;
-    const stats = this;
+    const { counts, reported } = this;
+    const misses = (): number => this.misses;
     new Counter({
       name: 'flotilla_mirrors_redirects_total',
       help: 'Blob redirects by target mirror and client country (-- when unknown)',
       labelNames: ['mirror', 'country'],
       registers: [registry],
       collect() {
-        for (const [key, count] of stats.counts) {
-          const delta = count - (stats.reported.get(key) ?? 0);
+        for (const [key, count] of counts) {
+          const delta = count - (reported.get(key) ?? 0);
           if (delta <= 0) continue;
           const [mirror, country] = key.split('\u0000') as [string, string];
           this.inc({ mirror, country }, delta);
-          stats.reported.set(key, count);
+          reported.set(key, count);
         }
       },
     });
@@ -48,10 +49,11 @@ export class RedirectStatistics {
       help: 'Redirect requests for blobs in no publication',
       registers: [registry],
       collect() {
-        const delta = stats.misses - (stats.reported.get('\u0001misses') ?? 0);
+        const total = misses();
+        const delta = total - (reported.get('\u0001misses') ?? 0);
         if (delta > 0) {
           this.inc(delta);
-          stats.reported.set('\u0001misses', stats.misses);
+          reported.set('\u0001misses', total);
         }
       },
     });
