@@ -14,6 +14,7 @@ import { createRequire } from 'node:module';
 import { isDeepStrictEqual } from 'node:util';
 import type NedbModule from '@seald-io/nedb';
 import { dropTornTail } from './datafile.js';
+import { withoutUndefined } from './documents.js';
 import { toNedbQuery } from './nedb-query.js';
 import { collectionFile } from './paths.js';
 import {
@@ -104,20 +105,6 @@ function toStoreError(collection: string, err: unknown): unknown {
     return new DuplicateKeyError(collection, `key ${JSON.stringify(key)}`);
   }
   return err;
-}
-
-/**
- * MongoDB (with the driver's `ignoreUndefined`) stores no field for an `undefined` value; nedb would
- * keep the key in memory until the next load.
- */
-function withoutUndefined<V>(value: V): V {
-  if (Array.isArray(value)) return value.map(withoutUndefined) as V;
-  if (value === null || typeof value !== 'object') return value;
-  const proto = Object.getPrototypeOf(value) as unknown;
-  if (proto !== Object.prototype && proto !== null) return value;
-  const copy: Document = {};
-  for (const [k, v] of Object.entries(value)) if (v !== undefined) copy[k] = withoutUndefined(v);
-  return copy as V;
 }
 
 function withoutUndefinedFields({ modifiers, setOnInsert }: CheckedUpdate): CheckedUpdate {

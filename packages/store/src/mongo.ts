@@ -28,6 +28,7 @@ import {
   type UpdateResult,
   type WithId,
 } from './port.js';
+import { withoutUndefined } from './documents.js';
 import { checkUpdate } from './update.js';
 
 export interface MongoStoreOptions {
@@ -88,7 +89,10 @@ class MongoStoreCollection<T extends Document> implements Collection<T> {
   async insertOne(doc: T & { _id?: string }): Promise<WithId<T>> {
     if (doc._id !== undefined && typeof doc._id !== 'string')
       throw new TypeError('_id must be a string');
-    const stored = { ...structuredClone(doc), _id: doc._id ?? randomUUID() } as WithId<T>;
+    const stored = {
+      ...withoutUndefined(structuredClone(doc)),
+      _id: doc._id ?? randomUUID(),
+    } as WithId<T>;
     await this.run((c) => c.insertOne({ ...stored } as MongoDoc));
     return stored;
   }
