@@ -31,6 +31,8 @@ export interface AmqpBusOptions {
   connectionName?: string;
   /** Reconnection back-off: doubles from initialDelayMs up to maxDelayMs, with jitter. */
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
+  /** Bound on opening one connection (TCP and AMQP handshake). Default 10 s. */
+  connectTimeoutMs?: number;
   /** How long publish() and subscribe() wait for a lost connection to come back. Default 30 s. */
   publishTimeoutMs?: number;
   topology?: Partial<AmqpTopology>;
@@ -100,6 +102,7 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
   const maxDelayMs = Math.max(initialDelayMs, options.reconnect?.maxDelayMs ?? 30_000);
   const waitTimeoutMs = options.publishTimeoutMs ?? 30_000;
   const connectionName = options.connectionName ?? 'flotilla';
+  const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
 
   let session: Session | null = null;
   let closing = false;
@@ -119,6 +122,8 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
   async function openSession(): Promise<Session> {
     const connection = await amqp.connect(options.url, {
       clientProperties: { connection_name: connectionName },
+      // Bounds the TCP + AMQP handshake, so a black-holed broker cannot stall a reconnection.
+      timeout: connectTimeoutMs,
     });
     let current: Session | null = null;
     let lostEarly = false;
@@ -268,7 +273,16 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
       sub.queue,
       (message) => {
         if (!message) {
-          logger.warn({ queue: sub.queue }, 'amqp consumer cancelled by the broker');
+          // The broker cancelled us (the queue was deleted): declare it again and resume.
+          logger.warn({ queue: sub.queue }, 'amqp consumer cancelled by the broker, resubscribing');
+          if (sub.channel === channel) sub.channel = null;
+          void channel.close().catch(() => undefined);
+          if (sub.active && !closing && !s.lost) {
+            startConsumer(sub, s).catch((err: unknown) => {
+              logger.error({ err, queue: sub.queue }, 'failed to resubscribe, reconnecting');
+              void s.connection.close().catch(() => undefined);
+            });
+          }
           return;
         }
         const run = handleMessage(sub, s, channel, message)
@@ -285,6 +299,14 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
     );
     sub.consumerTag = consumerTag;
     if (s.lost) throw new Error('connection lost while subscribing');
+    if (!sub.active) {
+      // Cancelled while this consumer was being set up (during a reconnection).
+      sub.channel = null;
+      sub.consumerTag = null;
+      await channel.cancel(consumerTag).catch(() => undefined);
+      await Promise.allSettled([...sub.running]);
+      await channel.close().catch(() => undefined);
+    }
   }
 
   function ackQuietly(channel: Channel, message: ConsumeMessage): void {

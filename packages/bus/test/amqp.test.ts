@@ -75,6 +75,20 @@ async function adminChannel(): Promise<Channel> {
   return admin.channel;
 }
 
+/** Consumer count of a queue, or -1 when it does not exist (checked on a throwaway channel). */
+async function queueConsumers(queue: string): Promise<number> {
+  await adminChannel();
+  const channel = await (admin as { connection: ChannelModel }).connection.createChannel();
+  channel.on('error', () => undefined);
+  try {
+    return (await channel.checkQueue(queue)).consumerCount;
+  } catch {
+    return -1;
+  } finally {
+    await channel.close().catch(() => undefined);
+  }
+}
+
 afterAll(async () => {
   await admin?.connection.close().catch(() => undefined);
 });
@@ -317,6 +331,23 @@ if (requireOrSkip(brokerMissing, 'amqp adapter')) {
         [ATTEMPT_HEADER]: 2,
         'x-flotilla-error': 'Error: always broken',
       });
+    });
+
+    it('declares the queue again and resumes when the broker cancels the consumer', async () => {
+      const { bus, t } = await setup();
+      const queue = t.queue('deleted');
+      const received = new Set<string>();
+      await bus.subscribe(queue, ['content.published'], async (event) => {
+        received.add(event.id);
+      });
+      await (await adminChannel()).deleteQueue(queue);
+      await waitFor(
+        'the queue back with its consumer',
+        async () => (await queueConsumers(queue)) === 1,
+      );
+      const event = published(1);
+      await bus.publish(event);
+      await waitFor('delivery after the queue came back', () => received.has(event.id));
     });
 
     it('ping() throws and publish() rejects after close; no reconnection after close', async () => {
