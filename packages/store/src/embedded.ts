@@ -76,11 +76,10 @@ function createHandle(
   const ds: Datastore = new NedbDatastore<Document>({ filename, autoload: false });
   const ready = (async () => {
     const dropped = await dropTornTail(filename);
-    if (dropped > 0)
-      logger?.warn(
-        { collection: name, bytes: dropped },
-        'dropped a torn write at the end of the datafile',
-      );
+    if (dropped > 0) {
+      const fields = { collection: name, bytes: dropped };
+      logger?.warn(fields, 'dropped a torn write at the end of the datafile');
+    }
     await ds.loadDatabaseAsync();
   })();
   // A load failure is reported by every operation that awaits `ready`, not as an unhandled rejection.
