@@ -137,6 +137,14 @@ describe('events', () => {
     expect(errorOf(() => parseEvent(value)).code).toBe('EVENT_INVALID');
   });
 
+  it('type-checks data by event type (npx tsc -p packages/protocol/tsconfig.test.json)', () => {
+    const listed = { channel: 's', publication: 1, repositories: [], newBlobs: [] };
+    // @ts-expect-error newBlobs is a count, not a list
+    expect(() => createEvent('content.published', 'content', listed)).toThrow(EventError);
+    // @ts-expect-error not an event type
+    expect(() => createEvent('content.exploded', 'content', {})).toThrow();
+  });
+
   it('createEvent refuses data that does not match its type', () => {
     const bad = {
       ...SAMPLES['content.published'],
