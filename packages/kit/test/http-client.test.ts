@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fetchWithRetry, isRetryableNetworkError, listen, parseRetryAfter } from '../src/index.js';
 import { capturingLogger, closeAll, serve } from './loopback.js';
@@ -65,6 +66,23 @@ describe('fetchWithRetry', () => {
     const res2 = await fetchWithRetry(`${asked.url}/x`, { method: 'POST', body: '{}' }, { retries: 3, ...fast, retryNonIdempotent: true });
     expect(res2.status).toBe(200);
     expect(asked.seen).toEqual(['POST', 'POST']);
+  });
+
+  it('never retries a request whose body is a stream', async () => {
+    const s = await flaky(1, (req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.statusCode = 503;
+        res.end();
+      });
+    });
+    const res = await fetchWithRetry(
+      `${s.url}/x`,
+      { method: 'PUT', body: Readable.from([Buffer.from('layer bytes')]), duplex: 'half' },
+      { retries: 3, ...fast, retryNonIdempotent: true },
+    );
+    expect(res.status).toBe(503);
+    expect(s.seen).toEqual(['PUT']);
   });
 
   it('does not retry other statuses', async () => {
