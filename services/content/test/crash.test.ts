@@ -1,0 +1,152 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parsePublicationMarker, parseRepositoryMetadata } from '@flotilla/protocol';
+import { request } from 'undici';
+import { FakeRegistry } from './fake-registry.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const TOKEN = 'crash-test-token';
+
+interface Proc {
+  child: ChildProcess;
+  url: string;
+}
+
+async function startProcess(env: Record<string, string>): Promise<Proc> {
+  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', 'services/content/src/main.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, LOG_LEVEL: 'info', FLOTILLA_CONTENT_PORT: '0', FLOTILLA_API_TOKEN: TOKEN, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`content did not start: ${err}${out}`)), 30_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /"url":"(http:[^"]+)"/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1] as string);
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`content exited ${code}: ${err}`));
+    });
+  });
+  return { child, url };
+}
+
+async function api(base: string, method: string, p: string, body?: unknown): Promise<any> {
+  const res = await request(`${base}${p}`, {
+    method: method as 'GET',
+    headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.body.text();
+  if (res.statusCode >= 400) throw new Error(`${method} ${p}: ${res.statusCode} ${text}`);
+  return JSON.parse(text);
+}
+
+async function waitTask(base: string, id: string): Promise<any> {
+  for (let i = 0; i < 600; i++) {
+    const t = await api(base, 'GET', `/api/v1/tasks/${id}`);
+    if (['completed', 'failed', 'canceled'].includes(t.state)) return t;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`task ${id} did not finish`);
+}
+
+/** Every repository file parses and every manifest and blob it names is in the tree, intact. */
+async function assertTreeServes(root: string): Promise<number> {
+  const marker = parsePublicationMarker(await fs.readFile(path.join(root, 'PUBLICATION'), 'utf8'));
+  await fs.access(path.join(root, `publications/${marker}.json`));
+  const repoDir = path.join(root, 'repositories');
+  const files: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await fs.readdir(d, { withFileTypes: true })) {
+      if (e.isDirectory()) await walk(path.join(d, e.name));
+      else files.push(path.join(d, e.name));
+    }
+  };
+  await walk(repoDir);
+  for (const file of files) {
+    const meta = parseRepositoryMetadata(await fs.readFile(file));
+    for (const digest of [...Object.keys(meta.manifests), ...Object.keys(meta.blobs)]) {
+      const hex = digest.slice(7);
+      const bytes = await fs.readFile(path.join(root, 'blobs/sha256', hex.slice(0, 2), hex));
+      expect(createHash('sha256').update(bytes).digest('hex')).toBe(hex);
+    }
+  }
+  return marker;
+}
+
+describe('publishing survives kill -9', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  it('leaves the previous publication whole; the next publish completes the work', { timeout: 120_000 }, async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'flotilla-content-crash-'));
+    cleanups.push(() => fs.rm(dir, { recursive: true, force: true }));
+    const upstream = await new FakeRegistry().start();
+    cleanups.push(() => upstream.stop());
+    const env = { FLOTILLA_DATA_DIR: dir, FLOTILLA_REGISTRY_URL: upstream.url, FLOTILLA_REGISTRY_PASSWORD: 'x', FLOTILLA_CONTENT_POLICY: '{}', FLOTILLA_CONTENT_TASK_LEASE_SECONDS: '3' };
+    const root = path.join(dir, 'publish');
+
+    let proc = await startProcess(env);
+    cleanups.push(async () => {
+      proc.child.kill('SIGKILL');
+    });
+    const syncAndPromote = async (names: string[]) => {
+      const tasks = [];
+      for (const name of names) tasks.push((await api(proc.url, 'POST', '/api/v1/syncs', { repository: name })).task.id);
+      for (const id of tasks) expect((await waitTask(proc.url, id)).state).toBe('completed');
+      for (const name of names) await api(proc.url, 'POST', '/api/v1/promotions', { repository: name, tags: ['1'], from: 'candidate', to: 'stable' });
+    };
+
+    const first = Array.from({ length: 5 }, (_, i) => `old/app${i}`);
+    for (const name of first) upstream.addImage(name, '1', { layers: 2, layerSize: 4096 });
+    await syncAndPromote(first);
+    expect((await waitTask(proc.url, (await api(proc.url, 'POST', '/api/v1/publications', {})).task.id)).state).toBe('completed');
+    expect(await assertTreeServes(root)).toBe(1);
+
+    const second = Array.from({ length: 40 }, (_, i) => `new/app${i}`);
+    for (const name of second) upstream.addImage(name, '1', { layers: 3, layerSize: 64 * 1024 });
+    await syncAndPromote(second);
+    await api(proc.url, 'POST', '/api/v1/publications', {});
+
+    // Kill as soon as the publish has started writing into the tree.
+    const blobsDir = path.join(root, 'blobs/sha256');
+    const countBlobs = async () => {
+      let n = 0;
+      for (const d of await fs.readdir(blobsDir)) n += (await fs.readdir(path.join(blobsDir, d))).length;
+      return n;
+    };
+    const before = await countBlobs();
+    for (let i = 0; i < 2000 && (await countBlobs()) === before; i++) await new Promise((r) => setTimeout(r, 2));
+    proc.child.kill('SIGKILL');
+    await new Promise((r) => proc.child.once('exit', r));
+    const marker = await assertTreeServes(root);
+    expect(marker, 'the kill came after the publication completed; the test proves nothing').toBe(1);
+    expect(await countBlobs()).toBeGreaterThan(before);
+
+    proc = await startProcess(env);
+    // the interrupted task is requeued after its lease expires; a new publish waits for it or does the work
+    const next = await waitTask(proc.url, (await api(proc.url, 'POST', '/api/v1/publications', {})).task.id);
+    expect(next.state, JSON.stringify(next.error)).toBe('completed');
+    expect(await assertTreeServes(root)).toBe(2);
+    const record = JSON.parse(await fs.readFile(path.join(root, 'publications/2.json'), 'utf8'));
+    expect(record.repositories.length).toBe(second.length);
+    expect(record.newBlobs.length).toBe(second.length * 5);
+    expect(await countBlobs()).toBe(first.length * 4 + second.length * 5);
+  });
+});
