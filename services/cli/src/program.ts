@@ -65,7 +65,7 @@ export function buildProgram(): Command {
       const logger = createLogger({ name: 'flotilla-fsck' });
       const report = await runFsck({ storageDir: storageDir(cmd), logger });
       emit(report, flags(cmd), (r) => JSON.stringify(r, null, 2));
-      if (!report.ok) throw new CliError('fsck found problems', 3);
+      if (!report.clean) throw new CliError('fsck found problems', 3);
     });
 
   program
