@@ -1,8 +1,12 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createEvent, type EventEnvelope } from '@flotilla/protocol';
 import { busContract } from '@flotilla/bus/contract';
+import { createEmbeddedStore } from '@flotilla/store';
 import amqp from 'amqplib';
 import type { Channel, ChannelModel } from 'amqplib';
 import { pino } from 'pino';
@@ -10,6 +14,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   ATTEMPT_HEADER,
   createAmqpBus,
+  createOutbox,
   retryQueueName,
   type AmqpBus,
   type AmqpTopology,
@@ -450,6 +455,44 @@ if (requireOrSkip(rabbitmqctlMissing, 'amqp reconnection')) {
         await bus.publish(event);
         await waitFor(`delivery after drop ${round + 1}`, () => received.has(event.id));
       }
+    });
+
+    it('with the outbox, an event enqueued during the outage is delivered after it', async () => {
+      const t = testTopology();
+      cleanups.push(() => t.remove());
+      const dir = await mkdtemp(join(tmpdir(), 'flotilla-bus-outbox-'));
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      const store = createEmbeddedStore({ dir, compactIntervalMs: 0 });
+      cleanups.push(() => store.close());
+      const connectionName = `flotilla-test-${RUN}-${randomBytes(3).toString('hex')}`;
+      const bus = await createAmqpBus({
+        url: AMQP_URL,
+        logger,
+        topology: t.topology,
+        connectionName,
+        reconnect: { initialDelayMs: 3000, maxDelayMs: 3000 },
+        publishTimeoutMs: 100,
+      });
+      cleanups.push(() => bus.close());
+      const received = new Set<string>();
+      await bus.subscribe(t.queue('outbox'), ['content.published'], async (event) => {
+        received.add(event.id);
+      });
+      const outbox = createOutbox({ store, bus, logger });
+
+      await dropConnection(connectionName);
+      await waitFor('outage noticed', () => !bus.connected);
+      const event = published(1);
+      await outbox.enqueue(event);
+      await outbox.flush();
+      // The reconnection comes 1.5-3 s later; publish gave up after 100 ms.
+      expect(bus.connected).toBe(false);
+      expect(await outbox.pendingCount()).toBe(1);
+
+      await waitFor('reconnected', () => bus.connected);
+      await outbox.flush();
+      expect(await outbox.pendingCount()).toBe(0);
+      await waitFor('delivery after the outage', () => received.has(event.id));
     });
 
     it('publish() rejects when the outage outlasts publishTimeoutMs', async () => {
