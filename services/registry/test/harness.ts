@@ -29,7 +29,7 @@ export async function startTestRegistry(overrides: Partial<RegistryConfig> = {})
   const logger = pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
   const bus = createLocalBus({ logger });
   const events: EventEnvelope[] = [];
-  const subscription = await bus.subscribe(`flotilla.test.${Date.now()}`, ['registry.*'], async (event) => {
+  const subscription = await bus.subscribe(`flotilla.test.${Date.now()}`, ['registry.#'], async (event) => {
     events.push(event);
   });
   const config: RegistryConfig = {

@@ -3,7 +3,7 @@
  * `raw()` over node:http for requests fetch refuses to make (no Content-Length, bad
  * Content-Length, aborted bodies), and manifest builders.
  */
-import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { adminAuth, sha256 } from './harness.js';
 
 export interface ApiResponse {
@@ -55,11 +55,14 @@ export function makeApi(base: () => string) {
 
 export interface RawResponse {
   status: number;
-  headers: Record<string, string | string[] | undefined>;
+  headers: Record<string, string>;
   body: string;
 }
 
-/** A request with exactly the headers given (fetch would add or refuse some). */
+/**
+ * A request with exactly the path and headers given, written to a socket by hand: fetch and
+ * node:http normalise `..` and add Content-Length or Transfer-Encoding by themselves.
+ */
 export function raw(
   url: string,
   method: string,
@@ -68,17 +71,48 @@ export function raw(
   body?: Buffer | string,
 ): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const target = new URL(path, url);
-    const req = httpRequest(
-      { host: target.hostname, port: target.port, method, path: `${target.pathname}${target.search}`, headers },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
+    const target = new URL(url);
+    const socket = connect({ host: target.hostname, port: Number(target.port) });
+    const lines = [`${method} ${path} HTTP/1.1`, `Host: ${target.host}`, 'Connection: close'];
+    for (const [key, value] of Object.entries(headers)) lines.push(`${key}: ${value}`);
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', reject);
+    socket.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      const split = text.indexOf('\r\n\r\n');
+      const head = text.slice(0, split).split('\r\n');
+      const status = Number(head[0]?.split(' ')[1]);
+      const parsed: Record<string, string> = {};
+      for (const line of head.slice(1)) {
+        const colon = line.indexOf(':');
+        parsed[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
+      }
+      let rest = text.slice(split + 4);
+      if (parsed['transfer-encoding'] === 'chunked') {
+        let out = '';
+        for (;;) {
+          const nl = rest.indexOf('\r\n');
+          const size = Number.parseInt(rest.slice(0, nl), 16);
+          if (!size) break;
+          out += rest.slice(nl + 2, nl + 2 + size);
+          rest = rest.slice(nl + 2 + size + 2);
+        }
+        rest = out;
+      }
+      resolve({ status, headers: parsed, body: rest });
+    });
+    const bodyBuffer = body === undefined ? undefined : Buffer.from(body);
+    if (bodyBuffer !== undefined && headers['transfer-encoding'] === 'chunked') {
+      socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+      socket.write(`${bodyBuffer.length.toString(16)}\r\n`);
+      socket.write(bodyBuffer);
+      socket.end('\r\n0\r\n\r\n');
+    } else {
+      socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (bodyBuffer !== undefined) socket.write(bodyBuffer);
+      socket.end();
+    }
   });
 }
 

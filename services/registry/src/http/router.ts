@@ -104,18 +104,6 @@ export function createV2Handler(deps: V2Deps, metrics: ServiceMetrics): V2Handle
       return true;
     }
     observe(route.pattern, method, res, started);
-    const handler = route.methods[method];
-    if (!handler) {
-      req.resume();
-      sendError(
-        errorCtx,
-        new OciError('UNSUPPORTED', `method ${method.slice(0, 10)} not allowed`, {
-          headers: { Allow: Object.keys(route.methods).join(', ') },
-        }),
-        logger,
-      );
-      return true;
-    }
     let name = '';
     let param = '';
     if (match) {
@@ -128,6 +116,18 @@ export function createV2Handler(deps: V2Deps, metrics: ServiceMetrics): V2Handle
         sendError(errorCtx, err, logger);
         return true;
       }
+    }
+    const handler = route.methods[method];
+    if (!handler) {
+      req.resume();
+      sendError(
+        errorCtx,
+        new OciError('UNSUPPORTED', `method ${method.slice(0, 10)} not allowed`, {
+          headers: { Allow: Object.keys(route.methods).join(', ') },
+        }),
+        logger,
+      );
+      return true;
     }
     const ctx: V2Context = {
       deps,
