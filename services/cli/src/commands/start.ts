@@ -63,7 +63,8 @@ function banner(o: {
   storeKind: string;
   busKind: string;
 }): string {
-  const rel = relative(process.cwd(), o.dataDir) || '.';
+  const fromCwd = relative(process.cwd(), o.dataDir) || '.';
+  const rel = fromCwd.startsWith('..') ? o.dataDir : fromCwd;
   const secrets = join(rel, 'secrets');
   const registryHost = (o.urls.registry ?? '').replace(/^https?:\/\//, '');
   const craneHost = (o.urls.crane ?? '').replace(/^https?:\/\//, '');
@@ -79,8 +80,10 @@ function banner(o: {
     `Secrets: ${secrets}/{admin-password,api-token,webhook-secret}${o.generated.length ? ' (generated now, mode 0600)' : ''}`,
     '',
     'Try it:',
-    `  skopeo copy --dest-tls-verify=false --dest-creds admin:$(cat ${secrets}/admin-password) \\`,
-    `      docker-archive:image.tar docker://${registryHost}/fedora/httpd:39     # or: podman push / buildah push`,
+    '  ctr=$(buildah from scratch) && echo hello > hello.txt && buildah copy $ctr hello.txt /hello.txt \\',
+    '      && buildah commit $ctr fedora/httpd:39',
+    `  buildah push --tls-verify=false --creds admin:$(cat ${secrets}/admin-password) \\`,
+    `      fedora/httpd:39 docker://${registryHost}/fedora/httpd:39            # or podman push / skopeo copy`,
     '  npx flotilla repos                                                       # synced into candidate',
     '  npx flotilla promote fedora/httpd --tags 39 --from candidate --to testing',
     '  npx flotilla promote fedora/httpd --tags 39 --from testing --to stable',
