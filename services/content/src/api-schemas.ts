@@ -119,6 +119,7 @@ export const taskSchema = z
     startedAt: z.string().optional(),
     finishedAt: z.string().optional(),
     attempts: z.number(),
+    worker: z.string().optional(),
     cancelRequested: z.boolean().optional(),
   })
 ;

@@ -108,6 +108,8 @@ export type TaskDoc = {
   /** Set when an event for the repository arrives while its sync runs: run once more. */
   rerun?: boolean;
   lease?: { owner: string; expiresAt: string };
+  /** The worker that last claimed the task (kept after it ends). */
+  worker?: string;
 };
 
 export interface PublicationSnapshotEntry {

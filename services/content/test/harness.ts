@@ -26,7 +26,16 @@ export interface ContentHarness {
   stop(): Promise<void>;
 }
 
-export async function startContent(env: Record<string, string> = {}, options: { dir?: string; workers?: number } = {}): Promise<ContentHarness> {
+export interface StartOptions {
+  /** Use this data dir (kept at stop). */
+  dir?: string;
+  /** Share a store / bus with other instances (not closed at stop). */
+  store?: Store;
+  bus?: Bus;
+  queues?: { tasks?: string; registryEvents?: string };
+}
+
+export async function startContent(env: Record<string, string> = {}, options: StartOptions = {}): Promise<ContentHarness> {
   const dir = options.dir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'flotilla-content-')));
   const config = loadContentConfig({
     FLOTILLA_DATA_DIR: dir,
@@ -39,9 +48,17 @@ export async function startContent(env: Record<string, string> = {}, options: { 
     ...env,
   });
   const logger = createLogger({ name: 'content-test', level: process.env.LOG_LEVEL ?? 'silent' });
-  const store = createEmbeddedStore({ dir: path.join(dir, 'db'), logger });
-  const bus = createLocalBus({ logger });
-  const service = await createContentService({ config, logger, store, bus, pollMs: 200, outboxIntervalMs: 200 });
+  const store = options.store ?? createEmbeddedStore({ dir: path.join(dir, 'db'), logger });
+  const bus = options.bus ?? createLocalBus({ logger });
+  const service = await createContentService({
+    config,
+    logger,
+    store,
+    bus,
+    pollMs: 200,
+    outboxIntervalMs: 200,
+    ...(options.queues ? { queues: options.queues } : {}),
+  });
   const server = await listen(service.handler, { host: '127.0.0.1', port: 0, logger });
   await service.start();
   const url = server.url;
@@ -86,8 +103,8 @@ export async function startContent(env: Record<string, string> = {}, options: { 
     async stop() {
       await server.close();
       await service.stop();
-      await bus.close();
-      await store.close();
+      if (!options.bus) await bus.close();
+      if (!options.store) await store.close();
       if (!options.dir) await fs.rm(dir, { recursive: true, force: true });
     },
   };

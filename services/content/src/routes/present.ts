@@ -23,6 +23,7 @@ export function presentTask(t: StoredTask): TaskView {
     ...(t.startedAt ? { startedAt: t.startedAt } : {}),
     ...(t.finishedAt ? { finishedAt: t.finishedAt } : {}),
     attempts: t.attempts,
+    ...(t.worker ? { worker: t.worker } : {}),
     ...(t.cancelRequested ? { cancelRequested: true } : {}),
   };
 }

@@ -131,6 +131,7 @@ export class TaskQueue {
         {
           $set: {
             state: 'running',
+            worker: owner,
             startedAt: new Date(now).toISOString(),
             lease: { owner, expiresAt: new Date(now + this.leaseMs).toISOString() },
           },
