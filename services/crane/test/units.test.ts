@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { compileProtectedGlobs } from '../src/access/protected-globs.js';
 import { createCredentialCheck, parseHtpasswd } from '../src/access/credentials.js';
 import { pageAfter } from '../src/catalog/catalog.js';
-import { createClientIpResolver, parseTrustedProxies } from '../src/http/client-ip.js';
+import { createClientIpResolver, parseTrustedProxies, rateLimitKey } from '../src/http/client-ip.js';
 import { parseAccept } from '../src/http/negotiation.js';
 import { createRateLimiter } from '../src/http/rate-limit.js';
 import { parseV2Path } from '../src/http/v2-handler.js';
@@ -51,6 +51,15 @@ describe('client IP', () => {
     expect(resolver.resolve('10.1.2.3', 'garbage, 192.0.2.1')).toBe('192.0.2.1');
     expect(resolver.resolve('10.1.2.3', '192.0.2.1, garbage')).toBe('10.1.2.3');
     expect(resolver.resolve('10.1.2.3', '[2001:db8::7]:443')).toBe('2001:db8::7');
+  });
+});
+
+describe('rate limit keys', () => {
+  it('groups IPv6 clients by /64', () => {
+    expect(rateLimitKey('192.0.2.1')).toBe('192.0.2.1');
+    expect(rateLimitKey('2001:db8:1:2:aaaa::1')).toBe(rateLimitKey('2001:db8:1:2:bbbb::9'));
+    expect(rateLimitKey('2001:db8:1:2::1')).not.toBe(rateLimitKey('2001:db8:1:3::1'));
+    expect(rateLimitKey('::ffff:192.0.2.1')).toBe('192.0.2.1');
   });
 });
 

@@ -69,3 +69,16 @@ export function createClientIpResolver(trusted: readonly Range[]) {
 }
 
 export type ClientIpResolver = ReturnType<typeof createClientIpResolver>;
+
+/**
+ * The rate-limit key for a client address: the address itself for IPv4, its /64 for IPv6 (one
+ * subscriber usually holds a whole /64 and can rotate through it at will).
+ */
+export function rateLimitKey(address: string): string {
+  if (!address.includes(':')) return address;
+  const addr = parseAddress(address);
+  if (addr === null) return address;
+  if (addr.kind() === 'ipv4') return addr.toString();
+  const parts = (addr as ipaddr.IPv6).parts;
+  return `${parts.slice(0, 4).map((p) => p.toString(16)).join(':')}::/64`;
+}

@@ -5,7 +5,7 @@ import type { CredentialCheck } from '../access/credentials.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { serveBlob, servePulpBlob } from './blobs.js';
 import { serveCatalog } from './catalog-list.js';
-import type { ClientIpResolver } from './client-ip.js';
+import { rateLimitKey, type ClientIpResolver } from './client-ip.js';
 import type { V2Context } from './context.js';
 import { serveManifest, servePulpManifest } from './manifests.js';
 import type { RateLimiter } from './rate-limit.js';
@@ -209,7 +209,7 @@ export function createV2Handler(deps: V2HandlerDeps): (req: IncomingMessage, res
       const peerTrusted = deps.clientIp.peerTrusted(peer);
       if (deps.rateLimiter) {
         const client = deps.clientIp.resolve(peer, req.headers['x-forwarded-for']);
-        const wait = deps.rateLimiter.take(client);
+        const wait = deps.rateLimiter.take(rateLimitKey(client));
         if (wait > 0) {
           deps.rateLimited();
           throw new OciError('TOOMANYREQUESTS', undefined, { headers: { 'Retry-After': String(wait) } });
