@@ -141,6 +141,8 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
       );
       publisher.on('close', () => {
         s.publisherClosed = true;
+        // Publishers wait for the next session rather than spin on a dead channel.
+        if (session === s) session = null;
         if (!s.lost && !closing) {
           logger.warn('amqp publishing channel closed, reconnecting');
           void connection.close().catch(() => undefined);
@@ -148,7 +150,7 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
       });
       await declareTopology(publisher);
       for (const sub of subscriptions) await startConsumer(sub, s);
-      if (s.lost) throw new Error('connection lost while opening');
+      if (s.lost || s.publisherClosed) throw new Error('connection lost while opening');
       return s;
     } catch (err) {
       // Marked lost first so the close event does not schedule a reconnection of its own.
@@ -207,7 +209,7 @@ export async function createAmqpBus(options: AmqpBusOptions): Promise<AmqpBus> {
 
   function waitForSession(timeoutMs: number): Promise<Session> {
     if (closing) return Promise.reject(new Error('bus is closed'));
-    if (session) return Promise.resolve(session);
+    if (session && !session.lost && !session.publisherClosed) return Promise.resolve(session);
     return new Promise<Session>((resolve, reject) => {
       const waiter: SessionWaiter = {
         resolve: (s) => {

@@ -355,6 +355,21 @@ if (requireOrSkip(brokerMissing, 'amqp adapter')) {
       await waitFor('delivery after the queue came back', () => received.has(event.id));
     });
 
+    it('recovers when its exchange is deleted under it: the publish is retried after re-declaring', async () => {
+      const { bus, t } = await setup({ reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
+      const received = new Set<string>();
+      await bus.subscribe(t.queue('exchange-gone'), ['content.published'], async (event) => {
+        received.add(event.id);
+      });
+      await (await adminChannel()).deleteExchange(t.topology.exchange);
+      // The broker closes the publishing channel (404); the bus reconnects, declares the
+      // exchange and the bindings again, and publishes once more.
+      const event = published(1);
+      await bus.publish(event);
+      await waitFor('delivery after recovery', () => received.has(event.id));
+      expect(bus.connected).toBe(true);
+    });
+
     it('ping() throws and publish() rejects after close; no reconnection after close', async () => {
       const { bus } = await setup();
       await bus.close();
