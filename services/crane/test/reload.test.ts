@@ -4,7 +4,7 @@ import { createLocalBus } from '@flotilla/bus';
 import { createEvent } from '@flotilla/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startStaticServer } from '../../../test/support/static-server.js';
-import { writePublishedTree, writeRawRepositoryMetadata } from '../../../test/support/tree.js';
+import { writePublicationMarker, writePublishedTree, writeRawRepositoryMetadata } from '../../../test/support/tree.js';
 import { ALL_MANIFESTS, removeDir, startCrane, tempDir, type Crane } from './harness.js';
 import { createHttpSource } from '../src/index.js';
 
@@ -56,6 +56,29 @@ describe('loading', () => {
     });
     await crane.service.reload();
     expect((await crane.get('/v2/_catalog')).json()).toEqual({ repositories: ['a/b'] });
+  });
+
+  it('never serves metadata written for a publication whose marker has not moved', async () => {
+    const { root, start } = await setup();
+    const first = await writePublishedTree(root, { publication: 1, repositories: [{ name: 'a/b', tags: { x: { kind: 'image' } } }] });
+    const crane = await start();
+    const second = await writePublishedTree(root, {
+      publication: 2,
+      withoutMarker: true,
+      repositories: [
+        { name: 'a/b', tags: { x: { kind: 'image' } } },
+        { name: 'a/c', tags: { y: { kind: 'image' } } },
+      ],
+    });
+    await crane.service.reload({ full: true });
+    expect((await crane.get('/v2/_catalog')).json()).toEqual({ repositories: ['a/b'] });
+    const before = await crane.get('/v2/a/b/manifests/x', { accept: ALL_MANIFESTS });
+    expect(before.headers['docker-content-digest']).toBe(first.repositories['a/b']!.tags.x);
+    await writePublicationMarker(root, 2);
+    await crane.service.reload();
+    const after = await crane.get('/v2/a/b/manifests/x', { accept: ALL_MANIFESTS });
+    expect(after.headers['docker-content-digest']).toBe(second.repositories['a/b']!.tags.x);
+    expect((await crane.get('/v2/_catalog')).json()).toEqual({ repositories: ['a/b', 'a/c'] });
   });
 
   it('reloads on poll', async () => {

@@ -64,8 +64,12 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
     return text === null ? null : parsePublicationMarker(text);
   }
 
-  /** Repository names touched by publications (from, to], or null when a record is unusable. */
-  async function namesFromPublications(source: TreeSource, from: number, to: number): Promise<Set<string> | null> {
+  /** Repository names touched by publications (from, to]; `complete` is false when a record was unusable. */
+  async function namesFromPublications(
+    source: TreeSource,
+    from: number,
+    to: number,
+  ): Promise<{ names: Set<string>; complete: boolean }> {
     const numbers: number[] = [];
     for (let n = from + 1; n <= to; n++) numbers.push(n);
     const records = await Promise.all(
@@ -89,10 +93,14 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
       if (record === null) complete = false;
       else for (const name of record.repositories) names.add(name);
     }
-    return complete ? names : null;
+    return { names, complete };
   }
 
-  async function readRepository(source: TreeSource, name: string): Promise<RepositoryView | 'gone' | 'bad'> {
+  async function readRepository(
+    source: TreeSource,
+    name: string,
+    marker: number,
+  ): Promise<RepositoryView | 'gone' | 'bad' | 'ahead'> {
     let text: string | null;
     try {
       text = await source.readText(PublishedPaths.repository(name));
@@ -105,6 +113,11 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
     try {
       const metadata = parseRepositoryMetadata(text);
       if (metadata.repository !== name) throw new Error(`file names ${metadata.repository}`);
+      if (metadata.publication > marker) {
+        // written for a publication whose marker has not moved yet: not served before it is
+        log.debug({ repository: name, publication: metadata.publication, marker }, 'repository metadata ahead of the marker');
+        return 'ahead';
+      }
       const isProtected = options.isProtected(name);
       const cache = isProtected ? (options.privateCache ?? options.cache) : options.cache;
       return buildRepositoryView(metadata, { protected: isProtected, cache });
@@ -124,25 +137,30 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
     const previous = catalog.publication;
     if (!full && previous === marker) return null;
 
-    let names: Set<string> | null = null;
+    let names = new Set<string>();
     let complete = full || previous === null || marker < previous;
     if (!complete) {
-      names = await namesFromPublications(source, previous!, marker);
-      if (names === null) complete = true;
+      const since = await namesFromPublications(source, previous!, marker);
+      names = since.names;
+      complete = !since.complete;
     }
     if (complete) {
       const listed = await source.listRepositories();
-      names = new Set(listed ?? (await namesFromPublications(source, 0, marker)) ?? []);
-      if (listed === null) {
-        // over HTTP a record may be missing; keep what we had rather than drop it
+      if (listed !== null) names = new Set(listed);
+      else {
+        // over HTTP: every publication's names; a record that cannot be read is logged, and
+        // the repositories we already serve are re-read rather than dropped
+        names = (await namesFromPublications(source, 0, marker)).names;
         for (const name of catalog.repositories.keys()) names.add(name);
       }
     }
     const next = new Map<string, RepositoryView>(complete ? [] : catalog.repositories);
-    const results = await Promise.all([...names!].map((name) => limit(async () => [name, await readRepository(source, name)] as const)));
+    const results = await Promise.all(
+      [...names].map((name) => limit(async () => [name, await readRepository(source, name, marker)] as const)),
+    );
     for (const [name, result] of results) {
       if (result === 'gone') next.delete(name);
-      else if (result === 'bad') {
+      else if (result === 'bad' || result === 'ahead') {
         const old = catalog.repositories.get(name);
         if (old) next.set(name, old);
       } else next.set(name, result);
