@@ -90,7 +90,7 @@ export const promotionsQuerySchema = z
 export const tasksQuerySchema = z
   .object({
     state: z.enum(['waiting', 'running', 'completed', 'failed', 'canceled']).optional(),
-    kind: z.enum(['sync', 'publish']).optional(),
+    kind: z.enum(['sync', 'publish', 'retention']).optional(),
     repository: repositoryName.optional(),
     limit: z.coerce.number().int().min(1).max(1000).optional(),
   })
@@ -99,7 +99,7 @@ export const tasksQuerySchema = z
 export const taskSchema = z
   .object({
     id: z.string(),
-    kind: z.enum(['sync', 'publish']),
+    kind: z.enum(['sync', 'publish', 'retention']),
     state: z.enum(['waiting', 'running', 'completed', 'failed', 'canceled']),
     repository: z.string().optional(),
     channel: z.string().optional(),

@@ -77,7 +77,7 @@ export type BlobDoc = {
   unreferencedSince?: string;
 };
 
-export type TaskKind = 'sync' | 'publish';
+export type TaskKind = 'sync' | 'publish' | 'retention';
 export type TaskState = 'waiting' | 'running' | 'completed' | 'failed' | 'canceled';
 
 export interface TaskProgress {

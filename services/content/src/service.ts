@@ -97,6 +97,9 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     logger: logger.child({ component: 'publish' }),
     retainPublications: config.retainPublications,
     blobGraceSeconds: config.blobGraceSeconds,
+    requestRetention: async () => {
+      await tasks.submitRetention();
+    },
   });
   const leaseMs = config.taskLeaseSeconds * 1000;
   const queue = new TaskQueue(c, bus, logger.child({ component: 'tasks' }), leaseMs);
@@ -110,6 +113,7 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     handlers: {
       sync: (task, ctx) => synchronizer.sync(tasks.syncParams(task), ctx.progress, ctx.signal, task._id),
       publish: (task, ctx) => publisher.publish(task.params as unknown as PublishParams, ctx.progress, ctx.signal, task._id),
+      retention: async () => ({ ...(await publisher.applyRetention()) }),
     },
   });
   const metrics = createMetrics('content');

@@ -23,7 +23,8 @@ export type PublishResult = {
   repositories: string[];
   newBlobs: number;
   bytesWritten: number;
-  retention?: RetentionReport;
+  /** True when a retention task was queued (a publication fell out of the window). */
+  retentionQueued: boolean;
 };
 
 export interface RetentionReport {
@@ -44,6 +45,8 @@ export interface PublisherDeps {
   blobGraceSeconds: number;
   /** Blobs placed at once. */
   concurrency?: number;
+  /** Queues a retention task; retention runs apart so a publish costs what changed. */
+  requestRetention?: () => Promise<void>;
 }
 
 type Repo = RepositoryDoc & { _id: string };
@@ -86,7 +89,7 @@ export class Publisher {
     });
     if (changed.length === 0) {
       log.info('nothing to publish');
-      return { channel, publication: last?.number ?? 0, changed: false, repositories: [], newBlobs: 0, bytesWritten: 0 };
+      return { channel, publication: last?.number ?? 0, changed: false, repositories: [], newBlobs: 0, bytesWritten: 0, retentionQueued: false };
     }
 
     await c.publications.updateOne(
@@ -199,11 +202,11 @@ export class Publisher {
     );
     log.info({ repositories: written.length, newBlobs: newBlobs.size, bytesWritten }, 'publication complete');
 
-    let retention: RetentionReport | undefined;
+    let retentionQueued = false;
     try {
-      retention = await this.applyRetention();
+      retentionQueued = await this.queueRetentionIfDue();
     } catch (err) {
-      log.warn({ err }, 'failed to apply publication retention');
+      log.warn({ err }, 'failed to queue publication retention');
     }
     return {
       channel,
@@ -212,8 +215,22 @@ export class Publisher {
       repositories: record.repositories,
       newBlobs: newBlobs.size,
       bytesWritten,
-      ...(retention ? { retention } : {}),
+      retentionQueued,
     };
+  }
+
+  /** True when publications fell out of the window or unreferenced blobs await removal. */
+  async retentionDue(): Promise<boolean> {
+    const { c } = this.deps;
+    const complete = await c.publications.countDocuments({ state: 'complete' });
+    if (complete > this.deps.retainPublications) return true;
+    return (await c.blobs.countDocuments({ published: true, unreferencedSince: { $exists: true } })) > 0;
+  }
+
+  private async queueRetentionIfDue(): Promise<boolean> {
+    if (!this.deps.requestRetention || !(await this.retentionDue())) return false;
+    await this.deps.requestRetention();
+    return true;
   }
 
   /**
@@ -228,8 +245,7 @@ export class Publisher {
     const complete = await c.publications.find({ state: 'complete' }, { sort: { number: -1 } });
     const keep = complete.slice(0, this.deps.retainPublications);
     const prune = complete.slice(this.deps.retainPublications);
-    const pendingRemoval = await c.blobs.countDocuments({ published: true, unreferencedSince: { $exists: true } });
-    if (prune.length === 0 && pendingRemoval === 0) return report;
+    if (prune.length === 0 && !(await this.retentionDue())) return report;
 
     for (const p of prune) {
       await tree.removePublicationRecord(p.number);

@@ -47,6 +47,13 @@ export class ContentTasks {
     return task;
   }
 
+  /** Retention shares the publish key: it never runs during a publish. Coalesced. */
+  async submitRetention(): Promise<StoredTask> {
+    const { task } = await this.queue.submit({ kind: 'retention', key: 'publish', params: {}, coalesce: true });
+    this.onSubmitted();
+    return task;
+  }
+
   /** A stored sync task's parameters with the configured registry filled in. */
   syncParams(task: StoredTask): SyncParams {
     const p = task.params as unknown as SyncSubmission;
