@@ -68,6 +68,7 @@ describe('manifests', () => {
     expect(r.headers.etag).toBe(`"${digest}"`);
     expect(r.headers['content-length']).toBe(String(repo().manifests[digest]!.bytes.length));
     expect(r.headers['cache-control']).toBe('public, max-age=30');
+    expect(r.headers.vary).toBe('Accept');
   });
 
   it('serves by digest with a long-lived cache', async () => {

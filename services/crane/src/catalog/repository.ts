@@ -126,7 +126,8 @@ export function buildRepositoryView(
       isIndex,
       ...(amd64Child ? { amd64Child } : {}),
       headersByDigest: Object.freeze({ ...common, 'Cache-Control': options.cache.byDigest }),
-      headersByTag: Object.freeze({ ...common, 'Cache-Control': options.cache.byTag }),
+      // by tag the answer depends on Accept (the amd64 fallback): shared caches must key on it
+      headersByTag: Object.freeze({ ...common, 'Cache-Control': options.cache.byTag, Vary: 'Accept' }),
     });
     const subject = shape.subject?.digest;
     if (typeof subject === 'string') {
