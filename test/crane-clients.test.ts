@@ -3,22 +3,19 @@
  * to a loopback static server over the same published tree; then the same image pushed to
  * Docker Distribution, and crane's manifest answers compared with Distribution's byte for byte.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { listen, type RunningServer } from '@flotilla/kit';
 import { createCraneService, loadCraneConfig, type CraneService } from '@flotilla/crane';
 import { pino } from 'pino';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { podman, requireBinaries, skopeo } from './support/clients.js';
+import { startDistribution, type RunningDistribution } from './support/distribution.js';
 import { startStaticServer, type StaticServer } from './support/static-server.js';
 import { writePublishedTree, type WrittenTree } from './support/tree.js';
 
-const run = promisify(execFile);
 const REPO = 'fedora/httpd';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -26,16 +23,10 @@ const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 const ALL = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(', ');
 
-function missing(binaries: string[]): string[] {
-  return binaries.filter((b) => !['/usr/bin', '/usr/local/bin', '/bin'].some((dir) => existsSync(path.join(dir, b))));
-}
-
-const absent = missing(['skopeo', 'podman', 'docker-registry']);
-if (absent.length > 0) {
-  if (process.env.CI === 'true') throw new Error(`crane client tests need ${absent.join(', ')}`);
-  console.log(`skipping crane client tests: ${absent.join(', ')} not installed`);
-}
-const describeClients = absent.length > 0 ? describe.skip : describe;
+// throws under CI=true when a binary is missing, else prints the reason and we skip
+const binaries = requireBinaries(['skopeo', 'podman', 'docker-registry']);
+const absent = binaries.ok ? [] : [binaries.reason];
+const describeClients = binaries.ok ? describe : describe.skip;
 
 let work: string;
 let tree: WrittenTree;
@@ -101,14 +92,7 @@ async function manifestOf(base: string, ref: string, accept: string | undefined,
 describeClients('real clients through crane', () => {
   it('skopeo copies every platform, byte for byte, with blobs from the mirror', async () => {
     const dest = path.join(work, 'oci');
-    await run('skopeo', [
-      'copy',
-      '--all',
-      '--preserve-digests',
-      '--src-tls-verify=false',
-      `docker://${craneHost}/${REPO}:39`,
-      `oci:${dest}:39`,
-    ]);
+    await skopeo(['copy', '--all', '--preserve-digests', '--src-tls-verify=false', `docker://${craneHost}/${REPO}:39`, `oci:${dest}:39`]);
     const index = JSON.parse(await readFile(path.join(dest, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
     const published = tree.repositories[REPO]!;
     expect(index.manifests[0]!.digest).toBe(published.tags['39']);
@@ -125,70 +109,40 @@ describeClients('real clients through crane', () => {
 
   it('podman pulls the index and unpacks the amd64 image', async () => {
     const storage = path.join(work, 'podman');
-    const podman = ['--root', path.join(storage, 'root'), '--runroot', path.join(storage, 'run'), '--storage-driver', 'vfs'];
     const ref = `${craneHost}/${REPO}:39`;
-    await run('podman', [...podman, 'pull', '--tls-verify=false', '--arch', 'amd64', ref], { timeout: 120_000 });
-    const { stdout } = await run('podman', [...podman, 'image', 'inspect', '--format', '{{.Digest}} {{.Id}}', ref]);
+    await podman(storage, ['pull', '--tls-verify=false', '--arch', 'amd64', ref], { timeoutMs: 150_000 });
+    const { stdout } = await podman(storage, ['image', 'inspect', '--format', '{{.Digest}} {{.Id}}', ref]);
     const [digest, id] = stdout.trim().split(' ');
     const published = tree.repositories[REPO]!;
     expect(digest).toBe(published.tags['39']);
     const amd64 = published.images['39']!.find((i) => i.platform.architecture === 'amd64')!;
     expect(`sha256:${id}`).toBe(amd64.config);
-    await run('podman', [...podman, 'rmi', '--all', '--force']).catch(() => undefined);
+    await podman(storage, ['rmi', '--all', '--force']).catch(() => undefined);
   }, 180_000);
 });
 
 describeClients('crane answers like Docker Distribution', () => {
-  let distribution: ChildProcess | undefined;
+  let distribution: RunningDistribution | undefined;
   let distributionUrl: string;
 
   beforeAll(async () => {
-    const port = await freePort();
-    const dir = path.join(work, 'distribution');
-    const configFile = path.join(work, 'distribution.yml');
-    await writeFile(
-      configFile,
-      [
-        'version: 0.1',
-        'log:',
-        '  level: error',
-        '  accesslog:',
-        '    disabled: true',
-        'storage:',
-        '  filesystem:',
-        `    rootdirectory: ${dir}`,
-        'http:',
-        `  addr: 127.0.0.1:${port}`,
-        '',
-      ].join('\n'),
-    );
-    distribution = spawn('/usr/bin/docker-registry', ['serve', configFile], { stdio: 'ignore' });
-    distributionUrl = `http://127.0.0.1:${port}`;
-    for (let i = 0; i < 100; i++) {
-      const up = await request(`${distributionUrl}/v2/`)
-        .then(async (r) => {
-          await r.body.dump();
-          return true;
-        })
-        .catch(() => false);
-      if (up) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    distribution = await startDistribution();
+    distributionUrl = distribution.url;
     for (const tag of ['39', 'docker', 'single']) {
-      await run('skopeo', [
+      await skopeo([
         'copy',
         '--all',
         '--preserve-digests',
         '--src-tls-verify=false',
         '--dest-tls-verify=false',
         `docker://${craneHost}/${REPO}:${tag}`,
-        `docker://127.0.0.1:${port}/${REPO}:${tag}`,
+        `docker://${distribution.host}/${REPO}:${tag}`,
       ]);
     }
   }, 120_000);
 
-  afterAll(() => {
-    distribution?.kill('SIGTERM');
+  afterAll(async () => {
+    await distribution?.stop();
   });
 
   const cases: Array<[string, (t: WrittenTree) => string, string | undefined, string]> = [
@@ -214,15 +168,3 @@ describeClients('crane answers like Docker Distribution', () => {
     expect(ours.body.equals(theirs.body)).toBe(true);
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
