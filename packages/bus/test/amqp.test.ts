@@ -15,6 +15,7 @@ import {
   ATTEMPT_HEADER,
   createAmqpBus,
   createOutbox,
+  openBus,
   retryQueueName,
   type AmqpBus,
   type AmqpTopology,
@@ -225,6 +226,18 @@ if (requireOrSkip(brokerMissing, 'amqp adapter')) {
       cleanups.push(() => bus.close());
       return { bus, t };
     }
+
+    it('openBus() gives the amqp adapter for a URL and the local one without', async () => {
+      const t = testTopology();
+      cleanups.push(() => t.remove());
+      const remote = await openBus({ amqpUrl: AMQP_URL, logger, amqp: { topology: t.topology } });
+      cleanups.push(() => remote.close());
+      expect(remote.kind).toBe('amqp');
+      await remote.ping();
+      const local = await openBus({ logger });
+      cleanups.push(() => local.close());
+      expect(local.kind).toBe('local');
+    });
 
     it('rejects when the broker cannot be reached at start', async () => {
       await expect(
@@ -454,6 +467,29 @@ if (requireOrSkip(rabbitmqctlMissing, 'amqp reconnection')) {
       await waitFor('every event from during and after the outage', () =>
         [during, ...after].every((event) => received.has(event.id)),
       );
+    });
+
+    it('redelivers a message whose handler was in flight when the connection dropped', async () => {
+      const { bus, t, connectionName } = await setup();
+      const event = published(1);
+      let calls = 0;
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      await bus.subscribe(t.queue('inflight'), ['content.published'], async (got) => {
+        if (got.id !== event.id) return;
+        calls += 1;
+        if (calls === 1) await gate;
+      });
+      await bus.publish(event);
+      await waitFor('handler started', () => calls === 1);
+      await dropConnection(connectionName);
+      await waitFor('outage noticed', () => !bus.connected);
+      // The handler finishes, but its ack cannot reach the broker any more.
+      release();
+      await waitFor('redelivery after reconnection', () => calls === 2);
+      expect(bus.connected).toBe(true);
     });
 
     it('keeps consuming across two consecutive drops', async () => {
