@@ -74,9 +74,13 @@ class FakeResponse {
   setHeader(name: string, value: string | number) {
     this.headers[name.toLowerCase()] = String(value);
   }
-  writeHead(status: number, headers: Record<string, string>) {
+  writeHead(status: number, headers: Record<string, string> | string[]) {
     this.statusCode = status;
-    for (const [k, v] of Object.entries(headers)) this.setHeader(k, v);
+    if (Array.isArray(headers)) {
+      for (let i = 0; i < headers.length; i += 2) this.setHeader(headers[i]!, headers[i + 1]!);
+    } else {
+      for (const [k, v] of Object.entries(headers)) this.setHeader(k, v);
+    }
     this.headersSent = true;
     return this;
   }

@@ -118,12 +118,15 @@ export function createRedirector(options: RedirectorOptions): Redirector {
     const client = clientOf(req);
     const choice = options.selector().pick(client, publication);
     statistics.record(choice.name, client.country, choice.tier);
-    res.writeHead(302, {
-      Location: `${choice.baseUrl}/${pathname.slice(PUB_PREFIX.length)}`,
-      'X-Flotilla-Mirror': choice.name,
-      'Cache-Control': 'no-store',
-      'Content-Length': '0',
-    });
+    // A flat header list skips the object walk; a 302 without freshness headers is not cached.
+    res.writeHead(302, [
+      'Location',
+      `${choice.baseUrl}/${pathname.slice(PUB_PREFIX.length)}`,
+      'X-Flotilla-Mirror',
+      choice.name,
+      'Content-Length',
+      '0',
+    ]);
     res.end();
   };
 

@@ -126,9 +126,13 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
     logger,
   });
 
+  let treeRead = false;
   const readiness = new Readiness({
     store: () => store.ping(),
     bus: () => bus.ping(),
+    tree: () => {
+      if (!treeRead) throw new Error('the published tree has not been read yet');
+    },
   });
   const app = createApp({
     logger,
@@ -165,6 +169,7 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
 
   const refresh = async (): Promise<void> => {
     await index.refresh();
+    treeRead = true;
     await rebuild();
   };
 
@@ -204,7 +209,10 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
           const timer = setInterval(() => {
             index
               .refresh()
-              .then((changed) => (changed ? rebuild() : undefined))
+              .then((changed) => {
+                treeRead = true;
+                return changed ? rebuild() : undefined;
+              })
               .catch((error: unknown) => logger.error({ err: error }, 'failed to poll the published tree'));
           }, config.treePollIntervalMs);
           timer.unref();

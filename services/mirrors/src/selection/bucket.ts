@@ -13,21 +13,22 @@ export interface Weighted {
 export interface Bucket<M extends Weighted> {
   readonly mirrors: readonly M[];
   /** `publications[i]` = `mirrors[i].publication`, non-increasing. */
-  readonly publications: Float64Array;
+  readonly publications: readonly number[];
   /** `cumulative[i]` = bandwidth of `mirrors[0..i]`. */
-  readonly cumulative: Float64Array;
+  readonly cumulative: readonly number[];
 }
 
 export function buildBucket<M extends Weighted>(mirrors: readonly M[], tieBreak: (a: M, b: M) => number): Bucket<M> {
   const sorted = [...mirrors].sort((a, b) => b.publication - a.publication || tieBreak(a, b));
-  const publications = new Float64Array(sorted.length);
-  const cumulative = new Float64Array(sorted.length);
+  // Plain arrays: thousands of tiny typed arrays cost more to allocate and collect.
+  const publications: number[] = [];
+  const cumulative: number[] = [];
   let total = 0;
-  sorted.forEach((mirror, i) => {
-    publications[i] = mirror.publication;
+  for (const mirror of sorted) {
+    publications.push(mirror.publication);
     total += mirror.bandwidth;
-    cumulative[i] = total;
-  });
+    cumulative.push(total);
+  }
   return { mirrors: sorted, publications, cumulative };
 }
 

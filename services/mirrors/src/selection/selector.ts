@@ -1,4 +1,4 @@
-import { parseCidr, type AddressFamily, type ParsedAddress } from './address.js';
+import { parseCidr, type AddressFamily, type ParsedAddress, type ParsedCidr } from './address.js';
 import { buildBucket, countHolding, pickWeighted, weightedOrder, type Bucket } from './bucket.js';
 import { continentOf } from './continents.js';
 import { PrefixMap } from './prefix-map.js';
@@ -121,22 +121,21 @@ export function buildSelector(input: readonly SelectableMirror[], options: Selec
   // Netblock tier: one bucket per block, holding every mirror (private ones included) that
   // declared it and answers on the block's family.
   const netblockMembers = new PrefixMap<SelectableMirror[]>();
+  const declared: Array<[ParsedCidr, SelectableMirror[]]> = [];
   for (const mirror of mirrors) {
     for (const text of mirror.netblocks) {
       const cidr = parseCidr(text);
       if (!cidr || !mirror.families.includes(cidr.family)) continue;
-      const members = netblockMembers.upsert(cidr, () => []);
+      const members = netblockMembers.upsert(cidr, () => {
+        const fresh: SelectableMirror[] = [];
+        declared.push([cidr, fresh]);
+        return fresh;
+      });
       if (!members.includes(mirror)) members.push(mirror);
     }
   }
   const netblocks = new PrefixMap<Bucket<SelectableMirror>>();
-  for (const mirror of mirrors) {
-    for (const text of mirror.netblocks) {
-      const cidr = parseCidr(text);
-      if (!cidr || !mirror.families.includes(cidr.family)) continue;
-      netblocks.upsert(cidr, () => buildBucket(netblockMembers.upsert(cidr, () => []), byId));
-    }
-  }
+  for (const [cidr, members] of declared) netblocks.upsert(cidr, () => buildBucket(members, byId));
 
   const byAsn = mapValues(
     groupBy(mirrors, (m) => (m.asn === null ? [] : [m.asn])),

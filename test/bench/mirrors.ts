@@ -1,0 +1,235 @@
+/**
+ * Mirrors (issue 6): with 1,000 mirrors and 20,000 netblocks registered, the redirect
+ * (`GET /pub/containers/blobs/...` → 302) against a bare node:http handler answering a fixed
+ * 302, one after the other on loopback, at 64 connections (throughput and p99); the time to
+ * build the blob index for 100,000 published blobs; and the selector's cost per pick,
+ * in-process.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createEmbeddedStore } from '@flotilla/store';
+import { pino } from 'pino';
+import { BlobIndex } from '../../services/mirrors/src/blob-index.js';
+import { toSelectable, type MirrorDocument } from '../../services/mirrors/src/mirrors/model.js';
+import { MirrorRepository } from '../../services/mirrors/src/mirrors/repository.js';
+import { parseAddress } from '../../services/mirrors/src/selection/address.js';
+import { buildSelector } from '../../services/mirrors/src/selection/selector.js';
+import { createDirectoryTreeReader } from '../../services/mirrors/src/tree/reader.js';
+import { freePort, ratioRow, serviceEntry, startProcess, wrk, type BenchContext, type BenchRow, type WrkResult } from './lib.js';
+
+const MIRRORS = 1000;
+const NETBLOCKS_PER_MIRROR = 20;
+const PUBLICATIONS = 100;
+const BLOBS_PER_PUBLICATION = 1000;
+const COUNTRIES = ['US', 'DE', 'FR', 'GB', 'NL', 'SE', 'CZ', 'JP', 'CN', 'IN', 'BR', 'AR', 'ZA', 'AU', 'CA', 'RU', 'IT', 'ES', 'PL', 'KR'];
+
+/** Deterministic pseudo-random numbers (mulberry32), so every run registers the same network. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const hex = (random: () => number, length: number): string => {
+  let out = '';
+  while (out.length < length) out += Math.floor(random() * 0x100000000).toString(16).padStart(8, '0');
+  return out.slice(0, length);
+};
+
+/** publications/1..100.json with 1,000 new blobs each, and PUBLICATION; no blob files (the redirector never reads them). */
+async function writePublications(root: string, random: () => number): Promise<string[]> {
+  await mkdir(join(root, 'publications'), { recursive: true });
+  const sample: string[] = [];
+  for (let n = 1; n <= PUBLICATIONS; n += 1) {
+    const newBlobs = Array.from({ length: BLOBS_PER_PUBLICATION }, () => `sha256:${hex(random, 64)}`);
+    sample.push(newBlobs[0]!);
+    await writeFile(
+      join(root, 'publications', `${n}.json`),
+      JSON.stringify({ schemaVersion: 1, publication: n, channel: 'stable', time: new Date().toISOString(), repositories: ['bench/r'], newBlobs }),
+    );
+  }
+  await writeFile(join(root, 'PUBLICATION'), `${PUBLICATIONS}\n`);
+  return sample;
+}
+
+/** 1,000 mirrors, 20 netblocks each (19 IPv4 /24s in 10/8 and one IPv6 /48), crawled state written as the crawler would. */
+async function registerMirrors(dataDir: string, random: () => number): Promise<MirrorDocument[]> {
+  const store = createEmbeddedStore({ dir: join(dataDir, 'db'), compactIntervalMs: 0 });
+  const repository = new MirrorRepository(store);
+  await repository.ensureIndexes();
+  const docs: MirrorDocument[] = [];
+  let block = 0;
+  for (let i = 0; i < MIRRORS; i += 1) {
+    const netblocks: string[] = [];
+    for (let j = 0; j < NETBLOCKS_PER_MIRROR - 1; j += 1, block += 1) {
+      netblocks.push(`10.${(block >> 8) & 255}.${block & 255}.0/24`);
+    }
+    netblocks.push(`2001:db8:${i.toString(16)}::/48`);
+    const created = await repository.create({
+      name: `mirror-${String(i).padStart(4, '0')}`,
+      baseUrl: `http://mirror-${i}.example.org/pub/flotilla`,
+      country: COUNTRIES[Math.floor(random() * COUNTRIES.length)]!,
+      netblocks,
+      asn: 64512 + (i % 500),
+      bandwidth: 100 + Math.floor(random() * 10_000),
+      private: random() < 0.1,
+      countriesAllowed: random() < 0.05 ? ['US'] : [],
+      enabled: true,
+      families: random() < 0.3 ? ['ipv4'] : ['ipv4', 'ipv6'],
+    });
+    const updated = await repository.recordCrawl(created._id, {
+      // most mirrors are current, some a few publications behind
+      publication: PUBLICATIONS - (random() < 0.8 ? 0 : Math.floor(random() * 20)),
+      claimedPublication: PUBLICATIONS,
+      learnedFamilies: ['ipv4'],
+      crawledAt: new Date().toISOString(),
+      durationMs: 1,
+      status: 'ok',
+      error: null,
+      consecutiveFailures: 0,
+      autoDisabled: false,
+    });
+    docs.push(updated!);
+  }
+  await store.close();
+  return docs;
+}
+
+export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[]> {
+  const seconds = ctx.quick ? 3 : 10;
+  const rows: BenchRow[] = [];
+  const random = seeded(6);
+  const publishDir = join(ctx.workDir, 'publish');
+  const dataDir = join(ctx.workDir, 'data');
+
+  ctx.log(`writing ${PUBLICATIONS} publications × ${BLOBS_PER_PUBLICATION} blobs`);
+  const sampleBlobs = await writePublications(publishDir, random);
+
+  // Index build, cold, in-process (reading and validating the 100 records included).
+  const indexRuns: number[] = [];
+  for (let run = 0; run < 3; run += 1) {
+    const index = new BlobIndex(createDirectoryTreeReader(publishDir), pino({ level: 'silent' }));
+    const started = process.hrtime.bigint();
+    await index.refresh();
+    indexRuns.push(Number(process.hrtime.bigint() - started) / 1e9);
+    if (index.size !== PUBLICATIONS * BLOBS_PER_PUBLICATION) throw new Error(`index holds ${index.size} blobs`);
+  }
+  const indexSeconds = Math.min(...indexRuns);
+  ctx.log(`blob index: 100,000 blobs in ${indexSeconds.toFixed(3)} s (best of 3: ${indexRuns.map((s) => s.toFixed(3)).join(', ')})`);
+  rows.push({ group: 'mirrors', metric: 'blob index build, 100,000 blobs', ours: indexSeconds, unit: 's', target: '< 1 s', pass: indexSeconds < 1 });
+
+  ctx.log(`registering ${MIRRORS} mirrors with ${MIRRORS * NETBLOCKS_PER_MIRROR} netblocks`);
+  const docs = await registerMirrors(dataDir, random);
+
+  // The selector alone: build time and cost per pick for a mix of clients.
+  const buildStarted = process.hrtime.bigint();
+  const selector = buildSelector(
+    docs.map(toSelectable).filter((m) => m !== null),
+    { master: { name: 'master', baseUrl: 'http://master.example' } },
+  );
+  const buildSeconds = Number(process.hrtime.bigint() - buildStarted) / 1e9;
+  const clients = [
+    { address: parseAddress('10.0.3.7')!, country: 'DE', asn: null },
+    { address: parseAddress('198.51.100.7')!, country: 'US', asn: 64600 },
+    { address: parseAddress('2001:db8:5::1')!, country: 'JP', asn: null },
+    { address: parseAddress('203.0.113.9')!, country: null, asn: null },
+  ];
+  const picks = 400_000;
+  const pickStarted = process.hrtime.bigint();
+  for (let i = 0; i < picks; i += 1) selector.pick(clients[i & 3]!, PUBLICATIONS - (i % 30));
+  const pickMicros = Number(process.hrtime.bigint() - pickStarted) / 1e3 / picks;
+  ctx.log(`selector: built in ${(buildSeconds * 1000).toFixed(0)} ms, ${pickMicros.toFixed(2)} µs per pick`);
+  rows.push({ group: 'mirrors', metric: 'selection snapshot build, 1,000 mirrors / 20,000 netblocks', ours: buildSeconds * 1000, unit: 'ms', note: 'swapped on every change' });
+  rows.push({ group: 'mirrors', metric: 'selector pick (in-process)', ours: pickMicros, unit: 'µs', note: 'netblock, ASN, country and global clients mixed' });
+
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const service = await startProcess(process.execPath, [serviceEntry('mirrors')], {
+    env: {
+      ...process.env,
+      LOG_LEVEL: 'warn',
+      FLOTILLA_DATA_DIR: dataDir,
+      FLOTILLA_PUBLISH_DIR: publishDir,
+      FLOTILLA_MIRRORS_PORT: String(port),
+      FLOTILLA_API_TOKEN: 'bench-token-0123456789',
+      FLOTILLA_TRUSTED_PROXIES: '127.0.0.1',
+      FLOTILLA_MIRRORS_CRAWL_INTERVAL: '0',
+      FLOTILLA_MIRRORS_TREE_POLL_INTERVAL: '0',
+    },
+    readyUrl: `${url}/readyz`,
+  });
+  const barePort = await freePort();
+  const bare = await startProcess(
+    process.execPath,
+    [
+      '-e',
+      `const h={Location:'http://mirror.example.org/pub/flotilla/blobs/sha256/00/${'0'.repeat(64)}','Content-Length':'0'};` +
+        // '/' answers 200 so the readiness probe (which follows redirects) sees it up
+        `require('node:http').createServer((q,r)=>{if(q.url==='/'){r.end('ok');return}r.writeHead(302,h);r.end()}).listen(${barePort},'127.0.0.1')`,
+    ],
+    { readyUrl: `http://127.0.0.1:${barePort}/` },
+  );
+  try {
+    // startProcess returns on any answer; wait until /readyz says the tree has been read.
+    for (let i = 0; i < 300 && (await fetch(`${url}/readyz`)).status !== 200; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const blob = sampleBlobs[PUBLICATIONS - 5]!.slice(7);
+    const path = `/pub/containers/blobs/sha256/${blob.slice(0, 2)}/${blob}`;
+    const probe = await fetch(`${url}${path}`, { redirect: 'manual', headers: { 'x-forwarded-for': '10.0.3.7' } });
+    if (probe.status !== 302) throw new Error(`redirect answered ${probe.status}: ${await probe.text()}`);
+    ctx.log(`probe: 302 to ${probe.headers.get('x-flotilla-mirror')}`);
+
+    const cases = [
+      { label: 'netblock client', xff: '10.0.3.7' },
+      { label: 'GeoIP client (8.8.8.8, no netblock)', xff: '8.8.8.8' },
+    ];
+    for (const c of cases) {
+      const connections = 64;
+      // warm-up, then ours and the bare handler one after the other
+      await wrk({ url: `${url}${path}`, connections, seconds: 1, headers: { 'X-Forwarded-For': c.xff } });
+      // Two alternating rounds, best of each: the two cores are shared with other work, and a
+      // burst of someone else's load during one run should not decide the ratio.
+      const runs: { ours: WrkResult[]; floor: WrkResult[] } = { ours: [], floor: [] };
+      for (let round = 0; round < 2; round += 1) {
+        runs.ours.push(await wrk({ url: `${url}${path}`, connections, seconds, headers: { 'X-Forwarded-For': c.xff } }));
+        runs.floor.push(
+          await wrk({ url: `http://127.0.0.1:${barePort}${path}`, connections, seconds, headers: { 'X-Forwarded-For': c.xff } }),
+        );
+      }
+      const best = (results: WrkResult[]): WrkResult => results.reduce((a, b) => (b.rps > a.rps ? b : a));
+      const ours = best(runs.ours);
+      const floor = best(runs.floor);
+      ctx.log(
+        `  rounds: redirector ${runs.ours.map((r) => `${r.rps.toFixed(0)} req/s p99 ${r.p99Ms} ms`).join(', ')}; bare ${runs.floor
+          .map((r) => `${r.rps.toFixed(0)} req/s p99 ${r.p99Ms} ms`)
+          .join(', ')}`,
+      );
+      ctx.log(
+        `${c.label}, c=${connections}: redirector ${ours.rps.toFixed(0)} req/s (p99 ${ours.p99Ms} ms, ${ours.non2xx3xx} non-3xx, ${ours.socketErrors} socket errors), bare node:http 302 ${floor.rps.toFixed(0)} req/s (p99 ${floor.p99Ms} ms)`,
+      );
+      rows.push(
+        ratioRow('mirrors', `redirect 302, ${c.label}, c=${connections}`, ours.rps, floor.rps, 'req/s', { min: 0.8, text: '≥ 0.8× bare node:http 302' }),
+        {
+          group: 'mirrors',
+          metric: `redirect p99, ${c.label}, c=${connections}`,
+          ours: ours.p99Ms,
+          theirs: floor.p99Ms,
+          unit: 'ms',
+          target: '< 10 ms',
+          pass: ours.p99Ms < 10,
+          note: 'peer = bare node:http 302',
+        },
+      );
+    }
+  } finally {
+    await service.stop();
+    await bare.stop();
+  }
+  return rows;
+}
