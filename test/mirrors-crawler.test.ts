@@ -6,9 +6,9 @@
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { EventEnvelope } from '@flotilla/protocol';
+import { createEvent, type EventEnvelope } from '@flotilla/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMirrors, type Harness } from '../services/mirrors/test/support/harness.js';
+import { fetchRaw, startMirrors, type Harness } from '../services/mirrors/test/support/harness.js';
 import { startStaticServer, type StaticServer } from './support/static-server.js';
 import { blobPath, writePublishedTree, type WrittenTree } from './support/tree.js';
 
@@ -156,6 +156,64 @@ describe('mirrors crawler sampling', () => {
     } finally {
       await harness.stop();
       await server.stop();
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('mirrors on content.published and with a remote master', () => {
+  it('refreshes the index and crawls when a publication is announced', async () => {
+    const work = await mkdtemp(path.join(os.tmpdir(), 'flotilla-crawl-event-'));
+    const master = path.join(work, 'master');
+    await writePublishedTree(master, { publication: 1, repositories: [{ name: 'a/b', tags: { x: { kind: 'image' } } }] });
+    const server = await startStaticServer(master);
+    const harness = await startMirrors({ publishDir: master });
+    try {
+      const mirror = await harness.client.add({ name: 'live', baseUrl: server.url, country: 'US' });
+      expect((await harness.client.crawl(mirror.id)).crawl.verifiedPublication).toBe(1);
+      const second = await writePublishedTree(master, { publication: 2, repositories: [{ name: 'a/c', tags: { y: { kind: 'image' } } }] });
+      await harness.bus.publish(
+        createEvent('content.published', 'content', { channel: 'stable', publication: 2, repositories: ['a/c'], newBlobs: second.newBlobs.length }),
+      );
+      let view = await harness.client.get(mirror.id);
+      for (let i = 0; i < 100 && view.publication !== 2; i += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        view = await harness.client.get(mirror.id);
+      }
+      expect(harness.service.index.marker).toBe(2);
+      expect(view).toMatchObject({ publication: 2, upToDate: true });
+      for (const digest of second.newBlobs) expect(server.requests).toContain(`HEAD /${blobPath(digest)}`);
+    } finally {
+      await harness.stop();
+      await server.stop();
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+
+  it('reads the tree and blob sizes from the master URL when told to', async () => {
+    const work = await mkdtemp(path.join(os.tmpdir(), 'flotilla-crawl-remote-'));
+    const masterDir = path.join(work, 'master');
+    await writePublishedTree(masterDir, { publication: 1, repositories: [{ name: 'a/b', tags: { x: { kind: 'image' } } }] });
+    await writePublishedTree(masterDir, { publication: 3, repositories: [{ name: 'a/c', tags: { x: { kind: 'image' } } }] });
+    const masterServer = await startStaticServer(masterDir);
+    const mirrorServer = await startStaticServer(masterDir);
+    const harness = await startMirrors({
+      publishDir: path.join(work, 'absent'),
+      env: { FLOTILLA_MIRRORS_TREE_SOURCE: 'master-url', FLOTILLA_MIRRORS_MASTER_URL: masterServer.url, FLOTILLA_MIRRORS_SERVE_MASTER: 'false' },
+    });
+    try {
+      expect(harness.service.index.marker).toBe(3);
+      expect(masterServer.requests).toContain('HEAD /publications/2.json');
+      const mirror = await harness.client.add({ name: 'remote', baseUrl: mirrorServer.url, country: 'US' });
+      const result = await harness.client.crawl(mirror.id);
+      expect(result.crawl).toMatchObject({ status: 'ok', verifiedPublication: 3 });
+      expect(masterServer.requests.some((r) => r.startsWith('HEAD /blobs/sha256/'))).toBe(true);
+      const master = await fetchRaw(`${harness.url}/master/PUBLICATION`);
+      expect(master.status).toBe(404);
+    } finally {
+      await harness.stop();
+      await masterServer.stop();
+      await mirrorServer.stop();
       await rm(work, { recursive: true, force: true });
     }
   });
