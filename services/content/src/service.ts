@@ -45,6 +45,7 @@ export interface ContentService extends ServiceInstance {
     queue: TaskQueue;
     worker: TaskWorker;
     tasks: ContentTasks;
+    synchronizer: Synchronizer;
     contentStore: ContentStore;
     tree: PublishedTree;
     flushEvents(): Promise<void>;
@@ -149,6 +150,7 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
       queue,
       worker,
       tasks,
+      synchronizer,
       contentStore,
       tree,
       flushEvents: () => outbox.flush(),

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import { blobDescriptors, childManifests, createEvent, digestOf, parseManifest } from '@flotilla/protocol';
@@ -58,6 +59,7 @@ export class Synchronizer {
 
   async sync(params: SyncParams, progress: ProgressReporter, signal: AbortSignal, taskId?: string): Promise<SyncResult> {
     const { channels, catalog, contentStore, logger } = this.deps;
+    setMaxListeners(0, signal);
     const channel = channels.channels[0] as string;
     const upstreamRepo = params.upstream.repository ?? params.repository;
     const client = new RegistryClient(params.upstream.url, {

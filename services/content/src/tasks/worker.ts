@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import type { TaskKind } from '../collections.js';
 import { ThrottledProgress, type ProgressReporter } from './progress.js';
@@ -112,6 +113,8 @@ export class TaskWorker {
     const { queue, logger, leaseMs } = this.options;
     const log = logger.child({ task: task._id, kind: task.kind });
     const controller = new AbortController();
+    // Every concurrent download listens on the task's signal.
+    setMaxListeners(0, controller.signal);
     this.running.set(task._id, controller);
     const progress = new ThrottledProgress((p) => queue.saveProgress(task._id, this.owner, p));
     const heartbeat = setInterval(() => {
