@@ -88,6 +88,18 @@ describe('Pulp 2 redirect files', () => {
     expect((await crane.get('/v2/redhat/zoo/manifests/-x')).status).toBe(400);
   });
 
+  it('is ready on Pulp content alone, before any Flotilla publication', async () => {
+    const empty = await tempDir();
+    const alone = await startCrane(path.join(empty, 'no-tree'), { FLOTILLA_CRANE_PULP_DIR: path.join(root, 'pulp') });
+    try {
+      expect((await alone.get('/readyz')).status).toBe(200);
+      expect((await alone.get('/v2/_catalog')).json()).toEqual({ repositories: ['redhat/zoo'] });
+    } finally {
+      await alone.close();
+      await removeDir(empty);
+    }
+  });
+
   it('counts the invalid files', async () => {
     expect((await crane.get('/metrics')).body.toString()).toMatch(/flotilla_crane_metadata_errors_total\{[^}]*kind="pulp"[^}]*\} 2/);
   });

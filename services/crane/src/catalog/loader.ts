@@ -205,12 +205,22 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
 
   async function load(full: boolean): Promise<Catalog> {
     const started = performance.now();
+    let tree: Awaited<ReturnType<typeof loadTree>> = null;
+    let treeError: unknown;
     try {
-      const tree = options.source ? await loadTree(options.source, full) : null;
+      if (options.source) {
+        try {
+          tree = await loadTree(options.source, full);
+        } catch (err) {
+          treeError = err; // Pulp files still load; the failure is reported below
+        }
+      }
       let pulp = catalog.pulp;
       let pulpChanged = false;
       if (options.pulpDir) {
         const loadedPulp = await loadPulp(options.pulpDir);
+        // a migration may run on Pulp's content alone: a readable Pulp directory is enough
+        hasLoaded = true;
         if (loadedPulp.fingerprint !== pulpFingerprint || full) {
           pulp = loadedPulp.repos;
           pulpByFile = loadedPulp.byFile;
@@ -218,20 +228,18 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
           pulpChanged = true;
         }
       }
+      if (tree !== null) hasLoaded = true;
       const seconds = (performance.now() - started) / 1000;
-      if (!tree && !pulpChanged) {
-        if (!hasLoaded && options.pulpDir && !options.source) hasLoaded = true;
-        options.metrics.reloaded('unchanged', seconds);
-        return catalog;
+      if (tree !== null || pulpChanged) {
+        catalog = createCatalog(tree?.publication ?? catalog.publication, tree?.repositories ?? catalog.repositories, pulp);
+        options.metrics.served(catalog);
+        log.info(
+          { publication: catalog.publication, repositories: catalog.repositories.size, tags: catalog.tagCount, pulp: pulp.size, seconds },
+          'catalog loaded',
+        );
       }
-      catalog = createCatalog(tree?.publication ?? catalog.publication, tree?.repositories ?? catalog.repositories, pulp);
-      hasLoaded = hasLoaded || tree !== null || !options.source;
-      options.metrics.reloaded('loaded', seconds);
-      options.metrics.served(catalog);
-      log.info(
-        { publication: catalog.publication, repositories: catalog.repositories.size, tags: catalog.tagCount, pulp: pulp.size, seconds },
-        'catalog loaded',
-      );
+      if (treeError !== undefined) throw treeError;
+      options.metrics.reloaded(tree !== null || pulpChanged ? 'loaded' : 'unchanged', seconds);
       return catalog;
     } catch (err) {
       options.metrics.reloaded('failed', (performance.now() - started) / 1000);
