@@ -34,6 +34,7 @@ import {
 const MiB = 1024 * 1024;
 const TOKEN = randomBytes(16).toString('hex');
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- API answers are read loosely in tests
 async function call(base: string, method: string, p: string, body?: unknown): Promise<any> {
   const res = await fetch(`${base}${p}`, {
     method,
@@ -45,6 +46,7 @@ async function call(base: string, method: string, p: string, body?: unknown): Pr
   return json;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- API answers are read loosely in tests
 async function syncAndWait(base: string, repository: string): Promise<any> {
   const { task } = await call(base, 'POST', '/api/v1/syncs', { repository });
   for (let i = 0; i < 60_000; i++) {
@@ -89,6 +91,7 @@ async function syncFigures(ctx: BenchContext): Promise<BenchRow[]> {
       },
       readyUrl: `${base}/healthz`,
     });
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- API answers are read loosely in tests
     let first: any;
     const ours = await timeIt(async () => {
       first = await syncAndWait(base, 'bench/app');

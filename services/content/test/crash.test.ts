@@ -44,6 +44,7 @@ async function startProcess(env: Record<string, string>): Promise<Proc> {
   return { child, url };
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- API answers are read loosely in tests
 async function api(base: string, method: string, p: string, body?: unknown): Promise<any> {
   const res = await request(`${base}${p}`, {
     method: method as 'GET',
@@ -55,6 +56,7 @@ async function api(base: string, method: string, p: string, body?: unknown): Pro
   return JSON.parse(text);
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- API answers are read loosely in tests
 async function waitTask(base: string, id: string): Promise<any> {
   for (let i = 0; i < 600; i++) {
     const t = await api(base, 'GET', `/api/v1/tasks/${id}`);

@@ -21,7 +21,9 @@ export interface ContentHarness {
   store: Store;
   bus: Bus;
   server: RunningServer;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- API answers are read loosely in tests
   api<T = any>(method: string, p: string, body?: unknown, options?: { token?: string | null; headers?: Record<string, string>; raw?: string }): Promise<{ status: number; body: T; headers: Record<string, unknown> }>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- API answers are read loosely in tests
   waitTask(id: string, timeoutMs?: number): Promise<any>;
   stop(): Promise<void>;
 }
