@@ -107,3 +107,33 @@ describe('credentials', () => {
     expect(await check.verify({ authorization: 'Bearer x' }, false)).toBe(false);
   });
 });
+
+describe('loadCraneConfig', () => {
+  it('applies the documented defaults', async () => {
+    const { loadCraneConfig } = await import('../src/config.js');
+    const config = loadCraneConfig({ FLOTILLA_DATA_DIR: '/data' });
+    expect(config).toMatchObject({
+      host: '127.0.0.1',
+      port: 5001,
+      publishDir: '/data/publish',
+      blobBaseUrl: 'http://127.0.0.1:5002/pub/containers',
+      pollIntervalMs: 10_000,
+      rateLimit: 100,
+      rateBurst: 200,
+      trustedProxies: [],
+      protectedGlobs: [],
+      clientCertValue: 'SUCCESS',
+      maxUrlLength: 4096,
+      tagMaxAgeSeconds: 30,
+    });
+    expect(config.sourceUrl).toBeUndefined();
+    expect(config.amqpUrl).toBeUndefined();
+  });
+
+  it('names the variable that is wrong', async () => {
+    const { loadCraneConfig } = await import('../src/config.js');
+    expect(() => loadCraneConfig({ FLOTILLA_CRANE_POLL_INTERVAL: 'soon' })).toThrow(/FLOTILLA_CRANE_POLL_INTERVAL/);
+    expect(() => loadCraneConfig({ FLOTILLA_TRUSTED_PROXIES: '192.0.2.0/24, nope' })).toThrow(/FLOTILLA_TRUSTED_PROXIES/);
+    expect(loadCraneConfig({ FLOTILLA_CRANE_BLOB_BASE_URL: 'https://pull.example/pub/' }).blobBaseUrl).toBe('https://pull.example/pub');
+  });
+});
