@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import bcrypt from 'bcryptjs';
+import pLimit from 'p-limit';
 
 /**
  * Who may read protected repositories: users of an htpasswd file (bcrypt entries, as
@@ -39,6 +40,9 @@ export async function loadHtpasswd(file: string): Promise<Map<string, string>> {
 const CACHE_TTL_MS = 5 * 60_000;
 const NEGATIVE_TTL_MS = 30_000;
 const CACHE_MAX = 10_000;
+/** bcrypt compares at once, and waiting: a flood of fresh passwords cannot take every core. */
+const BCRYPT_CONCURRENCY = 2;
+const BCRYPT_QUEUE_MAX = 200;
 
 export function createCredentialCheck(options: {
   users?: ReadonlyMap<string, string>;
@@ -50,6 +54,7 @@ export function createCredentialCheck(options: {
   // sha256(header) → verdict and expiry: bcrypt costs tens of ms, a pull makes dozens of requests
   const cache = new Map<string, { ok: boolean; expires: number }>();
   const expected = options.certificateValue === undefined ? undefined : Buffer.from(options.certificateValue);
+  const bcryptSlots = pLimit(BCRYPT_CONCURRENCY);
 
   function verifyBasic(header: string): boolean | Promise<boolean> {
     const key = createHash('sha256').update(header).digest('base64');
@@ -65,7 +70,11 @@ export function createCredentialCheck(options: {
       const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
       const colon = decoded.indexOf(':');
       const hash = colon > 0 ? users.get(decoded.slice(0, colon)) : undefined;
-      if (hash !== undefined) ok = await bcrypt.compare(decoded.slice(colon + 1), hash);
+      if (hash !== undefined) {
+        // over the queue bound the request is simply unauthenticated (and not cached)
+        if (bcryptSlots.pendingCount >= BCRYPT_QUEUE_MAX) return false;
+        ok = await bcryptSlots(() => bcrypt.compare(decoded.slice(colon + 1), hash));
+      }
     }
     if (cache.size >= CACHE_MAX) cache.clear();
     cache.set(key, { ok, expires: now() + (ok ? CACHE_TTL_MS : NEGATIVE_TTL_MS) });
