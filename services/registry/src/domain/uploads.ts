@@ -11,8 +11,9 @@ import type { BlobInfo, GlobalBlobStore, LinkedBlobStore } from './blobs.js';
  * Blob upload sessions (`_uploads/<uuid>/`). Bytes are hashed while they are written, never
  * buffered. The live sha256 state stays in memory keyed by session; Node cannot serialise a
  * hash, so after a restart (or a failed request) the data already on disk is re-hashed once.
- * `offset` on disk is the count of bytes fsynced and acknowledged; bytes past it (a crash in
- * the middle of a chunk) are truncated away when the session resumes.
+ * `offset` on disk counts the bytes acknowledged to the client; bytes past it (a crash in the
+ * middle of a chunk) are truncated away when the session resumes. Chunks are not fsynced one
+ * by one: the data is fsynced once, when the upload completes and before it becomes a blob.
  */
 export interface UploadState {
   uuid: string;
@@ -50,6 +51,8 @@ interface LiveHash {
   hash: Hash;
   offset: number;
 }
+
+const NO_SYNC = { sync: false } as const;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -163,12 +166,14 @@ export function createUploadSessions(deps: {
     const hashing = new HashingPassThrough(current.hash);
     try {
       await pipeline(body, hashing, writer.stream);
-      await writer.commit();
+      // No fsync per chunk: complete() fsyncs once before the data becomes a blob, and its
+      // digest check catches whatever an OS crash could have lost in between.
+      await writer.close();
     } catch (err) {
       // Keep what arrived (the session stays resumable from there); the hash is not trusted.
       await writer.close().catch(() => undefined);
       const kept = writer.size;
-      await driver.putContent(StoragePaths.uploadOffset(repository, uuid), String(kept));
+      await driver.putContent(StoragePaths.uploadOffset(repository, uuid), String(kept), NO_SYNC);
       logger.debug({ uuid, kept, err }, 'upload chunk interrupted');
       throw new OciError('BLOB_UPLOAD_INVALID', 'upload interrupted', {
         detail: { offset: kept },
@@ -176,7 +181,9 @@ export function createUploadSessions(deps: {
       });
     }
     const newOffset = writer.size;
-    await driver.putContent(StoragePaths.uploadOffset(repository, uuid), String(newOffset));
+    // After an OS crash the offset may run ahead of the data that reached the disk: readState
+    // then finds the data shorter than the offset and the session is unknown (client restarts).
+    await driver.putContent(StoragePaths.uploadOffset(repository, uuid), String(newOffset), NO_SYNC);
     const received = newOffset - offset;
     if (options.length !== undefined && received !== options.length) {
       throw new OciError('SIZE_INVALID', `received ${received} bytes, expected ${options.length}`, {
@@ -192,9 +199,10 @@ export function createUploadSessions(deps: {
       const uuid = randomUUID();
       const startedAt = new Date();
       // data first, offset last: a session without an offset file is not a session yet
-      await driver.putContent(StoragePaths.uploadData(repository, uuid), '');
-      await driver.putContent(StoragePaths.uploadStartedAt(repository, uuid), startedAt.toISOString());
-      await driver.putContent(StoragePaths.uploadOffset(repository, uuid), '0');
+      // Not fsynced: a session an OS crash forgets is simply unknown, and the client restarts.
+      await driver.putContent(StoragePaths.uploadData(repository, uuid), '', NO_SYNC);
+      await driver.putContent(StoragePaths.uploadStartedAt(repository, uuid), startedAt.toISOString(), NO_SYNC);
+      await driver.putContent(StoragePaths.uploadOffset(repository, uuid), '0', NO_SYNC);
       live.set(`${repository}\n${uuid}`, { hash: createHash('sha256'), offset: 0 });
       return { uuid, repository, offset: 0, startedAt };
     },
@@ -233,6 +241,8 @@ export function createUploadSessions(deps: {
             detail: { expected: digest.digest, actual: `${digest.algorithm}:${hex}`, size: state.offset },
           });
         }
+        // durable before it becomes visible as a blob (this also drops bytes past the offset)
+        await (await driver.writer(StoragePaths.uploadData(repository, uuid), state.offset)).commit();
         const existing = await deps.blobs.stat(digest);
         if (existing && existing.size === state.offset) {
           await driver.delete(StoragePaths.uploadData(repository, uuid));

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { TEMP_MARKER } from './paths.js';
 
@@ -13,8 +13,11 @@ import { TEMP_MARKER } from './paths.js';
  */
 export interface StorageDriver {
   getContent(path: string): Promise<Buffer>;
-  /** Writes to a temporary sibling, fsyncs, renames into place (atomic replace). */
-  putContent(path: string, content: Uint8Array | string): Promise<void>;
+  /**
+   * Writes to a temporary sibling, fsyncs, renames into place (atomic replace). `sync: false`
+   * skips the fsyncs for hints whose loss in an OS crash is harmless (upload offsets).
+   */
+  putContent(path: string, content: Uint8Array | string, options?: { sync?: boolean }): Promise<void>;
   /** Bytes from `offset` up to and including `end` (inclusive, like HTTP ranges). */
   reader(path: string, offset?: number, end?: number): Promise<Readable>;
   /** Appends at `offset` (the file is truncated there first); `0` starts a new file. */
@@ -41,13 +44,14 @@ export interface FileInfo {
 
 /**
  * A file being appended to. Write through `stream` (it honours back-pressure), then `commit()`
- * (flush + fsync + close) or `cancel()` (close + delete). `size` counts every byte on disk.
+ * (flush + fsync + close), `close()` (no fsync) or `cancel()` (close + delete). `size` counts
+ * every byte written.
  */
 export interface FileWriter {
   readonly stream: Writable;
   readonly size: number;
   commit(): Promise<void>;
-  /** Flushes and fsyncs what was written so far and closes, keeping the file. */
+  /** Closes without fsync, keeping the file (more may be appended later). */
   close(): Promise<void>;
   cancel(): Promise<void>;
 }
@@ -58,6 +62,9 @@ export class PathNotFoundError extends Error {
     super(`path not found: ${path}`);
   }
 }
+
+/** Dirty bytes after which a writer starts an fdatasync in the background. */
+const FLUSH_BEHIND_BYTES = 32 * 1024 * 1024;
 
 function isNotFound(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
@@ -99,7 +106,8 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
       return wrapNotFound(path, () => fsp.readFile(full(path)));
     },
 
-    async putContent(path, content) {
+    async putContent(path, content, options = {}) {
+      const sync = options.sync ?? true;
       const target = full(path);
       const dir = dirname(target);
       await fsp.mkdir(dir, { recursive: true });
@@ -107,7 +115,7 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
       const handle = await fsp.open(temp, 'w', 0o644);
       try {
         await handle.writeFile(content);
-        await handle.sync();
+        if (sync) await handle.sync();
       } finally {
         await handle.close();
       }
@@ -117,7 +125,7 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
         await fsp.rm(temp, { force: true });
         throw err;
       }
-      await fsyncDir(dir);
+      if (sync) await fsyncDir(dir);
     },
 
     async reader(path, offset = 0, end) {
@@ -128,34 +136,67 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
         fd: handle,
         start: offset,
         ...(end === undefined ? {} : { end }),
-        highWaterMark: 256 * 1024,
+        highWaterMark: 1024 * 1024,
       });
     },
 
     async writer(path, offset) {
       const file = full(path);
       await fsp.mkdir(dirname(file), { recursive: true });
-      if (offset > 0) {
-        const handle = await wrapNotFound(path, () => fsp.open(file, 'r+'));
-        try {
+      const handle = await wrapNotFound(path, () => fsp.open(file, offset === 0 ? 'w' : 'r+', 0o644));
+      try {
+        if (offset > 0) {
           const { size } = await handle.stat();
           if (size < offset) throw new Error(`file shorter than the write offset: ${path}`);
           if (size > offset) await handle.truncate(offset);
-        } finally {
-          await handle.close();
         }
+      } catch (err) {
+        await handle.close();
+        throw err;
       }
-      const stream = createWriteStream(file, { flags: offset === 0 ? 'w' : 'r+', start: offset, highWaterMark: 256 * 1024 });
-      let settled = false;
-      const settle = async (): Promise<void> => {
-        if (settled) return;
-        settled = true;
-        if (!stream.destroyed && !stream.writableFinished) stream.end();
-        await finished(stream).catch(() => undefined);
-        // fsync is per file, not per descriptor: a fresh one flushes what the stream wrote
-        const handle = await fsp.open(file, 'r');
+      let position = offset;
+      let unsynced = 0;
+      let flushing: Promise<void> | undefined;
+      // Flush behind: start writing dirty pages out while the upload is still arriving, so
+      // the fsync at commit has little left to do.
+      const flushBehind = (): void => {
+        if (unsynced < FLUSH_BEHIND_BYTES || flushing) return;
+        unsynced = 0;
+        flushing = handle.datasync().then(
+          () => {
+            flushing = undefined;
+          },
+          () => {
+            flushing = undefined;
+          },
+        );
+      };
+      const stream = new Writable({
+        highWaterMark: 1024 * 1024,
+        writev(chunks, callback) {
+          const buffers = chunks.map((c) => c.chunk as Buffer);
+          handle.writev(buffers, position).then(
+            ({ bytesWritten }) => {
+              position += bytesWritten;
+              unsynced += bytesWritten;
+              flushBehind();
+              callback();
+            },
+            (err: Error) => callback(err),
+          );
+        },
+      });
+      let closed = false;
+      const finish = async (sync: boolean): Promise<void> => {
+        if (closed) return;
+        closed = true;
+        if (!stream.destroyed && !stream.writableFinished) {
+          stream.end();
+          await finished(stream).catch(() => undefined);
+        }
         try {
-          await handle.sync();
+          await flushing;
+          if (sync) await handle.sync();
         } finally {
           await handle.close();
         }
@@ -163,14 +204,17 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
       return {
         stream,
         get size() {
-          return offset + stream.bytesWritten;
+          return position;
         },
-        commit: settle,
-        close: settle,
+        commit: () => finish(true),
+        close: () => finish(false),
         async cancel() {
-          settled = true;
-          stream.destroy();
-          await finished(stream).catch(() => undefined);
+          if (!closed) {
+            closed = true;
+            stream.destroy();
+            await flushing;
+            await handle.close().catch(() => undefined);
+          }
           await fsp.rm(file, { force: true });
         },
       };

@@ -1,0 +1,228 @@
+/**
+ * Registry (issue 3), ours vs Docker Distribution in one run, one after the other:
+ * - manifest GET by tag, 32 connections (wrk);
+ * - blob GET of 256 MiB (curl to /dev/null);
+ * - monolithic blob PUT of 256 MiB (curl -T);
+ * - chunked upload of 16 × 16 MiB (curl PATCH with Content-Range, then PUT);
+ * - our peak RSS while a 2 GiB blob is pushed (streamed from memory, never on disk first).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { open, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { request } from 'undici';
+import { pushImage } from '../support/images.js';
+import {
+  freePort,
+  ratioRow,
+  runCommand,
+  sampleRss,
+  serviceEntry,
+  startDockerDistribution,
+  startProcess,
+  timeIt,
+  wrk,
+  type BenchContext,
+  type BenchRow,
+} from './lib.js';
+
+const MiB = 1024 * 1024;
+const PASSWORD = 'bench-admin-password';
+const AUTH = `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`;
+const ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
+
+interface Target {
+  name: 'ours' | 'theirs';
+  url: string;
+  headers: Record<string, string>;
+}
+
+/** A file of `mib` MiB (a repeated random block) and its digest. */
+async function makeFile(path: string, mib: number): Promise<string> {
+  const block = randomBytes(MiB);
+  const hash = createHash('sha256');
+  const handle = await open(path, 'w');
+  try {
+    for (let i = 0; i < mib; i++) {
+      block.writeUInt32BE(i, 0); // distinct blocks, so chunk boundaries matter
+      hash.update(block);
+      await handle.write(block);
+    }
+  } finally {
+    await handle.close();
+  }
+  return `sha256:${hash.digest('hex')}`;
+}
+
+async function startUpload(t: Target, repo: string): Promise<string> {
+  const res = await request(`${t.url}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: t.headers });
+  await res.body.dump();
+  const location = res.headers['location'];
+  if (res.statusCode !== 202 || typeof location !== 'string') throw new Error(`${t.name}: upload start ${res.statusCode}`);
+  return new URL(location, `${t.url}/`).toString();
+}
+
+function authArgs(t: Target): string[] {
+  return t.headers['authorization'] ? ['-H', `Authorization: ${t.headers['authorization']}`] : [];
+}
+
+async function curl(args: string[]): Promise<string> {
+  const res = await runCommand('curl', ['-sS', '--fail', ...args], { timeoutMs: 600_000 });
+  if (res.code !== 0) throw new Error(`curl ${args.join(' ')} failed: ${res.stderr}`);
+  return res.stdout;
+}
+
+/** Monolithic PUT of a file; MB/s. */
+async function monolithicPut(t: Target, repo: string, file: string, digest: string, bytes: number): Promise<number> {
+  const location = await startUpload(t, repo);
+  const sep = location.includes('?') ? '&' : '?';
+  const seconds = await timeIt(() =>
+    curl(['-o', '/dev/null', '-X', 'PUT', '-H', 'Content-Type: application/octet-stream', ...authArgs(t), '-T', file, `${location}${sep}digest=${digest}`]),
+  );
+  return bytes / MiB / seconds;
+}
+
+/** PATCH each chunk with Content-Range, then PUT ?digest; MB/s over the whole upload. */
+async function chunkedUpload(t: Target, repo: string, chunks: string[], chunkBytes: number, digest: string): Promise<number> {
+  const seconds = await timeIt(async () => {
+    let location = await startUpload(t, repo);
+    for (const [i, chunk] of chunks.entries()) {
+      const start = i * chunkBytes;
+      const out = await curl([
+        '-o', '/dev/null', '-D', '-', '-X', 'PATCH',
+        '-H', 'Content-Type: application/octet-stream',
+        '-H', `Content-Range: ${start}-${start + chunkBytes - 1}`,
+        ...authArgs(t),
+        '--data-binary', `@${chunk}`,
+        location,
+      ]);
+      const m = /^location:\s*(\S+)/im.exec(out);
+      if (m?.[1]) location = new URL(m[1], `${t.url}/`).toString();
+    }
+    const sep = location.includes('?') ? '&' : '?';
+    await curl(['-o', '/dev/null', '-X', 'PUT', ...authArgs(t), `${location}${sep}digest=${digest}`]);
+  });
+  return (chunks.length * chunkBytes) / MiB / seconds;
+}
+
+/** GET of a blob to /dev/null; MB/s. */
+async function blobGet(t: Target, repo: string, digest: string, bytes: number): Promise<number> {
+  const seconds = await timeIt(() => curl(['-o', '/dev/null', ...authArgs(t), `${t.url}/v2/${repo}/blobs/${digest}`]));
+  return bytes / MiB / seconds;
+}
+
+async function best(times: number, fn: () => Promise<number>): Promise<number> {
+  let top = 0;
+  for (let i = 0; i < times; i++) top = Math.max(top, await fn());
+  return top;
+}
+
+export default async function registryBench(ctx: BenchContext): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const port = await freePort();
+  const ours = await startProcess(process.execPath, [serviceEntry('registry')], {
+    env: {
+      ...process.env,
+      FLOTILLA_DATA_DIR: join(ctx.workDir, 'ours'),
+      FLOTILLA_REGISTRY_PORT: String(port),
+      FLOTILLA_ADMIN_PASSWORD: PASSWORD,
+      LOG_LEVEL: 'warn',
+      AMQP_URL: '',
+    },
+    readyUrl: `http://127.0.0.1:${port}/healthz`,
+  });
+  const theirs = await startDockerDistribution(ctx.workDir);
+  const targets: Target[] = [
+    { name: 'ours', url: `http://127.0.0.1:${port}`, headers: { authorization: AUTH } },
+    { name: 'theirs', url: theirs.url, headers: {} },
+  ];
+  const [oursT, theirsT] = targets as [Target, Target];
+  try {
+    // manifest GET by tag, 32 connections (anonymous pull on ours, like Distribution without auth)
+    const seconds = ctx.quick ? 3 : 10;
+    const rps: Record<string, number> = {};
+    for (const t of targets) {
+      await pushImage(t.url, 'bench/app', 'latest', {
+        layers: 2,
+        layerBytes: 4096,
+        ...(t.name === 'ours' ? { auth: { username: 'admin', password: PASSWORD } } : {}),
+      });
+      await wrk({ url: `${t.url}/v2/bench/app/manifests/latest`, connections: 32, seconds: 1, headers: { Accept: ACCEPT } });
+      const result = await wrk({ url: `${t.url}/v2/bench/app/manifests/latest`, connections: 32, seconds, headers: { Accept: ACCEPT } });
+      if (result.non2xx3xx > 0) throw new Error(`${t.name}: ${result.non2xx3xx} failed manifest GETs`);
+      rps[t.name] = result.rps;
+      ctx.log(`manifest GET ${t.name}: ${result.rps.toFixed(0)} req/s (p99 ${result.p99Ms} ms)`);
+    }
+    rows.push(ratioRow('registry', 'manifest GET by tag, 32 conns', rps['ours'] ?? 0, rps['theirs'] ?? 0, 'req/s', { min: 5, text: '≥ 5×' }));
+
+    // 256 MiB blob: monolithic PUT, then GET
+    const bigMiB = 256;
+    const big = join(ctx.workDir, 'big.bin');
+    const bigDigest = await makeFile(big, bigMiB);
+    const repeats = ctx.quick ? 1 : 3;
+    const put: Record<string, number> = {};
+    const get: Record<string, number> = {};
+    for (const t of targets) {
+      put[t.name] = await best(repeats, () => monolithicPut(t, 'bench/big', big, bigDigest, bigMiB * MiB));
+      get[t.name] = await best(repeats, () => blobGet(t, 'bench/big', bigDigest, bigMiB * MiB));
+      ctx.log(`256 MiB ${t.name}: PUT ${put[t.name]?.toFixed(0)} MB/s, GET ${get[t.name]?.toFixed(0)} MB/s`);
+    }
+    rows.push(ratioRow('registry', 'blob GET 256 MiB', get['ours'] ?? 0, get['theirs'] ?? 0, 'MiB/s', { min: 1, text: '≥ 1.0×' }));
+    rows.push(ratioRow('registry', 'monolithic blob PUT 256 MiB', put['ours'] ?? 0, put['theirs'] ?? 0, 'MiB/s', { min: 2.5, text: '≥ 2.5×' }));
+
+    // chunked: 16 × 16 MiB
+    const chunkBytes = 16 * MiB;
+    const chunks: string[] = [];
+    const chunkHash = createHash('sha256');
+    for (let i = 0; i < 16; i++) {
+      const bytes = randomBytes(chunkBytes);
+      chunkHash.update(bytes);
+      const path = join(ctx.workDir, `chunk-${i}.bin`);
+      await writeFile(path, bytes);
+      chunks.push(path);
+    }
+    const chunkDigest = `sha256:${chunkHash.digest('hex')}`;
+    const chunked: Record<string, number> = {};
+    for (const t of targets) {
+      chunked[t.name] = await best(repeats, () => chunkedUpload(t, 'bench/chunked', chunks, chunkBytes, chunkDigest));
+      ctx.log(`chunked 16 × 16 MiB ${t.name}: ${chunked[t.name]?.toFixed(0)} MB/s`);
+    }
+    rows.push(ratioRow('registry', 'chunked upload 16 × 16 MiB', chunked['ours'] ?? 0, chunked['theirs'] ?? 0, 'MiB/s', { min: 2, text: '≥ 2×' }));
+
+    // RSS while pushing a 2 GiB blob (streamed from memory)
+    const hugeMiB = ctx.quick ? 512 : 2048;
+    const block = randomBytes(MiB);
+    const hugeHash = createHash('sha256');
+    for (let i = 0; i < hugeMiB; i++) hugeHash.update(block);
+    const hugeDigest = `sha256:${hugeHash.digest('hex')}`;
+    const location = await startUpload(oursT, 'bench/huge');
+    const sampler = sampleRss(ours.pid, 50);
+    const body = Readable.from(
+      (function* () {
+        for (let i = 0; i < hugeMiB; i++) yield block;
+      })(),
+    );
+    const res = await request(`${location}${location.includes('?') ? '&' : '?'}digest=${hugeDigest}`, {
+      method: 'PUT',
+      headers: { ...oursT.headers, 'content-length': String(hugeMiB * MiB) },
+      body,
+    });
+    await res.body.dump();
+    const peak = sampler.stop();
+    if (res.statusCode !== 201) throw new Error(`2 GiB push failed: ${res.statusCode}`);
+    ctx.log(`peak RSS while pushing ${hugeMiB} MiB: ${peak.toFixed(0)} MiB`);
+    rows.push({
+      group: 'registry',
+      metric: `peak RSS while pushing ${hugeMiB === 2048 ? '2 GiB' : `${hugeMiB} MiB`}`,
+      ours: peak,
+      unit: 'MiB',
+      target: '< 200 MiB',
+      pass: peak < 200,
+    });
+    void theirsT;
+  } finally {
+    await ours.stop();
+    await theirs.stop();
+  }
+  return rows;
+}
