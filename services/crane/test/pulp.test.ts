@@ -100,6 +100,23 @@ describe('Pulp 2 redirect files', () => {
     }
   });
 
+  it('picks up a changed redirect file on the next reload', async () => {
+    const empty = await tempDir();
+    const dir = path.join(empty, 'pulp');
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'zoo.json'), JSON.stringify(zoo));
+    const alone = await startCrane(path.join(empty, 'no-tree'), { FLOTILLA_CRANE_PULP_DIR: dir });
+    try {
+      await writeFile(path.join(dir, 'zoo.json'), JSON.stringify({ ...zoo, url: 'https://cdn2.example.com/zoo' }));
+      await alone.service.reload();
+      const r = await alone.get(`/v2/redhat/zoo/blobs/${S2}`);
+      expect(r.headers.location).toBe(`https://cdn2.example.com/zoo/blobs/${S2}`);
+    } finally {
+      await alone.close();
+      await removeDir(empty);
+    }
+  });
+
   it('counts the invalid files', async () => {
     expect((await crane.get('/metrics')).body.toString()).toMatch(/flotilla_crane_metadata_errors_total\{[^}]*kind="pulp"[^}]*\} 2/);
   });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parsePublicationMarker, parsePublicationRecord, parseRepositoryMetadata, PublishedPaths } from '@flotilla/protocol';
@@ -168,22 +169,26 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
     return { publication: marker, repositories: next };
   }
 
+  /** Reads the Pulp directory; null when no file changed since the last read (and not `full`). */
   async function loadPulp(
     dir: string,
-  ): Promise<{ repos: Map<string, PulpRepository>; byFile: Map<string, PulpRepository>; fingerprint: string }> {
+    full: boolean,
+  ): Promise<{ repos: Map<string, PulpRepository>; byFile: Map<string, PulpRepository>; fingerprint: string } | null> {
     let files: string[];
     try {
       files = (await readdir(dir, { recursive: true })).filter((f) => f.endsWith(PULP_SUFFIX)).sort();
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { repos: new Map(), byFile: new Map(), fingerprint: '' };
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      files = [];
     }
+    const texts = await Promise.all(files.map((f) => limit(() => readFile(path.join(dir, f), 'utf8').catch(() => null))));
+    const hash = createHash('sha256');
+    for (const [i, text] of texts.entries()) hash.update(`${files[i]}\0${text ?? ''}\0`);
+    const fingerprint = hash.digest('hex');
+    if (!full && fingerprint === pulpFingerprint) return null;
     const repos = new Map<string, PulpRepository>();
     const byFile = new Map<string, PulpRepository>();
-    const texts = await Promise.all(files.map((f) => limit(() => readFile(path.join(dir, f), 'utf8').catch(() => null))));
-    let fingerprint = '';
     for (const [i, text] of texts.entries()) {
-      fingerprint += `${files[i]}\0${text ?? ''}\0`;
       if (text === null) continue;
       const file = files[i]!;
       try {
@@ -218,10 +223,10 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
       let pulp = catalog.pulp;
       let pulpChanged = false;
       if (options.pulpDir) {
-        const loadedPulp = await loadPulp(options.pulpDir);
+        const loadedPulp = await loadPulp(options.pulpDir, full);
         // a migration may run on Pulp's content alone: a readable Pulp directory is enough
         hasLoaded = true;
-        if (loadedPulp.fingerprint !== pulpFingerprint || full) {
+        if (loadedPulp !== null) {
           pulp = loadedPulp.repos;
           pulpByFile = loadedPulp.byFile;
           pulpFingerprint = loadedPulp.fingerprint;
