@@ -47,3 +47,15 @@ export function resolveEndpoint(
   }
   return { url: url.replace(/\/+$/, ''), token };
 }
+
+/** Every environment variable the CLI itself reads (deployment tests check against it). */
+export const CLI_ENVIRONMENT = [
+  'FLOTILLA_DATA_DIR',
+  'FLOTILLA_API_TOKEN',
+  'FLOTILLA_CONTENT_URL',
+  'FLOTILLA_CONTENT_PORT',
+  'FLOTILLA_MIRRORS_URL',
+  'FLOTILLA_MIRRORS_PORT',
+  'FLOTILLA_REGISTRY_STORAGE_DIR',
+  'LOG_LEVEL',
+] as const;
