@@ -3,15 +3,16 @@
  * to a loopback static server over the same published tree; then the same image pushed to
  * Docker Distribution, and crane's manifest answers compared with Distribution's byte for byte.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { listen, type RunningServer } from '@flotilla/kit';
 import { createCraneService, loadCraneConfig, type CraneService } from '@flotilla/crane';
+import bcrypt from 'bcryptjs';
 import { pino } from 'pino';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { podman, requireBinaries, skopeo } from './support/clients.js';
+import { podman, requireBinaries, run, skopeo } from './support/clients.js';
 import { startDistribution, type RunningDistribution } from './support/distribution.js';
 import { startStaticServer, type StaticServer } from './support/static-server.js';
 import { writePublishedTree, type WrittenTree } from './support/tree.js';
@@ -117,6 +118,57 @@ describeClients('real clients through crane', () => {
     expect(digest).toBe(published.tags['39']);
     const amd64 = published.images['39']!.find((i) => i.platform.architecture === 'amd64')!;
     expect(`sha256:${id}`).toBe(amd64.config);
+    await podman(storage, ['rmi', '--all', '--force']).catch(() => undefined);
+  }, 180_000);
+});
+
+describeClients('real clients and protected repositories', () => {
+  let protectedCrane: CraneService;
+  let protectedServer: RunningServer;
+  let host: string;
+
+  beforeAll(async () => {
+    const htpasswd = path.join(work, 'htpasswd');
+    await writeFile(htpasswd, `puller:${bcrypt.hashSync('pull-secret', 6)}\n`);
+    const logger = pino({ level: 'silent' });
+    protectedCrane = await createCraneService({
+      config: loadCraneConfig({
+        FLOTILLA_PUBLISH_DIR: path.join(work, 'tree'),
+        FLOTILLA_CRANE_BLOB_BASE_URL: mirror.url,
+        FLOTILLA_CRANE_POLL_INTERVAL: '0',
+        FLOTILLA_CRANE_RATE_LIMIT: '0',
+        FLOTILLA_CRANE_PROTECTED: 'private/**',
+        FLOTILLA_CRANE_HTPASSWD: htpasswd,
+      }),
+      logger,
+    });
+    await writePublishedTree(path.join(work, 'tree'), {
+      publication: 2,
+      repositories: [{ name: 'private/app', tags: { v1: { kind: 'image', flavour: 'docker', layers: 1 } } }],
+    });
+    await protectedCrane.start();
+    protectedServer = await listen(protectedCrane.handler, { port: 0, logger });
+    host = protectedServer.url.replace('http://', '');
+  }, 60_000);
+
+  afterAll(async () => {
+    await protectedServer?.close();
+    await protectedCrane?.stop();
+  });
+
+  it('anonymous skopeo still reads public repositories behind the Basic challenge', async () => {
+    const { stdout } = await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${host}/${REPO}:single`]);
+    expect(Buffer.from(stdout).equals(tree.repositories[REPO]!.manifests[tree.repositories[REPO]!.tags.single!]!.bytes)).toBe(true);
+  }, 60_000);
+
+  it('protected repositories: unknown without credentials, pulled with them', async () => {
+    const without = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${host}/private/app:v1`]);
+    expect(without.code).not.toBe(0);
+    expect(without.stderr).toMatch(/unknown|not found|manifest unknown|name unknown/i);
+    const storage = path.join(work, 'podman-protected');
+    await podman(storage, ['pull', '--tls-verify=false', '--creds', 'puller:pull-secret', `${host}/private/app:v1`], {
+      timeoutMs: 150_000,
+    });
     await podman(storage, ['rmi', '--all', '--force']).catch(() => undefined);
   }, 180_000);
 });
