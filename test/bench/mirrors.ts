@@ -6,14 +6,18 @@
  * in-process.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { createEmbeddedStore } from '@flotilla/store';
 import { pino } from 'pino';
 import { BlobIndex } from '../../services/mirrors/src/blob-index.js';
+import { openGeoLookup } from '../../services/mirrors/src/geo.js';
 import { toSelectable, type MirrorDocument } from '../../services/mirrors/src/mirrors/model.js';
 import { MirrorRepository } from '../../services/mirrors/src/mirrors/repository.js';
-import { parseAddress } from '../../services/mirrors/src/selection/address.js';
+import { createRedirector } from '../../services/mirrors/src/redirector.js';
+import { createAddressSet, parseAddress, parseCidr } from '../../services/mirrors/src/selection/address.js';
 import { buildSelector } from '../../services/mirrors/src/selection/selector.js';
+import { RedirectStatistics } from '../../services/mirrors/src/statistics.js';
 import { createDirectoryTreeReader } from '../../services/mirrors/src/tree/reader.js';
 import { freePort, ratioRow, serviceEntry, startProcess, wrk, type BenchContext, type BenchRow, type WrkResult } from './lib.js';
 
@@ -112,8 +116,9 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
 
   // Index build, cold, in-process (reading and validating the 100 records included).
   const indexRuns: number[] = [];
+  let index = new BlobIndex(createDirectoryTreeReader(publishDir), pino({ level: 'silent' }));
   for (let run = 0; run < 3; run += 1) {
-    const index = new BlobIndex(createDirectoryTreeReader(publishDir), pino({ level: 'silent' }));
+    index = new BlobIndex(createDirectoryTreeReader(publishDir), pino({ level: 'silent' }));
     const started = process.hrtime.bigint();
     await index.refresh();
     indexRuns.push(Number(process.hrtime.bigint() - started) / 1e9);
@@ -146,6 +151,34 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
   ctx.log(`selector: built in ${(buildSeconds * 1000).toFixed(0)} ms, ${pickMicros.toFixed(2)} µs per pick`);
   rows.push({ group: 'mirrors', metric: 'selection snapshot build, 1,000 mirrors / 20,000 netblocks', ours: buildSeconds * 1000, unit: 'ms', note: 'swapped on every change' });
   rows.push({ group: 'mirrors', metric: 'selector pick (in-process)', ours: pickMicros, unit: 'µs', note: 'netblock, ASN, country and global clients mixed' });
+
+  // The whole redirect handler without the socket: path, index, X-Forwarded-For, GeoIP (the
+  // bundled database), pick, counters, headers. Robust against other load on the machine.
+  const redirector = createRedirector({
+    index,
+    selector: () => selector,
+    geo: await openGeoLookup({}, pino({ level: 'silent' })),
+    trustedProxies: createAddressSet([parseCidr('127.0.0.1/32')!]),
+    statistics: new RedirectStatistics(),
+    logger: pino({ level: 'silent' }),
+  });
+  const hotHex = sampleBlobs[PUBLICATIONS - 5]!.slice(7);
+  const sink = { statusCode: 200, headersSent: false, writeHead: () => sink, end: () => undefined, setHeader: () => undefined };
+  for (const xff of ['10.0.3.7', '8.8.8.8']) {
+    const req = {
+      url: `/pub/containers/blobs/sha256/${hotHex.slice(0, 2)}/${hotHex}`,
+      method: 'GET',
+      headers: { 'x-forwarded-for': xff },
+      socket: { remoteAddress: '127.0.0.1' },
+    } as unknown as IncomingMessage;
+    const n = 200_000;
+    for (let i = 0; i < 20_000; i += 1) redirector.handle(req, sink as unknown as ServerResponse);
+    const started = process.hrtime.bigint();
+    for (let i = 0; i < n; i += 1) redirector.handle(req, sink as unknown as ServerResponse);
+    const micros = Number(process.hrtime.bigint() - started) / 1e3 / n;
+    ctx.log(`redirect handler without the socket, client ${xff}: ${micros.toFixed(2)} µs per request`);
+    rows.push({ group: 'mirrors', metric: `redirect handler CPU per request, client ${xff} (in-process)`, ours: micros, unit: 'µs', note: 'no socket; GeoIP from the bundled MMDB' });
+  }
 
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -186,8 +219,8 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
     ctx.log(`probe: 302 to ${probe.headers.get('x-flotilla-mirror')}`);
 
     const cases = [
-      { label: 'netblock client', xff: '10.0.3.7' },
       { label: 'GeoIP client (8.8.8.8, no netblock)', xff: '8.8.8.8' },
+      { label: 'netblock client', xff: '10.0.3.7' },
     ];
     for (const c of cases) {
       const connections = 64;
