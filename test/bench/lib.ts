@@ -8,7 +8,7 @@
  * bounded by wrk's duration.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -233,6 +233,7 @@ export function serviceEntry(service: 'registry' | 'content' | 'crane' | 'mirror
 /** Starts Docker Distribution (Debian's docker-registry) on a free loopback port. */
 export async function startDockerDistribution(rootDir: string): Promise<RunningProcess & { url: string }> {
   const port = await freePort();
+  await mkdir(rootDir, { recursive: true });
   const config = join(rootDir, 'distribution.yml');
   await writeFile(
     config,
