@@ -218,3 +218,24 @@ describe('mirrors on content.published and with a remote master', () => {
     }
   });
 });
+
+describe('mirrors crawler timeouts', () => {
+  it('gives up on a mirror that accepts connections but never answers', async () => {
+    const work = await mkdtemp(path.join(os.tmpdir(), 'flotilla-crawl-hang-'));
+    await writePublishedTree(work, { publication: 1, repositories: [{ name: 'a/b', tags: { x: { kind: 'image' } } }] });
+    const server = await startStaticServer(work);
+    server.setDown('hang');
+    const harness = await startMirrors({ publishDir: work, env: { FLOTILLA_MIRRORS_CRAWL_TIMEOUT: '300ms' } });
+    try {
+      const mirror = await harness.client.add({ name: 'hanging', baseUrl: server.url, country: 'US' });
+      const result = await harness.client.crawl(mirror.id);
+      expect(result.crawl.status).toBe('unreachable');
+      expect(result.crawl.error).toMatch(/^ipv4: /);
+      expect(server.requests).toEqual(['GET /PUBLICATION']);
+    } finally {
+      await harness.stop();
+      await server.stop();
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+});

@@ -72,6 +72,7 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
 
   let selector: Selector = buildSelector([], { master, random });
   let rebuilding: Promise<void> | null = null;
+  let lastFingerprint = '';
   let rebuildAgain = false;
   /** Loads the mirrors and swaps in a new snapshot; calls during a rebuild coalesce into one more. */
   const rebuild = async (): Promise<void> => {
@@ -84,7 +85,11 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
         rebuildAgain = false;
         const docs = await repository.list();
         const eligible = docs.map(toSelectable).filter((m) => m !== null);
+        // The poll rebuilds too (another replica may have crawled); skip when nothing changed.
+        const fingerprint = JSON.stringify(eligible);
+        if (fingerprint === lastFingerprint) continue;
         selector = buildSelector(eligible, { master, random });
+        lastFingerprint = fingerprint;
         logger.debug({ mirrors: docs.length, eligible: eligible.length }, 'selection snapshot rebuilt');
       } while (rebuildAgain);
     })().finally(() => {
@@ -206,12 +211,13 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
           crawlAllInBackground();
         }
         if (config.treePollIntervalMs > 0) {
+          // Each tick also re-reads the mirrors, so crawls recorded by another replica count.
           const timer = setInterval(() => {
             index
               .refresh()
-              .then((changed) => {
+              .then(() => {
                 treeRead = true;
-                return changed ? rebuild() : undefined;
+                return rebuild();
               })
               .catch((error: unknown) => logger.error({ err: error }, 'failed to poll the published tree'));
           }, config.treePollIntervalMs);
