@@ -184,6 +184,9 @@ export async function ensureIndexes(c: ContentCollections, deliveryTtlSeconds: n
   await c.tasks.createIndex({ keys: { state: 1, createdAt: 1 } });
   await c.tasks.createIndex({ keys: { key: 1, state: 1 } });
   await c.publications.createIndex({ keys: { number: -1 } });
+  await c.publications.createIndex({ keys: { state: 1 } });
+  // Retention finds marked blobs without scanning the index of every published file.
+  await c.blobs.createIndex({ keys: { unreferencedSince: 1 }, sparse: true });
   await c.promotions.createIndex({ keys: { repository: 1, seq: -1 } });
   await c.webhookDeliveries.createIndex({ keys: { receivedAt: 1 }, expireAfterSeconds: deliveryTtlSeconds });
 }

@@ -224,7 +224,8 @@ export class Publisher {
     const { c } = this.deps;
     const complete = await c.publications.countDocuments({ state: 'complete' });
     if (complete > this.deps.retainPublications) return true;
-    return (await c.blobs.countDocuments({ published: true, unreferencedSince: { $exists: true } })) > 0;
+    // Only published blobs are ever marked; `$gt ''` lets both stores answer from the sparse index.
+    return (await c.blobs.findOne({ unreferencedSince: { $gt: '' } }, { projection: { _id: 1 } })) !== null;
   }
 
   private async queueRetentionIfDue(): Promise<boolean> {

@@ -76,7 +76,8 @@ export class Synchronizer {
 
     const stats = { manifestsFetched: 0, blobsFetched: 0, bytesFetched: 0, unchanged: 0 };
     const blobLimit = pLimit(this.deps.concurrency);
-    const tagLimit = pLimit(this.deps.concurrency);
+    // A HEAD costs the upstream little and is all a re-sync does: check more tags at once.
+    const tagLimit = pLimit(Math.min(64, this.deps.concurrency * 4));
     const blobsInFlight = new Map<string, Promise<void>>();
     const manifestsInFlight = new Map<string, Promise<void>>();
     const failures: { tag: string; error: string }[] = [];
