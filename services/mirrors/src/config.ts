@@ -28,7 +28,7 @@ export const mirrorsConfigSchema = z.object({
   /** Serve the publish directory at /master/ (all-in-one); off when another server carries the master. */
   FLOTILLA_MIRRORS_SERVE_MASTER: bool().default(true),
   FLOTILLA_TRUSTED_PROXIES: csv(cidrItem).default([]),
-  FLOTILLA_API_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  FLOTILLA_API_TOKEN: z.string().min(1).optional(),
   FLOTILLA_MIRRORS_CRAWL_INTERVAL: durationMs().default(300_000),
   FLOTILLA_MIRRORS_CRAWL_SAMPLE: int({ min: 1, max: 100_000 }).default(32),
   FLOTILLA_MIRRORS_CRAWL_CONCURRENCY: int({ min: 1, max: 256 }).default(8),
