@@ -1,5 +1,5 @@
 import type { Bus } from '@flotilla/bus';
-import type { Logger, ServiceInstance } from '@flotilla/kit';
+import type { ListenOptions, Logger, ServiceInstance } from '@flotilla/kit';
 import type { Store } from '@flotilla/store';
 import { createContentService, loadContentConfig, main as contentMain } from '@flotilla/content';
 import { createCraneService, loadCraneConfig, main as craneMain } from '@flotilla/crane';
@@ -13,8 +13,8 @@ export interface ServiceModule {
   /** Builds the service for all-in-one: shared embedded store and local bus. */
   create(env: NodeJS.ProcessEnv, deps: { logger: Logger; store: Store; bus: Bus }): Promise<{
     instance: ServiceInstance;
-    host: string;
-    port: number;
+    /** How to listen, as the service's own `main` would (crane's timeouts and header limit). */
+    listen: Omit<ListenOptions, 'logger'>;
   }>;
   main(env?: NodeJS.ProcessEnv): Promise<unknown>;
 }
@@ -29,7 +29,7 @@ export const SERVICES: Record<ServiceName, ServiceModule> = {
     async create(env, deps) {
       const config = loadRegistryConfig(env);
       const instance = await createRegistryService({ config, logger: deps.logger, bus: deps.bus });
-      return { instance, host: config.host, port: config.port };
+      return { instance, listen: { host: config.host, port: config.port } };
     },
     main: registryMain,
   },
@@ -39,7 +39,16 @@ export const SERVICES: Record<ServiceName, ServiceModule> = {
     async create(env, deps) {
       const config = loadCraneConfig(env);
       const instance = await createCraneService({ config, logger: deps.logger, bus: deps.bus });
-      return { instance, host: config.host, port: config.port };
+      return {
+        instance,
+        listen: {
+          host: config.host,
+          port: config.port,
+          headersTimeoutMs: config.headersTimeoutMs,
+          requestTimeoutMs: config.requestTimeoutMs,
+          maxHeaderSize: config.maxHeaderSize,
+        },
+      };
     },
     main: craneMain,
   },
@@ -49,7 +58,7 @@ export const SERVICES: Record<ServiceName, ServiceModule> = {
     async create(env, deps) {
       const config = loadMirrorsConfig(env);
       const instance = await createMirrorsService({ config, logger: deps.logger, store: deps.store, bus: deps.bus });
-      return { instance, host: config.host, port: config.port };
+      return { instance, listen: { host: config.host, port: config.port } };
     },
     main: mirrorsMain,
   },
@@ -59,7 +68,7 @@ export const SERVICES: Record<ServiceName, ServiceModule> = {
     async create(env, deps) {
       const config = loadContentConfig(env);
       const instance = await createContentService({ config, logger: deps.logger, store: deps.store, bus: deps.bus });
-      return { instance, host: config.host, port: config.port };
+      return { instance, listen: { host: config.host, port: config.port } };
     },
     main: contentMain,
   },

@@ -33,8 +33,8 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   try {
     for (const name of SERVICE_NAMES) {
       const svcLogger = logger.child({ service: name });
-      const { instance, host, port } = await SERVICES[name].create(env, { logger: svcLogger, store, bus });
-      const server = await listen(instance.handler, { host, port, logger: svcLogger });
+      const { instance, listen: how } = await SERVICES[name].create(env, { logger: svcLogger, store, bus });
+      const server = await listen(instance.handler, { ...how, logger: svcLogger });
       await instance.start();
       started.push(instance);
       urls[name] = server.url;
