@@ -136,7 +136,7 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
         fd: handle,
         start: offset,
         ...(end === undefined ? {} : { end }),
-        highWaterMark: 1024 * 1024,
+        highWaterMark: 4 * 1024 * 1024,
       });
     },
 
@@ -172,7 +172,7 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
         );
       };
       const stream = new Writable({
-        highWaterMark: 1024 * 1024,
+        highWaterMark: 4 * 1024 * 1024,
         writev(chunks, callback) {
           const buffers = chunks.map((c) => c.chunk as Buffer);
           handle.writev(buffers, position).then(
