@@ -126,7 +126,6 @@ export class ChannelStore {
     cause: VersionCause,
   ): Promise<CommitResult> {
     this.assertChannel(channel);
-    await this.ensureRepository(repository);
     for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
       const before = await this.current(repository, channel);
       const currentTags = before?.tags ?? [];
@@ -145,6 +144,8 @@ export class ChannelStore {
         createdAt: new Date().toISOString(),
         cause: cause.ref ? { kind: cause.kind, ref: cause.ref } : { kind: cause.kind },
       };
+      // Only a real change creates the repository (a sync of an empty upstream leaves no trace).
+      await this.ensureRepository(repository);
       try {
         await this.c.channelVersions.insertOne(doc);
       } catch (err) {
