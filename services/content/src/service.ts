@@ -8,6 +8,7 @@ import { TokenAuth } from './auth.js';
 import { ContentStore } from './blobstore/content-store.js';
 import { contentCollections, ensureIndexes } from './collections.js';
 import type { ContentConfig } from './config.js';
+import { ContentMetrics } from './content-metrics.js';
 import { Catalog } from './domain/catalog.js';
 import { ChannelStore } from './domain/channels.js';
 import { Promotions } from './domain/promotions.js';
@@ -102,6 +103,8 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
       await tasks.submitRetention();
     },
   });
+  const metrics = createMetrics('content');
+  const contentMetrics = new ContentMetrics(metrics.registry);
   const leaseMs = config.taskLeaseSeconds * 1000;
   const queue = new TaskQueue(c, bus, logger.child({ component: 'tasks' }), leaseMs);
   const tasks: ContentTasks = new ContentTasks(queue, config, () => worker.wake());
@@ -111,13 +114,21 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     concurrency: config.workers,
     leaseMs,
     ...(deps.pollMs !== undefined ? { pollMs: deps.pollMs } : {}),
+    onEnded: (task, state, seconds) => contentMetrics.taskEnded(task.kind, state, seconds),
     handlers: {
-      sync: (task, ctx) => synchronizer.sync(tasks.syncParams(task), ctx.progress, ctx.signal, task._id),
-      publish: (task, ctx) => publisher.publish(task.params as unknown as PublishParams, ctx.progress, ctx.signal, task._id),
+      sync: async (task, ctx) => {
+        const result = await synchronizer.sync(tasks.syncParams(task), ctx.progress, ctx.signal, task._id);
+        contentMetrics.synced(result.bytesFetched);
+        return result;
+      },
+      publish: async (task, ctx) => {
+        const result = await publisher.publish(task.params as unknown as PublishParams, ctx.progress, ctx.signal, task._id);
+        if (result.changed) contentMetrics.published(result.publication, result.newBlobs);
+        return result;
+      },
       retention: async () => ({ ...(await publisher.applyRetention()) }),
     },
   });
-  const metrics = createMetrics('content');
   const app = createApp({
     config,
     logger,

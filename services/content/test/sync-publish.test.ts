@@ -94,6 +94,10 @@ describe('sync → candidate → promote → publish', () => {
     expect(record.newBlobs.length).toBe(files.length);
     // nothing left in staging
     expect(await fs.readdir(path.join(root, '.staging'))).toEqual([]);
+
+    const metrics = await content.api('GET', '/metrics', undefined, { token: null });
+    expect(metrics.body).toMatch(/flotilla_content_tasks_total\{[^}]*kind="sync"[^}]*state="completed"[^}]*\} 1/);
+    expect(metrics.body).toMatch(/flotilla_content_publication\{[^}]*\} 1/);
   });
 
   it('re-sync HEADs only; a second publish writes only the new blobs', async () => {

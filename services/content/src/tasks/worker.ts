@@ -17,6 +17,8 @@ export interface TaskWorkerOptions {
   concurrency: number;
   leaseMs: number;
   pollMs?: number;
+  /** Told about every task this worker ends (metrics). */
+  onEnded?: (task: StoredTask, state: 'completed' | 'failed' | 'canceled', seconds: number) => void;
 }
 
 class CanceledError extends Error {
@@ -128,12 +130,16 @@ export class TaskWorker {
     }, Math.max(500, Math.floor(leaseMs / 3)));
     heartbeat.unref();
     log.info('task started');
+    const started = process.hrtime.bigint();
+    const ended = (state: 'completed' | 'failed' | 'canceled') =>
+      this.options.onEnded?.(task, state, Number(process.hrtime.bigint() - started) / 1e9);
     try {
       if (task.cancelRequested) throw new CanceledError('canceled');
       const handler = this.options.handlers[task.kind];
       const result = await handler(task, { signal: controller.signal, progress });
       await progress.flush();
       await queue.finish(task._id, this.owner, { state: 'completed', result, progress: progress.value });
+      ended('completed');
       log.info('task completed');
     } catch (err) {
       await progress.flush();
@@ -145,6 +151,7 @@ export class TaskWorker {
         log.info('task released at shutdown');
       } else if (reason instanceof CanceledError) {
         await queue.finish(task._id, this.owner, { state: 'canceled', progress: progress.value });
+        ended('canceled');
         log.info('task canceled');
       } else {
         const message = err instanceof Error ? err.message : String(err);
@@ -153,6 +160,7 @@ export class TaskWorker {
           error: { message, ...(typeof (err as { code?: unknown }).code === 'string' ? { code: (err as { code: string }).code } : {}) },
           progress: progress.value,
         });
+        ended('failed');
         log.warn({ err }, 'task failed');
       }
     } finally {

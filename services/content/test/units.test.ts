@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { diffTags } from '../src/domain/channels.js';
+import { parseTimestamp, signBody, verifySignedDelivery } from '../src/hooks/bodhi.js';
+import { pushedRepositories } from '../src/hooks/distribution.js';
+import { nextLink, parseChallenge } from '../src/sync/registry-client.js';
+import { createTagFilter, globToRegExp } from '../src/sync/tag-filter.js';
+
+describe('registry client parsing', () => {
+  it('parses Bearer and Basic challenges', () => {
+    expect(parseChallenge('Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"')).toEqual({
+      scheme: 'bearer',
+      params: { realm: 'https://auth.example/token', service: 'registry.example', scope: 'repository:a/b:pull' },
+    });
+    expect(parseChallenge('Basic realm="Registry Realm"')).toEqual({ scheme: 'basic', params: { realm: 'Registry Realm' } });
+    expect(parseChallenge(undefined)).toBeUndefined();
+  });
+
+  it('resolves the next Link against the request URL', () => {
+    expect(nextLink('</v2/a/tags/list?n=2&last=b>; rel="next"', 'http://r.example/v2/a/tags/list?n=2')).toBe('http://r.example/v2/a/tags/list?n=2&last=b');
+    expect(nextLink('<https://other/x>; rel="prev"', 'http://r.example/')).toBeUndefined();
+    expect(nextLink(undefined, 'http://r.example/')).toBeUndefined();
+  });
+});
+
+describe('tag globs', () => {
+  it('matches * and ? and escapes the rest', () => {
+    expect(globToRegExp('1.*').test('1.0')).toBe(true);
+    expect(globToRegExp('1.*').test('100')).toBe(false);
+    expect(globToRegExp('v?').test('v1')).toBe(true);
+    const filter = createTagFilter(['*'], ['*-debug']);
+    expect(filter('2.0')).toBe(true);
+    expect(filter('2.0-debug')).toBe(false);
+    expect(createTagFilter()('anything')).toBe(true);
+  });
+});
+
+describe('version diffs', () => {
+  it('reports added, removed and moved tags', () => {
+    const d = diffTags(
+      [
+        { tag: 'a', digest: 'sha256:1' },
+        { tag: 'b', digest: 'sha256:2' },
+      ],
+      [
+        { tag: 'b', digest: 'sha256:3' },
+        { tag: 'c', digest: 'sha256:4' },
+      ],
+    );
+    expect(d).toEqual({ added: [{ tag: 'c', digest: 'sha256:4' }], removed: [{ tag: 'a', digest: 'sha256:1' }], changed: [{ tag: 'b', from: 'sha256:2', to: 'sha256:3' }] });
+  });
+});
+
+describe('webhook verification', () => {
+  const body = Buffer.from('{"update":"x"}');
+  const now = Date.UTC(2026, 10, 27, 12);
+  it('accepts seconds, milliseconds and ISO timestamps', () => {
+    expect(parseTimestamp('1700000000')).toBe(1_700_000_000_000);
+    expect(parseTimestamp('1700000000123')).toBe(1_700_000_000_123);
+    expect(parseTimestamp('2026-11-27T12:00:00Z')).toBe(now);
+    expect(parseTimestamp('yesterday')).toBeUndefined();
+  });
+  it('checks signature and skew', () => {
+    const ok = { secret: 's', rawBody: body, signature: signBody('s', body), timestamp: String(now / 1000), maxSkewSeconds: 300, now };
+    expect(verifySignedDelivery(ok)).toMatch(/^[0-9a-f]{64}$/);
+    expect(() => verifySignedDelivery({ ...ok, signature: signBody('t', body) })).toThrow(/does not match/);
+    expect(() => verifySignedDelivery({ ...ok, signature: 'sha1=abc' })).toThrow(/malformed/);
+    expect(() => verifySignedDelivery({ ...ok, timestamp: String(now / 1000 - 301) })).toThrow(/away from now/);
+    expect(() => verifySignedDelivery({ ...ok, timestamp: undefined })).toThrow(/Timestamp/);
+  });
+});
+
+describe('Distribution notifications', () => {
+  it('keeps manifest pushes only, each repository once', () => {
+    const m = 'application/vnd.docker.distribution.manifest.v2+json';
+    expect(
+      pushedRepositories({
+        events: [
+          { action: 'push', target: { mediaType: m, repository: 'a/b' } },
+          { action: 'push', target: { mediaType: m, repository: 'a/b' } },
+          { action: 'pull', target: { mediaType: m, repository: 'c' } },
+          { action: 'push', target: { mediaType: 'application/octet-stream', repository: 'd' } },
+          { action: 'push', target: { mediaType: m, repository: 'BAD NAME' } },
+        ],
+      }),
+    ).toEqual(['a/b']);
+  });
+});
