@@ -53,10 +53,9 @@ export function createAuthenticator(options: {
   function lookup(header: string): CacheEntry | undefined {
     const entry = cache.get(header);
     if (entry === undefined) return undefined;
-    if (entry.expiresAt <= now()) {
-      cache.delete(header);
-      return undefined;
-    }
+    cache.delete(header);
+    if (entry.expiresAt <= now()) return undefined;
+    cache.set(header, entry); // most recently used goes last; eviction takes the first
     return entry;
   }
 
