@@ -58,6 +58,8 @@ describe('content API: auth, validation, promotion policy, rollback, untag, audi
     expect((await content.api('POST', '/api/v1/rollbacks', { repository: 'fedora/app', channel: 'testing', version: 0 })).status).toBe(400);
     expect((await content.api('GET', '/api/v1/tasks?state=bogus')).status).toBe(400);
     expect((await content.api('GET', '/api/v1/tasks/not-an-id')).status).toBe(400);
+    expect((await content.api('GET', '/api/v1/repositories/fedora/app?version=1')).status).toBe(400);
+    expect((await content.api('GET', '/api/v1/repositories/fedora/app?channel=testing&bogus=1')).status).toBe(400);
     // a partially valid multi-tag promotion (one unknown tag) changes nothing
     const partial = await content.api('POST', '/api/v1/promotions', { repository: 'fedora/app', tags: ['v1', 'missing'], from: 'candidate', to: 'testing' });
     expect(partial.status).toBe(404);

@@ -7,6 +7,8 @@ import { pipeline } from 'node:stream/promises';
 import { DigestHasher } from '@flotilla/protocol';
 import { ContentPaths } from './paths.js';
 
+const STALE_TMP_MS = 24 * 3600 * 1000;
+
 /**
  * Content-addressed files on the local filesystem. A file appears under its digest only after
  * its bytes were hashed on the way in and matched the digest (write to tmp, verify, rename).
@@ -20,6 +22,14 @@ export class ContentStore {
 
   async init(): Promise<void> {
     await fs.mkdir(this.paths.tmpDir, { recursive: true });
+    // Downloads a killed process left behind. Other processes may share the directory and be
+    // writing right now, so only files untouched for a day go.
+    const cutoff = Date.now() - STALE_TMP_MS;
+    for (const name of await fs.readdir(this.paths.tmpDir)) {
+      const file = this.paths.tmp(name);
+      const st = await fs.stat(file).catch(() => undefined);
+      if (st && st.mtimeMs < cutoff) await fs.rm(file, { force: true });
+    }
   }
 
   /** Size of the stored file, or undefined when absent. */

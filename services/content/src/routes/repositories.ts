@@ -2,6 +2,7 @@ import type { Router } from 'express';
 import { repositoryName, repositoryQuerySchema } from '../api-schemas.js';
 import { diffTags, emptyVersion, tagsToRecord } from '../domain/channels.js';
 import type { ContentAppDeps } from '../app.js';
+import { contentProblem } from '../domain/errors.js';
 
 export function mountRepositories(router: Router, deps: ContentAppDeps): void {
   const { channels, auth } = deps;
@@ -23,6 +24,9 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
     const raw = (req.params as { name: string[] | string }).name;
     const name = repositoryName.parse(Array.isArray(raw) ? raw.join('/') : raw);
     const query = repositoryQuerySchema.parse(req.query);
+    if ((query.version !== undefined || query.compare !== undefined) && !query.channel) {
+      throw contentProblem('invalid-request', 'version and compare need channel');
+    }
     const repo = await channels.repository(name);
     const wanted = query.channel ? [query.channel] : channels.channels;
     if (query.channel) channels.assertChannel(query.channel);
