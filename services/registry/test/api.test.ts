@@ -96,6 +96,40 @@ describe('headers', () => {
     expect(ok.status).toBe(200);
   });
 
+  it('a Docker manifest list asked for by tag by a client without list support gets the linux/amd64 image', async () => {
+    const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
+    const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
+    const children = [];
+    for (const arch of ['arm64', 'amd64']) {
+      const config = content(JSON.stringify({ architecture: arch, os: 'linux' }));
+      await pushBlob(NAME, config);
+      const m = content(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: DOCKER_MANIFEST,
+          config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest: config.digest, size: config.size },
+          layers: [],
+        }),
+      );
+      expect((await api('PUT', `/v2/${NAME}/manifests/${m.digest}`, { body: m.bytes, headers: { 'content-type': DOCKER_MANIFEST } })).status).toBe(201);
+      children.push({ arch, m });
+    }
+    const list = content(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: DOCKER_LIST,
+        manifests: children.map(({ arch, m }) => ({ mediaType: DOCKER_MANIFEST, digest: m.digest, size: m.size, platform: { architecture: arch, os: 'linux' } })),
+      }),
+    );
+    expect((await api('PUT', `/v2/${NAME}/manifests/dockerlist`, { body: list.bytes, headers: { 'content-type': DOCKER_LIST } })).status).toBe(201);
+    const full = await api('GET', `/v2/${NAME}/manifests/dockerlist`, { headers: { accept: `${DOCKER_LIST}, ${DOCKER_MANIFEST}` } });
+    expect(full.headers.get('docker-content-digest')).toBe(list.digest);
+    const old = await api('GET', `/v2/${NAME}/manifests/dockerlist`, { headers: { accept: DOCKER_MANIFEST } });
+    expect(old.status).toBe(200);
+    expect(old.headers.get('content-type')).toBe(DOCKER_MANIFEST);
+    expect(old.headers.get('docker-content-digest')).toBe(children.find((c) => c.arch === 'amd64')?.m.digest);
+  });
+
   it('blobs carry ETag, long-lived Cache-Control, Accept-Ranges; Range gives 206 / 416', async () => {
     const { layer } = await pushImage(NAME, 'ranges', 4096);
     const full = await api('GET', `/v2/${NAME}/blobs/${layer.digest}`);

@@ -1,0 +1,107 @@
+/** The filesystem storage driver's contract (Distribution's driver testsuite, in small). */
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createFilesystemDriver, PathNotFoundError, type StorageDriver } from '../src/storage/driver.js';
+import { StoragePaths } from '../src/storage/paths.js';
+
+let dir: string;
+let driver: StorageDriver;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'flotilla-driver-'));
+  driver = createFilesystemDriver(dir);
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function readAll(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+describe('filesystem driver', () => {
+  it('putContent replaces atomically and leaves no temporary file', async () => {
+    await driver.putContent('a/b/c', 'one');
+    await driver.putContent('a/b/c', 'two');
+    expect((await driver.getContent('a/b/c')).toString()).toBe('two');
+    expect(await readdir(join(dir, 'a', 'b'))).toEqual(['c']);
+  });
+
+  it('missing paths raise PathNotFoundError', async () => {
+    await expect(driver.getContent('nope')).rejects.toBeInstanceOf(PathNotFoundError);
+    await expect(driver.stat('nope')).rejects.toBeInstanceOf(PathNotFoundError);
+    await expect(driver.list('nope')).rejects.toBeInstanceOf(PathNotFoundError);
+    await expect(driver.reader('nope')).rejects.toBeInstanceOf(PathNotFoundError);
+    await expect(driver.touch('nope')).rejects.toBeInstanceOf(PathNotFoundError);
+    await expect(driver.move('nope', 'x')).rejects.toBeInstanceOf(PathNotFoundError);
+    await driver.delete('nope');
+  });
+
+  it('reader honours offsets and inclusive ends', async () => {
+    await driver.putContent('f', '0123456789');
+    expect(await readAll(await driver.reader('f', 3))).toBe('3456789');
+    expect(await readAll(await driver.reader('f', 2, 4))).toBe('234');
+  });
+
+  it('writer appends at an offset, truncating what lies past it; cancel removes the file', async () => {
+    const first = await driver.writer('up/data', 0);
+    await pipeline(Readable.from([Buffer.from('hello '), Buffer.from('world')]), first.stream);
+    await first.commit();
+    expect(first.size).toBe(11);
+    const second = await driver.writer('up/data', 6);
+    await pipeline(Readable.from([Buffer.from('there')]), second.stream);
+    await second.close();
+    expect((await driver.getContent('up/data')).toString()).toBe('hello there');
+    const third = await driver.writer('up/data', 5);
+    await third.cancel();
+    await expect(driver.stat('up/data')).rejects.toBeInstanceOf(PathNotFoundError);
+  });
+
+  it('writer refuses an offset past the end of the file', async () => {
+    await driver.putContent('short', 'abc');
+    await expect(driver.writer('short', 10)).rejects.toThrow();
+  });
+
+  it('move creates parents and replaces; list and walk see the tree; walk can prune', async () => {
+    await driver.putContent('src/x', 'x');
+    await driver.putContent('dst/deep/y', 'old');
+    await driver.move('src/x', 'dst/deep/y');
+    expect((await driver.getContent('dst/deep/y')).toString()).toBe('x');
+    await driver.putContent('dst/other/z', 'z');
+    expect(await driver.list('dst')).toEqual(['deep', 'other']);
+    const seen: string[] = [];
+    await driver.walk('dst', (info) => {
+      seen.push(info.path);
+      return info.path === 'dst/other' ? 'skip' : undefined;
+    });
+    expect(seen).toEqual(['dst/deep', 'dst/deep/y', 'dst/other']);
+    await driver.delete('dst');
+    expect(await driver.list('')).toEqual(['src']);
+  });
+
+  it('touch sets the modification time', async () => {
+    await driver.putContent('t', 't');
+    const when = new Date('2020-01-01T00:00:00Z');
+    await driver.touch('t', when);
+    expect((await driver.stat('t')).modTime.getTime()).toBe(when.getTime());
+  });
+
+  it('refuses paths that escape the root', async () => {
+    await expect(driver.getContent('../etc/passwd')).rejects.toThrow(/escapes/);
+  });
+
+  it('paths.ts builds the documented layout', () => {
+    const d = { algorithm: 'sha256', hex: 'ab'.repeat(32) };
+    expect(StoragePaths.blobData(d)).toBe(`blobs/sha256/ab/${d.hex}/data`);
+    expect(StoragePaths.layerLink('fedora/httpd', d)).toBe(`repositories/fedora/httpd/_layers/sha256/${d.hex}/link`);
+    expect(StoragePaths.revisionLink('fedora/httpd', d)).toBe(`repositories/fedora/httpd/_manifests/revisions/sha256/${d.hex}/link`);
+    expect(StoragePaths.tagCurrentLink('fedora/httpd', '39')).toBe('repositories/fedora/httpd/_manifests/tags/39/current/link');
+    expect(StoragePaths.uploadData('fedora/httpd', 'u')).toBe('repositories/fedora/httpd/_uploads/u/data');
+  });
+});
