@@ -86,6 +86,7 @@ describe('sync → candidate → promote → publish', () => {
       const hex = path.basename(file);
       expect(path.basename(path.dirname(file))).toBe(hex.slice(0, 2));
       expect(createHash('sha256').update(await fs.readFile(file)).digest('hex')).toBe(hex);
+      expect((await fs.stat(file)).nlink, 'hard-linked from the content store').toBe(2);
     }
     expect(files.map((f) => `sha256:${path.basename(f)}`).sort()).toEqual([...manifestDigests, ...Object.keys(expectedBlobs)].sort());
 

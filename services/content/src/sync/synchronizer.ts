@@ -75,6 +75,7 @@ export class Synchronizer {
     progress.update({ done: 0, total: upstreamTags.length, bytesDone: 0, message: 'checking tags' });
 
     const stats = { manifestsFetched: 0, blobsFetched: 0, bytesFetched: 0, unchanged: 0 };
+    let bytesTotal = 0;
     const blobLimit = pLimit(this.deps.concurrency);
     // A HEAD costs the upstream little and is all a re-sync does: check more tags at once.
     const tagLimit = pLimit(Math.min(64, this.deps.concurrency * 4));
@@ -93,6 +94,8 @@ export class Synchronizer {
             await catalog.recordBlob(digest, size, 'blob');
             return;
           }
+          bytesTotal += size;
+          progress.update({ bytesTotal });
           await blobLimit(() =>
             client.withRetry(async () => {
               const { body } = await client.openBlob(upstreamRepo, digest, signal);
