@@ -103,10 +103,15 @@ export class TaskWorker {
         return;
       }
       if (!task) return;
-      const run = this.run(task).finally(() => {
-        this.inFlight.delete(run);
-        this.wake();
-      });
+      const run = this.run(task)
+        .catch((err: unknown) => {
+          // Finishing the task failed (the store is down): its lease runs out and it is retried.
+          this.options.logger.error({ err, task: task._id }, 'failed to record the end of a task');
+        })
+        .finally(() => {
+          this.inFlight.delete(run);
+          this.wake();
+        });
       this.inFlight.add(run);
     }
   }
