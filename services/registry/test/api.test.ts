@@ -151,6 +151,19 @@ describe('headers', () => {
     expect(notModified.status).toBe(304);
   });
 
+  it('a client that goes away mid-download does not disturb the registry', async () => {
+    const { layer } = await pushImage(NAME, 'abort', 8 * 1024 * 1024);
+    const controller = new AbortController();
+    const res = await fetch(`${reg.url}/v2/${NAME}/blobs/${layer.digest}`, { signal: controller.signal });
+    const reader = res.body?.getReader();
+    await reader?.read();
+    controller.abort();
+    await reader?.cancel().catch(() => undefined);
+    const again = await api('GET', `/v2/${NAME}/blobs/${layer.digest}`);
+    expect(again.status).toBe(200);
+    expect(again.body.equals(layer.bytes)).toBe(true);
+  });
+
   it('_catalog is sorted and paginated with n, last and Link', async () => {
     await pushImage('api/zz', 'a');
     await pushImage('api/aa', 'a');

@@ -1,5 +1,5 @@
 import { OciError, parseDigest, type ParsedDigest } from '@flotilla/protocol';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { PathNotFoundError, type StorageDriver } from '../storage/driver.js';
 import { StoragePaths } from '../storage/paths.js';
 
@@ -16,6 +16,8 @@ export interface BlobInfo {
 export interface GlobalBlobStore {
   stat(digest: ParsedDigest): Promise<BlobInfo | undefined>;
   open(digest: ParsedDigest, start?: number, end?: number): Promise<Readable>;
+  /** Streams bytes `start`..`end` into `destination` (see StorageDriver.send). */
+  send(digest: ParsedDigest, destination: Writable, start: number, end: number): Promise<boolean>;
   /** Marks the blob as in use now (GC's guard); false when the blob does not exist. */
   touch(digest: ParsedDigest): Promise<boolean>;
 }
@@ -34,6 +36,9 @@ export function createGlobalBlobStore(driver: StorageDriver): GlobalBlobStore {
     },
     open(digest, start, end) {
       return driver.reader(StoragePaths.blobData(digest), start, end);
+    },
+    send(digest, destination, start, end) {
+      return driver.send(StoragePaths.blobData(digest), destination, start, end);
     },
     async touch(digest) {
       try {

@@ -1,5 +1,4 @@
 import { OciError } from '@flotilla/protocol';
-import { pipeline } from 'node:stream/promises';
 import { requireDigest } from '../domain/blobs.js';
 import { authorize, sendEmpty, type V2Context } from './context.js';
 
@@ -65,17 +64,17 @@ export async function getBlob(ctx: V2Context): Promise<void> {
   }
   const start = range?.start ?? 0;
   const end = range?.end ?? info.size - 1;
-  const stream = await ctx.deps.registry.blobs.open(digest, start, end);
   if (range) {
     ctx.res.writeHead(206, { ...headers, 'Content-Length': end - start + 1, 'Content-Range': `bytes ${start}-${end}/${info.size}` });
   } else {
     ctx.res.writeHead(200, { ...headers, 'Content-Length': info.size });
   }
   try {
-    // pipeline honours back-pressure and destroys the file stream when the client goes away
-    await pipeline(stream, ctx.res);
+    // awaits every write (back-pressure) and stops as soon as the client goes away
+    if (await ctx.deps.registry.blobs.send(digest, ctx.res, start, end)) ctx.res.end();
   } catch (err) {
     ctx.deps.logger.debug({ err, digest: digest.digest }, 'blob download interrupted');
+    ctx.res.destroy();
   }
 }
 

@@ -20,6 +20,12 @@ export interface StorageDriver {
   putContent(path: string, content: Uint8Array | string, options?: { sync?: boolean }): Promise<void>;
   /** Bytes from `offset` up to and including `end` (inclusive, like HTTP ranges). */
   reader(path: string, offset?: number, end?: number): Promise<Readable>;
+  /**
+   * Copies bytes `start`..`end` (inclusive) into `destination`, sendfile-like: two reused
+   * buffers, the next read overlapping the previous write, each write awaited (back-pressure),
+   * stopping when the destination closes. Resolves false when the destination went away.
+   */
+  send(path: string, destination: Writable, start: number, end: number): Promise<boolean>;
   /** Appends at `offset` (the file is truncated there first); `0` starts a new file. */
   writer(path: string, offset: number): Promise<FileWriter>;
   stat(path: string): Promise<FileInfo>;
@@ -62,6 +68,9 @@ export class PathNotFoundError extends Error {
     super(`path not found: ${path}`);
   }
 }
+
+/** Buffer size of `send`: two of these per download in flight. */
+const SEND_CHUNK_BYTES = 1024 * 1024;
 
 /** Dirty bytes after which a writer starts an fdatasync in the background. */
 const FLUSH_BEHIND_BYTES = 32 * 1024 * 1024;
@@ -138,6 +147,42 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
         ...(end === undefined ? {} : { end }),
         highWaterMark: 4 * 1024 * 1024,
       });
+    },
+
+    async send(path, destination, start, end) {
+      const handle = await wrapNotFound(path, () => fsp.open(full(path), 'r'));
+      let gone = destination.destroyed;
+      const onClose = (): void => {
+        gone = true;
+      };
+      destination.once('close', onClose);
+      const closed = new Promise<void>((resolve) => destination.once('close', () => resolve()));
+      try {
+        const size = Math.min(SEND_CHUNK_BYTES, end - start + 1);
+        const buffers = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
+        let which = 0;
+        let position = start;
+        let pending: Promise<void> | undefined;
+        while (position <= end && !gone) {
+          const buffer = buffers[which] as Buffer;
+          which ^= 1;
+          const { bytesRead } = await handle.read(buffer, 0, Math.min(size, end - position + 1), position);
+          if (bytesRead === 0) throw new Error(`file shorter than expected: ${path}`);
+          if (pending) await Promise.race([pending, closed]);
+          if (gone) break;
+          const chunk = buffer.subarray(0, bytesRead);
+          pending = new Promise<void>((resolve, reject) => {
+            destination.write(chunk, (err) => (err ? reject(err) : resolve()));
+          });
+          pending.catch(() => undefined);
+          position += bytesRead;
+        }
+        if (pending && !gone) await Promise.race([pending, closed]);
+        return !gone;
+      } finally {
+        destination.off('close', onClose);
+        await handle.close();
+      }
     },
 
     async writer(path, offset) {
