@@ -144,6 +144,7 @@ describe('redirector property', () => {
               url: `/pub/containers/blobs/sha256/${hex.slice(0, 2)}/${hex}`,
               method: r.method,
               headers: { 'x-forwarded-for': r.client },
+              rawHeaders: ['X-Forwarded-For', r.client],
               socket: { remoteAddress: '127.0.0.1' },
             } as unknown as IncomingMessage;
             const res = new FakeResponse();

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { problems, writeError } from '@flotilla/kit';
 import type { Logger } from 'pino';
 import type { BlobIndex } from './blob-index.js';
-import type { GeoLookup } from './geo.js';
+import type { GeoInfo, GeoLookup } from './geo.js';
 import { parseAddress, type AddressSet, type ParsedAddress } from './selection/address.js';
 import { isKnownCountry } from './selection/continents.js';
 import type { ClientInfo, Selector } from './selection/selector.js';
@@ -39,6 +39,7 @@ const PUB_PREFIX = '/pub/containers/';
 const BLOB_PREFIX = '/pub/containers/blobs/sha256/';
 const MIRRORLIST = '/mirrorlist';
 const UNSPECIFIED: ParsedAddress = { family: 'ipv4', v4: 0, text: '0.0.0.0' };
+const GEO_CACHE_LIMIT = 50_000;
 
 function isLowerHex(text: string, from: number, to: number): boolean {
   for (let i = from; i < to; i += 1) {
@@ -82,9 +83,9 @@ export function createRedirector(options: RedirectorOptions): Redirector {
   const addressOf = (req: IncomingMessage): ParsedAddress => {
     const peer = parseAddress(req.socket.remoteAddress ?? '') ?? UNSPECIFIED;
     if (trustedProxies.size === 0 || !trustedProxies.contains(peer)) return peer;
-    const header = req.headers['x-forwarded-for'];
+    const header = forwardedFor(req.rawHeaders);
     if (header === undefined) return peer;
-    const entries = (Array.isArray(header) ? header.join(',') : header).split(',');
+    const entries = header.split(',');
     let client = peer;
     for (let i = entries.length - 1; i >= 0; i -= 1) {
       const hop = parseForwardedEntry(entries[i]!.trim());
@@ -96,9 +97,22 @@ export function createRedirector(options: RedirectorOptions): Redirector {
     return client;
   };
 
+  // GeoIP per address, memoised: the MMDB walk is the largest cost left on the hot path, and
+  // clients repeat. Bounded by clearing, which is cheaper than LRU bookkeeping per request.
+  let geoCache = new Map<string, GeoInfo>();
+  const geoOf = (address: ParsedAddress): GeoInfo => {
+    let info = geoCache.get(address.text);
+    if (info === undefined) {
+      if (geoCache.size >= GEO_CACHE_LIMIT) geoCache = new Map();
+      info = geo.lookup(address);
+      geoCache.set(address.text, info);
+    }
+    return info;
+  };
+
   const clientOf = (req: IncomingMessage, countryOverride?: string): ClientInfo => {
     const address = addressOf(req);
-    const info = geo.lookup(address);
+    const info = geoOf(address);
     return { address, country: countryOverride ?? info.country, asn: info.asn };
   };
 
@@ -215,6 +229,21 @@ export function createRedirector(options: RedirectorOptions): Redirector {
       return true;
     },
   };
+}
+
+/**
+ * The X-Forwarded-For value (several headers joined with `,`), read from the raw header list:
+ * touching `req.headers` would build the whole header object for one field.
+ */
+function forwardedFor(raw: readonly string[]): string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 15 && name.toLowerCase() === 'x-forwarded-for') {
+      value = value === undefined ? raw[i + 1]! : `${value},${raw[i + 1]!}`;
+    }
+  }
+  return value;
 }
 
 /** One X-Forwarded-For hop: an address, possibly `[v6]:port` or `v4:port`. */

@@ -18,29 +18,38 @@ export interface StatisticsSummary {
 const UNKNOWN_COUNTRY = '--';
 
 export class RedirectStatistics {
-  private readonly counts = new Map<string, number>();
+  /** mirror → client country → redirects. */
+  private readonly counts = new Map<string, Map<string, number>>();
+  /** Already handed to Prometheus, keyed `mirror\u0000country`. */
   private readonly reported = new Map<string, number>();
   private readonly tiers = new Map<Tier, number>();
   private total = 0;
   private misses = 0;
+  private reportedMisses = 0;
   private readonly since = new Date().toISOString();
 
   constructor(registry?: Registry) {
     if (!registry) return;
     const { counts, reported } = this;
-    const misses = (): number => this.misses;
+    const takeMisses = (): number => {
+      const delta = this.misses - this.reportedMisses;
+      this.reportedMisses = this.misses;
+      return delta;
+    };
     new Counter({
       name: 'flotilla_mirrors_redirects_total',
       help: 'Blob redirects by target mirror and client country (-- when unknown)',
       labelNames: ['mirror', 'country'],
       registers: [registry],
       collect() {
-        for (const [key, count] of counts) {
-          const delta = count - (reported.get(key) ?? 0);
-          if (delta <= 0) continue;
-          const [mirror, country] = key.split('\u0000') as [string, string];
-          this.inc({ mirror, country }, delta);
-          reported.set(key, count);
+        for (const [mirror, byCountry] of counts) {
+          for (const [country, count] of byCountry) {
+            const key = `${mirror}\u0000${country}`;
+            const delta = count - (reported.get(key) ?? 0);
+            if (delta <= 0) continue;
+            this.inc({ mirror, country }, delta);
+            reported.set(key, count);
+          }
         }
       },
     });
@@ -49,19 +58,20 @@ export class RedirectStatistics {
       help: 'Redirect requests for blobs in no publication',
       registers: [registry],
       collect() {
-        const total = misses();
-        const delta = total - (reported.get('\u0001misses') ?? 0);
-        if (delta > 0) {
-          this.inc(delta);
-          reported.set('\u0001misses', total);
-        }
+        const delta = takeMisses();
+        if (delta > 0) this.inc(delta);
       },
     });
   }
 
   record(mirror: string, country: string | null, tier: Tier): void {
-    const key = `${mirror}\u0000${country ?? UNKNOWN_COUNTRY}`;
-    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+    let byCountry = this.counts.get(mirror);
+    if (byCountry === undefined) {
+      byCountry = new Map();
+      this.counts.set(mirror, byCountry);
+    }
+    const key = country ?? UNKNOWN_COUNTRY;
+    byCountry.set(key, (byCountry.get(key) ?? 0) + 1);
     this.tiers.set(tier, (this.tiers.get(tier) ?? 0) + 1);
     this.total += 1;
   }
@@ -73,10 +83,11 @@ export class RedirectStatistics {
   summary(): StatisticsSummary {
     const byMirror: Record<string, number> = {};
     const byCountry: Record<string, number> = {};
-    for (const [key, count] of this.counts) {
-      const [mirror, country] = key.split('\u0000') as [string, string];
-      byMirror[mirror] = (byMirror[mirror] ?? 0) + count;
-      byCountry[country] = (byCountry[country] ?? 0) + count;
+    for (const [mirror, countries] of this.counts) {
+      for (const [country, count] of countries) {
+        byMirror[mirror] = (byMirror[mirror] ?? 0) + count;
+        byCountry[country] = (byCountry[country] ?? 0) + count;
+      }
     }
     return {
       since: this.since,
