@@ -179,7 +179,7 @@ export function contentCollections(store: Store): ContentCollections {
   };
 }
 
-export async function ensureIndexes(c: ContentCollections, deliveryTtlSeconds: number): Promise<void> {
+export async function ensureIndexes(c: ContentCollections): Promise<void> {
   await c.channelVersions.createIndex({ keys: { repository: 1, channel: 1, number: -1 } });
   await c.tasks.createIndex({ keys: { state: 1, createdAt: 1 } });
   await c.tasks.createIndex({ keys: { key: 1, state: 1 } });
@@ -188,5 +188,4 @@ export async function ensureIndexes(c: ContentCollections, deliveryTtlSeconds: n
   // Retention finds marked blobs without scanning the index of every published file.
   await c.blobs.createIndex({ keys: { unreferencedSince: 1 }, sparse: true });
   await c.promotions.createIndex({ keys: { repository: 1, seq: -1 } });
-  await c.webhookDeliveries.createIndex({ keys: { receivedAt: 1 }, expireAfterSeconds: deliveryTtlSeconds });
 }

@@ -66,7 +66,7 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
   config.registry.password ??= (await loadOrCreateSecret(config.dataDir, 'admin-password')).value;
 
   const c = contentCollections(store);
-  await ensureIndexes(c, 2 * config.webhookMaxSkewSeconds);
+  await ensureIndexes(c);
   const contentStore = new ContentStore(config.contentDir);
   await contentStore.init();
   const tree = new PublishedTree(config.publishDir);

@@ -46,7 +46,8 @@ describe('publication retention', () => {
     const [retentionTask] = (await content.api('GET', '/api/v1/tasks?kind=retention')).body.tasks;
     const retention = (await content.waitTask(retentionTask.id)).result;
     expect(retention.prunedPublications).toEqual([1]);
-    expect(await exists(path.join(root, 'publications/1.json'))).toBe(false);
+    // the record stays: it is the redirector's log of which publication introduced each blob
+    expect(await exists(path.join(root, 'publications/1.json'))).toBe(true);
     expect(await exists(path.join(root, 'publications/2.json'))).toBe(true);
     // v1's blobs are unreferenced by publications 2 and 3 but still inside the grace period
     expect(retention.markedUnreferenced).toBe(3);

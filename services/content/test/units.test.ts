@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { diffTags } from '../src/domain/channels.js';
-import { parseTimestamp, signBody, verifySignedDelivery } from '../src/hooks/bodhi.js';
+import { parseTimestamp, rememberDelivery, signBody, verifySignedDelivery } from '../src/hooks/bodhi.js';
+import { contentCollections } from '../src/collections.js';
+import { createEmbeddedStore } from '@flotilla/store';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pushedRepositories } from '../src/hooks/distribution.js';
 import { nextLink, parseChallenge } from '../src/sync/registry-client.js';
 import { createTagFilter, globToRegExp } from '../src/sync/tag-filter.js';
@@ -59,6 +64,21 @@ describe('webhook verification', () => {
     expect(parseTimestamp('2026-11-27T12:00:00Z')).toBe(now);
     expect(parseTimestamp('yesterday')).toBeUndefined();
   });
+  it('refuses a replay however long after, since the timestamp is not signed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bodhi-replay-'));
+    const store = createEmbeddedStore({ dir });
+    try {
+      const c = contentCollections(store);
+      const t0 = new Date('2026-01-01T00:00:00Z');
+      await rememberDelivery(c, 'a'.repeat(64), t0);
+      await expect(rememberDelivery(c, 'a'.repeat(64), new Date(t0.getTime() + 7 * 86_400_000))).rejects.toThrow(/already received/);
+      await expect(rememberDelivery(c, 'b'.repeat(64), new Date(t0.getTime() + 7 * 86_400_000))).resolves.toBeUndefined();
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('checks signature and skew', () => {
     const ok = { secret: 's', rawBody: body, signature: signBody('s', body), timestamp: String(now / 1000), maxSkewSeconds: 300, now };
     expect(verifySignedDelivery(ok)).toMatch(/^[0-9a-f]{64}$/);

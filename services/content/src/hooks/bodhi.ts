@@ -73,11 +73,13 @@ export function verifySignedDelivery(input: {
 }
 
 /**
- * Remembers deliveries for the skew window (older ones are refused by their timestamp anyway):
- * a second delivery with the same signature is a replay.
+ * Remembers every accepted delivery: a second delivery with the same signature is a replay.
+ * The signature covers the body only (the contract), so the timestamp can be rewritten by
+ * whoever captured a delivery; forgetting signatures after the skew window would let an old
+ * update be replayed days later with a fresh timestamp. One small record per delivery is kept
+ * for good.
  */
-export async function rememberDelivery(c: ContentCollections, key: string, windowSeconds: number, now = new Date()): Promise<void> {
-  await c.webhookDeliveries.deleteMany({ receivedAt: { $lt: new Date(now.getTime() - 2 * windowSeconds * 1000) } });
+export async function rememberDelivery(c: ContentCollections, key: string, now = new Date()): Promise<void> {
   try {
     await c.webhookDeliveries.insertOne({ _id: `bodhi|${key}`, receivedAt: now });
   } catch (err) {

@@ -77,10 +77,6 @@ export class PublishedTree {
     await this.writeAtomically(this.paths.publication(n), `${JSON.stringify(value, null, 2)}\n`);
   }
 
-  async removePublicationRecord(n: number): Promise<void> {
-    await fs.rm(this.paths.publication(n), { force: true });
-  }
-
   /** Moves `PUBLICATION` to n: the last write of a publication. */
   async writeMarker(n: number): Promise<void> {
     await this.writeAtomically(this.paths.marker, formatPublicationMarker(n));

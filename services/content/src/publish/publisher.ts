@@ -235,7 +235,10 @@ export class Publisher {
   }
 
   /**
-   * Keeps the last K publications. Blobs no retained publication references are marked, and
+   * Keeps the content of the last K publications. The records `publications/<n>.json` of older
+   * ones stay in the tree: they are the log from which the redirector learns which publication
+   * introduced each blob (and crane, reading over HTTP, which repositories exist), so pruning
+   * them would make blobs still in use unknown. Blobs no retained publication references are marked, and
    * removed from the tree once they stayed unreferenced for the grace period (mirrors and
    * clients still on an older publication keep working meanwhile). Runs only when there is
    * something to prune or a removal pending, so a steady-state publish does not walk the index.
@@ -249,7 +252,6 @@ export class Publisher {
     if (prune.length === 0 && !(await this.retentionDue())) return report;
 
     for (const p of prune) {
-      await tree.removePublicationRecord(p.number);
       await c.publications.updateOne({ _id: p._id }, { $set: { state: 'pruned' } });
       report.prunedPublications.push(p.number);
     }

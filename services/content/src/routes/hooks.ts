@@ -46,7 +46,7 @@ export function mountHooks(router: Router, deps: ContentAppDeps): void {
         }),
       );
     }
-    await rememberDelivery(deps.c, key, config.webhookMaxSkewSeconds);
+    await rememberDelivery(deps.c, key);
     const promotions = [];
     for (const plan of plans) promotions.push(await deps.promotions.apply(plan));
     const task = await deps.tasks.submitPublish({ channel: to });
