@@ -1,6 +1,6 @@
 import { OciError, type ParsedDigest } from '@flotilla/protocol';
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { PathNotFoundError, type StorageDriver } from '../storage/driver.js';
@@ -57,17 +57,6 @@ const CHECKPOINT_INTERVAL_MS = 500;
 const CHECKPOINT_BYTES = 8 * 1024 * 1024;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-/** Passes bytes through while feeding them to a hash. */
-class HashingPassThrough extends Transform {
-  constructor(private readonly hash: Hash) {
-    super({ highWaterMark: 256 * 1024 });
-  }
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.hash.update(chunk);
-    callback(null, chunk);
-  }
-}
 
 function unknownUpload(uuid: string): OciError {
   return new OciError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { uuid } });
@@ -164,8 +153,10 @@ export function createUploadSessions(deps: {
       current = { hash: await hashOnDisk(repository, uuid, 'sha256', offset), offset };
     }
     live.delete(key); // only restored once the new bytes are durable and counted
-    const writer = await driver.writer(StoragePaths.uploadData(repository, uuid), offset);
-    const hashing = new HashingPassThrough(current.hash);
+    const hash = current.hash;
+    const writer = await driver.writer(StoragePaths.uploadData(repository, uuid), offset, {
+      observe: (chunk) => hash.update(chunk),
+    });
     const offsetPath = StoragePaths.uploadOffset(repository, uuid);
     // A long chunk checkpoints its offset now and then, so a crash in the middle of a 2 GiB
     // PATCH resumes near where it stopped instead of from the chunk's start.
@@ -178,7 +169,7 @@ export function createUploadSessions(deps: {
       checkpoint = checkpoint.then(() => driver.putContent(offsetPath, String(written), NO_SYNC)).catch(() => undefined);
     }, CHECKPOINT_INTERVAL_MS);
     try {
-      await pipeline(body, hashing, writer.stream);
+      await pipeline(body, writer.stream);
       // No fsync per chunk: complete() fsyncs once before the data becomes a blob, and its
       // digest check catches whatever an OS crash could have lost in between.
       await writer.close();

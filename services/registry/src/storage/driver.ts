@@ -26,8 +26,12 @@ export interface StorageDriver {
    * stopping when the destination closes. Resolves false when the destination went away.
    */
   send(path: string, destination: Writable, start: number, end: number): Promise<boolean>;
-  /** Appends at `offset` (the file is truncated there first); `0` starts a new file. */
-  writer(path: string, offset: number): Promise<FileWriter>;
+  /**
+   * Appends at `offset` (the file is truncated there first); `0` starts a new file.
+   * `observe` sees every chunk, in order, just before it is written (hashing without an
+   * extra stream hop).
+   */
+  writer(path: string, offset: number, options?: { observe?: (chunk: Buffer) => void }): Promise<FileWriter>;
   stat(path: string): Promise<FileInfo>;
   /** Names of the entries directly under `path` (not full paths). */
   list(path: string): Promise<string[]>;
@@ -185,7 +189,8 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
       }
     },
 
-    async writer(path, offset) {
+    async writer(path, offset, options = {}) {
+      const observe = options.observe;
       const file = full(path);
       await fsp.mkdir(dirname(file), { recursive: true });
       const handle = await wrapNotFound(path, () => fsp.open(file, offset === 0 ? 'w' : 'r+', 0o644));
@@ -220,6 +225,7 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
         highWaterMark: 4 * 1024 * 1024,
         writev(chunks, callback) {
           const buffers = chunks.map((c) => c.chunk as Buffer);
+          if (observe) for (const buffer of buffers) observe(buffer);
           handle.writev(buffers, position).then(
             ({ bytesWritten }) => {
               position += bytesWritten;
