@@ -192,6 +192,18 @@ describe('headers', () => {
   });
 });
 
+describe('health and metrics', () => {
+  it('answers /healthz, /readyz and /metrics (with /v2 route patterns, never raw URLs)', async () => {
+    expect((await api('GET', '/healthz', { auth: false })).status).toBe(200);
+    expect((await api('GET', '/readyz', { auth: false })).status).toBe(200);
+    await api('GET', `/v2/${NAME}/manifests/stable`);
+    const metrics = (await api('GET', '/metrics', { auth: false })).body.toString('utf8');
+    expect(metrics).toContain('flotilla_http_request_duration_seconds');
+    expect(metrics).toContain('route="/v2/:name/manifests/:reference"');
+    expect(metrics).not.toContain(`/v2/${NAME}/`);
+  });
+});
+
 describe('bad input leaves storage unchanged', () => {
   let before: string[];
   beforeAll(async () => {
