@@ -202,6 +202,37 @@ describe('gc and fsck', () => {
     expect((await api('GET', `/v2/gc/other/blobs/${fresh.digest}`)).status).toBe(200);
   });
 
+  it('a GC racing manifest pushes never leaves an accepted manifest pointing at a swept blob', async () => {
+    const layers = Array.from({ length: 40 }, () => content(randomBytes(700)));
+    for (const layer of layers) {
+      expect((await api('POST', `/v2/gc/race/blobs/uploads/?digest=${layer.digest}`, { body: layer.bytes })).status).toBe(201);
+    }
+    await age([
+      ...layers.map((l) => hexPath(l.digest)),
+      ...layers.map((l) => join(storageDir, 'repositories', 'gc/race', '_layers', 'sha256', l.digest.slice(7), 'link')),
+    ]);
+    const config = content('{"race":"gc"}');
+    expect((await api('POST', `/v2/gc/race/blobs/uploads/?digest=${config.digest}`, { body: config.bytes })).status).toBe(201);
+    const gc = runGarbageCollection({ storageDir, logger });
+    const pushes = await Promise.all(
+      layers.map(async (layer, i) => {
+        const m = imageManifest(config, [layer]);
+        const res = await api('PUT', `/v2/gc/race/manifests/t${i}`, { body: m.bytes, headers: { 'content-type': OCI_MANIFEST } });
+        return { layer, status: res.status, code: res.errorCode() };
+      }),
+    );
+    const report = await gc;
+    for (const push of pushes) {
+      if (push.status === 201) {
+        expect((await api('HEAD', `/v2/gc/race/blobs/${push.layer.digest}`)).status).toBe(200);
+      } else {
+        expect(push.code).toBe('MANIFEST_BLOB_UNKNOWN');
+      }
+    }
+    expect(report.swept.length + pushes.filter((p) => p.status === 201).length).toBeGreaterThanOrEqual(layers.length - report.restored);
+    expect((await runFsck({ storageDir, logger })).danglingLinks).toEqual([]);
+  });
+
   it('fsck reports corrupt blobs and dangling tags', async () => {
     const image = await pushImage('fsck/app', 'v1');
     const path = hexPath(image.layer.digest);
