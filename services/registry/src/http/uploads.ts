@@ -26,12 +26,13 @@ function chunkOptions(ctx: V2Context, offsetForErrors: () => Promise<number>): P
   const header = ctx.req.headers['content-range'];
   if (header === undefined) return length === undefined ? {} : { length };
   const m = /^(?:bytes[ =])?(\d{1,15})-(\d{1,15})(?:\/(?:\d{1,15}|\*))?$/.exec(header.trim());
-  if (!m) throw new OciError('BLOB_UPLOAD_INVALID', 'malformed Content-Range', { detail: { contentRange: header.slice(0, 80) } });
-  const start = Number(m[1]);
-  const end = Number(m[2]);
-  if (end < start) {
+  const start = Number(m?.[1]);
+  const end = Number(m?.[2]);
+  if (!m || end < start) {
+    // the spec answers an invalid Content-Range like an out-of-order chunk: 416 with the Range
+    // the client can resume from
     return offsetForErrors().then((offset) => {
-      throw rangeNotSatisfiable(offset, 'Content-Range end before start');
+      throw rangeNotSatisfiable(offset, m ? 'Content-Range end before start' : 'malformed Content-Range');
     });
   }
   if (length === undefined) {
