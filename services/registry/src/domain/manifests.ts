@@ -162,7 +162,7 @@ export function createManifestService(deps: {
         if (!(await hasRevision(d)) || !(await blobs.touch(d))) missing.push(d.digest);
       }
       if (missing.length > 0) {
-        throw new OciError('MANIFEST_BLOB_UNKNOWN', undefined, { detail: { missing: missing.slice(0, 20) } });
+        throw new OciError('MANIFEST_BLOB_UNKNOWN', undefined, { detail: { digest: missing[0], missing: missing.slice(0, 20) } });
       }
 
       // content, then its media type, then the revision link, then referrers and tags
