@@ -204,6 +204,7 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
     },
     readyUrl: `${url}/readyz`,
   });
+  // If the bare handler fails to start, the service must not be left running.
   const barePort = await freePort();
   const bare = await startProcess(
     process.execPath,
@@ -214,7 +215,10 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
         `require('node:http').createServer((q,r)=>{if(q.url==='/'){r.end('ok');return}r.writeHead(302,h);r.end()}).listen(${barePort},'127.0.0.1')`,
     ],
     { readyUrl: `http://127.0.0.1:${barePort}/` },
-  );
+  ).catch(async (error: unknown) => {
+    await service.stop();
+    throw error;
+  });
   try {
     // startProcess returns on any answer; wait until /readyz says the tree has been read.
     for (let i = 0; i < 300 && (await fetch(`${url}/readyz`)).status !== 200; i += 1) {
