@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { TreeReader } from './tree/reader.js';
 
 /**
- * Which publication introduced each published blob: `sha256 hex → publication`, read from
+ * Which publication (last) introduced each published blob: `sha256 hex → publication`, read from
  * the tree's `publications/<n>.json` up to the `PUBLICATION` marker (records beyond it belong
  * to a publication still being written and stay invisible). A blob in no publication is not
  * published, and the redirector answers 404 for it.
@@ -113,7 +113,9 @@ export class BlobIndex {
     for (const digest of record.newBlobs) {
       const hex = digest.slice(7);
       const known = this.introduced.get(hex);
-      if (known === undefined || record.publication < known) this.introduced.set(hex, record.publication);
+      // A blob in two records was removed by retention and published again: mirrors that
+      // synced in between deleted it, so only the latest (re)introduction proves a mirror has it.
+      if (known === undefined || record.publication > known) this.introduced.set(hex, record.publication);
     }
   }
 
