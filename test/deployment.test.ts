@@ -124,7 +124,7 @@ describe('deploy/kubernetes', async () => {
       expect(c.readinessProbe.httpGet.path).toBe('/readyz');
       expect(c.livenessProbe.httpGet.path).toBe('/healthz');
       expect(c.resources.requests).toBeDefined();
-      const svc = byKind('Service').find((d) => d.metadata.name === `flotilla-${service}`) as { spec: { ports: Array<{ port: number }> } };
+      const svc = byKind('Service').find((d) => d.metadata.name === `flotilla-${service}`) as unknown as { spec: { ports: Array<{ port: number }> } };
       expect(svc.spec.ports[0]!.port).toBe(port);
       expect(byKind('PodDisruptionBudget').some((d) => d.metadata.name === `flotilla-${service}`)).toBe(true);
     });
@@ -136,7 +136,7 @@ describe('deploy/kubernetes', async () => {
     expect(open).toHaveLength(1);
     expect(open[0]!.spec.podSelector.matchExpressions?.[0]?.values.sort()).toEqual(['crane', 'mirrors']);
     expect(open[0]!.spec.ingress.flatMap((r) => r.ports?.map((p) => p.port) ?? []).sort()).toEqual([SERVICES.crane, SERVICES.mirrors]);
-    const hpas = byKind('HorizontalPodAutoscaler') as Array<{ spec: { scaleTargetRef: { name: string } } }>;
+    const hpas = byKind('HorizontalPodAutoscaler') as unknown as Array<{ spec: { scaleTargetRef: { name: string } } }>;
     expect(hpas.map((h) => h.spec.scaleTargetRef.name).sort()).toEqual(['flotilla-crane', 'flotilla-mirrors']);
   });
 

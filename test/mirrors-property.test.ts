@@ -53,7 +53,6 @@ function doc(i: number, m: MirrorSpec): MirrorDocument {
     name: `m${i}`,
     baseUrl: `http://m${i}.example`,
     continent: '--',
-    families: m.families,
     createdAt: time,
     updatedAt: time,
     claimedPublication: m.publication,

@@ -10,29 +10,19 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeImage, pushImage } from './support/images.js';
+import { freePort } from './support/ports.js';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const PASSWORD = 'crash-admin-password';
 const auth = `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`;
 const logger = pino({ level: 'silent' });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
-}
 
 interface Child {
   url: string;

@@ -17,9 +17,9 @@
 import bcrypt from 'bcryptjs';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './ports.js';
 
 export const DISTRIBUTION_BINARY = '/usr/bin/docker-registry';
 
@@ -42,17 +42,6 @@ export interface RunningDistribution {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export async function startDistribution(options: DistributionOptions = {}): Promise<RunningDistribution> {
   const dir = await mkdtemp(join(tmpdir(), 'flotilla-distribution-'));

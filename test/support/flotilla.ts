@@ -12,9 +12,9 @@
  * ```
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { run, type RunResult } from './clients.js';
+import { freePort } from './ports.js';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const CLI_SOURCE = 'services/cli/src/main.ts';
@@ -27,16 +27,6 @@ export interface ServicePorts {
   content: number;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
-}
 
 export async function freeServicePorts(): Promise<ServicePorts> {
   return { registry: await freePort(), crane: await freePort(), mirrors: await freePort(), content: await freePort() };
