@@ -1,3 +1,5 @@
+import { isConfigError } from '@flotilla/kit';
+
 /** How the CLI talks to people and scripts: one readable line on error, `--json` for scripts. */
 
 export class CliError extends Error {
@@ -37,9 +39,9 @@ export function formatBytes(n: number | undefined): string {
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }
 
-/** Prints the error as one line and exits non-zero. */
+/** Prints the error as one line and exits non-zero (78, EX_CONFIG, for bad configuration). */
 export function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(`flotilla: ${message.split('\n')[0]}\n`);
-  process.exit(err instanceof CliError ? err.exitCode : 1);
+  process.exit(err instanceof CliError ? err.exitCode : isConfigError(err) ? 78 : 1);
 }

@@ -6,16 +6,23 @@ import { createCraneService, loadCraneConfig, main as craneMain } from '@flotill
 import { createMirrorsService, loadMirrorsConfig, main as mirrorsMain } from '@flotilla/mirrors';
 import { createRegistryService, loadRegistryConfig, main as registryMain } from '@flotilla/registry';
 
-/** What the CLI needs of each service: its config loader, its factory and its suite-mode main. */
+export interface SharedDeps {
+  logger: Logger;
+  store: Store;
+  bus: Bus;
+}
+
+/** A service whose configuration is valid: how it listens, and how to build it. */
+export interface ConfiguredService {
+  /** As the service's own `main` listens (crane's timeouts and header limit included). */
+  listen: Omit<ListenOptions, 'logger'>;
+  create(deps: SharedDeps): Promise<ServiceInstance>;
+}
+
+/** What the CLI needs of each service: its configuration, its factory and its suite-mode main. */
 export interface ServiceModule {
-  name: ServiceName;
-  defaultPort: number;
-  /** Builds the service for all-in-one: shared embedded store and local bus. */
-  create(env: NodeJS.ProcessEnv, deps: { logger: Logger; store: Store; bus: Bus }): Promise<{
-    instance: ServiceInstance;
-    /** How to listen, as the service's own `main` would (crane's timeouts and header limit). */
-    listen: Omit<ListenOptions, 'logger'>;
-  }>;
+  /** Validates the service's environment; throws the kit's ConfigError naming the variable. */
+  configure(env: NodeJS.ProcessEnv): ConfiguredService;
   main(env?: NodeJS.ProcessEnv): Promise<unknown>;
 }
 
@@ -24,51 +31,43 @@ export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 export const SERVICES: Record<ServiceName, ServiceModule> = {
   registry: {
-    name: 'registry',
-    defaultPort: 5000,
-    async create(env, deps) {
+    configure(env) {
       const config = loadRegistryConfig(env);
-      const instance = await createRegistryService({ config, logger: deps.logger, bus: deps.bus });
-      return { instance, listen: { host: config.host, port: config.port } };
+      return {
+        listen: { host: config.host, port: config.port },
+        create: ({ logger, bus }) => createRegistryService({ config, logger, bus }),
+      };
     },
     main: registryMain,
   },
   crane: {
-    name: 'crane',
-    defaultPort: 5001,
-    async create(env, deps) {
+    configure(env) {
       const config = loadCraneConfig(env);
-      const instance = await createCraneService({ config, logger: deps.logger, bus: deps.bus });
+      const { host, port, headersTimeoutMs, requestTimeoutMs, maxHeaderSize } = config;
       return {
-        instance,
-        listen: {
-          host: config.host,
-          port: config.port,
-          headersTimeoutMs: config.headersTimeoutMs,
-          requestTimeoutMs: config.requestTimeoutMs,
-          maxHeaderSize: config.maxHeaderSize,
-        },
+        listen: { host, port, headersTimeoutMs, requestTimeoutMs, maxHeaderSize },
+        create: ({ logger, bus }) => createCraneService({ config, logger, bus }),
       };
     },
     main: craneMain,
   },
   mirrors: {
-    name: 'mirrors',
-    defaultPort: 5002,
-    async create(env, deps) {
+    configure(env) {
       const config = loadMirrorsConfig(env);
-      const instance = await createMirrorsService({ config, logger: deps.logger, store: deps.store, bus: deps.bus });
-      return { instance, listen: { host: config.host, port: config.port } };
+      return {
+        listen: { host: config.host, port: config.port },
+        create: (deps) => createMirrorsService({ config, ...deps }),
+      };
     },
     main: mirrorsMain,
   },
   content: {
-    name: 'content',
-    defaultPort: 5003,
-    async create(env, deps) {
+    configure(env) {
       const config = loadContentConfig(env);
-      const instance = await createContentService({ config, logger: deps.logger, store: deps.store, bus: deps.bus });
-      return { instance, listen: { host: config.host, port: config.port } };
+      return {
+        listen: { host: config.host, port: config.port },
+        create: (deps) => createContentService({ config, ...deps }),
+      };
     },
     main: contentMain,
   },

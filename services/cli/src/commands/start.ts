@@ -25,15 +25,17 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
     if (s.created) generated.push(s.path);
   }
 
+  // Every service's configuration is checked before anything is opened or started.
+  const configured = SERVICE_NAMES.map((name) => ({ name, ...SERVICES[name].configure(env) }));
   const store = await openStore({ dataDir, mongoUrl: env.MONGODB_URL, logger: logger.child({ component: 'store' }) });
   const bus = await openBus({ amqpUrl: env.AMQP_URL, logger: logger.child({ component: 'bus' }) });
   const closers: Array<() => Promise<void>> = [];
   const urls: Record<string, string> = {};
   const started: Array<{ stop(): Promise<void> }> = [];
   try {
-    for (const name of SERVICE_NAMES) {
+    for (const { name, listen: how, create } of configured) {
       const svcLogger = logger.child({ service: name });
-      const { instance, listen: how } = await SERVICES[name].create(env, { logger: svcLogger, store, bus });
+      const instance = await create({ logger: svcLogger, store, bus });
       const server = await listen(instance.handler, { ...how, logger: svcLogger });
       await instance.start();
       started.push(instance);

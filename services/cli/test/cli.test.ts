@@ -1,0 +1,84 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveEndpoint } from '../src/endpoints.js';
+import { CliError } from '../src/output.js';
+import { renderProgress } from '../src/progress.js';
+import { run } from '../../../test/support/clients.js';
+import { repoRoot } from '../../../test/support/flotilla.js';
+
+const cli = (args: string[], env: NodeJS.ProcessEnv) =>
+  run(process.execPath, ['--conditions=source', '--import', 'tsx', 'services/cli/src/main.ts', ...args], {
+    cwd: repoRoot,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'silent', ...env },
+    timeoutMs: 60_000,
+  });
+
+describe('endpoints', () => {
+  let dataDir: string;
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'flotilla-cli-'));
+    await mkdir(join(dataDir, 'secrets'));
+    await writeFile(join(dataDir, 'secrets', 'api-token'), 'from-file\n');
+  });
+  afterAll(() => rm(dataDir, { recursive: true, force: true }));
+
+  it('takes flags first, then the environment, then the all-in-one secrets', () => {
+    expect(resolveEndpoint('content', { url: 'http://127.0.0.1:9/', token: 'flag' }, {})).toEqual({ url: 'http://127.0.0.1:9', token: 'flag' });
+    expect(resolveEndpoint('content', {}, { FLOTILLA_API_TOKEN: 'env', FLOTILLA_CONTENT_PORT: '7003', FLOTILLA_DATA_DIR: dataDir })).toEqual({
+      url: 'http://127.0.0.1:7003',
+      token: 'env',
+    });
+    expect(resolveEndpoint('mirrors', { dataDir }, { FLOTILLA_MIRRORS_URL: 'http://127.0.0.1:8/' })).toEqual({ url: 'http://127.0.0.1:8', token: 'from-file' });
+  });
+
+  it('says where a token could come from when there is none', () => {
+    expect(() => resolveEndpoint('content', { dataDir: join(dataDir, 'nowhere') }, {})).toThrow(CliError);
+    expect(() => resolveEndpoint('content', { dataDir: join(dataDir, 'nowhere') }, {})).toThrow(/--token.*FLOTILLA_API_TOKEN.*api-token/);
+  });
+});
+
+describe('progress line', () => {
+  it('draws a bar when the total is known and counters otherwise', () => {
+    expect(renderProgress({ state: 'running', done: 1, total: 4, bytesDone: 2048 }, 8)).toBe('[##......]  25%  1/4  2.0 KiB  running');
+    expect(renderProgress({ state: 'completed', done: 9, total: 3 }, 4)).toMatch(/^\[####\] 100%/);
+    expect(renderProgress({ state: 'waiting' })).toBe('waiting');
+    expect(renderProgress({ state: 'running', done: 3, message: 'writing blobs' })).toBe('3 done  running  writing blobs');
+  });
+});
+
+describe('the flotilla command', () => {
+  it('stops on bad configuration with one line naming the variable and exit code 78', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'flotilla-cli-'));
+    try {
+      const r = await cli(['start'], { FLOTILLA_DATA_DIR: dir, FLOTILLA_CRANE_PORT: 'seventy' });
+      expect(r.code).toBe(78);
+      expect(r.stderr.trim().split('\n')).toEqual([expect.stringContaining('FLOTILLA_CRANE_PORT')]);
+      const served = await cli(['serve', 'mirrors'], { FLOTILLA_DATA_DIR: dir, FLOTILLA_MIRRORS_CRAWL_INTERVAL: 'often' });
+      expect(served.code).toBe(78);
+      expect(served.stderr).toContain('FLOTILLA_MIRRORS_CRAWL_INTERVAL');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports an unreachable API in one line and exits non-zero', async () => {
+    const r = await cli(['--url', 'http://127.0.0.1:9', '--token', 't', 'repos'], {});
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^flotilla: /);
+  });
+
+  it('refuses a promotion without tags or digest as a usage error', async () => {
+    const r = await cli(['--url', 'http://127.0.0.1:9', '--token', 't', 'promote', 'fedora/httpd', '--from', 'testing', '--to', 'stable'], {});
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--tags or --digest');
+  });
+
+  it('rejects an unknown service for serve', async () => {
+    const r = await cli(['serve', 'database'], {});
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/registry, crane, mirrors, content|Allowed choices/);
+  });
+});
