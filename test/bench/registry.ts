@@ -72,10 +72,22 @@ async function curl(args: string[]): Promise<string> {
   return res.stdout;
 }
 
+/**
+ * Writes every dirty page out before a timed transfer. Distribution never fsyncs, so the
+ * 256 MiB it just received are still being written back by the kernel while the next
+ * transfer runs; without this, one server's deferred writeback is charged to whichever
+ * server is measured next. Untimed, and the same for both.
+ */
+async function settleDisk(): Promise<void> {
+  const res = await runCommand('sync', [], { timeoutMs: 120_000 });
+  if (res.code !== 0) throw new Error(`sync failed: ${res.stderr}`);
+}
+
 /** Monolithic PUT of a file; MB/s. */
 async function monolithicPut(t: Target, repo: string, file: string, digest: string, bytes: number): Promise<number> {
   const location = await startUpload(t, repo);
   const sep = location.includes('?') ? '&' : '?';
+  await settleDisk();
   const seconds = await timeIt(() =>
     curl(['-o', '/dev/null', '-X', 'PUT', '-H', 'Content-Type: application/octet-stream', ...authArgs(t), '-T', file, `${location}${sep}digest=${digest}`]),
   );
@@ -85,6 +97,7 @@ async function monolithicPut(t: Target, repo: string, file: string, digest: stri
 /** PATCH each in-memory chunk with Content-Range (undici), then PUT ?digest; MB/s over the whole upload. */
 async function chunkedUpload(t: Target, repo: string, chunks: Buffer[], digest: string): Promise<number> {
   const total = chunks.reduce((n, c) => n + c.length, 0);
+  await settleDisk();
   const seconds = await timeIt(async () => {
     let location = await startUpload(t, repo);
     let start = 0;
@@ -115,6 +128,7 @@ async function chunkedUpload(t: Target, repo: string, chunks: Buffer[], digest: 
 
 /** GET of a blob to /dev/null; MB/s. */
 async function blobGet(t: Target, repo: string, digest: string, bytes: number): Promise<number> {
+  await settleDisk();
   const seconds = await timeIt(() => curl(['-o', '/dev/null', ...authArgs(t), `${t.url}/v2/${repo}/blobs/${digest}`]));
   return bytes / MiB / seconds;
 }

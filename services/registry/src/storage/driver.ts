@@ -5,6 +5,7 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { TEMP_MARKER } from './paths.js';
+import { createAlignedBufferPool, createStagedWriter, type StagedWriter } from './staged-writer.js';
 
 /**
  * The small storage driver (Distribution's `storagedriver.StorageDriver`): ten path-based
@@ -74,7 +75,7 @@ export class PathNotFoundError extends Error {
 }
 
 /** Buffer size of `send`: two of these per download in flight. */
-const SEND_CHUNK_BYTES = 1024 * 1024;
+const SEND_CHUNK_BYTES = 4 * 1024 * 1024;
 
 /** Dirty bytes after which a writer starts an fdatasync in the background. */
 const FLUSH_BEHIND_BYTES = 32 * 1024 * 1024;
@@ -86,6 +87,7 @@ function isNotFound(err: unknown): boolean {
 
 export function createFilesystemDriver(rootDirectory: string): StorageDriver {
   const root = resolve(rootDirectory);
+  const stagingPool = createAlignedBufferPool();
 
   function full(path: string): string {
     const joined = resolve(root, ...path.split('/').filter((p) => p.length > 0));
@@ -204,12 +206,12 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
         await handle.close();
         throw err;
       }
-      let position = offset;
       let unsynced = 0;
       let flushing: Promise<void> | undefined;
       // Flush behind: start writing dirty pages out while the upload is still arriving, so
-      // the fsync at commit has little left to do.
-      const flushBehind = (): void => {
+      // the fsync at commit has little left to do (direct writes leave no dirty pages).
+      const flushBehind = (bytes: number): void => {
+        unsynced += bytes;
         if (unsynced < FLUSH_BEHIND_BYTES || flushing) return;
         unsynced = 0;
         flushing = handle.datasync().then(
@@ -221,22 +223,31 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
           },
         );
       };
-      const stream = new Writable({
-        highWaterMark: 4 * 1024 * 1024,
-        writev(chunks, callback) {
-          const buffers = chunks.map((c) => c.chunk as Buffer);
-          if (observe) for (const buffer of buffers) observe(buffer);
-          handle.writev(buffers, position).then(
-            ({ bytesWritten }) => {
-              position += bytesWritten;
-              unsynced += bytesWritten;
-              flushBehind();
-              callback();
-            },
-            (err: Error) => callback(err),
-          );
-        },
-      });
+      const pair = stagingPool.takePair();
+      let staged: StagedWriter | undefined;
+      let position = offset;
+      let stream: Writable;
+      if (pair) {
+        staged = createStagedWriter({ file, handle, offset, pair, pool: stagingPool, observe, onBuffered: flushBehind });
+        stream = staged.stream;
+      } else {
+        // no aligned buffers to spare: plain buffered appends
+        stream = new Writable({
+          highWaterMark: 4 * 1024 * 1024,
+          writev(chunks, callback) {
+            const buffers = chunks.map((c) => c.chunk as Buffer);
+            if (observe) for (const buffer of buffers) observe(buffer);
+            handle.writev(buffers, position).then(
+              ({ bytesWritten }) => {
+                position += bytesWritten;
+                flushBehind(bytesWritten);
+                callback();
+              },
+              (err: Error) => callback(err),
+            );
+          },
+        });
+      }
       let closed = false;
       const finish = async (sync: boolean): Promise<void> => {
         if (closed) return;
@@ -246,6 +257,7 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
           await finished(stream).catch(() => undefined);
         }
         try {
+          await staged?.settle();
           await flushing;
           if (sync) await handle.sync();
         } finally {
@@ -255,7 +267,7 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
       return {
         stream,
         get size() {
-          return position;
+          return staged ? staged.size : position;
         },
         commit: () => finish(true),
         close: () => finish(false),
@@ -263,6 +275,7 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
           if (!closed) {
             closed = true;
             stream.destroy();
+            await staged?.settle();
             await flushing;
             await handle.close().catch(() => undefined);
           }
