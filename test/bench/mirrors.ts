@@ -190,7 +190,10 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
 
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const service = await startProcess(process.execPath, [serviceEntry('mirrors')], {
+  // BENCH_CPU_PROF_DIR=<dir>: both servers write a V8 CPU profile there when stopped.
+  const profileDir = process.env.BENCH_CPU_PROF_DIR;
+  const profileArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const service = await startProcess(process.execPath, [...profileArgs, serviceEntry('mirrors')], {
     env: {
       ...process.env,
       LOG_LEVEL: 'warn',
@@ -209,8 +212,9 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
   const bare = await startProcess(
     process.execPath,
     [
+      ...profileArgs,
       '-e',
-      `const h={Location:'http://mirror.example.org/pub/flotilla/blobs/sha256/00/${'0'.repeat(64)}','Content-Length':'0'};` +
+      `process.on('SIGTERM',()=>process.exit(0));const h={Location:'http://mirror.example.org/pub/flotilla/blobs/sha256/00/${'0'.repeat(64)}','Content-Length':'0'};` +
         // '/' answers 200 so the readiness probe (which follows redirects) sees it up
         `require('node:http').createServer((q,r)=>{if(q.url==='/'){r.end('ok');return}r.writeHead(302,h);r.end()}).listen(${barePort},'127.0.0.1')`,
     ],

@@ -41,6 +41,17 @@ const MIRRORLIST = '/mirrorlist';
 const UNSPECIFIED: ParsedAddress = { family: 'ipv4', v4: 0, text: '0.0.0.0' };
 const GEO_CACHE_LIMIT = 50_000;
 
+/** What a connection remembers about its client between keep-alive requests. */
+interface ClientState {
+  /** The socket peer with its GeoIP answer. */
+  peer: ClientInfo;
+  /** Whether the peer is a trusted proxy (then X-Forwarded-For decides). */
+  trusted: boolean;
+  /** The last X-Forwarded-For value seen on this connection, and the client it named. */
+  header: string | undefined;
+  forwarded: ClientInfo | undefined;
+}
+
 function isLowerHex(text: string, from: number, to: number): boolean {
   for (let i = from; i < to; i += 1) {
     const c = text.charCodeAt(i);
@@ -79,12 +90,8 @@ export function createRedirector(options: RedirectorOptions): Redirector {
     logger.debug({ url: req.url, status: res.statusCode }, 'redirect request rejected');
   };
 
-  /** The socket peer, or the right-most untrusted X-Forwarded-For entry behind trusted proxies. */
-  const addressOf = (req: IncomingMessage): ParsedAddress => {
-    const peer = parseAddress(req.socket.remoteAddress ?? '') ?? UNSPECIFIED;
-    if (trustedProxies.size === 0 || !trustedProxies.contains(peer)) return peer;
-    const header = forwardedFor(req.rawHeaders);
-    if (header === undefined) return peer;
+  /** The right-most untrusted X-Forwarded-For entry behind the trusted `peer`. */
+  const forwardedClient = (peer: ParsedAddress, header: string): ParsedAddress => {
     const entries = header.split(',');
     let client = peer;
     for (let i = entries.length - 1; i >= 0; i -= 1) {
@@ -109,11 +116,47 @@ export function createRedirector(options: RedirectorOptions): Redirector {
     }
     return info;
   };
+  const infoOf = (address: ParsedAddress): ClientInfo => {
+    const info = geoOf(address);
+    return { address, country: info.country, asn: info.asn };
+  };
+
+  /**
+   * The client of a request, cached per connection: the peer (parsed, checked against the
+   * trusted proxies and looked up once per connection) and, behind a trusted proxy, the last
+   * X-Forwarded-For value with its answer, so a keep-alive connection repeating the same
+   * header parses nothing. Read-only: callers never change it.
+   */
+  // A WeakMap rather than a property on the socket: node's own socket objects keep their shape.
+  const connections = new WeakMap<object, ClientState>();
+  const cachedClientOf = (req: IncomingMessage): ClientInfo => {
+    const socket = req.socket as IncomingMessage['socket'] | null;
+    let state = socket ? connections.get(socket) : undefined;
+    if (state === undefined) {
+      const peer = parseAddress(socket?.remoteAddress ?? '') ?? UNSPECIFIED;
+      state = {
+        peer: infoOf(peer),
+        trusted: trustedProxies.size > 0 && trustedProxies.contains(peer),
+        header: undefined,
+        forwarded: undefined,
+      };
+      // A socket without an address yet (tests' fakes) is not cached.
+      if (socket && socket.remoteAddress !== undefined) connections.set(socket, state);
+    }
+    if (!state.trusted) return state.peer;
+    const header = forwardedFor(req.rawHeaders);
+    if (header === undefined) return state.peer;
+    if (header !== state.header || state.forwarded === undefined) {
+      const address = forwardedClient(state.peer.address, header);
+      state.forwarded = address === state.peer.address ? state.peer : infoOf(address);
+      state.header = header;
+    }
+    return state.forwarded;
+  };
 
   const clientOf = (req: IncomingMessage, countryOverride?: string): ClientInfo => {
-    const address = addressOf(req);
-    const info = geoOf(address);
-    return { address, country: countryOverride ?? info.country, asn: info.asn };
+    const client = cachedClientOf(req);
+    return countryOverride === undefined ? client : { address: client.address, country: countryOverride, asn: client.asn };
   };
 
   const redirectBlob = (req: IncomingMessage, res: ServerResponse, pathname: string): void => {
