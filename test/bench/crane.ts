@@ -153,12 +153,16 @@ export default async function craneBench(ctx: BenchContext): Promise<BenchRow[]>
     const layer = tree.repositories[REPO]!.images['39']![0]!.layers[0]!;
 
     const peak = sampleRss(crane.pid);
+    // wrk shares the 2 cores with the server: one wrk thread (BENCH_WRK_THREADS to change) leaves
+    // the server a core of its own, so p99 measures the server rather than the scheduler.
+    const threads = Number(process.env.BENCH_WRK_THREADS ?? 1);
+    ctx.log(`wrk -t${threads} --latency, ${seconds} s per run`);
     for (const connections of [32, 256]) {
       const headers = { Accept: ACCEPT };
-      const ours = await wrk({ url: `${craneUrl}/v2/${REPO}/manifests/39`, connections, seconds, headers });
-      const blob = await wrk({ url: `${craneUrl}/v2/${REPO}/blobs/${layer}`, connections, seconds });
-      const theirs = await wrk({ url: `${distribution.url}/v2/${REPO}/manifests/39`, connections, seconds, headers });
-      const floor = await wrk({ url: `http://127.0.0.1:${barePort}/`, connections, seconds });
+      const ours = await wrk({ url: `${craneUrl}/v2/${REPO}/manifests/39`, connections, seconds, headers, threads });
+      const blob = await wrk({ url: `${craneUrl}/v2/${REPO}/blobs/${layer}`, connections, seconds, threads });
+      const theirs = await wrk({ url: `${distribution.url}/v2/${REPO}/manifests/39`, connections, seconds, headers, threads });
+      const floor = await wrk({ url: `http://127.0.0.1:${barePort}/`, connections, seconds, threads });
       ctx.log(
         `c=${connections}: crane manifest ${ours.rps.toFixed(0)} req/s (p99 ${ours.p99Ms} ms), blob 307 ${blob.rps.toFixed(0)} req/s (p99 ${blob.p99Ms} ms), Distribution manifest ${theirs.rps.toFixed(0)} req/s (p99 ${theirs.p99Ms} ms), bare node:http ${floor.rps.toFixed(0)} req/s (p99 ${floor.p99Ms} ms)`,
       );
