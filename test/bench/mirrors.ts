@@ -20,6 +20,7 @@ import { buildSelector } from '../../services/mirrors/src/selection/selector.js'
 import { RedirectStatistics } from '../../services/mirrors/src/statistics.js';
 import { createDirectoryTreeReader } from '../../services/mirrors/src/tree/reader.js';
 import { freePort, serviceEntry, startProcess, wrk, type BenchContext, type BenchRow, type WrkResult } from './lib.js';
+import { seeded } from '../support/seeded.js';
 
 const MIRRORS = 1000;
 const NETBLOCKS_PER_MIRROR = 20;
@@ -34,17 +35,6 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-/** Deterministic pseudo-random numbers (mulberry32), so every run registers the same network. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const hex = (random: () => number, length: number): string => {
   let out = '';

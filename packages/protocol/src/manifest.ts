@@ -53,6 +53,9 @@ export interface Descriptor {
   urls?: string[];
 }
 
+/** A descriptor as the referrers API lists it (an entry of the returned index's `manifests`). */
+export type ReferrerDescriptor = Pick<Descriptor, 'mediaType' | 'digest' | 'size' | 'artifactType' | 'annotations'>;
+
 export const ociManifestSchema = z.looseObject({
   schemaVersion: z.literal(2),
   mediaType: z.literal(MediaType.OCI_MANIFEST).optional(),

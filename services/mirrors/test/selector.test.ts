@@ -2,18 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { parseAddress, parseCidr } from '../src/selection/address.js';
 import { continentOf } from '../src/selection/continents.js';
 import { buildSelector, type ClientInfo, type SelectableMirror } from '../src/selection/selector.js';
+import { seeded } from '../../../test/support/seeded.js';
 
-/** mulberry32: a small seeded PRNG so weighted choices are reproducible. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const master = { name: 'master', baseUrl: 'http://master.example/pub' };
 

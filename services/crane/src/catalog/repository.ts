@@ -1,4 +1,4 @@
-import { digestOf, MediaType, parseDigest, type RepositoryMetadata } from '@flotilla/protocol';
+import { digestOf, MediaType, parseDigest, type ReferrerDescriptor, type RepositoryMetadata } from '@flotilla/protocol';
 
 /**
  * One published repository as crane serves it: everything a response needs is computed here,
@@ -16,14 +16,6 @@ export interface ManifestEntry {
   /** Headers when addressed by digest (long-lived cache) and by tag (short cache). */
   readonly headersByDigest: Readonly<Record<string, string>>;
   readonly headersByTag: Readonly<Record<string, string>>;
-}
-
-export interface ReferrerDescriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  artifactType?: string;
-  annotations?: Record<string, string>;
 }
 
 export interface RepositoryView {

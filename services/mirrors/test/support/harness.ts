@@ -16,6 +16,7 @@ import { MirrorsClient } from '../../src/client.js';
 import { loadMirrorsConfig } from '../../src/config.js';
 import type { GeoLookup } from '../../src/geo.js';
 import { createMirrorsService, type MirrorsService } from '../../src/service.js';
+export { seeded } from '../../../../test/support/seeded.js';
 
 export const TEST_TOKEN = 'test-token-0123456789abcdef';
 
@@ -88,14 +89,3 @@ export async function fetchRaw(
   return { status: response.statusCode, headers: response.headers, text };
 }
 
-/** mulberry32: a small seeded PRNG so weighted choices are reproducible. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

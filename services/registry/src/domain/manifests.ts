@@ -8,6 +8,7 @@ import {
   parseDigest,
   parseManifest,
   type ParsedDigest,
+  type ReferrerDescriptor,
 } from '@flotilla/protocol';
 import { PathNotFoundError, type StorageDriver } from '../storage/driver.js';
 import { parseReferrerEntry, StoragePaths } from '../storage/paths.js';
@@ -35,14 +36,6 @@ export interface DeleteManifestResult {
   digest: string;
   /** Tags that pointed at the manifest and were removed with it. */
   tags: string[];
-}
-
-export interface ReferrerDescriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  artifactType?: string;
-  annotations?: Record<string, string>;
 }
 
 /**
