@@ -5,6 +5,7 @@
  * no real database places them.
  */
 import { mkdir, mkdtemp, rm, symlink, cp } from 'node:fs/promises';
+import { Agent, get as httpGet } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -226,6 +227,45 @@ describe('mirror selection through trusted X-Forwarded-For', () => {
     expect(stats.byCountry.DE).toBeGreaterThan(2000);
     const metrics = await fetchRaw(`${harness.url}/metrics`);
     expect(metrics.text).toMatch(/flotilla_mirrors_redirects_total\{[^}]*mirror="campus-lab"[^}]*country="FR"[^}]*\} \d+/);
+  });
+
+  it('on one keep-alive connection, follows each change of client, publication and mirrors', async () => {
+    // The redirector reuses its tier decision across a connection's requests; it must notice
+    // every change. One socket for all requests here, as a proxy or a busy client has.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const sockets = new Set<unknown>();
+    const viaOneSocket = (client: string, digest: string) =>
+      new Promise<string>((resolve, reject) => {
+        const req = httpGet(`${harness.url}/pub/containers/${blobPath(digest)}`, { agent, headers: { 'x-forwarded-for': client } }, (res) => {
+          sockets.add(res.socket);
+          res.resume();
+          res.on('end', () => (res.statusCode === 302 ? resolve(String(res.headers['x-flotilla-mirror'])) : reject(new Error(`status ${res.statusCode}`))));
+        });
+        req.on('error', reject);
+      });
+    try {
+      expect(await viaOneSocket('192.0.2.10', blob2)).toBe('isp');
+      expect(['de-big', 'de-small', 'de-v4']).toContain(await viaOneSocket('192.0.2.200', blob2));
+      expect(await viaOneSocket('192.0.2.10', blob2)).toBe('isp');
+      expect(await viaOneSocket('203.0.113.10', blob2)).toBe('br');
+      const older: Record<string, number> = {};
+      for (let i = 0; i < 50; i += 1) {
+        const name = await viaOneSocket('203.0.113.10', blob1);
+        older[name] = (older[name] ?? 0) + 1;
+      }
+      expect(older['br-behind']).toBeGreaterThan(40);
+      expect(await viaOneSocket('203.0.113.10', blob2)).toBe('br');
+      // A new snapshot: the ASN mirror disabled, then enabled again.
+      const isp = (await harness.client.list()).find((m) => m.name === 'isp')!;
+      await harness.client.update(isp.id, { enabled: false });
+      expect(['de-big', 'de-small', 'de-v4']).toContain(await viaOneSocket('192.0.2.10', blob2));
+      await harness.client.update(isp.id, { enabled: true });
+      await harness.client.crawl(isp.id);
+      expect(await viaOneSocket('192.0.2.10', blob2)).toBe('isp');
+      expect(sockets.size).toBe(1);
+    } finally {
+      agent.destroy();
+    }
   });
 });
 

@@ -5,7 +5,7 @@ import type { BlobIndex } from './blob-index.js';
 import type { GeoInfo, GeoLookup } from './geo.js';
 import { parseAddress, type AddressSet, type ParsedAddress } from './selection/address.js';
 import { isKnownCountry } from './selection/continents.js';
-import type { ClientInfo, Selector } from './selection/selector.js';
+import type { ClientInfo, Plan, Selector } from './selection/selector.js';
 import type { RedirectStatistics } from './statistics.js';
 
 /**
@@ -37,6 +37,9 @@ export interface Redirector {
 
 const PUB_PREFIX = '/pub/containers/';
 const BLOB_PREFIX = '/pub/containers/blobs/sha256/';
+/** `<BLOB_PREFIX><2 hex>/<64 hex>` */
+const BLOB_PATH_LENGTH = BLOB_PREFIX.length + 67;
+const SLASH = 0x2f;
 const MIRRORLIST = '/mirrorlist';
 const UNSPECIFIED: ParsedAddress = { family: 'ipv4', v4: 0, text: '0.0.0.0' };
 const GEO_CACHE_LIMIT = 50_000;
@@ -50,6 +53,11 @@ interface ClientState {
   /** The last X-Forwarded-For value seen on this connection, and the client it named. */
   header: string | undefined;
   forwarded: ClientInfo | undefined;
+  /** The last plan made here, for this selector snapshot, publication and client. */
+  plan: Plan | undefined;
+  planSelector: Selector | undefined;
+  planPublication: number;
+  planClient: ClientInfo | undefined;
 }
 
 function isLowerHex(text: string, from: number, to: number): boolean {
@@ -129,7 +137,7 @@ export function createRedirector(options: RedirectorOptions): Redirector {
    */
   // A WeakMap rather than a property on the socket: node's own socket objects keep their shape.
   const connections = new WeakMap<object, ClientState>();
-  const cachedClientOf = (req: IncomingMessage): ClientInfo => {
+  const connectionOf = (req: IncomingMessage): ClientState => {
     const socket = req.socket as IncomingMessage['socket'] | null;
     let state = socket ? connections.get(socket) : undefined;
     if (state === undefined) {
@@ -139,10 +147,17 @@ export function createRedirector(options: RedirectorOptions): Redirector {
         trusted: trustedProxies.size > 0 && trustedProxies.contains(peer),
         header: undefined,
         forwarded: undefined,
+        plan: undefined,
+        planSelector: undefined,
+        planPublication: 0,
+        planClient: undefined,
       };
       // A socket without an address yet (tests' fakes) is not cached.
       if (socket && socket.remoteAddress !== undefined) connections.set(socket, state);
     }
+    return state;
+  };
+  const clientOn = (state: ClientState, req: IncomingMessage): ClientInfo => {
     if (!state.trusted) return state.peer;
     const header = forwardedFor(req.rawHeaders);
     if (header === undefined) return state.peer;
@@ -153,27 +168,59 @@ export function createRedirector(options: RedirectorOptions): Redirector {
     }
     return state.forwarded;
   };
+  const cachedClientOf = (req: IncomingMessage): ClientInfo => clientOn(connectionOf(req), req);
 
   const clientOf = (req: IncomingMessage, countryOverride?: string): ClientInfo => {
     const client = cachedClientOf(req);
     return countryOverride === undefined ? client : { address: client.address, country: countryOverride, asn: client.asn };
   };
 
-  const redirectBlob = (req: IncomingMessage, res: ServerResponse, pathname: string): void => {
-    const parsed = parseBlobPath(pathname.slice(PUB_PREFIX.length));
-    if (!('hex' in parsed)) {
-      const error = parsed.status === 400 ? problems.badRequest(parsed.detail) : problems.notFound(parsed.detail);
-      fail(req, res, error, pathname);
-      return;
+  /** The publication that introduced the blob at `pathname`, or the error to answer. */
+  const publicationOf = (pathname: string): number | Error => {
+    // Fast path: the index holds only valid digests, so a path of the right shape whose hex
+    // is indexed (and whose directory is the hex's first two characters) needs no more checks.
+    if (pathname.length === BLOB_PATH_LENGTH && pathname.charCodeAt(BLOB_PREFIX.length + 2) === SLASH) {
+      const hex = pathname.slice(BLOB_PREFIX.length + 3);
+      const publication = index.introducedIn(hex);
+      if (
+        publication !== undefined &&
+        pathname.charCodeAt(BLOB_PREFIX.length) === hex.charCodeAt(0) &&
+        pathname.charCodeAt(BLOB_PREFIX.length + 1) === hex.charCodeAt(1)
+      ) {
+        return publication;
+      }
     }
+    // Anything else gets the precise answer: 400 for a malformed path, 404 for the rest.
+    const parsed = parseBlobPath(pathname.slice(PUB_PREFIX.length));
+    if (!('hex' in parsed)) return parsed.status === 400 ? problems.badRequest(parsed.detail) : problems.notFound(parsed.detail);
     const publication = index.introducedIn(parsed.hex);
     if (publication === undefined) {
       statistics.recordNotFound();
-      fail(req, res, problems.notFound('blob is not published'), pathname);
+      return problems.notFound('blob is not published');
+    }
+    return publication;
+  };
+
+  const redirectBlob = (req: IncomingMessage, res: ServerResponse, pathname: string): void => {
+    const publication = publicationOf(pathname);
+    if (typeof publication !== 'number') {
+      fail(req, res, publication, pathname);
       return;
     }
-    const client = clientOf(req);
-    const choice = options.selector().pick(client, publication);
+    const state = connectionOf(req);
+    const client = clientOn(state, req);
+    const selector = options.selector();
+    // Keep-alive clients repeat themselves: the tier and candidates are worked out once per
+    // connection, client, publication and snapshot; each request only draws a mirror.
+    let plan = state.plan;
+    if (plan === undefined || state.planSelector !== selector || state.planPublication !== publication || state.planClient !== client) {
+      plan = selector.plan(client, publication);
+      state.plan = plan;
+      state.planSelector = selector;
+      state.planPublication = publication;
+      state.planClient = client;
+    }
+    const choice = selector.draw(plan);
     statistics.record(choice.name, client.country, choice.tier);
     // A flat header list skips the object walk; a 302 without freshness headers is not cached.
     res.writeHead(302, [

@@ -60,11 +60,27 @@ export interface Choice {
   readonly mirror?: SelectableMirror;
 }
 
+/**
+ * Where a client's requests for blobs of one publication go: the first tier with a mirror
+ * holding it, as a bucket and how many of its mirrors qualify (`bucket` null: the master).
+ * Valid only for the snapshot that made it; the redirector reuses it across a keep-alive
+ * connection's requests and draws a mirror per request.
+ */
+export interface Plan {
+  readonly tier: Tier;
+  readonly bucket: Bucket<SelectableMirror> | null;
+  readonly count: number;
+}
+
 export interface Selector {
   /** Eligible mirrors in this snapshot. */
   readonly size: number;
-  /** The mirror one request for a blob introduced by `required` goes to. */
+  /** The mirror one request for a blob introduced by `required` goes to: `draw(plan(…))`. */
   pick(client: ClientInfo, required: number): Choice;
+  /** The tier and candidates for this client and publication, without the random draw. */
+  plan(client: ClientInfo, required: number): Plan;
+  /** One bandwidth-weighted draw from a plan this snapshot made. */
+  draw(plan: Plan): Choice;
   /** The whole ordered candidate list (each tier shuffled by bandwidth), master last. */
   list(client: ClientInfo, required: number): Choice[];
 }
@@ -204,37 +220,36 @@ export function buildSelector(input: readonly SelectableMirror[], options: Selec
     ];
   };
 
+  const masterPlan: Plan = { tier: 'master', bucket: null, count: 0 };
+  const planFor = (tier: Tier, bucket: Bucket<SelectableMirror> | undefined, required: number): Plan | undefined => {
+    if (bucket === undefined) return undefined;
+    const count = countHolding(bucket, required);
+    return count > 0 ? { tier, bucket, count } : undefined;
+  };
+  const plan = (client: ClientInfo, required: number): Plan => {
+    const fromNetblock = netblocks.firstMatch(client.address, (bucket) => planFor('netblock', bucket, required));
+    if (fromNetblock) return fromNetblock;
+    const family = client.address.family;
+    const country = client.country;
+    const fromAsn = client.asn === null ? undefined : planFor('asn', byAsn.get(client.asn)?.[family], required);
+    if (fromAsn) return fromAsn;
+    if (country !== null) {
+      const fromCountry = planFor('country', byCountry.get(country)?.[family], required);
+      if (fromCountry) return fromCountry;
+      const fromContinent = planFor('continent', continentBuckets(country)?.[family], required);
+      if (fromContinent) return fromContinent;
+    }
+    const global = (country === null ? undefined : globalForCountry.get(country)?.[family]) ?? globalDefault[family];
+    return planFor('global', global, required) ?? masterPlan;
+  };
+  const draw = (chosen: Plan): Choice =>
+    chosen.bucket === null ? masterChoice : choose(chosen.tier, pickWeighted(chosen.bucket, chosen.count, random));
+
   return {
     size: mirrors.length,
-
-    pick(client, required) {
-      const fromNetblock = netblocks.firstMatch(client.address, (bucket) => {
-        const count = countHolding(bucket, required);
-        return count > 0 ? choose('netblock', pickWeighted(bucket, count, random)) : undefined;
-      });
-      if (fromNetblock) return fromNetblock;
-      const family = client.address.family;
-      const country = client.country;
-      if (client.asn !== null) {
-        const bucket = byAsn.get(client.asn)?.[family];
-        const count = bucket ? countHolding(bucket, required) : 0;
-        if (bucket && count > 0) return choose('asn', pickWeighted(bucket, count, random));
-      }
-      if (country !== null) {
-        const inCountry = byCountry.get(country)?.[family];
-        const countInCountry = inCountry ? countHolding(inCountry, required) : 0;
-        if (inCountry && countInCountry > 0) return choose('country', pickWeighted(inCountry, countInCountry, random));
-        const inContinent = continentBuckets(country)?.[family];
-        const countInContinent = inContinent ? countHolding(inContinent, required) : 0;
-        if (inContinent && countInContinent > 0) {
-          return choose('continent', pickWeighted(inContinent, countInContinent, random));
-        }
-      }
-      const global = (country === null ? undefined : globalForCountry.get(country)?.[family]) ?? globalDefault[family];
-      const countGlobal = countHolding(global, required);
-      if (countGlobal > 0) return choose('global', pickWeighted(global, countGlobal, random));
-      return masterChoice;
-    },
+    plan,
+    draw,
+    pick: (client, required) => draw(plan(client, required)),
 
     list(client, required) {
       const seen = new Set<string>();
