@@ -4,7 +4,7 @@
  * `/metrics`, the service's routes, then a 404 and the one error mapper.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type ErrorRequestHandler, type Express, type Request, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { errorFormatForPath, HttpProblem, problems, writeError, type ErrorFormat } from './errors.js';
@@ -44,6 +44,74 @@ export interface ServiceAppOptions {
   errorFormat?: ErrorFormat | ((req: Request) => ErrorFormat);
   /** Default limit for `jsonBody()` when a route does not give one (default `1mb`). */
   jsonLimit?: string | number;
+  /**
+   * The `/healthz`, `/readyz`, `/metrics` handler, when the service also puts it ahead of
+   * the app (see `createOperationalEndpoints`); default: one made from these options.
+   */
+  operational?: LeanHandler;
+}
+
+/** A plain `node:http` handler that answers (and returns true) or leaves the request alone. */
+export type LeanHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+export interface OperationalEndpointsOptions {
+  name: string;
+  logger: Logger;
+  metrics: ServiceMetrics;
+  readiness: Readiness;
+}
+
+const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+const OPERATIONAL_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+/**
+ * `GET`/`HEAD` `/healthz`, `/readyz` and `/metrics` on plain `node:http`. Probes and scrapes
+ * arrive every few seconds for a process's whole life; answered through express, which swaps
+ * the prototypes of every request and response it sees, they widen the type feedback of
+ * node's own HTTP and stream code and every other request gets slower (≈ 2 µs per redirect
+ * after 120 probes, docs/bench/mirrors.md). Services with a lean front call this before
+ * their express app; the app answers these paths with the same handler.
+ */
+export function createOperationalEndpoints(options: OperationalEndpointsOptions): LeanHandler {
+  const { name, logger, metrics, readiness } = options;
+  const health = JSON.stringify({ status: 'ok', service: name });
+  return (req, res) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (!OPERATIONAL_PATHS.has(path) || (req.method !== 'GET' && req.method !== 'HEAD')) return false;
+    const started = performance.now();
+    const id = resolveRequestId(req.headers['x-request-id']);
+    const method = req.method;
+    res.once('close', () => {
+      const ms = performance.now() - started;
+      metrics.observe(path, method, res.statusCode, ms / 1000);
+      const fields: Record<string, unknown> = { reqId: id, method, url, status: res.statusCode, ms: Math.round(ms * 10) / 10 };
+      if (!res.writableFinished) fields.aborted = true;
+      logger.debug(fields, 'request completed');
+    });
+    const send = (status: number, type: string, body: string): void => {
+      res.writeHead(status, {
+        'Content-Type': type,
+        'Content-Length': String(Buffer.byteLength(body)),
+        [REQUEST_ID_HEADER]: id,
+      });
+      res.end(method === 'HEAD' ? undefined : body);
+    };
+    const fail = (err: unknown): void => {
+      logger.warn({ err, path }, 'request failed');
+      if (res.headersSent) res.destroy();
+      else writeError(res, err, { format: 'problem', requestId: id, instance: path });
+    };
+    if (path === '/healthz') {
+      send(200, JSON_CONTENT_TYPE, health);
+    } else if (path === '/readyz') {
+      readiness.run().then((report) => send(report.status === 'ok' ? 200 : 503, JSON_CONTENT_TYPE, JSON.stringify(report)), fail);
+    } else {
+      metrics.registry.metrics().then((text) => send(200, metrics.registry.contentType, text), fail);
+    }
+    return true;
+  };
 }
 
 const REQUEST_LOG = Symbol('flotilla.requestLog');
@@ -92,6 +160,11 @@ export function createServiceApp(options: ServiceAppOptions, mount: (app: Expres
     },
   });
 
+  const operational = options.operational ?? createOperationalEndpoints({ name: options.name, logger, metrics, readiness });
+  app.use((req, res, next) => {
+    if (!operational(req, res)) next();
+  });
+
   app.use((req, res, next) => {
     const started = performance.now();
     const id = resolveRequestId(req.headers['x-request-id']);
@@ -115,21 +188,6 @@ export function createServiceApp(options: ServiceAppOptions, mount: (app: Expres
       else logger.info(fields, 'request completed');
     });
     next();
-  });
-
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok', service: options.name });
-  });
-
-  app.get('/readyz', async (_req, res) => {
-    const report = await readiness.run();
-    res.status(report.status === 'ok' ? 200 : 503).json(report);
-  });
-
-  app.get('/metrics', async (_req, res) => {
-    const text = await metrics.registry.metrics();
-    res.setHeader('Content-Type', metrics.registry.contentType);
-    res.send(text);
   });
 
   mount(app);

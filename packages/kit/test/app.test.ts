@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
   createMetrics,
+  createOperationalEndpoints,
   createServiceApp,
   HttpProblem,
   jsonBody,
@@ -324,5 +325,74 @@ describe('HttpProblem', () => {
     expect(p.title).toBe('Unprocessable Entity');
     expect(p.message).toBe('tag missing');
     expect(p).toBeInstanceOf(Error);
+  });
+});
+
+describe('operational endpoints without express', () => {
+  let lean: RunningServer;
+  let ready = true;
+  let brokenMetrics = false;
+  let passedOn: string[];
+
+  beforeAll(async () => {
+    const metrics = createMetrics('lean-test', { defaultMetrics: false });
+    const scrape = metrics.registry.metrics.bind(metrics.registry);
+    metrics.registry.metrics = () => (brokenMetrics ? Promise.reject(new Error('collector failed')) : scrape());
+    const readiness = new Readiness({ tree: () => ready });
+    const operational = createOperationalEndpoints({ name: 'lean-test', logger, metrics, readiness });
+    passedOn = [];
+    lean = await serve((req, res) => {
+      if (operational(req, res)) return;
+      passedOn.push(`${req.method} ${req.url}`);
+      res.writeHead(418).end();
+    }, logger);
+  });
+
+  const call = async (path: string, method: 'GET' | 'HEAD' | 'POST' = 'GET') => {
+    const res = await request(`${lean.url}${path}`, { method });
+    const text = await res.body.text();
+    return { status: res.statusCode, headers: res.headers, text };
+  };
+
+  it('answers health, readiness and metrics on plain node:http, HEAD without a body', async () => {
+    const health = await call('/healthz');
+    expect(health.status).toBe(200);
+    expect(health.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(health.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(JSON.parse(health.text)).toEqual({ status: 'ok', service: 'lean-test' });
+    const head = await call('/healthz', 'HEAD');
+    expect(head.status).toBe(200);
+    expect(head.text).toBe('');
+    expect(Number(head.headers['content-length'])).toBe(Buffer.byteLength(health.text));
+
+    ready = false;
+    const notReady = await call('/readyz?verbose=1');
+    expect(notReady.status).toBe(503);
+    expect(JSON.parse(notReady.text)).toMatchObject({ status: 'fail', checks: { tree: { status: 'fail' } } });
+    ready = true;
+    expect((await call('/readyz')).status).toBe(200);
+
+    const scraped = await call('/metrics');
+    expect(scraped.status).toBe(200);
+    expect(scraped.headers['content-type']).toContain('text/plain');
+    expect(scraped.text).toMatch(/flotilla_http_request_duration_seconds_count\{service="lean-test",route="\/readyz",method="GET",status="503"\} 1/);
+  });
+
+  it('leaves every other path and method to the next handler', async () => {
+    for (const [path, method] of [['/healthzz', 'GET'], ['/readyz/x', 'GET'], ['/readyz', 'POST'], ['/', 'GET']] as const) {
+      expect((await call(path, method)).status).toBe(418);
+    }
+    expect(passedOn).toEqual(['GET /healthzz', 'GET /readyz/x', 'POST /readyz', 'GET /']);
+  });
+
+  it('answers a failing scrape with problem JSON, not a crash', async () => {
+    brokenMetrics = true;
+    const failed = await call('/metrics');
+    brokenMetrics = false;
+    expect(failed.status).toBe(500);
+    expect(failed.headers['content-type']).toBe('application/problem+json');
+    expect(JSON.parse(failed.text)).toMatchObject({ status: 500 });
+    expect(failed.text).not.toContain('collector failed');
+    expect((await call('/healthz')).status).toBe(200);
   });
 });

@@ -1,4 +1,4 @@
-import { createServiceApp, type Readiness, type ServiceMetrics } from '@flotilla/kit';
+import { createServiceApp, type LeanHandler, type Readiness, type ServiceMetrics } from '@flotilla/kit';
 import type { Express } from 'express';
 import type { Logger } from 'pino';
 
@@ -6,6 +6,8 @@ export interface CraneAppDeps {
   logger: Logger;
   metrics: ServiceMetrics;
   readiness: Readiness;
+  /** The lean `/healthz`, `/readyz`, `/metrics` handler the service also puts ahead of the app. */
+  operational?: LeanHandler;
 }
 
 /**
@@ -14,7 +16,7 @@ export interface CraneAppDeps {
  */
 export function createApp(deps: CraneAppDeps): Express {
   return createServiceApp(
-    { name: 'crane', logger: deps.logger, metrics: deps.metrics, readiness: deps.readiness },
+    { name: 'crane', logger: deps.logger, metrics: deps.metrics, readiness: deps.readiness, operational: deps.operational },
     () => undefined,
   );
 }

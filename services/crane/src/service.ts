@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Bus, Subscription } from '@flotilla/bus';
-import { createMetrics, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
+import { createMetrics, createOperationalEndpoints, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
 import type { ContentPublishedData } from '@flotilla/protocol';
 import type { Logger } from 'pino';
 import { createCredentialCheck, loadHtpasswd } from './access/credentials.js';
@@ -93,7 +93,9 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
       if (!loader.loaded()) throw new Error('no publication loaded yet');
     },
   });
-  const app = createApp({ logger, metrics, readiness });
+  // Probes and scrapes stay off express too (see createOperationalEndpoints).
+  const operational = createOperationalEndpoints({ name: 'crane', logger, metrics, readiness });
+  const app = createApp({ logger, metrics, readiness, operational });
 
   let resolveReady!: () => void;
   const readyPromise = new Promise<void>((resolve) => {
@@ -120,7 +122,7 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
     catalog: loader.current,
     reload,
     handler(req: IncomingMessage, res: ServerResponse) {
-      if (!v2(req, res)) app(req, res);
+      if (!v2(req, res) && !operational(req, res)) app(req, res);
     },
     async start() {
       stopped = false;

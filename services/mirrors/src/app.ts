@@ -1,4 +1,4 @@
-import { createServiceApp, type ReadinessChecks, type ServiceMetrics } from '@flotilla/kit';
+import { createServiceApp, type LeanHandler, type ReadinessChecks, type ServiceMetrics } from '@flotilla/kit';
 import type { Express } from 'express';
 import type { Logger } from 'pino';
 import type { Crawler } from './crawler/crawler.js';
@@ -17,6 +17,8 @@ export interface AppDeps {
   logger: Logger;
   metrics: ServiceMetrics;
   readiness?: ReadinessChecks;
+  /** The lean `/healthz`, `/readyz`, `/metrics` handler the service also puts ahead of the app. */
+  operational?: LeanHandler;
   repository: MirrorRepository;
   crawlLog: CrawlLog;
   crawler: Crawler;
@@ -30,7 +32,14 @@ export interface AppDeps {
 
 export function createApp(deps: AppDeps): Express {
   return createServiceApp(
-    { name: 'mirrors', logger: deps.logger, metrics: deps.metrics, readiness: deps.readiness, errorFormat: 'problem' },
+    {
+      name: 'mirrors',
+      logger: deps.logger,
+      metrics: deps.metrics,
+      readiness: deps.readiness,
+      operational: deps.operational,
+      errorFormat: 'problem',
+    },
     (app) => {
       app.use(publicListRouter({ repository: deps.repository, currentPublication: deps.currentPublication }));
       if (deps.masterDir !== undefined) app.use(masterRouter(deps.masterDir));

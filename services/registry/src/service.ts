@@ -1,4 +1,4 @@
-import { createMetrics, createServiceApp, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
+import { createMetrics, createOperationalEndpoints, createServiceApp, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
 import { createOutbox, type Bus, type Outbox } from '@flotilla/bus';
 import { createEmbeddedStore, type Store } from '@flotilla/store';
 import { readFile } from 'node:fs/promises';
@@ -66,20 +66,15 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     { registry, cache, authenticator, policy, deleteEnabled: config.deleteEnabled, logger: logger.child({ component: 'http' }) },
     metrics,
   );
-  const app = createServiceApp(
-    {
-      name: 'registry',
-      logger,
-      metrics,
-      readiness: {
-        storage: async () => {
-          await driver.list('');
-        },
-        ...(deps.bus ? { bus: () => deps.bus?.ping() } : {}),
-      },
+  const readiness = new Readiness({
+    storage: async () => {
+      await driver.list('');
     },
-    () => undefined,
-  );
+    ...(deps.bus ? { bus: () => deps.bus?.ping() } : {}),
+  });
+  // Probes and scrapes stay off express too (see createOperationalEndpoints).
+  const operational = createOperationalEndpoints({ name: 'registry', logger, metrics, readiness });
+  const app = createServiceApp({ name: 'registry', logger, metrics, readiness, operational }, () => undefined);
 
   let purgeTimer: NodeJS.Timeout | undefined;
   const purge = (): void => {
@@ -90,7 +85,7 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     name: 'registry',
     registry,
     handler(req, res) {
-      if (!v2(req, res)) app(req, res);
+      if (!v2(req, res) && !operational(req, res)) app(req, res);
     },
     async start() {
       await outbox?.start();
