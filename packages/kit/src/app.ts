@@ -44,12 +44,13 @@ export interface ServiceAppOptions {
   errorFormat?: ErrorFormat | ((req: Request) => ErrorFormat);
   /** Default limit for `jsonBody()` when a route does not give one (default `1mb`). */
   jsonLimit?: string | number;
-  /**
-   * The `/healthz`, `/readyz`, `/metrics` handler, when the service also puts it ahead of
-   * the app (see `createOperationalEndpoints`); default: one made from these options.
-   */
-  operational?: LeanHandler;
 }
+
+/**
+ * The express app, plus its `/healthz`, `/readyz`, `/metrics` handler on plain `node:http`:
+ * services with a lean front call `operational` before the app (see createOperationalEndpoints).
+ */
+export type ServiceApp = Express & { readonly operational: LeanHandler };
 
 /** A plain `node:http` handler that answers (and returns true) or leaves the request alone. */
 export type LeanHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
@@ -69,8 +70,8 @@ const OPERATIONAL_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
  * arrive every few seconds for a process's whole life; answered through express, which swaps
  * the prototypes of every request and response it sees, they widen the type feedback of
  * node's own HTTP and stream code and every other request gets slower (≈ 2 µs per redirect
- * after 120 probes, docs/bench/mirrors.md). Services with a lean front call this before
- * their express app; the app answers these paths with the same handler.
+ * after 120 probes, docs/bench/mirrors.md). The service app answers these paths with it,
+ * and exposes it as `app.operational` for services with a lean front to call first.
  */
 export function createOperationalEndpoints(options: OperationalEndpointsOptions): LeanHandler {
   const { name, logger, metrics, readiness } = options;
@@ -88,6 +89,7 @@ export function createOperationalEndpoints(options: OperationalEndpointsOptions)
       metrics.observe(path, method, res.statusCode, ms / 1000);
       const fields: Record<string, unknown> = { reqId: id, method, url, status: res.statusCode, ms: Math.round(ms * 10) / 10 };
       if (!res.writableFinished) fields.aborted = true;
+      // debug: probes and scrapes would drown the access log
       logger.debug(fields, 'request completed');
     });
     const send = (status: number, type: string, body: string): void => {
@@ -117,8 +119,6 @@ export function createOperationalEndpoints(options: OperationalEndpointsOptions)
 const REQUEST_LOG = Symbol('flotilla.requestLog');
 const JSON_LIMIT_SETTING = 'flotilla json limit';
 const DEFAULT_JSON_LIMIT = '1mb';
-/** Probes and scrapes are logged at debug so they do not drown the access log. */
-const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 function pathOf(req: Request): string {
   const url = req.originalUrl;
@@ -126,7 +126,7 @@ function pathOf(req: Request): string {
   return q === -1 ? url : url.slice(0, q);
 }
 
-export function createServiceApp(options: ServiceAppOptions, mount: (app: Express) => void): Express {
+export function createServiceApp(options: ServiceAppOptions, mount: (app: Express) => void): ServiceApp {
   const { logger, metrics } = options;
   const app = express();
   app.set('x-powered-by', false);
@@ -160,7 +160,7 @@ export function createServiceApp(options: ServiceAppOptions, mount: (app: Expres
     },
   });
 
-  const operational = options.operational ?? createOperationalEndpoints({ name: options.name, logger, metrics, readiness });
+  const operational = createOperationalEndpoints({ name: options.name, logger, metrics, readiness });
   app.use((req, res, next) => {
     if (!operational(req, res)) next();
   });
@@ -184,8 +184,7 @@ export function createServiceApp(options: ServiceAppOptions, mount: (app: Expres
         ms: Math.round(ms * 10) / 10,
       };
       if (!res.writableFinished) fields.aborted = true;
-      if (QUIET_PATHS.has(req.path)) logger.debug(fields, 'request completed');
-      else logger.info(fields, 'request completed');
+      logger.info(fields, 'request completed');
     });
     next();
   });
@@ -211,7 +210,7 @@ export function createServiceApp(options: ServiceAppOptions, mount: (app: Expres
     else log.debug({ status: rendered.status, error: err instanceof Error ? err.message : String(err) }, 'request rejected');
   };
   app.use(mapError);
-  return app;
+  return Object.assign(app, { operational });
 }
 
 /** The 404 for a path no route matched: OCI `NAME_UNKNOWN` under `/v2`, problem JSON elsewhere. */

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Bus, Subscription } from '@flotilla/bus';
-import { createMetrics, createOperationalEndpoints, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
+import { createMetrics, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
 import type { ContentPublishedData } from '@flotilla/protocol';
 import type { Logger } from 'pino';
 import { createCredentialCheck, loadHtpasswd } from './access/credentials.js';
@@ -93,9 +93,7 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
       if (!loader.loaded()) throw new Error('no publication loaded yet');
     },
   });
-  // Probes and scrapes stay off express too (see createOperationalEndpoints).
-  const operational = createOperationalEndpoints({ name: 'crane', logger, metrics, readiness });
-  const app = createApp({ logger, metrics, readiness, operational });
+  const app = createApp({ logger, metrics, readiness });
 
   let resolveReady!: () => void;
   const readyPromise = new Promise<void>((resolve) => {
@@ -122,7 +120,8 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
     catalog: loader.current,
     reload,
     handler(req: IncomingMessage, res: ServerResponse) {
-      if (!v2(req, res) && !operational(req, res)) app(req, res);
+      // Probes and scrapes stay off express too (see createOperationalEndpoints).
+      if (!v2(req, res) && !app.operational(req, res)) app(req, res);
     },
     async start() {
       stopped = false;

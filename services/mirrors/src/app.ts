@@ -1,5 +1,4 @@
-import { createServiceApp, type LeanHandler, type ReadinessChecks, type ServiceMetrics } from '@flotilla/kit';
-import type { Express } from 'express';
+import { createServiceApp, type ReadinessChecks, type ServiceApp, type ServiceMetrics } from '@flotilla/kit';
 import type { Logger } from 'pino';
 import type { Crawler } from './crawler/crawler.js';
 import type { CrawlLog, MirrorRepository } from './mirrors/repository.js';
@@ -17,8 +16,6 @@ export interface AppDeps {
   logger: Logger;
   metrics: ServiceMetrics;
   readiness?: ReadinessChecks;
-  /** The lean `/healthz`, `/readyz`, `/metrics` handler the service also puts ahead of the app. */
-  operational?: LeanHandler;
   repository: MirrorRepository;
   crawlLog: CrawlLog;
   crawler: Crawler;
@@ -30,16 +27,9 @@ export interface AppDeps {
   changed: () => Promise<void>;
 }
 
-export function createApp(deps: AppDeps): Express {
+export function createApp(deps: AppDeps): ServiceApp {
   return createServiceApp(
-    {
-      name: 'mirrors',
-      logger: deps.logger,
-      metrics: deps.metrics,
-      readiness: deps.readiness,
-      operational: deps.operational,
-      errorFormat: 'problem',
-    },
+    { name: 'mirrors', logger: deps.logger, metrics: deps.metrics, readiness: deps.readiness, errorFormat: 'problem' },
     (app) => {
       app.use(publicListRouter({ repository: deps.repository, currentPublication: deps.currentPublication }));
       if (deps.masterDir !== undefined) app.use(masterRouter(deps.masterDir));

@@ -89,6 +89,10 @@ export function parseBlobPath(relative: string): BlobPath {
   return { hex: rest.slice(3) };
 }
 
+function blobPathError(rejected: { status: 400 | 404; detail: string }): Error {
+  return rejected.status === 400 ? problems.badRequest(rejected.detail) : problems.notFound(rejected.detail);
+}
+
 export function createRedirector(options: RedirectorOptions): Redirector {
   const { index, geo, trustedProxies, statistics } = options;
   const logger = options.logger.child({ component: 'redirector' });
@@ -192,7 +196,7 @@ export function createRedirector(options: RedirectorOptions): Redirector {
     }
     // Anything else gets the precise answer: 400 for a malformed path, 404 for the rest.
     const parsed = parseBlobPath(pathname.slice(PUB_PREFIX.length));
-    if (!('hex' in parsed)) return parsed.status === 400 ? problems.badRequest(parsed.detail) : problems.notFound(parsed.detail);
+    if (!('hex' in parsed)) return blobPathError(parsed);
     const publication = index.introducedIn(parsed.hex);
     if (publication === undefined) {
       statistics.recordNotFound();
@@ -246,7 +250,7 @@ export function createRedirector(options: RedirectorOptions): Redirector {
     if (/^sha256:[0-9a-f]{64}$/.test(relative)) relative = `blobs/sha256/${relative.slice(7, 9)}/${relative.slice(7)}`;
     const parsed = parseBlobPath(relative);
     if (!('hex' in parsed)) {
-      fail(req, res, parsed.status === 400 ? problems.badRequest(parsed.detail) : problems.notFound(parsed.detail), MIRRORLIST);
+      fail(req, res, blobPathError(parsed), MIRRORLIST);
       return;
     }
     const countryParam = params.get('country');

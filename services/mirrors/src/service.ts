@@ -1,6 +1,6 @@
 import type { Bus, Subscription } from '@flotilla/bus';
 import { createOutbox, type Outbox } from '@flotilla/bus';
-import { createMetrics, createOperationalEndpoints, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
+import { createMetrics, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
 import { createEvent } from '@flotilla/protocol';
 import type { Store } from '@flotilla/store';
 import type { Logger } from 'pino';
@@ -139,13 +139,10 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
       if (!treeRead) throw new Error('the published tree has not been read yet');
     },
   });
-  // Probes and scrapes stay off express too (see createOperationalEndpoints).
-  const operational = createOperationalEndpoints({ name: 'mirrors', logger, metrics, readiness });
   const app = createApp({
     logger,
     metrics,
     readiness,
-    operational,
     repository,
     crawlLog,
     crawler,
@@ -193,7 +190,8 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
     selector: () => selector,
     refresh,
     handler(req, res) {
-      if (!redirector.handle(req, res) && !operational(req, res)) app(req, res);
+      // Probes and scrapes stay off express too (see createOperationalEndpoints).
+      if (!redirector.handle(req, res) && !app.operational(req, res)) app(req, res);
     },
     start() {
       started ??= (async () => {

@@ -1,4 +1,4 @@
-import { createMetrics, createOperationalEndpoints, createServiceApp, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
+import { createMetrics, createServiceApp, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
 import { createOutbox, type Bus, type Outbox } from '@flotilla/bus';
 import { createEmbeddedStore, type Store } from '@flotilla/store';
 import { readFile } from 'node:fs/promises';
@@ -66,15 +66,20 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     { registry, cache, authenticator, policy, deleteEnabled: config.deleteEnabled, logger: logger.child({ component: 'http' }) },
     metrics,
   );
-  const readiness = new Readiness({
-    storage: async () => {
-      await driver.list('');
+  const app = createServiceApp(
+    {
+      name: 'registry',
+      logger,
+      metrics,
+      readiness: {
+        storage: async () => {
+          await driver.list('');
+        },
+        ...(deps.bus ? { bus: () => deps.bus?.ping() } : {}),
+      },
     },
-    ...(deps.bus ? { bus: () => deps.bus?.ping() } : {}),
-  });
-  // Probes and scrapes stay off express too (see createOperationalEndpoints).
-  const operational = createOperationalEndpoints({ name: 'registry', logger, metrics, readiness });
-  const app = createServiceApp({ name: 'registry', logger, metrics, readiness, operational }, () => undefined);
+    () => undefined,
+  );
 
   let purgeTimer: NodeJS.Timeout | undefined;
   const purge = (): void => {
@@ -85,7 +90,8 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     name: 'registry',
     registry,
     handler(req, res) {
-      if (!v2(req, res) && !operational(req, res)) app(req, res);
+      // Probes and scrapes stay off express too (see createOperationalEndpoints).
+      if (!v2(req, res) && !app.operational(req, res)) app(req, res);
     },
     async start() {
       await outbox?.start();
