@@ -1,3 +1,5 @@
+// First, before anything can tick: see packages/kit/src/tick-shape.ts.
+import '@flotilla/kit/tick-shape';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openBus } from '@flotilla/bus';

@@ -1,3 +1,5 @@
+// First, before anything can tick: see packages/kit/src/tick-shape.ts.
+import '@flotilla/kit/tick-shape';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { openBus } from '@flotilla/bus';

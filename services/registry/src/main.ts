@@ -1,3 +1,5 @@
+// First, before anything can tick: see packages/kit/src/tick-shape.ts.
+import '@flotilla/kit/tick-shape';
 import { createLogger, exitOnConfigError, listen, loadOrCreateSecret, runUntilSignal, type Env } from '@flotilla/kit';
 import { openBus } from '@flotilla/bus';
 import { pathToFileURL } from 'node:url';
