@@ -23,7 +23,7 @@ import {
   freePort,
   ratioRow,
   runCommand,
-  serviceEntry,
+  serveArgs,
   startDockerDistribution,
   startProcess,
   timeIt,
@@ -79,7 +79,7 @@ async function syncFigures(ctx: BenchContext): Promise<BenchRow[]> {
 
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    content = await startProcess(process.execPath, [serviceEntry('content')], {
+    content = await startProcess(process.execPath, serveArgs('content'), {
       env: {
         ...process.env,
         LOG_LEVEL: 'warn',

@@ -14,7 +14,7 @@ import {
   rssMiB,
   runCommand,
   sampleRss,
-  serviceEntry,
+  serveArgs,
   startDockerDistribution,
   startProcess,
   wrk,
@@ -105,7 +105,7 @@ export default async function craneBench(ctx: BenchContext): Promise<BenchRow[]>
   const mirror = await startStaticServer(root);
   const cranePort = await freePort();
   const craneUrl = `http://127.0.0.1:${cranePort}`;
-  const crane = await startProcess(process.execPath, [serviceEntry('crane')], {
+  const crane = await startProcess(process.execPath, serveArgs('crane'), {
     env: {
       ...process.env,
       LOG_LEVEL: 'info',

@@ -216,9 +216,12 @@ export async function startProcess(
   };
 }
 
-/** The compiled entry point of a Flotilla service (`npm run bench` builds first). */
-export function serviceEntry(service: 'registry' | 'content' | 'crane' | 'mirrors'): string {
-  return join(repoRoot, 'services', service, 'dist', 'main.js');
+/**
+ * Node arguments that start a Flotilla service as deployments do (`flotilla serve <service>`,
+ * the compiled CLI; `npm run bench` builds first).
+ */
+export function serveArgs(service: 'registry' | 'content' | 'crane' | 'mirrors'): string[] {
+  return [join(repoRoot, 'services', 'cli', 'dist', 'main.js'), 'serve', service];
 }
 
 /** Starts Docker Distribution (Debian's docker-registry) on a free loopback port. */

@@ -19,7 +19,7 @@ import { createAddressSet, parseAddress, parseCidr } from '../../services/mirror
 import { buildSelector } from '../../services/mirrors/src/selection/selector.js';
 import { RedirectStatistics } from '../../services/mirrors/src/statistics.js';
 import { createDirectoryTreeReader } from '../../services/mirrors/src/tree/reader.js';
-import { freePort, serviceEntry, startProcess, wrk, type BenchContext, type BenchRow, type WrkResult } from './lib.js';
+import { freePort, serveArgs, startProcess, wrk, type BenchContext, type BenchRow, type WrkResult } from './lib.js';
 import { seeded } from '../support/seeded.js';
 
 const MIRRORS = 1000;
@@ -183,7 +183,9 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
   // BENCH_CPU_PROF_DIR=<dir>: both servers write a V8 CPU profile there when stopped.
   const profileDir = process.env.BENCH_CPU_PROF_DIR;
   const profileArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
-  const service = await startProcess(process.execPath, [...profileArgs, serviceEntry('mirrors')], {
+  // BENCH_NODE_ARGS: extra node/V8 flags for the service, for diagnosis (e.g. --perf-basic-prof).
+  const extraArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const service = await startProcess(process.execPath, [...profileArgs, ...extraArgs, ...serveArgs('mirrors')], {
     env: {
       ...process.env,
       LOG_LEVEL: 'warn',

@@ -17,7 +17,7 @@ import {
   ratioRow,
   runCommand,
   sampleRss,
-  serviceEntry,
+  serveArgs,
   startDockerDistribution,
   startProcess,
   timeIt,
@@ -136,7 +136,7 @@ async function blobGet(t: Target, repo: string, digest: string, bytes: number): 
 export default async function registryBench(ctx: BenchContext): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const port = await freePort();
-  const ours = await startProcess(process.execPath, [serviceEntry('registry')], {
+  const ours = await startProcess(process.execPath, serveArgs('registry'), {
     env: {
       ...process.env,
       FLOTILLA_DATA_DIR: join(ctx.workDir, 'ours'),
