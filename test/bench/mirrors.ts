@@ -183,7 +183,7 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
   // BENCH_CPU_PROF_DIR=<dir>: both servers write a V8 CPU profile there when stopped.
   const profileDir = process.env.BENCH_CPU_PROF_DIR;
   const profileArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
-  // BENCH_NODE_ARGS: extra node/V8 flags for the service, for diagnosis (e.g. --perf-basic-prof).
+  // BENCH_NODE_ARGS: extra node/V8 flags for both servers, for diagnosis (e.g. --perf-basic-prof).
   const extraArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const service = await startProcess(process.execPath, [...profileArgs, ...extraArgs, ...serveArgs('mirrors')], {
     env: {
@@ -205,6 +205,7 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
     process.execPath,
     [
       ...profileArgs,
+      ...extraArgs,
       '-e',
       `process.on('SIGTERM',()=>process.exit(0));const h={Location:'http://mirror.example.org/pub/flotilla/blobs/sha256/00/${'0'.repeat(64)}','Content-Length':'0'};` +
         // '/' answers 200 so the readiness probe (which follows redirects) sees it up
