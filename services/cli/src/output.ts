@@ -1,4 +1,3 @@
-import { isConfigError } from '@flotilla/kit';
 
 /** How the CLI talks to people and scripts: one readable line on error, `--json` for scripts. */
 
@@ -40,8 +39,11 @@ export function formatBytes(n: number | undefined): string {
 }
 
 /** Prints the error as one line and exits non-zero (78, EX_CONFIG, for bad configuration). */
-export function fail(err: unknown): never {
+export async function fail(err: unknown): Promise<never> {
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(`flotilla: ${message.split('\n')[0]}\n`);
+  // A ConfigError comes from a loaded kit, so this import costs nothing then; the CLI does not
+  // load kit up front.
+  const { isConfigError } = await import('@flotilla/kit');
   process.exit(err instanceof CliError ? err.exitCode : isConfigError(err) ? 78 : 1);
 }

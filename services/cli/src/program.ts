@@ -1,14 +1,11 @@
 import { Command, Option } from 'commander';
-import { ContentClient } from '@flotilla/content';
-import { MirrorsClient } from '@flotilla/mirrors';
-import { runFsck, runGarbageCollection } from '@flotilla/registry';
-import { createLogger } from '@flotilla/kit';
+import { ContentClient } from '@flotilla/content/client';
+import { MirrorsClient } from '@flotilla/mirrors/client';
 import { join } from 'node:path';
-import { startAllInOne } from './commands/start.js';
 import { watchTask } from './commands/tasks.js';
 import { dataDirOf, resolveEndpoint, type EndpointFlags } from './endpoints.js';
 import { CliError, emit, table } from './output.js';
-import { SERVICES, SERVICE_NAMES, type ServiceName } from './services.js';
+import { loadService, SERVICE_NAMES, type ServiceName } from './services.js';
 
 interface GlobalFlags extends EndpointFlags {
   json?: boolean;
@@ -36,14 +33,14 @@ export function buildProgram(): Command {
   program
     .command('start')
     .description('run every service in one process (embedded store, in-process bus)')
-    .action(async () => startAllInOne());
+    .action(async () => (await import('./commands/start.js')).startAllInOne());
 
   program
     .command('serve')
     .description('run one service on its own (suite mode: MONGODB_URL, AMQP_URL)')
     .addArgument(new Command().createArgument('<service>', 'registry | crane | mirrors | content').choices(SERVICE_NAMES))
     .action(async (service: ServiceName) => {
-      await SERVICES[service].main(process.env);
+      await (await loadService(service)).main(process.env);
     });
 
   const registry = program.command('registry').description('registry operations');
@@ -54,6 +51,7 @@ export function buildProgram(): Command {
     .description('remove unreferenced blobs while the registry keeps serving')
     .option('--dry-run', 'report what would be removed, remove nothing')
     .action(async (opts: { dryRun?: boolean }, cmd: Command) => {
+      const [{ runGarbageCollection }, { createLogger }] = await Promise.all([import('@flotilla/registry'), import('@flotilla/kit')]);
       const logger = createLogger({ name: 'flotilla-gc' });
       const report = await runGarbageCollection({ storageDir: storageDir(cmd), dryRun: Boolean(opts.dryRun), logger });
       emit(report, flags(cmd), (r) => JSON.stringify(r, null, 2));
@@ -62,6 +60,7 @@ export function buildProgram(): Command {
     .command('fsck')
     .description('re-hash every blob; report corrupt or orphaned files')
     .action(async (_opts: unknown, cmd: Command) => {
+      const [{ runFsck }, { createLogger }] = await Promise.all([import('@flotilla/registry'), import('@flotilla/kit')]);
       const logger = createLogger({ name: 'flotilla-fsck' });
       const report = await runFsck({ storageDir: storageDir(cmd), logger });
       emit(report, flags(cmd), (r) => JSON.stringify(r, null, 2));

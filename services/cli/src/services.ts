@@ -1,10 +1,6 @@
 import type { Bus } from '@flotilla/bus';
 import type { ListenOptions, Logger, ServiceInstance } from '@flotilla/kit';
 import type { Store } from '@flotilla/store';
-import { createContentService, loadContentConfig, main as contentMain } from '@flotilla/content';
-import { createCraneService, loadCraneConfig, main as craneMain } from '@flotilla/crane';
-import { createMirrorsService, loadMirrorsConfig, main as mirrorsMain } from '@flotilla/mirrors';
-import { createRegistryService, loadRegistryConfig, main as registryMain } from '@flotilla/registry';
 
 export interface SharedDeps {
   logger: Logger;
@@ -29,46 +25,66 @@ export interface ServiceModule {
 export const SERVICE_NAMES = ['registry', 'crane', 'mirrors', 'content'] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
-export const SERVICES: Record<ServiceName, ServiceModule> = {
-  registry: {
-    configure(env) {
-      const config = loadRegistryConfig(env);
-      return {
-        listen: { host: config.host, port: config.port },
-        create: ({ logger, bus }) => createRegistryService({ config, logger, bus }),
-      };
-    },
-    main: registryMain,
+/**
+ * Each service's package is loaded only when a command needs it: the CLI's other commands
+ * (and `serve` of another service) start without evaluating four services' dependency trees.
+ */
+const LOADERS: Record<ServiceName, () => Promise<ServiceModule>> = {
+  async registry() {
+    const { createRegistryService, loadRegistryConfig, main } = await import('@flotilla/registry');
+    return {
+      configure(env) {
+        const config = loadRegistryConfig(env);
+        return {
+          listen: { host: config.host, port: config.port },
+          create: ({ logger, bus }) => createRegistryService({ config, logger, bus }),
+        };
+      },
+      main,
+    };
   },
-  crane: {
-    configure(env) {
-      const config = loadCraneConfig(env);
-      const { host, port, headersTimeoutMs, requestTimeoutMs, maxHeaderSize } = config;
-      return {
-        listen: { host, port, headersTimeoutMs, requestTimeoutMs, maxHeaderSize },
-        create: ({ logger, bus }) => createCraneService({ config, logger, bus }),
-      };
-    },
-    main: craneMain,
+  async crane() {
+    const { createCraneService, loadCraneConfig, main } = await import('@flotilla/crane');
+    return {
+      configure(env) {
+        const config = loadCraneConfig(env);
+        const { host, port, headersTimeoutMs, requestTimeoutMs, maxHeaderSize } = config;
+        return {
+          listen: { host, port, headersTimeoutMs, requestTimeoutMs, maxHeaderSize },
+          create: ({ logger, bus }) => createCraneService({ config, logger, bus }),
+        };
+      },
+      main,
+    };
   },
-  mirrors: {
-    configure(env) {
-      const config = loadMirrorsConfig(env);
-      return {
-        listen: { host: config.host, port: config.port },
-        create: (deps) => createMirrorsService({ config, ...deps }),
-      };
-    },
-    main: mirrorsMain,
+  async mirrors() {
+    const { createMirrorsService, loadMirrorsConfig, main } = await import('@flotilla/mirrors');
+    return {
+      configure(env) {
+        const config = loadMirrorsConfig(env);
+        return {
+          listen: { host: config.host, port: config.port },
+          create: (deps) => createMirrorsService({ config, ...deps }),
+        };
+      },
+      main,
+    };
   },
-  content: {
-    configure(env) {
-      const config = loadContentConfig(env);
-      return {
-        listen: { host: config.host, port: config.port },
-        create: (deps) => createContentService({ config, ...deps }),
-      };
-    },
-    main: contentMain,
+  async content() {
+    const { createContentService, loadContentConfig, main } = await import('@flotilla/content');
+    return {
+      configure(env) {
+        const config = loadContentConfig(env);
+        return {
+          listen: { host: config.host, port: config.port },
+          create: (deps) => createContentService({ config, ...deps }),
+        };
+      },
+      main,
+    };
   },
 };
+
+export function loadService(name: ServiceName): Promise<ServiceModule> {
+  return LOADERS[name]();
+}

@@ -82,3 +82,33 @@ describe('the flotilla command', () => {
     expect(r.stderr).toMatch(/registry, crane, mirrors, content|Allowed choices/);
   });
 });
+
+describe('start-up', () => {
+  // Every command starts from main.ts; a service's package (express, the store drivers, GeoIP,
+  // …) is loaded only by the command that needs it, so `flotilla repos` does not pay for four
+  // services. Follows the CLI's own static imports and lists the packages they reach.
+  it('loads no service package and not the kit chassis until a command needs them', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { dirname, resolve } = await import('node:path');
+    const staticImport = /^import\s+(?!type\b)(?:[^'"]*?from\s+)?['"]([^'"]+)['"]/gm;
+    const seen = new Set<string>();
+    const packages = new Set<string>();
+    const visit = async (file: string): Promise<void> => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      const source = await readFile(file, 'utf8');
+      for (const [, specifier] of source.matchAll(staticImport)) {
+        if (specifier!.startsWith('.'))
+          await visit(resolve(dirname(file), specifier!.replace(/\.js$/, '.ts')));
+        else packages.add(specifier!);
+      }
+    };
+    await visit(join(repoRoot, 'services/cli/src/main.ts'));
+    expect(seen.size).toBeGreaterThan(3);
+    expect([...packages].filter((p) => p.startsWith('@flotilla/')).sort()).toEqual([
+      '@flotilla/content/client',
+      '@flotilla/kit/tick-shape',
+      '@flotilla/mirrors/client',
+    ]);
+  });
+});

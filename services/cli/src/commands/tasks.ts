@@ -1,4 +1,4 @@
-import type { ContentClient } from '@flotilla/content';
+import type { ContentClient } from '@flotilla/content/client';
 import { CliError, emit, type OutputOptions } from '../output.js';
 import { ProgressLine } from '../progress.js';
 
