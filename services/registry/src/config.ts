@@ -13,6 +13,7 @@ export const registryConfigSchema = z.object({
   FLOTILLA_ADMIN_PASSWORD: z.string().optional(),
   FLOTILLA_REGISTRY_HTPASSWD: z.string().optional(),
   FLOTILLA_REGISTRY_ACCESS_FILE: z.string().optional(),
+  FLOTILLA_REGISTRY_AUTH_RELOAD_INTERVAL: durationMs().default(5_000),
   FLOTILLA_REGISTRY_ANONYMOUS_PULL: bool().default(true),
   AMQP_URL: url({ protocols: ['amqp:', 'amqps:'] }).optional(),
   LOG_LEVEL: logLevel().optional(),
@@ -30,6 +31,8 @@ export interface RegistryConfig {
   adminPassword?: string | undefined;
   htpasswdFile?: string | undefined;
   accessFile?: string | undefined;
+  /** How often the htpasswd and access files are checked for changes; 0 = never. */
+  authReloadIntervalMs?: number;
   anonymousPull: boolean;
   amqpUrl?: string | undefined;
   logLevel?: string | undefined;
@@ -47,6 +50,7 @@ export function loadRegistryConfig(env: Env = process.env): RegistryConfig {
     adminPassword: raw.FLOTILLA_ADMIN_PASSWORD,
     htpasswdFile: raw.FLOTILLA_REGISTRY_HTPASSWD,
     accessFile: raw.FLOTILLA_REGISTRY_ACCESS_FILE,
+    authReloadIntervalMs: raw.FLOTILLA_REGISTRY_AUTH_RELOAD_INTERVAL,
     anonymousPull: raw.FLOTILLA_REGISTRY_ANONYMOUS_PULL,
     amqpUrl: raw.AMQP_URL,
     logLevel: raw.LOG_LEVEL,

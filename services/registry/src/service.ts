@@ -1,11 +1,9 @@
 import { createMetrics, createServiceApp, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
 import { createOutbox, type Bus, type Outbox } from '@flotilla/bus';
 import { createEmbeddedStore, type Store } from '@flotilla/store';
-import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { accessFileSchema, createAccessPolicy, type AccessFile } from './auth/access.js';
+import { loadAuthFiles } from './auth/auth-files.js';
 import { createAuthenticator } from './auth/authenticator.js';
-import { createUserDirectory, parseHtpasswd } from './auth/htpasswd.js';
 import type { RegistryConfig } from './config.js';
 import { createManifestCache, withManifestCache } from './domain/cached-manifests.js';
 import { createRegistry, type ManifestDecorator, type Registry } from './domain/registry.js';
@@ -40,15 +38,19 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
   const logger = deps.logger.child({ service: 'registry' });
   const metrics = deps.metrics ?? createMetrics('registry');
 
-  const htpasswd = config.htpasswdFile ? parseHtpasswd(await readFile(config.htpasswdFile, 'utf8')) : undefined;
-  let accessFile: AccessFile | undefined;
-  if (config.accessFile) accessFile = accessFileSchema.parse(JSON.parse(await readFile(config.accessFile, 'utf8')));
-  const users = createUserDirectory({
-    ...(htpasswd ? { htpasswd } : {}),
-    ...(config.adminPassword ? { adminPassword: config.adminPassword } : {}),
+  // Users and rules come from files that are re-read when they change; the authenticator
+  // forgets what it verified whenever they do (only ever after both exist: the reload is timed).
+  const authFiles = await loadAuthFiles({
+    htpasswdFile: config.htpasswdFile,
+    accessFile: config.accessFile,
+    adminPassword: config.adminPassword,
+    anonymousPull: config.anonymousPull,
+    logger: logger.child({ component: 'auth' }),
+    reloadIntervalMs: config.authReloadIntervalMs ?? 5_000,
+    onChange: () => authenticator.forget(),
   });
-  const authenticator = createAuthenticator({ users });
-  const policy = createAccessPolicy({ anonymousPull: config.anonymousPull, ...(accessFile ? { accessFile } : {}) });
+  const authenticator = createAuthenticator({ users: authFiles.users });
+  const policy = authFiles.policy;
 
   const driver = createFilesystemDriver(config.storageDir);
   await removeTemporaryFiles(driver, logger);
@@ -101,6 +103,7 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     },
     async stop() {
       if (purgeTimer) clearInterval(purgeTimer);
+      authFiles.stop();
       await outbox?.stop();
       await ownStore?.close();
     },

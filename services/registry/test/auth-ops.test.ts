@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadAuthFiles } from '../src/auth/auth-files.js';
 import { createAuthenticator } from '../src/auth/authenticator.js';
 import { createUserDirectory } from '../src/auth/htpasswd.js';
 import { runFsck } from '../src/ops/fsck.js';
@@ -122,6 +123,95 @@ describe('auth', () => {
     await expect(authenticator.authenticate(basic('carol', 'bad'))).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
     await expect(authenticator.authenticate(basic('carol', 'bad'))).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
     expect(calls).toBe(2);
+  });
+});
+
+describe('auth files are re-read when they change', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'flotilla-auth-reload-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  const entry = (user: string, password: string) => `${user}:${bcrypt.hashSync(password, 4)}\n`;
+
+  it('a user added to or removed from htpasswd takes effect without a restart, forgetting verified headers', async () => {
+    const htpasswd = join(dir, 'htpasswd-live');
+    await writeFile(htpasswd, entry('alice', 'a'));
+    const reg = await startTestRegistry({ htpasswdFile: htpasswd, anonymousPull: false, authReloadIntervalMs: 25 });
+    const api = makeApi(() => reg.url);
+    try {
+      expect((await api('GET', '/v2/', { auth: basic('alice', 'a') })).status).toBe(200); // now cached
+      expect((await api('GET', '/v2/', { auth: basic('carol', 'c') })).status).toBe(401);
+      await writeFile(htpasswd, entry('carol', 'c'));
+      let status = 401;
+      for (let i = 0; i < 200 && status !== 200; i += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+        status = (await api('GET', '/v2/', { auth: basic('carol', 'c') })).status;
+      }
+      expect(status).toBe(200);
+      // alice's header was verified before the change; the reload made the registry forget it.
+      expect((await api('GET', '/v2/', { auth: basic('alice', 'a') })).status).toBe(401);
+    } finally {
+      await reg.stop();
+    }
+  });
+
+  it('a file that no longer parses, or is gone, leaves the previous version in force', async () => {
+    const htpasswd = join(dir, 'htpasswd-typo');
+    const access = join(dir, 'access-typo.json');
+    const rules = (repositories: string[]) => JSON.stringify({ rules: [{ users: ['carol'], repositories, actions: ['pull'] }] });
+    await writeFile(htpasswd, entry('carol', 'c'));
+    await writeFile(access, rules(['team/*']));
+    let forgotten = 0;
+    const files = await loadAuthFiles({
+      htpasswdFile: htpasswd,
+      accessFile: access,
+      anonymousPull: false,
+      logger,
+      reloadIntervalMs: 0,
+      onChange: () => (forgotten += 1),
+    });
+    expect(files.policy.allows('carol', 'team/app', 'pull')).toBe(true);
+
+    await writeFile(htpasswd, 'carol:not-a-bcrypt-hash\n');
+    await writeFile(access, '{"rules": [');
+    expect(await files.reload()).toBe(false);
+    expect(await files.users.verify('carol', 'c')).toBe(true);
+    expect(files.policy.allows('carol', 'team/app', 'pull')).toBe(true);
+
+    await rm(htpasswd);
+    expect(await files.reload()).toBe(false);
+    expect(await files.users.verify('carol', 'c')).toBe(true);
+    expect(forgotten).toBe(0);
+
+    await writeFile(htpasswd, entry('dave', 'd'));
+    await writeFile(access, rules(['other/*']));
+    expect(await files.reload()).toBe(true);
+    expect(forgotten).toBe(1);
+    expect(await files.users.verify('dave', 'd')).toBe(true);
+    expect(await files.users.verify('carol', 'c')).toBe(false);
+    expect(files.policy.allows('carol', 'team/app', 'pull')).toBe(false);
+    expect(files.policy.allows('carol', 'other/app', 'pull')).toBe(true);
+    expect(await files.reload()).toBe(false); // unchanged text: nothing re-parsed
+  });
+
+  it('a check in flight when the users change is not remembered', async () => {
+    let release = (): void => undefined;
+    const users = {
+      verify: () =>
+        new Promise<boolean>((resolve) => {
+          release = () => resolve(true);
+        }),
+    };
+    const authenticator = createAuthenticator({ users });
+    const header = basic('erin', 'e');
+    const pending = authenticator.authenticate(header);
+    authenticator.forget();
+    release();
+    expect(await pending).toBe('erin');
+    expect(authenticator.cached(header)).toBeUndefined();
   });
 });
 

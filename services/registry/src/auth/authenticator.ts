@@ -12,6 +12,8 @@ export interface Authenticator {
   authenticate(header: string | undefined): Promise<string | undefined>;
   /** The cached answer, if any, without doing work (the hot path's synchronous check). */
   cached(header: string): { user: string | undefined } | 'invalid' | undefined;
+  /** Forgets every verified header (the users changed); checks in flight are not remembered. */
+  forget(): void;
 }
 
 export const REALM = 'flotilla';
@@ -40,6 +42,8 @@ export function createAuthenticator(options: {
   const now = options.now ?? Date.now;
   const cache = new Map<string, CacheEntry>();
   const inFlight = new Map<string, Promise<CacheEntry>>();
+  // Bumped by forget(): a check that started against the old users is not remembered.
+  let generation = 0;
 
   function remember(header: string, entry: CacheEntry): void {
     cache.delete(header);
@@ -87,14 +91,27 @@ export function createAuthenticator(options: {
       if (entry === undefined) {
         let pending = inFlight.get(header);
         if (pending === undefined) {
-          pending = verify(header).finally(() => inFlight.delete(header));
-          inFlight.set(header, pending);
+          const started = generation;
+          const check: Promise<CacheEntry> = verify(header)
+            .then((result) => {
+              if (started === generation) remember(header, result);
+              return result;
+            })
+            .finally(() => {
+              if (inFlight.get(header) === check) inFlight.delete(header);
+            });
+          inFlight.set(header, check);
+          pending = check;
         }
         entry = await pending;
-        remember(header, entry);
       }
       if (!entry.valid) throw unauthorized('invalid credentials');
       return entry.user;
+    },
+    forget() {
+      generation += 1;
+      cache.clear();
+      inFlight.clear();
     },
   };
 }
