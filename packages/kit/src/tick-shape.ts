@@ -8,7 +8,7 @@
  * the map; the next tick object gets a new one, the recorded map no longer matches, and the
  * feedback turns megamorphic for good. From then on every tick goes through V8's runtime
  * (`Runtime_DefineKeyedOwnPropertyInLiteral`), which cost the redirector about 2.5 µs of CPU
- * per request: a quarter of its budget. Which processes fell into that state depended on
+ * per request, several times what its own code costs. Which processes fell into that state depended on
  * when their collections happened to run, so identical processes differed.
  *
  * Keeping one tick object alive keeps its map, and the maps it was built from, alive.
