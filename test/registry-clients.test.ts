@@ -40,6 +40,7 @@ async function startRegistry(dir: string): Promise<Running> {
       uploadTtlMs: 3_600_000,
       adminPassword: PASSWORD,
       anonymousPull: true,
+      authReloadIntervalMs: 0,
     },
     logger,
     bus,

@@ -4,7 +4,6 @@ import { continentOf } from '../src/selection/continents.js';
 import { buildSelector, type ClientInfo, type SelectableMirror } from '../src/selection/selector.js';
 import { seeded } from '../../../test/support/seeded.js';
 
-
 const master = { name: 'master', baseUrl: 'http://master.example/pub' };
 
 function mirror(name: string, over: Partial<SelectableMirror> = {}): SelectableMirror {

@@ -32,7 +32,7 @@ export interface RegistryConfig {
   htpasswdFile?: string | undefined;
   accessFile?: string | undefined;
   /** How often the htpasswd and access files are checked for changes; 0 = never. */
-  authReloadIntervalMs?: number;
+  authReloadIntervalMs: number;
   anonymousPull: boolean;
   amqpUrl?: string | undefined;
   logLevel?: string | undefined;

@@ -46,7 +46,7 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     adminPassword: config.adminPassword,
     anonymousPull: config.anonymousPull,
     logger: logger.child({ component: 'auth' }),
-    reloadIntervalMs: config.authReloadIntervalMs ?? 5_000,
+    reloadIntervalMs: config.authReloadIntervalMs,
     onChange: () => authenticator.forget(),
   });
   const authenticator = createAuthenticator({ users: authFiles.users });

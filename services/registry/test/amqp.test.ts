@@ -64,6 +64,7 @@ describe.skipIf(!reachable)('registry events over RabbitMQ', () => {
         uploadTtlMs: 3_600_000,
         adminPassword: ADMIN_PASSWORD,
         anonymousPull: true,
+        authReloadIntervalMs: 0,
       },
       logger,
       bus,

@@ -41,6 +41,7 @@ export async function startTestRegistry(overrides: Partial<RegistryConfig> = {})
     uploadTtlMs: 24 * 3_600_000,
     adminPassword: ADMIN_PASSWORD,
     anonymousPull: true,
+    authReloadIntervalMs: 0,
     ...overrides,
   };
   const service = await createRegistryService({ config, logger, bus });

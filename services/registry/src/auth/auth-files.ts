@@ -36,78 +36,76 @@ export interface AuthFilesOptions {
 /** Stands for a file that cannot be read (a NUL never appears in either format). */
 const MISSING = '\u0000missing';
 
+/** One configured file (or none) and the value parsed from its text in force. */
+interface WatchedFile<T> {
+  readonly value: T;
+  /** Re-reads the file; true when a new version was parsed and is now in force. */
+  refresh(): Promise<boolean>;
+}
+
+async function watchFile<T>(
+  path: string | undefined,
+  parse: (text: string | undefined) => T,
+  what: string,
+  logger: Logger,
+): Promise<WatchedFile<T>> {
+  // The text last seen, good or bad: a bad version is logged once, not at every poll.
+  let seen = path === undefined ? undefined : await readFile(path, 'utf8');
+  let value = parse(seen);
+  return {
+    get value() {
+      return value;
+    },
+    async refresh() {
+      if (path === undefined) return false;
+      const text = await readFile(path, 'utf8').catch(() => MISSING);
+      if (text === seen) return false;
+      seen = text;
+      if (text === MISSING) {
+        logger.error({ path }, `${what} is gone; the previous version stays in force`);
+        return false;
+      }
+      try {
+        value = parse(text);
+      } catch (error) {
+        logger.error(
+          { path, err: error },
+          `${what} is invalid; the previous version stays in force`,
+        );
+        return false;
+      }
+      logger.info({ path }, `${what} reloaded`);
+      return true;
+    },
+  };
+}
+
 export async function loadAuthFiles(options: AuthFilesOptions): Promise<AuthFiles> {
   const { htpasswdFile, accessFile, logger } = options;
-  const parseUsers = (text: string | undefined): UserDirectory =>
-    createUserDirectory({
-      ...(text !== undefined ? { htpasswd: parseHtpasswd(text) } : {}),
-      ...(options.adminPassword ? { adminPassword: options.adminPassword } : {}),
-    });
-  const parsePolicy = (text: string | undefined): AccessPolicy =>
-    createAccessPolicy({
-      anonymousPull: options.anonymousPull,
-      ...(text !== undefined ? { accessFile: accessFileSchema.parse(JSON.parse(text)) } : {}),
-    });
-
-  let usersText = htpasswdFile ? await readFile(htpasswdFile, 'utf8') : undefined;
-  let users = parseUsers(usersText);
-  let policyText = accessFile ? await readFile(accessFile, 'utf8') : undefined;
-  let policy = parsePolicy(policyText);
-
-  /**
-   * Reads `path` and parses it if its text changed. A bad version is remembered without a
-   * value, so it is logged once, not at every poll.
-   */
-  async function refresh<T>(
-    path: string,
-    current: string | undefined,
-    parse: (text: string) => T,
-    what: string,
-  ): Promise<{ text: string; value?: T } | undefined> {
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch {
-      text = MISSING;
-    }
-    if (text === current) return undefined;
-    if (text === MISSING) {
-      logger.error({ path }, `${what} is gone; the previous version stays in force`);
-      return { text };
-    }
-    try {
-      return { text, value: parse(text) };
-    } catch (error) {
-      logger.error({ path, err: error }, `${what} is invalid; the previous version stays in force`);
-      return { text };
-    }
-  }
+  const users = await watchFile(
+    htpasswdFile,
+    (text) =>
+      createUserDirectory({
+        ...(text !== undefined ? { htpasswd: parseHtpasswd(text) } : {}),
+        ...(options.adminPassword ? { adminPassword: options.adminPassword } : {}),
+      }),
+    'htpasswd file',
+    logger,
+  );
+  const policy = await watchFile(
+    accessFile,
+    (text) =>
+      createAccessPolicy({
+        anonymousPull: options.anonymousPull,
+        ...(text !== undefined ? { accessFile: accessFileSchema.parse(JSON.parse(text)) } : {}),
+      }),
+    'access file',
+    logger,
+  );
 
   let running: Promise<boolean> | undefined;
   async function reloadOnce(): Promise<boolean> {
-    let changed = false;
-    if (htpasswdFile) {
-      const next = await refresh(htpasswdFile, usersText, parseUsers, 'htpasswd file');
-      if (next) {
-        usersText = next.text;
-        if (next.value !== undefined) {
-          users = next.value;
-          changed = true;
-          logger.info({ path: htpasswdFile }, 'htpasswd file reloaded');
-        }
-      }
-    }
-    if (accessFile) {
-      const next = await refresh(accessFile, policyText, parsePolicy, 'access file');
-      if (next) {
-        policyText = next.text;
-        if (next.value !== undefined) {
-          policy = next.value;
-          changed = true;
-          logger.info({ path: accessFile }, 'access file reloaded');
-        }
-      }
-    }
+    const changed = [await users.refresh(), await policy.refresh()].includes(true);
     if (changed) options.onChange?.();
     return changed;
   }
@@ -121,12 +119,12 @@ export async function loadAuthFiles(options: AuthFilesOptions): Promise<AuthFile
   timer?.unref();
 
   return {
-    users: { verify: (user, password) => users.verify(user, password) },
+    users: { verify: (user, password) => users.value.verify(user, password) },
     policy: {
       get anonymousPull() {
-        return policy.anonymousPull;
+        return policy.value.anonymousPull;
       },
-      allows: (user, repository, action) => policy.allows(user, repository, action),
+      allows: (user, repository, action) => policy.value.allows(user, repository, action),
     },
     reload,
     stop() {
