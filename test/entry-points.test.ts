@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 
 // Every process entry point must keep a tick object before any other module is evaluated
-// (packages/kit/src/tick-shape.ts explains why); ES modules evaluate in import order.
+// (packages/kit/src/tick-shape.ts explains why), then set the heap's growth before any service
+// allocates (packages/kit/src/heap-growth.ts); ES modules evaluate in import order.
 const ENTRY_POINTS = [
   'services/cli/src/main.ts',
   'services/registry/src/main.ts',
@@ -13,11 +14,14 @@ const ENTRY_POINTS = [
 
 describe('entry points', () => {
   it.each(ENTRY_POINTS)(
-    '%s imports @flotilla/kit/tick-shape before anything else',
+    '%s imports @flotilla/kit/tick-shape, then @flotilla/kit/heap-growth, before anything else',
     async (path) => {
       const source = await readFile(new URL(`../${path}`, import.meta.url), 'utf8');
-      const firstImport = source.split('\n').find((line) => /^import\b/.test(line));
-      expect(firstImport).toBe("import '@flotilla/kit/tick-shape';");
+      const imports = source.split('\n').filter((line) => /^import\b/.test(line));
+      expect(imports.slice(0, 2)).toEqual([
+        "import '@flotilla/kit/tick-shape';",
+        "import '@flotilla/kit/heap-growth';",
+      ]);
     },
   );
 });

@@ -1,5 +1,7 @@
 // First, before anything can tick: see packages/kit/src/tick-shape.ts.
 import '@flotilla/kit/tick-shape';
+// Second: see packages/kit/src/heap-growth.ts.
+import '@flotilla/kit/heap-growth';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openBus } from '@flotilla/bus';
