@@ -7,6 +7,7 @@ import { createAuthenticator } from './auth/authenticator.js';
 import type { RegistryConfig } from './config.js';
 import { createManifestCache, withManifestCache } from './domain/cached-manifests.js';
 import { createRegistry, type ManifestDecorator, type Registry } from './domain/registry.js';
+import { createDigester } from './domain/digests.js';
 import { withManifestEvents } from './events/notifying-manifests.js';
 import { createV2Handler } from './http/router.js';
 import { createFilesystemDriver } from './storage/driver.js';
@@ -63,7 +64,8 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     outbox = createOutbox({ store, bus: deps.bus, logger });
     decorators.push(withManifestEvents(outbox, logger));
   }
-  const registry = createRegistry({ driver, logger, uploadTtlMs: config.uploadTtlMs, decorateManifests: decorators });
+  const digester = createDigester();
+  const registry = createRegistry({ driver, logger, uploadTtlMs: config.uploadTtlMs, decorateManifests: decorators, digester });
   const v2 = createV2Handler(
     { registry, cache, authenticator, policy, deleteEnabled: config.deleteEnabled, logger: logger.child({ component: 'http' }) },
     metrics,
@@ -106,6 +108,7 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
       authFiles.stop();
       await outbox?.stop();
       await ownStore?.close();
+      await digester.close();
     },
     async ready() {
       await driver.list('').catch(() => undefined);

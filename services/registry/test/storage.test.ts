@@ -1,4 +1,5 @@
 /** The filesystem storage driver's contract (Distribution's driver testsuite, in small). */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,7 +75,11 @@ describe('filesystem driver', () => {
       const start = cuts[part] as number;
       const end = cuts[part + 1] as number;
       const seen: Buffer[] = [];
-      const writer = await driver.writer('up/big', start, { observe: (c) => seen.push(Buffer.from(c)) });
+      const writer = await driver.writer('up/big', start, {
+        observe: (c) => {
+          seen.push(Buffer.from(c));
+        },
+      });
       const pieces: Buffer[] = [];
       for (let at = start; at < end; at += 65_537) pieces.push(data.subarray(at, Math.min(at + 65_537, end)));
       await pipeline(Readable.from(pieces), writer.stream);
@@ -83,6 +88,32 @@ describe('filesystem driver', () => {
       expect(Buffer.concat(seen).equals(data.subarray(start, end))).toBe(true);
     }
     expect((await driver.getContent('up/big')).equals(data)).toBe(true);
+  });
+
+  it('writer reuses a staging buffer only after the promise observe returned for it has settled', async () => {
+    // The hashing thread reads each full staging buffer after `observe` returns; the bytes it
+    // reads when it gets to them must still be the ones observed.
+    const total = 5 * 1024 * 1024 + 99;
+    const data = randomBytes(total); // no period: a refilled buffer never repeats the old bytes
+    const observed: Buffer[] = [];
+    const readLater: Array<Promise<Buffer>> = [];
+    const writer = await driver.writer('up/slow-reader', 0, {
+      observe: (chunk) => {
+        observed.push(Buffer.from(chunk));
+        const read = new Promise<Buffer>((resolve) => setTimeout(() => resolve(Buffer.from(chunk)), 20));
+        readLater.push(read);
+        return read.then(() => undefined);
+      },
+    });
+    const pieces: Buffer[] = [];
+    for (let at = 0; at < total; at += 100_003) pieces.push(data.subarray(at, Math.min(at + 100_003, total)));
+    await pipeline(Readable.from(pieces), writer.stream);
+    await writer.commit();
+    expect(observed.length).toBeGreaterThan(4);
+    const late = await Promise.all(readLater);
+    expect(Buffer.concat(late).equals(data)).toBe(true);
+    expect(Buffer.concat(observed).equals(data)).toBe(true);
+    expect((await driver.getContent('up/slow-reader')).equals(data)).toBe(true);
   });
 
   it('writer refuses an offset past the end of the file', async () => {

@@ -5,6 +5,7 @@ import { PathNotFoundError } from '../storage/driver.js';
 import { StoragePaths } from '../storage/paths.js';
 import { createGlobalBlobStore, createLinkedBlobStore, type GlobalBlobStore, type LinkedBlobStore } from './blobs.js';
 import { createManifestService, type ManifestService } from './manifests.js';
+import type { Digester } from './digests.js';
 import { createUploadSessions, type UploadSessions } from './uploads.js';
 
 /** One repository's view: its linked blobs and its manifests (tags and referrers included). */
@@ -33,10 +34,18 @@ export function createRegistry(deps: {
   logger: Logger;
   uploadTtlMs: number;
   decorateManifests?: ManifestDecorator[];
+  /** Running digests of uploads (the service passes one with a hashing thread). */
+  digester?: Digester;
 }): Registry {
   const { driver, logger } = deps;
   const blobs = createGlobalBlobStore(driver);
-  const uploads = createUploadSessions({ driver, blobs, logger: logger.child({ component: 'uploads' }), ttlMs: deps.uploadTtlMs });
+  const uploads = createUploadSessions({
+    driver,
+    blobs,
+    logger: logger.child({ component: 'uploads' }),
+    ttlMs: deps.uploadTtlMs,
+    ...(deps.digester ? { digester: deps.digester } : {}),
+  });
   const decorators = deps.decorateManifests ?? [];
 
   async function repositoryNames(): Promise<string[]> {

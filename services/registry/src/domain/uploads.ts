@@ -1,16 +1,18 @@
 import { OciError, type ParsedDigest } from '@flotilla/protocol';
-import { createHash, randomUUID, type Hash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import { PathNotFoundError, type StorageDriver } from '../storage/driver.js';
+import { PathNotFoundError, type FileWriter, type StorageDriver } from '../storage/driver.js';
 import { StoragePaths } from '../storage/paths.js';
 import type { BlobInfo, GlobalBlobStore, LinkedBlobStore } from './blobs.js';
+import { createDigester, type Digester, type RunningDigest } from './digests.js';
 
 /**
  * Blob upload sessions (`_uploads/<uuid>/`). Bytes are hashed while they are written, never
- * buffered. The live sha256 state stays in memory keyed by session; Node cannot serialise a
- * hash, so after a restart (or a failed request) the data already on disk is re-hashed once.
+ * buffered (on the digester's hashing thread). The live sha256 state stays in memory keyed by
+ * session; Node cannot serialise a hash, so after a restart (or a failed request, or a lost
+ * hashing thread) the data already on disk is re-hashed once.
  * `offset` on disk counts the bytes acknowledged to the client; bytes past it (a crash in the
  * middle of a chunk) are truncated away when the session resumes. Chunks are not fsynced one
  * by one: the data is fsynced once, when the upload completes and before it becomes a blob.
@@ -48,7 +50,7 @@ export interface UploadSessions {
 }
 
 interface LiveHash {
-  hash: Hash;
+  digest: RunningDigest;
   offset: number;
 }
 
@@ -75,8 +77,11 @@ export function createUploadSessions(deps: {
   blobs: GlobalBlobStore;
   logger: Logger;
   ttlMs: number;
+  /** Where running digests are computed; inline on the calling thread by default. */
+  digester?: Digester;
 }): UploadSessions {
   const { driver, logger, ttlMs } = deps;
+  const digester = deps.digester ?? createDigester({ thread: false });
   const live = new Map<string, LiveHash>();
   const locks = new Map<string, Promise<unknown>>();
 
@@ -123,17 +128,28 @@ export function createUploadSessions(deps: {
     return { uuid, repository, offset, startedAt };
   }
 
+  /** Forgets a session's running digest (and frees its state on the hashing thread). */
+  function forget(key: string): void {
+    live.get(key)?.digest.dispose();
+    live.delete(key);
+  }
+
   async function discard(repository: string, uuid: string): Promise<void> {
-    live.delete(`${repository}\n${uuid}`);
+    forget(`${repository}\n${uuid}`);
     await driver.delete(StoragePaths.uploadDir(repository, uuid));
   }
 
-  async function hashOnDisk(repository: string, uuid: string, algorithm: string, length: number): Promise<Hash> {
-    const hash = createHash(algorithm);
-    if (length === 0) return hash;
-    const reader = await driver.reader(StoragePaths.uploadData(repository, uuid), 0, length - 1);
-    for await (const chunk of reader) hash.update(chunk as Buffer);
-    return hash;
+  async function hashOnDisk(repository: string, uuid: string, algorithm: string, length: number): Promise<RunningDigest> {
+    const digest = digester.start(algorithm);
+    if (length === 0) return digest;
+    try {
+      const reader = await driver.reader(StoragePaths.uploadData(repository, uuid), 0, length - 1);
+      for await (const chunk of reader) await digest.update(chunk as Buffer);
+    } catch (err) {
+      digest.dispose();
+      throw err;
+    }
+    return digest;
   }
 
   async function appendLocked(
@@ -150,13 +166,20 @@ export function createUploadSessions(deps: {
     let current = live.get(key);
     if (current?.offset !== offset) {
       logger.debug({ uuid, offset }, 'rehashing upload data');
-      current = { hash: await hashOnDisk(repository, uuid, 'sha256', offset), offset };
+      forget(key);
+      current = { digest: await hashOnDisk(repository, uuid, 'sha256', offset), offset };
     }
     live.delete(key); // only restored once the new bytes are durable and counted
-    const hash = current.hash;
-    const writer = await driver.writer(StoragePaths.uploadData(repository, uuid), offset, {
-      observe: (chunk) => hash.update(chunk),
-    });
+    const digest = current.digest;
+    let writer: FileWriter;
+    try {
+      writer = await driver.writer(StoragePaths.uploadData(repository, uuid), offset, {
+        observe: (chunk) => digest.update(chunk),
+      });
+    } catch (err) {
+      digest.dispose();
+      throw err;
+    }
     const offsetPath = StoragePaths.uploadOffset(repository, uuid);
     // A long chunk checkpoints its offset now and then, so a crash in the middle of a 2 GiB
     // PATCH resumes near where it stopped instead of from the chunk's start.
@@ -178,6 +201,7 @@ export function createUploadSessions(deps: {
       await checkpoint;
       // Keep what arrived (the session stays resumable from there); the hash is not trusted.
       await writer.close().catch(() => undefined);
+      digest.dispose();
       const kept = writer.size;
       await driver.putContent(offsetPath, String(kept), NO_SYNC);
       logger.debug({ uuid, kept, err }, 'upload chunk interrupted');
@@ -195,12 +219,32 @@ export function createUploadSessions(deps: {
     await driver.putContent(StoragePaths.uploadOffset(repository, uuid), String(newOffset), NO_SYNC);
     const received = newOffset - offset;
     if (options.length !== undefined && received !== options.length) {
+      digest.dispose();
       throw new OciError('SIZE_INVALID', `received ${received} bytes, expected ${options.length}`, {
         detail: { received, expected: options.length },
       });
     }
-    live.set(key, { hash: current.hash, offset: newOffset });
+    live.set(key, { digest, offset: newOffset });
     return { ...state, offset: newOffset };
+  }
+
+  /** The data's digest: from the live state when it covers every byte, else from the disk. */
+  async function digestOf(key: string, state: UploadState, algorithm: string): Promise<string> {
+    const current = live.get(key);
+    if (algorithm === 'sha256' && current?.offset === state.offset) {
+      try {
+        return await current.digest.hex();
+      } catch (err) {
+        logger.warn({ uuid: state.uuid, err }, 'running digest lost; rehashing upload data');
+        forget(key);
+      }
+    }
+    const fromDisk = await hashOnDisk(state.repository, state.uuid, algorithm, state.offset);
+    try {
+      return await fromDisk.hex();
+    } finally {
+      fromDisk.dispose();
+    }
   }
 
   return {
@@ -212,7 +256,7 @@ export function createUploadSessions(deps: {
       await driver.putContent(StoragePaths.uploadData(repository, uuid), '', NO_SYNC);
       await driver.putContent(StoragePaths.uploadStartedAt(repository, uuid), startedAt.toISOString(), NO_SYNC);
       await driver.putContent(StoragePaths.uploadOffset(repository, uuid), '0', NO_SYNC);
-      live.set(`${repository}\n${uuid}`, { hash: createHash('sha256'), offset: 0 });
+      live.set(`${repository}\n${uuid}`, { digest: digester.start('sha256'), offset: 0 });
       return { uuid, repository, offset: 0, startedAt };
     },
 
@@ -239,11 +283,7 @@ export function createUploadSessions(deps: {
           throw err;
         });
         if (body) state = await appendLocked(key, state, body, options);
-        const current = live.get(key);
-        const hex =
-          digest.algorithm === 'sha256' && current?.offset === state.offset
-            ? current.hash.copy().digest('hex')
-            : (await hashOnDisk(repository, uuid, digest.algorithm, state.offset)).digest('hex');
+        const hex = await digestOf(key, state, digest.algorithm);
         if (hex !== digest.hex) {
           await discard(repository, uuid);
           throw new OciError('DIGEST_INVALID', undefined, {

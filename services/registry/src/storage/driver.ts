@@ -32,7 +32,7 @@ export interface StorageDriver {
    * `observe` sees every chunk, in order, just before it is written (hashing without an
    * extra stream hop).
    */
-  writer(path: string, offset: number, options?: { observe?: (chunk: Buffer) => void }): Promise<FileWriter>;
+  writer(path: string, offset: number, options?: { observe?: (chunk: Buffer) => Promise<void> | void }): Promise<FileWriter>;
   stat(path: string): Promise<FileInfo>;
   /** Names of the entries directly under `path` (not full paths). */
   list(path: string): Promise<string[]>;

@@ -28,12 +28,13 @@ export const STAGING_BYTES = 1024 * 1024;
 const WASM_PAGE = 64 * 1024;
 
 interface WasmMemoryConstructor {
-  new (descriptor: { initial: number; maximum: number }): { buffer: ArrayBuffer };
+  new (descriptor: { initial: number; maximum: number; shared: boolean }): { buffer: SharedArrayBuffer };
 }
 
 /**
  * Page-aligned buffers: Node's `Buffer` memory comes from malloc (16-byte aligned at best),
- * a WebAssembly memory is mapped on its own pages. Kept for reuse, bounded.
+ * a WebAssembly memory is mapped on its own pages. Shared memory, so that the hashing thread
+ * reads a full buffer without a copy. Kept for reuse, bounded.
  */
 export interface AlignedBufferPool {
   /** Two buffers, or undefined when the pool is at its limit or cannot allocate. */
@@ -57,7 +58,7 @@ export function createAlignedBufferPool(options: { maxLivePairs?: number; maxFre
       if (!Memory || live >= maxLive) return undefined;
       try {
         const pages = (2 * STAGING_BYTES) / WASM_PAGE;
-        const memory = new Memory({ initial: pages, maximum: pages });
+        const memory = new Memory({ initial: pages, maximum: pages, shared: true });
         live++;
         return [Buffer.from(memory.buffer, 0, STAGING_BYTES), Buffer.from(memory.buffer, STAGING_BYTES, STAGING_BYTES)];
       } catch {
@@ -90,8 +91,10 @@ export interface StagedWriter {
 
 /**
  * A Writable that appends to `handle` from `offset` through two staging buffers. `observe`
- * sees the bytes in file order just before they are written; `onBuffered` is told how many
- * bytes went through the page cache (flush-behind accounting).
+ * sees the bytes in file order just before they are written; a buffer is refilled only once
+ * both its write and the promise `observe` returned for it have settled (the hashing thread
+ * reads it meanwhile). `onBuffered` is told how many bytes went through the page cache
+ * (flush-behind accounting).
  */
 export function createStagedWriter(args: {
   file: string;
@@ -99,7 +102,7 @@ export function createStagedWriter(args: {
   offset: number;
   pair: [Buffer, Buffer];
   pool: AlignedBufferPool;
-  observe: ((chunk: Buffer) => void) | undefined;
+  observe: ((chunk: Buffer) => Promise<void> | void) | undefined;
   onBuffered: (bytes: number) => void;
 }): StagedWriter {
   const { file, handle, pair, pool, observe, onBuffered } = args;
@@ -162,12 +165,12 @@ export function createStagedWriter(args: {
     const end = fill;
     const bufferBase = base;
     if (end > start) {
-      observe?.(buffer.subarray(start, end));
+      const seen = observe?.(buffer.subarray(start, end));
       const run = chain.then(() => (failure ? undefined : flush(buffer, bufferBase, start, end)));
       chain = run.catch((err: unknown) => {
         failure ??= err instanceof Error ? err : new Error(String(err));
       });
-      busy[which] = chain;
+      busy[which] = seen ? Promise.all([chain, seen]).then(() => undefined) : chain;
     }
     base += end;
     which ^= 1;
@@ -214,6 +217,7 @@ export function createStagedWriter(args: {
     async settle() {
       if (settled) return;
       settled = true;
+      await Promise.all(busy);
       await chain;
       pool.givePair(pair);
       await direct?.close().catch(() => undefined);
