@@ -99,8 +99,10 @@ export class ContentClient {
     return (await this.call<{ tasks: TaskView[] }>('GET', '/api/v1/tasks', undefined, query)).tasks;
   }
 
-  task(id: string): Promise<TaskView> {
-    return this.call('GET', `/api/v1/tasks/${encodeURIComponent(id)}`);
+  /** One task; with `waitSeconds` (at most 60) the server answers once it ends or that time has passed. */
+  task(id: string, options: { waitSeconds?: number } = {}): Promise<TaskView> {
+    const query = options.waitSeconds ? { wait: String(options.waitSeconds) } : undefined;
+    return this.call('GET', `/api/v1/tasks/${encodeURIComponent(id)}`, undefined, query);
   }
 
   cancelTask(id: string): Promise<TaskView> {

@@ -86,10 +86,10 @@ export async function startContent(env: Record<string, string> = {}, options: St
   const waitTask = async (id: string, timeoutMs = 20_000) => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const { body } = await api('GET', `/api/v1/tasks/${id}`);
+      // long poll: the answer comes when the task ends (or after a second)
+      const { body } = await api('GET', `/api/v1/tasks/${id}?wait=1`);
       if (['completed', 'failed', 'canceled'].includes(body.state)) return body;
       if (Date.now() > deadline) throw new Error(`task ${id} still ${body.state}`);
-      await new Promise((r) => setTimeout(r, 50));
     }
   };
 

@@ -43,6 +43,42 @@ describe('tasks', () => {
     expect(again.headers['content-type']).toMatch(/problem\+json/);
   });
 
+  it('answers GET /tasks/:id?wait= when the task ends, or as it stands when the wait runs out', async () => {
+    const { upstream, content } = await setup();
+    for (let i = 0; i < 3; i++) upstream.addImage('waited', `t${i}`, { layers: 1 });
+    upstream.blobDelayMs = 300;
+    const r = await content.api('POST', '/api/v1/syncs', { repository: 'waited' });
+    const id = r.body.task.id;
+    // a short wait returns the task still unfinished
+    const early = await content.api('GET', `/api/v1/tasks/${id}?wait=0.05`);
+    expect(early.status).toBe(200);
+    expect(['waiting', 'running']).toContain(early.body.state);
+    // a long one returns the final state, in one request
+    const done = await content.api('GET', `/api/v1/tasks/${id}?wait=30`);
+    expect(done.status).toBe(200);
+    expect(done.body.state).toBe('completed');
+    expect(done.body.result.tags).toBe(3);
+    // a finished task answers at once, whatever the wait
+    expect((await content.api('GET', `/api/v1/tasks/${id}?wait=60`)).body.state).toBe('completed');
+    for (const bad of ['-1', '61', 'soon']) {
+      const res = await content.api('GET', `/api/v1/tasks/${id}?wait=${bad}`);
+      expect(res.status).toBe(400);
+      expect(res.headers['content-type']).toMatch(/problem\+json/);
+    }
+    expect((await content.api('GET', '/api/v1/tasks/00000000-0000-0000-0000-000000000000?wait=1')).status).toBe(404);
+  });
+
+  it('wakes a waiting GET when the task is canceled', async () => {
+    const { content } = await setup({ FLOTILLA_CONTENT_WORKERS: '0' });
+    const r = await content.api('POST', '/api/v1/publications', { channel: 'testing' });
+    const id = r.body.task.id;
+    const waiting = content.api('GET', `/api/v1/tasks/${id}?wait=30`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await content.api('DELETE', `/api/v1/tasks/${id}`)).status).toBe(200);
+    const answered = await waiting;
+    expect(answered.body.state).toBe('canceled');
+  });
+
   it('cancels a waiting task at once and lists tasks by state', async () => {
     const { content } = await setup({ FLOTILLA_CONTENT_WORKERS: '0' });
     const r = await content.api('POST', '/api/v1/publications', { channel: 'testing' });

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { pushedRepositories } from '../src/hooks/distribution.js';
 import { nextLink, parseChallenge } from '../src/sync/registry-client.js';
 import { createTagFilter, globToRegExp } from '../src/sync/tag-filter.js';
+import { TaskQueue } from '../src/tasks/task-queue.js';
+import pino from 'pino';
 
 describe('registry client parsing', () => {
   it('parses Bearer and Basic challenges', () => {
@@ -104,4 +106,37 @@ describe('Distribution notifications', () => {
       }),
     ).toEqual(['a/b']);
   });
+});
+
+describe('task queue long poll', () => {
+  it('wakes a waiter when this process finishes or cancels the task, without waiting for its poll', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'task-wait-'));
+    const store = createEmbeddedStore({ dir });
+    try {
+      // a poll interval far beyond the test's timeout: only the in-process wake-up can answer
+      const queue = new TaskQueue(contentCollections(store), undefined, pino({ level: 'silent' }), 60_000, 3_600_000);
+      const { task: first } = await queue.submit({ kind: 'publish', key: 'publish:a', params: {} });
+      const claimed = await queue.claim('me');
+      expect(claimed?._id).toBe(first._id);
+      const finished = queue.waitFinal(first._id, 3_600_000);
+      await queue.finish(first._id, 'me', { state: 'completed', result: { ok: true } });
+      expect((await finished).state).toBe('completed');
+
+      const { task: second } = await queue.submit({ kind: 'publish', key: 'publish:b', params: {} });
+      const canceled = queue.waitFinal(second._id, 3_600_000);
+      await queue.cancel(second._id);
+      expect((await canceled).state).toBe('canceled');
+
+      // and answers with the task as it stands when the wait runs out or is aborted
+      const { task: third } = await queue.submit({ kind: 'publish', key: 'publish:c', params: {} });
+      expect((await queue.waitFinal(third._id, 0)).state).toBe('waiting');
+      const aborted = new AbortController();
+      const abandoned = queue.waitFinal(third._id, 3_600_000, aborted.signal);
+      aborted.abort();
+      expect((await abandoned).state).toBe('waiting');
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 10_000);
 });

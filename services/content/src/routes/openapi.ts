@@ -110,7 +110,15 @@ export function buildOpenApi(): Json {
       '/tasks/{id}': {
         get: {
           summary: 'One task: state, progress, result, error',
-          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+          parameters: [
+            { name: 'id', in: 'path', required: true, schema: { type: 'string' } },
+            {
+              name: 'wait',
+              in: 'query',
+              description: 'seconds (0–60) to wait for the task to end before answering (a long poll)',
+              schema: { type: 'number', minimum: 0, maximum: 60 },
+            },
+          ],
           responses: { 200: ok('task', taskRef), ...errors(400, 401, 404) },
         },
         delete: {

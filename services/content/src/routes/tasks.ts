@@ -5,6 +5,8 @@ import type { ContentAppDeps } from '../app.js';
 import { presentTask } from './present.js';
 
 const taskId = z.string().regex(/^[0-9a-f-]{36}$/, 'invalid task id');
+/** `?wait=<seconds>`: answer once the task is final, or after this long (a long poll). */
+const taskWait = z.object({ wait: z.coerce.number().min(0).max(60).optional() });
 
 export function mountTasks(router: Router, deps: ContentAppDeps): void {
   router.get('/tasks', deps.auth.require('read'), async (req, res) => {
@@ -13,7 +15,17 @@ export function mountTasks(router: Router, deps: ContentAppDeps): void {
   });
 
   router.get('/tasks/:id', deps.auth.require('read'), async (req, res) => {
-    res.json(presentTask(await deps.queue.get(taskId.parse(req.params.id))));
+    const id = taskId.parse(req.params.id);
+    const { wait } = taskWait.parse(req.query);
+    if (!wait) {
+      res.json(presentTask(await deps.queue.get(id)));
+      return;
+    }
+    // stop waiting when the client goes away
+    const gone = new AbortController();
+    res.once('close', () => gone.abort());
+    const task = await deps.queue.waitFinal(id, wait * 1000, gone.signal);
+    if (!gone.signal.aborted) res.json(presentTask(task));
   });
 
   router.delete('/tasks/:id', deps.auth.require('admin'), async (req, res) => {

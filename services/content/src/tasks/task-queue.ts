@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { EventEmitter, once } from 'node:events';
 import type { Logger } from 'pino';
 import type { Bus } from '@flotilla/bus';
 import { createEvent } from '@flotilla/protocol';
@@ -9,6 +10,8 @@ export const FINAL_STATES: readonly TaskState[] = ['completed', 'failed', 'cance
 /** A task whose worker died is put back this many times before it is failed. */
 const MAX_ATTEMPTS = 3;
 const CLAIM_SCAN = 20;
+/** How often `waitFinal` re-reads a task that another process runs (its own tasks wake it at once). */
+const WAIT_POLL_MS = 250;
 
 export type StoredTask = TaskDoc & { _id: string };
 
@@ -34,7 +37,12 @@ export class TaskQueue {
     private readonly bus: Bus | undefined,
     private readonly logger: Logger,
     private readonly leaseMs: number,
+    /** How often `waitFinal` re-reads a task that another process runs. */
+    private readonly waitPollMs = WAIT_POLL_MS,
   ) {}
+
+  /** Emits a task's id when this process records its final state. */
+  private readonly settled = new EventEmitter().setMaxListeners(0);
 
   /** Coalescing submissions of one key run one after another (events arrive concurrently). */
   private readonly submitting = new Map<string, Promise<unknown>>();
@@ -89,6 +97,35 @@ export class TaskQueue {
     return task;
   }
 
+  /**
+   * The task once it is final, or as it stands when `timeoutMs` has passed or `signal` aborts
+   * (a long poll). Tasks that end in this process answer at once; tasks run elsewhere are seen
+   * within `waitPollMs`.
+   */
+  async waitFinal(id: string, timeoutMs: number, signal?: AbortSignal): Promise<StoredTask> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const task = await this.get(id);
+      const left = deadline - Date.now();
+      if (FINAL_STATES.includes(task.state) || left <= 0 || signal?.aborted) return task;
+      const stop = new AbortController();
+      const wake = (settledId: string): void => {
+        if (settledId === id) stop.abort();
+      };
+      const onAbort = (): void => stop.abort();
+      this.settled.on('settled', wake);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const timer = setTimeout(() => stop.abort(), Math.min(this.waitPollMs, left));
+      try {
+        await once(stop.signal, 'abort');
+      } finally {
+        clearTimeout(timer);
+        this.settled.off('settled', wake);
+        signal?.removeEventListener('abort', onAbort);
+      }
+    }
+  }
+
   list(filter: { state?: TaskState; kind?: TaskKind; repository?: string; limit?: number }): Promise<StoredTask[]> {
     const query: Record<string, unknown> = {};
     if (filter.state) query.state = filter.state;
@@ -105,7 +142,10 @@ export class TaskQueue {
         { _id: id, state: 'waiting' },
         { $set: { state: 'canceled', finishedAt: new Date().toISOString() } },
       );
-      if (canceled) return canceled;
+      if (canceled) {
+        this.settled.emit('settled', id);
+        return canceled;
+      }
     }
     const fresh = await this.get(id);
     if (FINAL_STATES.includes(fresh.state)) {
@@ -177,6 +217,7 @@ export class TaskQueue {
     if (outcome.error) set.error = outcome.error;
     if (outcome.progress) set.progress = outcome.progress;
     await this.c.tasks.updateOne({ _id: id, state: 'running', 'lease.owner': owner }, { $set: set, $unset: { lease: '' } });
+    this.settled.emit('settled', id);
   }
 
   /** Gives a running task back to the queue (its worker is shutting down). */
@@ -200,11 +241,13 @@ export class TaskQueue {
       const filter = { _id: task._id, state: 'running', 'lease.expiresAt': task.lease?.expiresAt };
       if (task.cancelRequested) {
         await this.c.tasks.updateOne(filter, { $set: { state: 'canceled', finishedAt: now }, $unset: { lease: '' } });
+        this.settled.emit('settled', task._id);
       } else if (task.attempts >= MAX_ATTEMPTS) {
         await this.c.tasks.updateOne(filter, {
           $set: { state: 'failed', finishedAt: now, error: { message: `worker lost ${task.attempts} times`, code: 'worker-lost' } },
           $unset: { lease: '' },
         });
+        this.settled.emit('settled', task._id);
       } else {
         const r = await this.c.tasks.updateOne(filter, { $set: { state: 'waiting' }, $unset: { lease: '' } });
         if (r.modifiedCount > 0) {
