@@ -59,6 +59,30 @@ function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
+/**
+ * `Expect: 100-continue`: node answers `100 Continue` before any handler runs unless the server
+ * listens for `checkContinue`, and then a client sends a whole body (a 2 GiB layer) that the
+ * handler refuses unread (an unknown upload session, a failed login). Here the `100` goes out
+ * when the handler starts reading the body (a `data` or `readable` listener, `pipe`, `resume`),
+ * and never once the final response has begun. Node closes the connection after a response to
+ * such a request whose body was not read, so an unsent body cannot be mistaken for a request.
+ */
+function continueWhenRead(req: IncomingMessage, res: ServerResponse): void {
+  let sent = false;
+  const send = (): void => {
+    if (sent) return;
+    sent = true;
+    req.off('newListener', onListener);
+    req.off('resume', send);
+    if (!res.headersSent && !res.writableEnded) res.writeContinue();
+  };
+  const onListener = (event: string | symbol): void => {
+    if (event === 'data' || event === 'readable') send();
+  };
+  req.on('newListener', onListener);
+  req.once('resume', send);
+}
+
 export async function listen(handler: RequestListener, options: ListenOptions): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
   const log = options.logger;
@@ -68,14 +92,19 @@ export async function listen(handler: RequestListener, options: ListenOptions): 
   const drainMs = options.drainMs ?? DEFAULT_DRAIN_MS;
   let closing = false;
 
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    // Responses finishing during a drain close their connection instead of idling.
+    if (closing) res.setHeader('Connection', 'close');
+    handler(req, res);
+  };
   const server = createServer(
     { maxHeaderSize: options.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE, headersTimeout, requestTimeout, keepAliveTimeout },
-    (req, res) => {
-      // Responses finishing during a drain close their connection instead of idling.
-      if (closing) res.setHeader('Connection', 'close');
-      handler(req, res);
-    },
+    onRequest,
   );
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    continueWhenRead(req, res);
+    onRequest(req, res);
+  });
   server.headersTimeout = headersTimeout;
   server.requestTimeout = requestTimeout;
   server.keepAliveTimeout = keepAliveTimeout;

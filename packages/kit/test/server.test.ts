@@ -113,3 +113,76 @@ describe('listen', () => {
     await a;
   });
 });
+
+describe('Expect: 100-continue', () => {
+  /**
+   * Sends a request's head with `Expect: 100-continue` on a raw socket, then its body only once
+   * `100 Continue` arrives. Resolves, when the server closes the connection (`Connection:
+   * close`), with everything it wrote and whether the body went.
+   */
+  function expectContinue(port: number, path: string, body: string): Promise<{ text: string; sentBody: boolean }> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1');
+      let text = '';
+      let sentBody = false;
+      socket.setEncoding('latin1');
+      socket.on('data', (chunk: string) => {
+        text += chunk;
+        if (!sentBody && text === 'HTTP/1.1 100 Continue\r\n\r\n') {
+          sentBody = true;
+          socket.write(body);
+        }
+      });
+      socket.on('close', () => resolve({ text, sentBody }));
+      socket.on('error', reject);
+      socket.write(
+        `PUT ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`,
+      );
+    });
+  }
+
+  it('answers 100 once the handler reads the body, by data listener or async iteration', async () => {
+    const { logger } = capturingLogger();
+    const s = await serve(async (req, res) => {
+      let received = '';
+      if (req.url === '/iterate') {
+        for await (const chunk of req) received += String(chunk);
+      } else {
+        req.setEncoding('latin1');
+        req.on('data', (chunk: string) => (received += chunk));
+        await new Promise((r) => req.on('end', r));
+      }
+      res.end(`got ${received}`);
+    }, logger);
+    for (const path of ['/data', '/iterate']) {
+      const { text, sentBody } = await expectContinue(s.port, path, 'hello');
+      expect(sentBody).toBe(true);
+      expect(text.startsWith('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n')).toBe(true);
+      expect(text.endsWith('got hello')).toBe(true);
+    }
+  });
+
+  it('answers a refusal without 100, so the client never sends the body', async () => {
+    const { logger } = capturingLogger();
+    const s = await serve((_req, res) => {
+      res.writeHead(404, { 'Content-Type': 'text/plain' });
+      res.end('unknown upload');
+    }, logger);
+    const { text, sentBody } = await expectContinue(s.port, '/v2/x/blobs/uploads/nope', 'a'.repeat(100));
+    expect(sentBody).toBe(false);
+    expect(text.startsWith('HTTP/1.1 404 Not Found\r\n')).toBe(true);
+    expect(text).not.toContain('100 Continue');
+  });
+
+  it('does not answer 100 when the handler drains the body only after answering', async () => {
+    const { logger } = capturingLogger();
+    const s = await serve((req, res) => {
+      res.end('early');
+      req.resume(); // drain after answering
+    }, logger);
+    const { text, sentBody } = await expectContinue(s.port, '/late', 'abc');
+    expect(sentBody).toBe(false);
+    expect(text.startsWith('HTTP/1.1 200 OK\r\n')).toBe(true);
+    expect(text).not.toContain('100 Continue');
+  });
+});
