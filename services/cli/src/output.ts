@@ -1,4 +1,3 @@
-
 /** How the CLI talks to people and scripts: one readable line on error, `--json` for scripts. */
 
 export class CliError extends Error {

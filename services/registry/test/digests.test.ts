@@ -7,10 +7,14 @@ import { Readable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseDigest } from '@flotilla/protocol';
-import { createGlobalBlobStore, createLinkedBlobStore } from '../src/domain/blobs.js';
+import {
+  createGlobalBlobStore,
+  createLinkedBlobStore,
+  type GlobalBlobStore,
+} from '../src/domain/blobs.js';
 import { createDigester, inlineDigest, type Digester } from '../src/domain/digests.js';
-import { createUploadSessions } from '../src/domain/uploads.js';
-import { createFilesystemDriver } from '../src/storage/driver.js';
+import { createUploadSessions, type UploadSessions } from '../src/domain/uploads.js';
+import { createFilesystemDriver, type StorageDriver } from '../src/storage/driver.js';
 import { StoragePaths } from '../src/storage/paths.js';
 
 function sha256(...parts: Buffer[]): string {
@@ -101,23 +105,26 @@ describe('digester', () => {
 
 describe('uploads with a hashing thread', () => {
   let dir: string;
+  let driver: StorageDriver;
+  let blobs: GlobalBlobStore;
+  let uploads: UploadSessions;
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'flotilla-digests-'));
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
-
-  it('completes an upload whose running digest was lost by re-hashing the data on disk', async () => {
-    const driver = createFilesystemDriver(dir);
-    const blobs = createGlobalBlobStore(driver);
-    const uploads = createUploadSessions({
+    driver = createFilesystemDriver(dir);
+    blobs = createGlobalBlobStore(driver);
+    uploads = createUploadSessions({
       driver,
       blobs,
       logger: pino({ level: 'silent' }),
       ttlMs: 60_000,
       digester,
     });
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('completes an upload whose running digest was lost by re-hashing the data on disk', async () => {
     const parts = [randomBytes(3 * 1024 * 1024 + 5), randomBytes(777_777)];
     const digest = parseDigest(`sha256:${sha256(...parts)}`);
     const session = await uploads.create('lost/thread');
@@ -137,15 +144,6 @@ describe('uploads with a hashing thread', () => {
   });
 
   it('refuses a wrong digest computed on the thread', async () => {
-    const driver = createFilesystemDriver(dir);
-    const blobs = createGlobalBlobStore(driver);
-    const uploads = createUploadSessions({
-      driver,
-      blobs,
-      logger: pino({ level: 'silent' }),
-      ttlMs: 60_000,
-      digester,
-    });
     const session = await uploads.create('wrong/digest');
     await expect(
       uploads.complete(

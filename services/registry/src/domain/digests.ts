@@ -75,39 +75,38 @@ parentPort.on('message', (m) => {
  */
 export function createDigester(options: { thread?: boolean } = {}): Digester {
   let worker: Worker | undefined;
-  let generation = 0;
   let closed = options.thread === false;
   let nextId = 1;
   let nextSeq = 1;
-  const pending = new Map<number, { resolve: (reply: Reply) => void }>();
+  const pending = new Map<number, (reply: Reply) => void>();
 
-  function thread(): { worker: Worker; generation: number } | undefined {
+  /** The running hashing thread (started on demand), or undefined to hash inline. */
+  function thread(): Worker | undefined {
     if (closed) return undefined;
     if (!worker) {
       try {
         const started = new Worker(THREAD_SOURCE, { eval: true });
         started.unref();
         started.on('message', (reply: Reply) => {
-          const waiter = pending.get(reply.seq);
+          const resolve = pending.get(reply.seq);
           pending.delete(reply.seq);
-          waiter?.resolve(reply);
+          resolve?.(reply);
         });
         const lost = (why: string): void => {
           if (worker !== started) return;
           worker = undefined;
-          for (const waiter of pending.values()) waiter.resolve({ seq: 0, error: why });
+          for (const resolve of pending.values()) resolve({ seq: 0, error: why });
           pending.clear();
         };
         started.on('error', (err) => lost(String(err)));
         started.on('exit', (code) => lost(`hashing thread exited with code ${code}`));
         worker = started;
-        generation++;
       } catch {
         closed = true; // no worker threads here: hash inline from now on
         return undefined;
       }
     }
-    return { worker, generation };
+    return worker;
   }
 
   function ask(
@@ -116,23 +115,22 @@ export function createDigester(options: { thread?: boolean } = {}): Digester {
     transfer?: ArrayBuffer[],
   ): Promise<Reply> {
     return new Promise((resolve) => {
-      pending.set(message.seq, { resolve });
+      pending.set(message.seq, resolve);
       target.postMessage(message, transfer);
     });
   }
 
   function threadDigest(): RunningDigest | undefined {
-    const running = thread();
-    if (!running) return undefined;
+    const holder = thread();
+    if (!holder) return undefined;
     const id = nextId++;
     let failure: string | undefined;
     let disposed = false;
     // every request goes to the thread that holds this digest's state, or fails
     const send = (message: Request & { seq: number }, transfer?: ArrayBuffer[]): Promise<Reply> => {
-      if (worker !== running.worker || generation !== running.generation) {
-        return Promise.resolve({ seq: 0, error: 'hashing thread restarted' });
-      }
-      return ask(running.worker, message, transfer);
+      // a restarted thread is a new Worker: this digest's state died with the old one
+      if (worker !== holder) return Promise.resolve({ seq: 0, error: 'hashing thread restarted' });
+      return ask(holder, message, transfer);
     };
     return {
       update(chunk) {
@@ -166,8 +164,7 @@ export function createDigester(options: { thread?: boolean } = {}): Digester {
       dispose() {
         if (disposed) return;
         disposed = true;
-        if (worker === running.worker)
-          running.worker.postMessage({ op: 'x', id } satisfies Request);
+        if (worker === holder) holder.postMessage({ op: 'x', id } satisfies Request);
       },
     };
   }
@@ -180,7 +177,7 @@ export function createDigester(options: { thread?: boolean } = {}): Digester {
       closed = true;
       const stopping = worker;
       worker = undefined;
-      for (const waiter of pending.values()) waiter.resolve({ seq: 0, error: 'digester closed' });
+      for (const resolve of pending.values()) resolve({ seq: 0, error: 'digester closed' });
       pending.clear();
       await stopping?.terminate();
     },
