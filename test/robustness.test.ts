@@ -169,6 +169,8 @@ describe('robustness: random requests against a running all-in-one', () => {
   let clients: Record<Service, Client>;
   let kept: PushedImage;
   let password: string;
+  let basic: string;
+  let registry: string;
   const sessions: string[] = [];
 
   beforeAll(async () => {
@@ -176,18 +178,17 @@ describe('robustness: random requests against a running all-in-one', () => {
     ports = await freeServicePorts();
     flotilla = await startFlotilla(['start'], flotillaEnv({ dataDir: join(work, 'var'), ports }), ports);
     password = (await readFile(join(work, 'var', 'secrets', 'admin-password'), 'utf8')).trim();
-    kept = await pushImage(`http://127.0.0.1:${ports.registry}`, KEPT_REPOSITORY, 'v1', { layers: 2, auth: { username: 'admin', password } });
+    basic = `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`;
+    registry = `http://127.0.0.1:${ports.registry}`;
+    kept = await pushImage(registry, KEPT_REPOSITORY, 'v1', { layers: 2, auth: { username: 'admin', password } });
     for (let i = 0; i < 8; i += 1) {
-      const opened = await fetch(`http://127.0.0.1:${ports.registry}/v2/fuzz/app/blobs/uploads/`, {
-        method: 'POST',
-        headers: { authorization: `Basic ${Buffer.from(`admin:${password}`).toString('base64')}` },
-      });
+      const opened = await fetch(`${registry}/v2/fuzz/app/blobs/uploads/`, { method: 'POST', headers: { authorization: basic } });
       expect(opened.status).toBe(202);
-      sessions.push(new URL(opened.headers.get('location')!, `http://127.0.0.1:${ports.registry}`).pathname);
+      sessions.push(new URL(opened.headers.get('location')!, registry).pathname);
     }
     // Raw paths: a Client sends `path` as given, where a URL would resolve `..` and `%2e%2e` first.
     clients = {
-      registry: new Client(`http://127.0.0.1:${ports.registry}`),
+      registry: new Client(registry),
       crane: new Client(`http://127.0.0.1:${ports.crane}`),
       mirrors: new Client(`http://127.0.0.1:${ports.mirrors}`),
       content: new Client(`http://127.0.0.1:${ports.content}`),
@@ -202,7 +203,6 @@ describe('robustness: random requests against a running all-in-one', () => {
 
   it('never answers 5xx, keeps each endpoint\'s error format, and stays up', async () => {
     const token = (await readFile(join(work, 'var', 'secrets', 'api-token'), 'utf8')).trim();
-    const basic = `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`;
     const credentials: Record<Service, string> = { registry: basic, crane: '', mirrors: `Bearer ${token}`, content: `Bearer ${token}` };
     const statuses = new Map<number, number>();
 
@@ -240,7 +240,6 @@ describe('robustness: random requests against a running all-in-one', () => {
     expect(flotilla.child.exitCode).toBeNull();
 
     // The image pushed before is untouched: same manifest bytes, every blob still hashes to its digest.
-    const registry = `http://127.0.0.1:${ports.registry}`;
     const manifest = await fetch(`${registry}/v2/${KEPT_REPOSITORY}/manifests/v1`, { headers: { authorization: basic, accept: OCI_MANIFEST } });
     expect(manifest.status).toBe(200);
     expect(`sha256:${createHash('sha256').update(Buffer.from(await manifest.arrayBuffer())).digest('hex')}`).toBe(kept.digest);
