@@ -15,6 +15,14 @@ async function setup(env: Record<string, string> = {}) {
   cleanups.push(() => content.stop());
   return { upstream, content };
 }
+/** Starts a sync of `images` tags whose blobs the upstream serves slowly; returns its task id. */
+async function startSlowSync(repository: string, images: number, layers: number, blobDelayMs: number) {
+  const { upstream, content } = await setup();
+  for (let i = 0; i < images; i++) upstream.addImage(repository, `t${i}`, { layers });
+  upstream.blobDelayMs = blobDelayMs;
+  const r = await content.api('POST', '/api/v1/syncs', { repository });
+  return { content, id: r.body.task.id as string };
+}
 async function until<T>(fn: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -27,11 +35,7 @@ async function until<T>(fn: () => Promise<T | undefined>, timeoutMs = 10_000): P
 
 describe('tasks', () => {
   it('cancels a running sync (state canceled, no version made) and refuses to cancel a finished task', async () => {
-    const { upstream, content } = await setup();
-    for (let i = 0; i < 6; i++) upstream.addImage('slow', `t${i}`, { layers: 2 });
-    upstream.blobDelayMs = 400;
-    const r = await content.api('POST', '/api/v1/syncs', { repository: 'slow' });
-    const id = r.body.task.id;
+    const { content, id } = await startSlowSync('slow', 6, 2, 400);
     await until(async () => ((await content.api('GET', `/api/v1/tasks/${id}`)).body.state === 'running' ? true : undefined));
     const cancel = await content.api('DELETE', `/api/v1/tasks/${id}`);
     expect([200, 202]).toContain(cancel.status);
@@ -44,11 +48,7 @@ describe('tasks', () => {
   });
 
   it('answers GET /tasks/:id?wait= when the task ends, or as it stands when the wait runs out', async () => {
-    const { upstream, content } = await setup();
-    for (let i = 0; i < 3; i++) upstream.addImage('waited', `t${i}`, { layers: 1 });
-    upstream.blobDelayMs = 300;
-    const r = await content.api('POST', '/api/v1/syncs', { repository: 'waited' });
-    const id = r.body.task.id;
+    const { content, id } = await startSlowSync('waited', 3, 1, 300);
     // a short wait returns the task still unfinished
     const early = await content.api('GET', `/api/v1/tasks/${id}?wait=0.05`);
     expect(early.status).toBe(200);
