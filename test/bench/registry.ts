@@ -5,9 +5,11 @@
  * - monolithic blob PUT of 256 MiB (curl -T);
  * - chunked upload of 16 × 16 MiB (undici PATCH with Content-Range from memory, then PUT);
  * - our peak RSS while a 2 GiB blob is pushed (streamed from memory, never on disk first).
+ *
+ * Beside the PUT it times a third server, the durable sink (below), as this machine's reference.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
@@ -83,6 +85,53 @@ async function settleDisk(): Promise<void> {
   if (res.code !== 0) throw new Error(`sync failed: ${res.stderr}`);
 }
 
+/**
+ * What a lean durable receiver reaches on this machine: a bare node:http server that streams
+ * the body into a file, starts an fdatasync every 32 MiB while it arrives (flush-behind, as our
+ * buffered path does) and fsyncs before answering 201; no digest, no registry bookkeeping.
+ * Distribution never fsyncs a blob; we must (issue 3: write, fsync, rename). Where this disk's
+ * durable write rate is below 2.5× Distribution's page-cache rate, the PUT target is out of
+ * reach of any server that keeps that contract, and this row shows it in the same run.
+ * A reference, not a target.
+ */
+const DURABLE_SINK = `
+process.on('SIGTERM', () => process.exit(0));
+const fs = require('node:fs'), http = require('node:http'), path = require('node:path');
+const [dir, port] = process.argv.slice(1);
+const FLUSH_BEHIND = 32 * 1024 * 1024;
+let n = 0;
+http.createServer((req, res) => {
+  if (req.method !== 'PUT') { res.end('ok'); return; }
+  const file = path.join(dir, 'sink-' + n++);
+  let failed = false;
+  const fail = (err) => { if (!failed) { failed = true; res.statusCode = 500; res.end(String(err)); } };
+  const out = fs.createWriteStream(file);
+  let dirty = 0, flushing = false;
+  out.on('ready', () => req.on('data', (chunk) => {
+    dirty += chunk.length;
+    if (dirty < FLUSH_BEHIND || flushing) return;
+    dirty = 0; flushing = true;
+    fs.fdatasync(out.fd, () => { flushing = false; });
+  }));
+  req.pipe(out).on('error', fail).on('close', () => {
+    if (failed) return;
+    fs.open(file, 'r+', (err, fd) => {
+      if (err) return fail(err);
+      fs.fsync(fd, (syncErr) => fs.close(fd, () => fs.unlink(file, () => {
+        if (syncErr) return fail(syncErr);
+        res.writeHead(201, { 'Content-Length': '0' }); res.end();
+      })));
+    });
+  });
+}).listen(Number(port), '127.0.0.1');
+`;
+
+async function sinkPut(url: string, file: string, bytes: number): Promise<number> {
+  await settleDisk();
+  const seconds = await timeIt(() => curl(['-o', '/dev/null', '-X', 'PUT', '-T', file, `${url}/put`]));
+  return bytes / MiB / seconds;
+}
+
 /** Monolithic PUT of a file; MB/s. */
 async function monolithicPut(t: Target, repo: string, file: string, digest: string, bytes: number): Promise<number> {
   const location = await startUpload(t, repo);
@@ -148,6 +197,17 @@ export default async function registryBench(ctx: BenchContext): Promise<BenchRow
     readyUrl: `http://127.0.0.1:${port}/healthz`,
   });
   const theirs = await startDockerDistribution(ctx.workDir);
+  const sinkPort = await freePort();
+  const sinkDir = join(ctx.workDir, 'sink');
+  await mkdir(sinkDir, { recursive: true });
+  const sink = await startProcess(process.execPath, ['-e', DURABLE_SINK, sinkDir, String(sinkPort)], {
+    readyUrl: `http://127.0.0.1:${sinkPort}/`,
+  }).catch(async (error: unknown) => {
+    await ours.stop();
+    await theirs.stop();
+    throw error;
+  });
+  const sinkUrl = `http://127.0.0.1:${sinkPort}`;
   const targets: Target[] = [
     { name: 'ours', url: `http://127.0.0.1:${port}`, headers: { authorization: AUTH } },
     { name: 'theirs', url: theirs.url, headers: {} },
@@ -180,8 +240,10 @@ export default async function registryBench(ctx: BenchContext): Promise<BenchRow
     // processes on this shared machine then hit both sides alike
     const put: Record<string, number> = { ours: 0, theirs: 0 };
     const get: Record<string, number> = { ours: 0, theirs: 0 };
+    let sinkRate = 0;
     for (let r = 0; r < repeats; r++) {
       for (const t of targets) put[t.name] = Math.max(put[t.name] ?? 0, await monolithicPut(t, 'bench/big', big, bigDigest, bigMiB * MiB));
+      sinkRate = Math.max(sinkRate, await sinkPut(sinkUrl, big, bigMiB * MiB));
     }
     for (let r = 0; r < repeats; r++) {
       for (const t of targets) get[t.name] = Math.max(get[t.name] ?? 0, await blobGet(t, 'bench/big', bigDigest, bigMiB * MiB));
@@ -189,6 +251,16 @@ export default async function registryBench(ctx: BenchContext): Promise<BenchRow
     for (const t of targets) ctx.log(`256 MiB ${t.name}: PUT ${put[t.name]?.toFixed(0)} MB/s, GET ${get[t.name]?.toFixed(0)} MB/s`);
     rows.push(ratioRow('registry', 'blob GET 256 MiB', get['ours'] ?? 0, get['theirs'] ?? 0, 'MiB/s', { min: 1, text: '≥ 1.0×' }));
     rows.push(ratioRow('registry', 'monolithic blob PUT 256 MiB', put['ours'] ?? 0, put['theirs'] ?? 0, 'MiB/s', { min: 2.5, text: '≥ 2.5×' }));
+    ctx.log(`256 MiB durable sink (node:http → file, flush-behind, fsync, no digest): PUT ${sinkRate.toFixed(0)} MB/s`);
+    rows.push({
+      group: 'registry',
+      metric: 'monolithic PUT 256 MiB, ours ÷ durable sink',
+      ours: put['ours'] ?? 0,
+      theirs: sinkRate,
+      unit: 'MiB/s',
+      ratio: (put['ours'] ?? 0) / sinkRate,
+      note: `reference, no target: bare node:http → file, flush-behind, fsync, no digest; 2.5× Distribution is ${(2.5 * (put['theirs'] ?? 0)).toFixed(0)} MiB/s`,
+    });
 
     // chunked: 16 × 16 MiB from memory
     const chunks = Array.from({ length: 16 }, () => randomBytes(16 * MiB));
@@ -236,6 +308,7 @@ export default async function registryBench(ctx: BenchContext): Promise<BenchRow
   } finally {
     await ours.stop();
     await theirs.stop();
+    await sink.stop();
   }
   return rows;
 }
