@@ -24,6 +24,7 @@ export class BlobIndex {
   private loadedUpTo = 0;
   private currentMarker: number | null = null;
   private refreshing: Promise<void> = Promise.resolve();
+  private readonly listeners = new Set<() => void>();
 
   constructor(
     private readonly reader: TreeReader,
@@ -50,6 +51,11 @@ export class BlobIndex {
     return this.introduced.get(hex);
   }
 
+  /** A copy of `sha256 hex → publication`, for another thread's lookups. */
+  snapshot(): Map<string, number> {
+    return new Map(this.introduced);
+  }
+
   publication(n: number): PublicationSummary | undefined {
     return this.records.get(n);
   }
@@ -61,9 +67,19 @@ export class BlobIndex {
     return out.sort((a, b) => a.publication - b.publication);
   }
 
+  /** Calls `listener` after every refresh that changed the index; returns the unsubscribe function. */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
   /** Reads what is new in the tree; concurrent calls share one pass. Returns whether anything changed. */
   refresh(): Promise<boolean> {
-    const run = this.refreshing.then(() => this.refreshOnce());
+    const run = this.refreshing.then(async () => {
+      const changed = await this.refreshOnce();
+      if (changed) for (const listener of this.listeners) listener();
+      return changed;
+    });
     this.refreshing = run.then(
       () => undefined,
       () => undefined,

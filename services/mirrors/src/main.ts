@@ -8,6 +8,7 @@ import { openBus } from '@flotilla/bus';
 import { createLogger, exitOnConfigError, listen, loadOrCreateSecret, runUntilSignal } from '@flotilla/kit';
 import { openStore } from '@flotilla/store';
 import { loadMirrorsConfig } from './config.js';
+import { startRedirectThread } from './redirect-thread.js';
 import { createMirrorsService } from './service.js';
 
 /** Suite mode: one process for the mirrors service (`flotilla serve mirrors`). */
@@ -27,13 +28,30 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
   const store = openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl, logger: logger.child({ component: 'store' }) });
   const bus = await openBus({ amqpUrl: config.amqpUrl, logger: logger.child({ component: 'bus' }) });
   const service = await createMirrorsService({ config, logger, store, bus });
-  const server = await listen(service.handler, { host: config.host, port: config.port, logger });
-  await service.start();
-  logger.info({ url: server.url }, 'mirrors listening');
-  runUntilSignal({
+  // The service's own listener, on loopback only: the redirect thread owns the public port and
+  // passes it everything that is not a redirect (redirect-thread.ts explains why).
+  const internal = await listen(service.handler, { host: '127.0.0.1', port: 0, logger });
+  let threadFailed = false;
+  const front = await startRedirectThread({
+    config,
+    service,
+    upstream: internal.url,
     logger,
-    closers: [() => server.close(), () => service.stop(), () => bus.close(), () => store.close()],
+    onFailure(error) {
+      logger.fatal({ err: error }, 'the redirect thread stopped; shutting down');
+      threadFailed = true;
+      // Events arrive only after this function has returned, so `handle` is set by then.
+      void handle.shutdown('redirect thread failed');
+    },
   });
+  const handle = runUntilSignal({
+    logger,
+    exit: (code) => process.exit(threadFailed ? 1 : code),
+    closers: [() => front.close(), () => service.stop(), () => internal.close(), () => bus.close(), () => store.close()],
+  });
+  await service.start();
+  front.follow(service);
+  logger.info({ url: front.url }, 'mirrors listening');
 }
 
 function isEntryPoint(): boolean {

@@ -19,7 +19,7 @@ import type { RedirectStatistics } from './statistics.js';
  * go through kit's one mapper (`writeError`), as problem JSON.
  */
 export interface RedirectorOptions {
-  index: BlobIndex;
+  index: Pick<BlobIndex, 'introducedIn'>;
   /** The current selection snapshot (swapped as a whole on change). */
   selector: () => Selector;
   geo: GeoLookup;

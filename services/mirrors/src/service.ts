@@ -13,7 +13,7 @@ import { toSelectable } from './mirrors/model.js';
 import { CrawlLog, MirrorRepository } from './mirrors/repository.js';
 import { createRedirector } from './redirector.js';
 import { createAddressSet } from './selection/address.js';
-import { buildSelector, type Selector } from './selection/selector.js';
+import { buildSelector, type SelectableMirror, type Selector } from './selection/selector.js';
 import { RedirectStatistics } from './statistics.js';
 import { createDirectoryTreeReader, createHttpTreeReader, type TreeReader } from './tree/reader.js';
 
@@ -37,6 +37,14 @@ export interface MirrorsServiceDeps {
   metrics?: ServiceMetrics;
 }
 
+/** What a redirector elsewhere (the redirect thread) needs to answer as this one does; plain data. */
+export interface RedirectState {
+  /** The mirrors the selection snapshot is built from, when they changed. */
+  eligible?: SelectableMirror[];
+  /** `sha256 hex → introducing publication`, when the index changed. */
+  blobs?: Map<string, number>;
+}
+
 export interface MirrorsService extends ServiceInstance {
   readonly index: BlobIndex;
   readonly crawler: Crawler;
@@ -45,6 +53,11 @@ export interface MirrorsService extends ServiceInstance {
   selector(): Selector;
   /** Re-reads the tree and the mirrors and swaps the selection snapshot. */
   refresh(): Promise<void>;
+  /**
+   * Calls `listener` at once with the whole state, then with what changed each time the
+   * selection snapshot or the blob index changes. Returns the unsubscribe function.
+   */
+  watchRedirectState(listener: (change: RedirectState) => void): () => void;
 }
 
 const PUBLISHED_QUEUE = 'flotilla.mirrors.published';
@@ -71,6 +84,13 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
   const master = { name: 'master', baseUrl: config.masterUrl };
 
   let selector: Selector = buildSelector([], { master, random });
+  let eligibleNow: SelectableMirror[] = [];
+  const stateListeners = new Set<(change: RedirectState) => void>();
+  index.onChange(() => {
+    if (stateListeners.size === 0) return;
+    const blobs = index.snapshot();
+    for (const listener of stateListeners) listener({ blobs });
+  });
   let rebuilding: Promise<void> | null = null;
   let lastFingerprint = '';
   let rebuildAgain = false;
@@ -90,6 +110,8 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
         if (fingerprint === lastFingerprint) continue;
         selector = buildSelector(eligible, { master, random });
         lastFingerprint = fingerprint;
+        eligibleNow = eligible;
+        for (const listener of stateListeners) listener({ eligible });
         logger.debug({ mirrors: docs.length, eligible: eligible.length }, 'selection snapshot rebuilt');
       } while (rebuildAgain);
     })().finally(() => {
@@ -189,6 +211,13 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
     statistics,
     selector: () => selector,
     refresh,
+    watchRedirectState(listener) {
+      stateListeners.add(listener);
+      listener({ eligible: eligibleNow, blobs: index.snapshot() });
+      return () => {
+        stateListeners.delete(listener);
+      };
+    },
     handler(req, res) {
       // Probes and scrapes stay off express too (see createOperationalEndpoints).
       if (!redirector.handle(req, res) && !app.operational(req, res)) app(req, res);

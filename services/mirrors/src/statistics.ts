@@ -15,6 +15,15 @@ export interface StatisticsSummary {
   byTier: Record<string, number>;
 }
 
+/** Counts gathered elsewhere (the redirect thread) since the last hand-over; plain data. */
+export interface StatisticsDelta {
+  /** [mirror, client country, redirects] */
+  redirects: Array<[string, string, number]>;
+  /** [tier, redirects] */
+  tiers: Array<[Tier, number]>;
+  notFound: number;
+}
+
 const UNKNOWN_COUNTRY = '--';
 
 export class RedirectStatistics {
@@ -28,7 +37,11 @@ export class RedirectStatistics {
   private reportedMisses = 0;
   private readonly since = new Date().toISOString();
 
+  /** Whether Prometheus counters read this instance (then its counts never go back to zero). */
+  private readonly exported: boolean;
+
   constructor(registry?: Registry) {
+    this.exported = registry !== undefined;
     if (!registry) return;
     const { counts, reported } = this;
     const takeMisses = (): number => {
@@ -78,6 +91,39 @@ export class RedirectStatistics {
 
   recordNotFound(): void {
     this.misses += 1;
+  }
+
+  /** Adds counts gathered elsewhere; the Prometheus counters pick them up at the next scrape. */
+  add(delta: StatisticsDelta): void {
+    for (const [mirror, country, count] of delta.redirects) {
+      let byCountry = this.counts.get(mirror);
+      if (byCountry === undefined) {
+        byCountry = new Map();
+        this.counts.set(mirror, byCountry);
+      }
+      byCountry.set(country, (byCountry.get(country) ?? 0) + count);
+      this.total += count;
+    }
+    for (const [tier, count] of delta.tiers) this.tiers.set(tier, (this.tiers.get(tier) ?? 0) + count);
+    this.misses += delta.notFound;
+  }
+
+  /**
+   * Everything counted since the last call, which starts the next delta at zero; for an instance
+   * that only counts (no registry) and hands its counts to another with `add`.
+   */
+  takeDelta(): StatisticsDelta {
+    if (this.exported) throw new Error('takeDelta on statistics that Prometheus reads');
+    const redirects: Array<[string, string, number]> = [];
+    for (const [mirror, byCountry] of this.counts) {
+      for (const [country, count] of byCountry) redirects.push([mirror, country, count]);
+    }
+    const delta: StatisticsDelta = { redirects, tiers: [...this.tiers], notFound: this.misses };
+    this.counts.clear();
+    this.tiers.clear();
+    this.total = 0;
+    this.misses = 0;
+    return delta;
   }
 
   summary(): StatisticsSummary {
