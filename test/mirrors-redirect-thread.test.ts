@@ -5,7 +5,8 @@
  * service (a mirror crawled, a new publication) reaches the thread, that the thread's counts
  * reach the service's metrics, that proxied requests keep their answers, and a clean stop.
  */
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -92,6 +93,31 @@ describe('mirrors redirect thread (serve mirrors)', () => {
     const served = await fetch(`${base}/master/${blobPath(digest)}`);
     expect(served.status).toBe(200);
     expect(Buffer.from(await served.arrayBuffer()).length).toBeGreaterThan(0);
+  });
+
+  it('streams large bodies both ways through the relay, byte for byte', async () => {
+    // 8 MiB from the master tree: far more chunks than the relay lets go unacknowledged
+    const big = randomBytes(8 * 1024 * 1024);
+    const hex = createHash('sha256').update(big).digest('hex');
+    await mkdir(path.join(master, 'blobs', 'sha256', hex.slice(0, 2)), { recursive: true });
+    await writeFile(path.join(master, 'blobs', 'sha256', hex.slice(0, 2), hex), big);
+    const served = await fetch(`${base}/master/blobs/sha256/${hex.slice(0, 2)}/${hex}`);
+    expect(served.status).toBe(200);
+    expect(createHash('sha256').update(Buffer.from(await served.arrayBuffer())).digest('hex')).toBe(hex);
+
+    // a client that leaves in the middle does not disturb the next one
+    const controller = new AbortController();
+    const partial = await fetch(`${base}/master/blobs/sha256/${hex.slice(0, 2)}/${hex}`, { signal: controller.signal });
+    const reader = partial.body!.getReader();
+    await reader.read();
+    controller.abort();
+    const again = await fetch(`${base}/master/blobs/sha256/${hex.slice(0, 2)}/${hex}`);
+    expect(createHash('sha256').update(Buffer.from(await again.arrayBuffer())).digest('hex')).toBe(hex);
+
+    // 3 MiB of request body: the service refuses it whole, after reading it through the relay
+    const huge = await admin('/mirrors', { method: 'POST', body: JSON.stringify({ name: 'x'.repeat(3 * 1024 * 1024) }) });
+    expect(huge.status).toBe(413);
+    expect(huge.headers.get('content-type')).toMatch(/^application\/problem\+json/);
   });
 
   it('keeps the service’s answers to bad request bodies', async () => {

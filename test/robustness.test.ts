@@ -105,13 +105,18 @@ const body = fc.oneof(
 );
 
 /** `sessions`: upload sessions opened beforehand, so chunks, digests and ranges reach a real session. */
-function requestArbitrary(credentials: Record<Service, string>, sessions: string[]): fc.Arbitrary<FuzzRequest> {
-  const sessionPath = fc
-    .tuple(fc.constantFrom(...sessions), fc.oneof(fc.constant(''), digest.map((d) => `?digest=${d}`), query))
-    .map(([location, q]) => `${location}${q}`);
-  const servicePaths = { ...paths, registry: fc.oneof(paths.registry, sessionPath) };
+function requestArbitrary(
+  credentials: Record<Service, string>,
+  sessions: string[],
+  services: readonly Service[] = ['registry', 'crane', 'mirrors', 'content'],
+): fc.Arbitrary<FuzzRequest> {
+  const sessionPath = () =>
+    fc
+      .tuple(fc.constantFrom(...sessions), fc.oneof(fc.constant(''), digest.map((d) => `?digest=${d}`), query))
+      .map(([location, q]) => `${location}${q}`);
+  const servicePaths = sessions.length > 0 ? { ...paths, registry: fc.oneof(paths.registry, sessionPath()) } : paths;
   return fc
-    .constantFrom<Service>('registry', 'crane', 'mirrors', 'content')
+    .constantFrom<Service>(...services)
     .chain((service) =>
       fc.record({
         service: fc.constant(service),
@@ -162,6 +167,34 @@ function errorFormatProblem(service: Service, path: string, status: number, cont
   return undefined;
 }
 
+/**
+ * Sends one generated request and checks the answer: never a 5xx, and a 4xx body in its
+ * endpoint's error format. Counts statuses so the caller can check both outcomes were reached.
+ */
+async function sendAndCheck(client: Client, r: FuzzRequest, statuses: Map<number, number>): Promise<void> {
+  // An undici Client rejects a path it could not send (a raw space, say) before any I/O;
+  // such a request is not one a server could receive.
+  let response;
+  try {
+    response = await client.request({ path: r.path, method: r.method, headers: r.headers, body: r.body, headersTimeout: 15_000, bodyTimeout: 15_000 });
+  } catch (error) {
+    if ((error as { code?: string }).code === 'UND_ERR_INVALID_ARG') return;
+    throw error;
+  }
+  const text = await response.body.text();
+  statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1);
+  expect(response.statusCode, `${r.method} ${r.path}: ${text.slice(0, 300)}`).toBeLessThan(500);
+  if (response.statusCode >= 400 && r.method !== 'HEAD' && text.length > 0) {
+    const contentType = String(response.headers['content-type'] ?? '');
+    expect(errorFormatProblem(r.service, r.path, response.statusCode, contentType, text), `${r.method} ${r.path}`).toBeUndefined();
+  }
+}
+
+/** How many answers had a status in [from, to). */
+function countStatuses(statuses: Map<number, number>, from: number, to: number): number {
+  return [...statuses].filter(([s]) => s >= from && s < to).reduce((n, [, c]) => n + c, 0);
+}
+
 describe('robustness: random requests against a running all-in-one', () => {
   let work: string;
   let ports: ServicePorts;
@@ -207,31 +240,13 @@ describe('robustness: random requests against a running all-in-one', () => {
     const statuses = new Map<number, number>();
 
     await fc.assert(
-      fc.asyncProperty(requestArbitrary(credentials, sessions), async (r) => {
-        // An undici Client rejects a path it could not send (a raw space, say) before any I/O;
-        // such a request is not one a server could receive.
-        let response;
-        try {
-          response = await clients[r.service].request({ path: r.path, method: r.method, headers: r.headers, body: r.body, headersTimeout: 15_000, bodyTimeout: 15_000 });
-        } catch (error) {
-          if ((error as { code?: string }).code === 'UND_ERR_INVALID_ARG') return;
-          throw error;
-        }
-        const text = await response.body.text();
-        statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1);
-        expect(response.statusCode, `${r.method} ${r.path}: ${text.slice(0, 300)}`).toBeLessThan(500);
-        if (response.statusCode >= 400 && r.method !== 'HEAD' && text.length > 0) {
-          const contentType = String(response.headers['content-type'] ?? '');
-          expect(errorFormatProblem(r.service, r.path, response.statusCode, contentType, text), `${r.method} ${r.path}`).toBeUndefined();
-        }
-      }),
+      fc.asyncProperty(requestArbitrary(credentials, sessions), (r) => sendAndCheck(clients[r.service], r, statuses)),
       { numRuns: 600, endOnFailure: false },
     );
 
     // The generator must reach both outcomes, or it tests nothing: some requests succeed, most are refused.
-    const count = (from: number, to: number) => [...statuses].filter(([s]) => s >= from && s < to).reduce((n, [, c]) => n + c, 0);
-    expect(count(200, 400)).toBeGreaterThan(5);
-    expect(count(400, 500)).toBeGreaterThan(200);
+    expect(countStatuses(statuses, 200, 400)).toBeGreaterThan(5);
+    expect(countStatuses(statuses, 400, 500)).toBeGreaterThan(200);
 
     for (const service of ['registry', 'crane', 'mirrors', 'content'] as const) {
       const health = await fetch(`http://127.0.0.1:${ports[service]}/healthz`);
@@ -255,5 +270,41 @@ describe('robustness: random requests against a running all-in-one', () => {
     const pulled = await fetch(`${registry}/v2/fuzz/app/manifests/after`, { headers: { authorization: basic, accept: OCI_MANIFEST } });
     expect(pulled.status).toBe(200);
     expect(pulled.headers.get('docker-content-digest')).toBe(after.digest);
+  }, 240_000);
+});
+
+describe('robustness: random requests against serve mirrors (the redirect thread and its proxy)', () => {
+  let work: string;
+  let ports: ServicePorts;
+  let mirrors: FlotillaProcess;
+  let client: Client;
+  const token = 'robustness-token-0123456789abcdef';
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'flotilla-robustness-mirrors-'));
+    ports = await freeServicePorts();
+    const env = flotillaEnv({ dataDir: join(work, 'var'), ports, extra: { FLOTILLA_API_TOKEN: token, FLOTILLA_MIRRORS_CRAWL_INTERVAL: '0' } });
+    mirrors = await startFlotilla(['serve', 'mirrors'], env, ports);
+    client = new Client(`http://127.0.0.1:${ports.mirrors}`);
+  }, 120_000);
+
+  afterAll(async () => {
+    await client?.close();
+    await mirrors?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('never answers 5xx, keeps problem JSON on every 4xx, and stays up', async () => {
+    const credentials = { registry: '', crane: '', mirrors: `Bearer ${token}`, content: '' };
+    const statuses = new Map<number, number>();
+    await fc.assert(
+      fc.asyncProperty(requestArbitrary(credentials, [], ['mirrors']), (r) => sendAndCheck(client, r, statuses)),
+      { numRuns: 300, endOnFailure: false },
+    );
+    expect(countStatuses(statuses, 200, 400)).toBeGreaterThan(5);
+    expect(countStatuses(statuses, 400, 500)).toBeGreaterThan(100);
+    expect((await fetch(`http://127.0.0.1:${ports.mirrors}/healthz`)).status).toBe(200);
+    expect(mirrors.child.exitCode).toBeNull();
+    expect(await mirrors.stop()).toBe(0);
   }, 240_000);
 });

@@ -1,11 +1,10 @@
 // First, before anything can tick in this isolate: see packages/kit/src/tick-shape.ts.
 import '@flotilla/kit/tick-shape';
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
+import type { ServerResponse } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger, listen, problems, writeError } from '@flotilla/kit';
-import { Pool } from 'undici';
 import { openGeoLookup } from './geo.js';
+import { createRelayClient, type RelayAnswerMessage } from './relay.js';
 import { createRedirector } from './redirector.js';
 import { createAddressSet } from './selection/address.js';
 import { buildSelector, type Selector } from './selection/selector.js';
@@ -15,19 +14,8 @@ import type { RedirectThreadData, ToRedirectThread, FromRedirectThread } from '.
 /**
  * The redirect thread: the public listener of `flotilla serve mirrors`, in an isolate that runs
  * nothing but the redirector (redirect-thread.ts says why). Everything that is not a redirect
- * goes, unchanged, to the service's own listener on loopback.
+ * goes to the service over the message port (relay.ts).
  */
-
-/** Hop-by-hop headers (RFC 9110 §7.6.1), and `expect`, which the proxy answers itself. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']);
-
-function endToEnd(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
-  }
-  return out;
-}
 
 async function run(): Promise<void> {
   const port = parentPort;
@@ -53,42 +41,7 @@ async function run(): Promise<void> {
     logger,
   });
 
-  const upstream = new Pool(data.upstream, { connections: 16 });
-  const forward = (req: IncomingMessage, res: ServerResponse): void => {
-    const headers = endToEnd(req.headers);
-    const peer = req.socket.remoteAddress;
-    // The service sees this thread as its peer; keep the chain a proxy would.
-    if (peer !== undefined) {
-      const prior = req.headers['x-forwarded-for'];
-      headers['x-forwarded-for'] = prior === undefined ? peer : `${prior}, ${peer}`;
-    }
-    const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
-    const abort = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) abort.abort();
-    });
-    upstream
-      .request({
-        method: req.method as 'GET',
-        path: req.url ?? '/',
-        headers,
-        body: hasBody ? req : null,
-        signal: abort.signal,
-      })
-      .then(async (answer) => {
-        res.writeHead(answer.statusCode, endToEnd(answer.headers));
-        await pipeline(answer.body, res);
-      })
-      .catch((error: unknown) => {
-        if (abort.signal.aborted) return; // the client went away
-        if (res.headersSent) {
-          res.destroy();
-          return;
-        }
-        logger.error({ err: error, url: req.url }, 'mirrors service did not answer the redirect thread');
-        writeError(res, problems.serviceUnavailable('the mirrors service is not answering'), { format: 'problem', instance: req.url ?? '/' });
-      });
-  };
+  const relay = createRelayClient(send, logger);
 
   const notReady = (res: ServerResponse, url: string): void => {
     writeError(res, problems.serviceUnavailable('the published tree has not been read yet', { headers: { 'Retry-After': '1' } }), {
@@ -108,7 +61,7 @@ async function run(): Promise<void> {
           return;
         }
       }
-      if (!redirector.handle(req, res)) forward(req, res);
+      if (!redirector.handle(req, res)) relay.forward(req, res);
     },
     { host: data.host, port: data.port, logger },
   );
@@ -120,6 +73,10 @@ async function run(): Promise<void> {
   const timer = setInterval(flush, data.statisticsIntervalMs);
 
   port.on('message', (message: ToRedirectThread) => {
+    if (message.type.startsWith('relay-')) {
+      relay.receive(message as RelayAnswerMessage);
+      return;
+    }
     if (message.type === 'state') {
       if (message.state.blobs) blobs = message.state.blobs;
       if (message.state.eligible) selector = buildSelector(message.state.eligible, { master });
@@ -130,7 +87,6 @@ async function run(): Promise<void> {
       clearInterval(timer);
       void server
         .close()
-        .then(() => upstream.close())
         .catch((error: unknown) => logger.warn({ err: error }, 'redirect thread closed uncleanly'))
         .finally(() => {
           flush();

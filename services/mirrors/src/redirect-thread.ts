@@ -1,7 +1,10 @@
+import { PassThrough } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { Pool } from 'undici';
 import type { MirrorsConfig } from './config.js';
 import type { GeoDatabases } from './geo.js';
+import { endToEnd, isRelayRequest, RELAY_WINDOW, type RelayAnswerMessage, type RelayRequestMessage } from './relay.js';
 import type { ParsedCidr } from './selection/address.js';
 import type { MasterTarget } from './selection/selector.js';
 import type { MirrorsService, RedirectState } from './service.js';
@@ -21,8 +24,9 @@ import type { StatisticsDelta } from './statistics.js';
  *
  * The thread owns the service's public port. It answers the redirector's paths itself from a
  * copy of the selection inputs and the blob index, which the service pushes on every change
- * (plain data; the thread builds its own selector), and passes every other request, unchanged
- * and streamed, to the service's own listener on loopback. Its redirect counts reach the
+ * (plain data; the thread builds its own selector). Every other request goes, streamed, over
+ * the thread's message port to this side, which makes it to the service's own listener on
+ * loopback (relay.ts: no HTTP client runs in the thread). Its redirect counts reach the
  * service's statistics once a second. Until the service has read the published tree, blob
  * paths answer 503, as `/readyz` does.
  */
@@ -31,17 +35,16 @@ import type { StatisticsDelta } from './statistics.js';
 export interface RedirectThreadData {
   host: string;
   port: number;
-  /** The service's own listener, for everything that is not a redirect. */
-  upstream: string;
   master: MasterTarget;
   trustedProxies: ParsedCidr[];
   geo: GeoDatabases;
   statisticsIntervalMs: number;
 }
 
-export type ToRedirectThread = { type: 'state'; state: RedirectState; ready: boolean } | { type: 'close' };
+export type ToRedirectThread = { type: 'state'; state: RedirectState; ready: boolean } | { type: 'close' } | RelayAnswerMessage;
 
 export type FromRedirectThread =
+  | RelayRequestMessage
   | { type: 'listening'; url: string; port: number }
   | { type: 'failed'; message: string }
   | { type: 'statistics'; delta: StatisticsDelta }
@@ -85,7 +88,6 @@ export async function startRedirectThread(options: RedirectThreadOptions): Promi
   const data: RedirectThreadData = {
     host: config.host,
     port: config.port,
-    upstream: options.upstream,
     master: { name: 'master', baseUrl: config.masterUrl },
     trustedProxies: config.trustedProxies,
     geo: {
@@ -95,6 +97,7 @@ export async function startRedirectThread(options: RedirectThreadOptions): Promi
     statisticsIntervalMs: options.statisticsIntervalMs ?? 1000,
   };
   const worker = spawnWorker(data);
+  const relay = createRelayServer(options.upstream, (message) => worker.postMessage(message), logger);
   let closing: Promise<void> | undefined;
   let unfollow: (() => void) | undefined;
 
@@ -103,7 +106,9 @@ export async function startRedirectThread(options: RedirectThreadOptions): Promi
     worker.once('exit', onExit);
     worker.once('error', reject);
     worker.on('message', (message: FromRedirectThread) => {
-      if (message.type === 'listening') {
+      if (isRelayRequest(message)) {
+        relay.receive(message);
+      } else if (message.type === 'listening') {
         worker.off('exit', onExit);
         worker.off('error', reject);
         resolve(message);
@@ -119,6 +124,7 @@ export async function startRedirectThread(options: RedirectThreadOptions): Promi
     address = await listening;
   } catch (error) {
     await worker.terminate();
+    await relay.close();
     throw error;
   }
 
@@ -145,7 +151,7 @@ export async function startRedirectThread(options: RedirectThreadOptions): Promi
         unfollow = undefined;
         const done = (): void => {
           clearTimeout(deadline);
-          resolve();
+          void relay.close().finally(resolve);
         };
         // The thread drains its connections (kit's listen: at most its drain time), then says so.
         const deadline = setTimeout(() => {
@@ -159,6 +165,75 @@ export async function startRedirectThread(options: RedirectThreadOptions): Promi
         worker.postMessage({ type: 'close' } satisfies ToRedirectThread);
       });
       return closing;
+    },
+  };
+}
+
+/** The service's side of the relay (relay.ts): makes each relayed request to its own listener and sends the answer back. */
+function createRelayServer(upstream: string, send: (message: RelayAnswerMessage) => void, logger: Logger) {
+  const pool = new Pool(upstream, { connections: 16 });
+  const live = new Map<number, { body: PassThrough | undefined; abort: AbortController; unacked: number; resume: (() => void) | undefined }>();
+
+  const start = (message: Extract<RelayRequestMessage, { type: 'relay-request' }>): void => {
+    const { id } = message;
+    const entry = { body: message.hasBody ? new PassThrough() : undefined, abort: new AbortController(), unacked: 0, resume: undefined as (() => void) | undefined };
+    live.set(id, entry);
+    pool
+      .request({ method: message.method as 'GET', path: message.url, headers: message.headers, body: entry.body ?? null, signal: entry.abort.signal })
+      .then(async (answer) => {
+        send({ type: 'relay-head', id, status: answer.statusCode, headers: endToEnd(answer.headers) });
+        for await (const chunk of answer.body) {
+          send({ type: 'relay-data', id, chunk: chunk as Buffer });
+          entry.unacked += 1;
+          if (entry.unacked >= RELAY_WINDOW) await new Promise<void>((resolve) => (entry.resume = resolve));
+          if (entry.abort.signal.aborted) return;
+        }
+        send({ type: 'relay-done', id });
+      })
+      .catch((error: unknown) => {
+        if (entry.abort.signal.aborted) return; // the client went away
+        logger.warn({ err: error, url: message.url }, 'relayed request failed');
+        send({ type: 'relay-fail', id });
+      })
+      .finally(() => live.delete(id));
+  };
+
+  return {
+    receive(message: RelayRequestMessage): void {
+      if (message.type === 'relay-request') {
+        start(message);
+        return;
+      }
+      const entry = live.get(message.id);
+      if (!entry) return;
+      switch (message.type) {
+        case 'relay-body':
+          entry.body?.write(message.chunk, () => send({ type: 'relay-body-ack', id: message.id }));
+          break;
+        case 'relay-end':
+          entry.body?.end();
+          break;
+        case 'relay-ack':
+          entry.unacked -= 1;
+          if (entry.resume && entry.unacked < RELAY_WINDOW) {
+            const resume = entry.resume;
+            entry.resume = undefined;
+            resume();
+          }
+          break;
+        case 'relay-abort':
+          entry.abort.abort();
+          entry.body?.destroy();
+          entry.resume?.();
+          break;
+      }
+    },
+    async close(): Promise<void> {
+      for (const entry of live.values()) {
+        entry.abort.abort();
+        entry.resume?.();
+      }
+      await pool.close();
     },
   };
 }
