@@ -149,9 +149,16 @@ export async function startRedirectThread(options: RedirectThreadOptions): Promi
       closing ??= new Promise<void>((resolve) => {
         unfollow?.();
         unfollow = undefined;
+        let finished = false;
+        // Reached twice (the thread says it closed, then it exits); the relay closes once.
         const done = (): void => {
+          if (finished) return;
+          finished = true;
           clearTimeout(deadline);
-          void relay.close().finally(resolve);
+          relay.close().then(resolve, (error: unknown) => {
+            logger.warn({ err: error }, 'relay closed uncleanly');
+            resolve();
+          });
         };
         // The thread drains its connections (kit's listen: at most its drain time), then says so.
         const deadline = setTimeout(() => {
