@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createFilesystemDriver, PathNotFoundError, type StorageDriver } from '../src/storage/driver.js';
 import { StoragePaths } from '../src/storage/paths.js';
+import { STAGING_BYTES } from '../src/storage/staged-writer.js';
 
 let dir: string;
 let driver: StorageDriver;
@@ -65,12 +66,12 @@ describe('filesystem driver', () => {
   });
 
   it('writer keeps every byte and observes them in order across staging buffers and unaligned offsets', async () => {
-    // 1 MiB staging buffers written with O_DIRECT: cover unaligned starts, odd chunk sizes,
+    // staging buffers written with O_DIRECT: cover unaligned starts, odd chunk sizes,
     // several full buffers and a partial tail, appended in three sessions
-    const total = 3 * 1024 * 1024 + 12_345;
+    const total = 3 * STAGING_BYTES + 12_345;
     const data = Buffer.alloc(total);
     for (let i = 0; i < total; i++) data[i] = (i * 7 + (i >> 12)) & 0xff;
-    const cuts = [0, 5_000, 5_000 + 2 * 1024 * 1024 + 777, total];
+    const cuts = [0, 5_000, 5_000 + 2 * STAGING_BYTES + 777, total];
     for (let part = 0; part < 3; part++) {
       const start = cuts[part] as number;
       const end = cuts[part + 1] as number;
@@ -93,7 +94,7 @@ describe('filesystem driver', () => {
   it('writer reuses a staging buffer only after the promise observe returned for it has settled', async () => {
     // The hashing thread reads each full staging buffer after `observe` returns; the bytes it
     // reads when it gets to them must still be the ones observed.
-    const total = 5 * 1024 * 1024 + 99;
+    const total = 5 * STAGING_BYTES + 99;
     const data = randomBytes(total); // no period: a refilled buffer never repeats the old bytes
     const observed: Buffer[] = [];
     const readLater: Array<Promise<Buffer>> = [];
