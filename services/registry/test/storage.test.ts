@@ -117,6 +117,21 @@ describe('filesystem driver', () => {
     expect((await driver.getContent('up/slow-reader')).equals(data)).toBe(true);
   });
 
+  it('writer keeps the staged bytes when its stream is destroyed (a client that went away)', async () => {
+    // Less than one staging buffer plus one full buffer's worth: both must reach the file.
+    const data = randomBytes(STAGING_BYTES + 300_001);
+    const observed: Buffer[] = [];
+    const writer = await driver.writer('up/interrupted', 0, { observe: (c) => void observed.push(Buffer.from(c)) });
+    await new Promise<void>((resolve) => writer.stream.write(data, () => resolve()));
+    writer.stream.on('error', () => undefined); // pipeline's handler, in the service
+    writer.stream.destroy(new Error('client went away'));
+    await writer.close();
+    expect(writer.size).toBe(data.length);
+    expect((await driver.getContent('up/interrupted')).equals(data)).toBe(true);
+    // the salvaged tail is written, not hashed: the running digest is not trusted after an error
+    expect(Buffer.concat(observed).equals(data.subarray(0, STAGING_BYTES))).toBe(true);
+  });
+
   it('writer refuses an offset past the end of the file', async () => {
     await driver.putContent('short', 'abc');
     await expect(driver.writer('short', 10)).rejects.toThrow();

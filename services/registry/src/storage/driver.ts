@@ -257,6 +257,8 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
           await finished(stream).catch(() => undefined);
         }
         try {
+          // a client that went away: keep what it sent (the session resumes from there)
+          if (stream.destroyed) await staged?.salvage();
           await staged?.settle();
           await flushing;
           if (sync) await handle.sync();

@@ -99,6 +99,11 @@ export interface StagedWriter {
   readonly stream: Writable;
   /** Bytes in the file (written, not merely staged). */
   readonly size: number;
+  /**
+   * After the stream was destroyed (the client went away): writes the bytes already staged, so
+   * that what arrived is kept, without observing them. A no-op once the stream has finished.
+   */
+  salvage(): Promise<void>;
   /** Waits for every started write; returns the buffers to the pool; closes the direct descriptor. */
   settle(): Promise<void>;
 }
@@ -173,13 +178,13 @@ export function createStagedWriter(args: {
   }
 
   /** Queues the current buffer's bytes for writing (in order) and moves on to the other buffer. */
-  function rotate(): void {
+  function rotate(observed = true): void {
     const buffer = pair[which] as Buffer;
     const start = from;
     const end = fill;
     const bufferBase = base;
     if (end > start) {
-      const seen = observe?.(buffer.subarray(start, end));
+      const seen = observed ? observe?.(buffer.subarray(start, end)) : undefined;
       const run = chain.then(() => (failure ? undefined : flush(buffer, bufferBase, start, end)));
       chain = run.catch((err: unknown) => {
         failure ??= err instanceof Error ? err : new Error(String(err));
@@ -212,12 +217,17 @@ export function createStagedWriter(args: {
     }
   }
 
+  let accepting: Promise<void> | undefined;
+  let finalized = false;
   const stream = new Writable({
     highWaterMark: STAGING_BYTES,
     writev(chunks, callback) {
-      accept(chunks.map((c) => c.chunk as Buffer)).then(() => callback(), callback);
+      const run = accept(chunks.map((c) => c.chunk as Buffer));
+      accepting = run.catch(() => undefined);
+      run.then(() => callback(), callback);
     },
     final(callback) {
+      finalized = true;
       rotate();
       chain.then(() => callback(failure), callback);
     },
@@ -227,6 +237,14 @@ export function createStagedWriter(args: {
     stream,
     get size() {
       return position;
+    },
+    async salvage() {
+      if (finalized || settled) return;
+      finalized = true;
+      // a copy in progress finishes first: its bytes precede whatever is staged
+      await accepting;
+      rotate(false);
+      await chain;
     },
     async settle() {
       if (settled) return;
