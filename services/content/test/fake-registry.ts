@@ -35,6 +35,8 @@ export interface ImageRef {
 
 export class FakeRegistry {
   readonly requests: string[] = [];
+  /** TCP connections accepted so far. */
+  connections = 0;
   private readonly repos = new Map<string, Repo>();
   private readonly failures: { prefix: string; status: number; remaining: number }[] = [];
   private server?: Server;
@@ -47,6 +49,9 @@ export class FakeRegistry {
 
   async start(): Promise<this> {
     this.server = createServer((req, res) => this.handle(req, res));
+    this.server.on('connection', () => {
+      this.connections += 1;
+    });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
     return this;

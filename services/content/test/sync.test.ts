@@ -64,6 +64,21 @@ describe('sync from V2 registries', () => {
     expect(repo.body.channels[0].tags['1.0']).toBeUndefined();
   });
 
+  it('a re-sync checks every tag with a HEAD over kept-alive connections', async () => {
+    const { upstream, content } = await setup();
+    for (let i = 0; i < 12; i++) upstream.addImage('app', `t${i}`, { layers: 1 });
+    expect((await syncNow(content, { repository: 'app' })).state).toBe('completed');
+    // The first re-sync may still find idle connections from the downloads; the second shows
+    // whether the HEADs kept theirs (undici closes a connection after each HEAD unless asked not to).
+    expect((await syncNow(content, { repository: 'app' })).result.unchanged).toBe(12);
+    const heads = upstream.count('HEAD', '/manifests/');
+    const connections = upstream.connections;
+    const again = await syncNow(content, { repository: 'app' });
+    expect(again.result.unchanged).toBe(12);
+    expect(upstream.count('HEAD', '/manifests/') - heads).toBe(12);
+    expect(upstream.connections - connections).toBeLessThan(4);
+  });
+
   it('retries transient upstream failures and verifies digests', async () => {
     const { upstream, content } = await setup();
     const img = upstream.addImage('app', 'v1', { layers: 2 });

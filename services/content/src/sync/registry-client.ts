@@ -249,6 +249,9 @@ export class RegistryClient {
         headers: auth ? { ...headers, authorization: auth } : headers,
         signal,
         dispatcher: this.options.dispatcher,
+        // undici closes the connection after every HEAD unless told otherwise (a guard against
+        // servers that send a body with it); registries do not, and a re-sync is all HEADs.
+        reset: false,
       });
       if (r.statusCode !== 401 || attempt === 1) return r;
       const challenge = parseChallenge(headerValue(r.headers['www-authenticate']));
