@@ -159,6 +159,30 @@ describe('mirrors crawler sampling', () => {
       await rm(work, { recursive: true, force: true });
     }
   });
+
+  it('checks the blobs of a publication over a few kept-alive connections', async () => {
+    const work = await mkdtemp(path.join(os.tmpdir(), 'flotilla-crawl-keepalive-'));
+    const master = path.join(work, 'master');
+    const tree = await writePublishedTree(master, {
+      publication: 1,
+      repositories: [{ name: 'fedora/many', tags: { a: {}, b: {}, c: {}, d: {}, e: {}, f: {} } }],
+    });
+    const server = await startStaticServer(master);
+    const harness = await startMirrors({ publishDir: master });
+    try {
+      expect(tree.newBlobs.length).toBeGreaterThanOrEqual(12);
+      const mirror = await harness.client.add({ name: 'm', baseUrl: server.url, country: 'US' });
+      const result = await harness.client.crawl(mirror.id);
+      expect(result.crawl).toMatchObject({ status: 'ok', checked: tree.newBlobs.length, verifiedPublication: 1 });
+      expect(server.requests.filter((r) => r.startsWith('HEAD '))).toHaveLength(tree.newBlobs.length);
+      // 4 checks at a time, plus the reads of PUBLICATION: without keep-alive, one per HEAD
+      expect(server.connections).toBeLessThanOrEqual(8);
+    } finally {
+      await harness.stop();
+      await server.stop();
+      await rm(work, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('mirrors on content.published and with a remote master', () => {

@@ -41,6 +41,8 @@ export interface StaticServer {
   port: number;
   /** `"<METHOD> <path>"` of every request received, in order. */
   requests: string[];
+  /** TCP connections accepted so far. */
+  readonly connections: number;
   /** `false` answers normally; `'reset'` destroys connections; `'hang'` never answers. */
   setDown(mode: DownMode | false): void;
   stop(): Promise<void>;
@@ -53,6 +55,7 @@ export async function startStaticServer(root: string, options: StaticServerOptio
   const absoluteRoot = path.resolve(root);
   const requests: string[] = [];
   const sockets = new Set<Socket>();
+  let connections = 0;
   let down: DownMode | false = false;
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
@@ -75,6 +78,7 @@ export async function startStaticServer(root: string, options: StaticServerOptio
       for (const family of families) {
         const server = createServer(handle);
         server.on('connection', (socket: Socket) => {
+          connections += 1;
           sockets.add(socket);
           socket.on('close', () => sockets.delete(socket));
           if (down === 'reset') socket.destroy();
@@ -108,6 +112,9 @@ export async function startStaticServer(root: string, options: StaticServerOptio
     urls,
     port,
     requests,
+    get connections() {
+      return connections;
+    },
     setDown(mode) {
       down = mode;
       if (mode === 'reset') for (const socket of sockets) socket.destroy();

@@ -239,6 +239,9 @@ export class Crawler {
       const response = await request(`${baseUrl}/${PublishedPaths.blob(digest)}`, {
         method: 'HEAD',
         dispatcher: this.agents[family],
+        // undici closes the connection after every HEAD unless told otherwise: one TLS
+        // handshake per checked blob; mirrors (web servers) send no body with a HEAD
+        reset: false,
         signal: AbortSignal.timeout(this.options.timeoutMs),
         headers: { 'user-agent': 'flotilla-mirrors-crawler' },
       });

@@ -88,6 +88,8 @@ export function createHttpTreeReader(baseUrl: string, options: HttpTreeReaderOpt
     const response = await request(`${base}/${relative}`, {
       method,
       dispatcher: options.dispatcher,
+      // keep the connection after a HEAD (undici closes it by default)
+      reset: false,
       headersTimeout: timeout,
       bodyTimeout: timeout,
     });
