@@ -51,9 +51,12 @@ export class BlobIndex {
     return this.introduced.get(hex);
   }
 
-  /** A copy of `sha256 hex → publication`, for another thread's lookups. */
-  snapshot(): Map<string, number> {
-    return new Map(this.introduced);
+  /**
+   * `sha256 hex → publication` itself, read-only: for a listener that copies it at once (posting
+   * it to another thread clones it), so it is not copied twice. Changes with the next refresh.
+   */
+  entries(): ReadonlyMap<string, number> {
+    return this.introduced;
   }
 
   publication(n: number): PublicationSummary | undefined {

@@ -27,7 +27,7 @@ async function run(): Promise<void> {
   const geo = await openGeoLookup(data.geo, base.child({ component: 'geo' }));
   const master = data.master;
 
-  let blobs = new Map<string, number>();
+  let blobs: ReadonlyMap<string, number> = new Map<string, number>();
   let selector: Selector = buildSelector([], { master });
   // Until the service has read the tree, a blob path has no right answer yet.
   let ready = false;

@@ -41,8 +41,8 @@ export interface MirrorsServiceDeps {
 export interface RedirectState {
   /** The mirrors the selection snapshot is built from, when they changed. */
   eligible?: SelectableMirror[];
-  /** `sha256 hex → introducing publication`, when the index changed. */
-  blobs?: Map<string, number>;
+  /** `sha256 hex → introducing publication`, when the index changed; valid until the next change. */
+  blobs?: ReadonlyMap<string, number>;
 }
 
 export interface MirrorsService extends ServiceInstance {
@@ -88,7 +88,7 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
   const stateListeners = new Set<(change: RedirectState) => void>();
   index.onChange(() => {
     if (stateListeners.size === 0) return;
-    const blobs = index.snapshot();
+    const blobs = index.entries();
     for (const listener of stateListeners) listener({ blobs });
   });
   let rebuilding: Promise<void> | null = null;
@@ -213,7 +213,7 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
     refresh,
     watchRedirectState(listener) {
       stateListeners.add(listener);
-      listener({ eligible: eligibleNow, blobs: index.snapshot() });
+      listener({ eligible: eligibleNow, blobs: index.entries() });
       return () => {
         stateListeners.delete(listener);
       };

@@ -78,15 +78,18 @@ export class RedirectStatistics {
   }
 
   record(mirror: string, country: string | null, tier: Tier): void {
+    this.count(mirror, country ?? UNKNOWN_COUNTRY, 1);
+    this.tiers.set(tier, (this.tiers.get(tier) ?? 0) + 1);
+  }
+
+  private count(mirror: string, country: string, redirects: number): void {
     let byCountry = this.counts.get(mirror);
     if (byCountry === undefined) {
       byCountry = new Map();
       this.counts.set(mirror, byCountry);
     }
-    const key = country ?? UNKNOWN_COUNTRY;
-    byCountry.set(key, (byCountry.get(key) ?? 0) + 1);
-    this.tiers.set(tier, (this.tiers.get(tier) ?? 0) + 1);
-    this.total += 1;
+    byCountry.set(country, (byCountry.get(country) ?? 0) + redirects);
+    this.total += redirects;
   }
 
   recordNotFound(): void {
@@ -95,15 +98,7 @@ export class RedirectStatistics {
 
   /** Adds counts gathered elsewhere; the Prometheus counters pick them up at the next scrape. */
   add(delta: StatisticsDelta): void {
-    for (const [mirror, country, count] of delta.redirects) {
-      let byCountry = this.counts.get(mirror);
-      if (byCountry === undefined) {
-        byCountry = new Map();
-        this.counts.set(mirror, byCountry);
-      }
-      byCountry.set(country, (byCountry.get(country) ?? 0) + count);
-      this.total += count;
-    }
+    for (const [mirror, country, redirects] of delta.redirects) this.count(mirror, country, redirects);
     for (const [tier, count] of delta.tiers) this.tiers.set(tier, (this.tiers.get(tier) ?? 0) + count);
     this.misses += delta.notFound;
   }
