@@ -8,3 +8,4 @@ export * from './server.js';
 export * from './shutdown.js';
 export * from './secrets.js';
 export * from './http-client.js';
+export * from './fault-points.js';
