@@ -112,10 +112,12 @@ describe('manifests', () => {
     expect((await crane.get(`/v2/${REPO}/manifests/${foreign}`, { accept: ALL_MANIFESTS })).status).toBe(404);
   });
 
-  it('rejects malformed references with OCI 400s', async () => {
-    const badTag = await crane.get(`/v2/${REPO}/manifests/-bad`);
-    expect(badTag.status).toBe(400);
-    expect(badTag.json<{ errors: { code: string }[] }>().errors[0]!.code).toBe('MANIFEST_INVALID');
+  it('answers a reference that is no tag with 404 MANIFEST_UNKNOWN, a malformed digest with 400', async () => {
+    for (const ref of ['-bad', '.INVALID_MANIFEST_NAME']) {
+      const badTag = await crane.get(`/v2/${REPO}/manifests/${ref}`);
+      expect(badTag.status).toBe(404);
+      expect(badTag.json<{ errors: { code: string }[] }>().errors[0]!.code).toBe('MANIFEST_UNKNOWN');
+    }
     const badDigest = await crane.get(`/v2/${REPO}/manifests/sha256:xyz`);
     expect(badDigest.status).toBe(400);
     expect(badDigest.json<{ errors: { code: string }[] }>().errors[0]!.code).toBe('DIGEST_INVALID');

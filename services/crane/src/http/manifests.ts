@@ -19,9 +19,24 @@ function acceptedOf(header: string | undefined): Accepted {
   return accepted;
 }
 
+/**
+ * A reference to read: a name that is no valid tag cannot name a manifest, so reading it is a
+ * miss (404 MANIFEST_UNKNOWN, what the OCI conformance suite expects).
+ */
+function referenceToRead(reference: string): ReturnType<typeof parseManifestReference> {
+  try {
+    return parseManifestReference(reference);
+  } catch (err) {
+    if (err instanceof OciError && err.code === 'MANIFEST_INVALID') {
+      throw new OciError('MANIFEST_UNKNOWN', undefined, { detail: { tag: reference.slice(0, 200) } });
+    }
+    throw err;
+  }
+}
+
 /** `GET|HEAD /v2/<name>/manifests/<tag|digest>`: exact bytes and precomputed headers from memory. */
 export function serveManifest(ctx: V2Context, repo: RepositoryView, reference: string): void {
-  const ref = parseManifestReference(reference);
+  const ref = referenceToRead(reference);
   const byTag = ref.tag !== undefined;
   const digest = byTag ? repo.tags.get(ref.tag) : ref.digest;
   const entry = digest === undefined ? undefined : repo.manifests.get(digest);
@@ -48,6 +63,6 @@ export function serveManifest(ctx: V2Context, repo: RepositoryView, reference: s
 
 /** A Pulp 2 repository: redirect where Crane would have. */
 export function servePulpManifest(ctx: V2Context, repo: PulpRepository, reference: string): void {
-  parseManifestReference(reference);
+  referenceToRead(reference);
   sendRedirect(ctx.res, 302, pulpManifestLocation(repo, reference, acceptedOf(ctx.req.headers.accept).types));
 }
