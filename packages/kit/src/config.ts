@@ -181,6 +181,37 @@ export function durationMs() {
   });
 }
 
+const SIZE_UNITS: Readonly<Record<string, number>> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  tib: 1024 ** 4,
+};
+
+/** Parses `1048576`, `512B`, `64MiB`, `1.5GiB`, `500MB`, `2TB` into bytes (a bare number is bytes; any case). */
+export function parseSizeBytes(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
+  if (!m) return undefined;
+  const unit = SIZE_UNITS[(m[2] ?? '').toLowerCase() || 'b'];
+  if (unit === undefined) return undefined;
+  const value = Number(m[1]) * unit;
+  return Number.isFinite(value) && value <= Number.MAX_SAFE_INTEGER ? Math.floor(value) : undefined;
+}
+
+/** A size in bytes: `0`, `1048576`, `64MiB`, `2GiB`, `500MB`. */
+export function sizeBytes() {
+  return z.string().transform((raw, ctx): number => {
+    const value = parseSizeBytes(raw);
+    if (value === undefined) return fail(ctx, 'must be a size such as 0, 1048576, 64MiB, 2GiB or 500MB (a bare number is bytes)');
+    return value;
+  });
+}
+
 /**
  * A comma-separated list; items are trimmed and empty items dropped. With `item`, each
  * entry is parsed by that schema and the first bad entry is named.

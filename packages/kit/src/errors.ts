@@ -10,6 +10,7 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import { isOciErrorCode, OCI_ERROR_CATALOG, OciError, ociErrorBody, type OciErrorCode } from '@flotilla/protocol';
 import { z } from 'zod';
+import { isStorageFullError } from './storage-space.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 export const OCI_ERROR_CONTENT_TYPE = 'application/json; charset=utf-8';
@@ -270,6 +271,17 @@ function normalise(err: unknown): Normalised {
       title: STATUS_CODES[client.status] ?? 'Client Error',
       detail,
       oci: { code: ociCodeForStatus(client.status), message: detail },
+      unexpected: false,
+    };
+  }
+  if (isStorageFullError(err)) {
+    // a write met a full disk (or the reserve): that one operation fails, nothing is broken
+    const message = (err as Error).name === 'StorageFullError' ? (err as Error).message : 'storage is full';
+    return {
+      status: 507,
+      title: 'Insufficient Storage',
+      detail: message,
+      oci: { code: 'UNKNOWN', message },
       unexpected: false,
     };
   }

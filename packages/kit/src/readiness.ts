@@ -1,10 +1,20 @@
 /**
  * Readiness: named dependency checks (store, bus, published tree…) run on `GET /readyz`,
  * in parallel, each bounded by a timeout. A check fails by throwing, rejecting, timing out
- * or returning `false`.
+ * or returning `false`. A check that returns a `ReadinessWarning` passes with status `warn`
+ * and its message as `detail` (e.g. "storage low": reads still work, so the probe stays up).
  */
 
 export type ReadinessCheck = () => unknown;
+
+/** What a check returns to pass with a warning. */
+export interface ReadinessWarning {
+  warning: string;
+}
+
+function isWarning(value: unknown): value is ReadinessWarning {
+  return typeof value === 'object' && value !== null && typeof (value as { warning?: unknown }).warning === 'string';
+}
 
 export interface ReadinessCheckSpec {
   name: string;
@@ -15,9 +25,11 @@ export interface ReadinessCheckSpec {
 export type ReadinessChecks = Readonly<Record<string, ReadinessCheck>> | readonly ReadinessCheckSpec[] | Readiness;
 
 export interface ReadinessCheckResult {
-  status: 'ok' | 'fail';
+  status: 'ok' | 'warn' | 'fail';
   ms: number;
   error?: string;
+  /** A warning's message. */
+  detail?: string;
 }
 
 export interface ReadinessReport {
@@ -66,7 +78,7 @@ export class Readiness {
     entries.forEach(([name], i) => {
       const r = results[i] as ReadinessCheckResult;
       checks[name] = r;
-      if (r.status !== 'ok') ok = false;
+      if (r.status === 'fail') ok = false;
     });
     return { status: this.#draining ? 'draining' : ok ? 'ok' : 'fail', checks };
   }
@@ -82,6 +94,7 @@ async function runCheck(check: ReadinessCheck, timeoutMs: number): Promise<Readi
     });
     const value = await Promise.race([Promise.resolve().then(check), timeout]);
     if (value === false) return { status: 'fail', ms: elapsed(), error: 'check reported not ready' };
+    if (isWarning(value)) return { status: 'warn', ms: elapsed(), detail: value.warning };
     return { status: 'ok', ms: elapsed() };
   } catch (err) {
     return { status: 'fail', ms: elapsed(), error: err instanceof Error ? err.message : String(err) };
