@@ -1,6 +1,12 @@
-import { bool, durationMs, host, loadConfig, logLevel, port, url, type Env } from '@flotilla/kit';
+import { bool, durationMs, host, loadConfig, logLevel, port, sizeBytes, url, type Env } from '@flotilla/kit';
 import { z } from 'zod';
 import { defaultStorageDirectory } from './storage/paths.js';
+
+/** GC's default grace period (Harbor protects the last two hours too). */
+export const DEFAULT_GC_GRACE_MS = 2 * 3_600_000;
+
+/** Free bytes the storage volume keeps: below them uploads and manifest puts answer 507. */
+export const DEFAULT_MIN_FREE_BYTES = 64 * 1024 * 1024;
 
 /** The registry's environment (documented in services/registry/README.md). */
 export const registryConfigSchema = z.object({
@@ -10,6 +16,8 @@ export const registryConfigSchema = z.object({
   FLOTILLA_REGISTRY_STORAGE_DIR: z.string().optional(),
   FLOTILLA_REGISTRY_DELETE_ENABLED: bool().default(true),
   FLOTILLA_REGISTRY_UPLOAD_TTL: durationMs().default(24 * 3_600_000),
+  FLOTILLA_REGISTRY_MIN_FREE_BYTES: sizeBytes().default(DEFAULT_MIN_FREE_BYTES),
+  FLOTILLA_REGISTRY_GC_GRACE: durationMs().default(DEFAULT_GC_GRACE_MS),
   FLOTILLA_ADMIN_PASSWORD: z.string().optional(),
   FLOTILLA_REGISTRY_HTPASSWD: z.string().optional(),
   FLOTILLA_REGISTRY_ACCESS_FILE: z.string().optional(),
@@ -27,6 +35,10 @@ export interface RegistryConfig {
   storageDir: string;
   deleteEnabled: boolean;
   uploadTtlMs: number;
+  /** Uploads and manifest puts are refused (507) while the storage volume has less free space (default 0 when unset here; the env default is 64 MiB). */
+  minFreeBytes?: number | undefined;
+  /** GC never sweeps a blob younger than this, nor one linked more recently: a push in progress finishes (default 2 h). */
+  gcGraceMs?: number | undefined;
   /** The `admin` user's password; main fills it from the secrets dir when unset. */
   adminPassword?: string | undefined;
   htpasswdFile?: string | undefined;
@@ -47,6 +59,8 @@ export function loadRegistryConfig(env: Env = process.env): RegistryConfig {
     storageDir: raw.FLOTILLA_REGISTRY_STORAGE_DIR ?? defaultStorageDirectory(raw.FLOTILLA_DATA_DIR),
     deleteEnabled: raw.FLOTILLA_REGISTRY_DELETE_ENABLED,
     uploadTtlMs: raw.FLOTILLA_REGISTRY_UPLOAD_TTL,
+    minFreeBytes: raw.FLOTILLA_REGISTRY_MIN_FREE_BYTES,
+    gcGraceMs: raw.FLOTILLA_REGISTRY_GC_GRACE,
     adminPassword: raw.FLOTILLA_ADMIN_PASSWORD,
     htpasswdFile: raw.FLOTILLA_REGISTRY_HTPASSWD,
     accessFile: raw.FLOTILLA_REGISTRY_ACCESS_FILE,

@@ -1,4 +1,4 @@
-import { createMetrics, createServiceApp, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
+import { createMetrics, createServiceApp, createStorageSpace, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
 import { createOutbox, type Bus, type Outbox } from '@flotilla/bus';
 import { createEmbeddedStore, type Store } from '@flotilla/store';
 import type { Logger } from 'pino';
@@ -65,7 +65,15 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     decorators.push(withManifestEvents(outbox, logger));
   }
   const digester = createDigester();
-  const registry = createRegistry({ driver, logger, uploadTtlMs: config.uploadTtlMs, decorateManifests: decorators, digester });
+  const space = createStorageSpace({ directory: config.storageDir, reserveBytes: config.minFreeBytes ?? 0, volume: 'registry', metrics });
+  const registry = createRegistry({
+    driver,
+    logger,
+    uploadTtlMs: config.uploadTtlMs,
+    decorateManifests: decorators,
+    digester,
+    ensureWritable: () => space.ensureWritable(),
+  });
   const v2 = createV2Handler(
     { registry, cache, authenticator, policy, deleteEnabled: config.deleteEnabled, logger: logger.child({ component: 'http' }) },
     metrics,
@@ -76,8 +84,10 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
       logger,
       metrics,
       readiness: {
+        // reads need the directory; below the reserve the check warns "storage low" (writes get 507)
         storage: async () => {
           await driver.list('');
+          return space.readinessCheck();
         },
         ...(deps.bus ? { bus: () => deps.bus?.ping() } : {}),
       },

@@ -11,6 +11,8 @@ describe('loadRegistryConfig', () => {
       storageDir: 'var/registry',
       deleteEnabled: true,
       uploadTtlMs: 24 * 3_600_000,
+      minFreeBytes: 64 * 1024 * 1024,
+      gcGraceMs: 2 * 3_600_000,
       anonymousPull: true,
     });
     expect(config.adminPassword).toBeUndefined();
@@ -24,6 +26,8 @@ describe('loadRegistryConfig', () => {
       FLOTILLA_REGISTRY_STORAGE_DIR: '/mnt/registry',
       FLOTILLA_REGISTRY_DELETE_ENABLED: 'false',
       FLOTILLA_REGISTRY_UPLOAD_TTL: '2h',
+      FLOTILLA_REGISTRY_MIN_FREE_BYTES: '1GiB',
+      FLOTILLA_REGISTRY_GC_GRACE: '30m',
       FLOTILLA_ADMIN_PASSWORD: 'pw',
       FLOTILLA_REGISTRY_HTPASSWD: '/etc/htpasswd',
       FLOTILLA_REGISTRY_ACCESS_FILE: '/etc/access.json',
@@ -36,6 +40,8 @@ describe('loadRegistryConfig', () => {
       storageDir: '/mnt/registry',
       deleteEnabled: false,
       uploadTtlMs: 7_200_000,
+      minFreeBytes: 1024 ** 3,
+      gcGraceMs: 1_800_000,
       adminPassword: 'pw',
       htpasswdFile: '/etc/htpasswd',
       accessFile: '/etc/access.json',
@@ -48,5 +54,7 @@ describe('loadRegistryConfig', () => {
     expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_PORT: 'http' })).toThrow(/FLOTILLA_REGISTRY_PORT/);
     expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_UPLOAD_TTL: 'forever' })).toThrow(/FLOTILLA_REGISTRY_UPLOAD_TTL/);
     expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_ANONYMOUS_PULL: 'maybe' })).toThrow(/FLOTILLA_REGISTRY_ANONYMOUS_PULL/);
+    expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_MIN_FREE_BYTES: 'plenty' })).toThrow(/FLOTILLA_REGISTRY_MIN_FREE_BYTES/);
+    expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_GC_GRACE: 'a while' })).toThrow(/FLOTILLA_REGISTRY_GC_GRACE/);
   });
 });

@@ -90,6 +90,8 @@ export function createManifestService(deps: {
   blobs: GlobalBlobStore;
   linked: LinkedBlobStore;
   repository: string;
+  /** Refuses a put early (StorageFullError) below the free-space reserve. */
+  ensureWritable?: () => Promise<void>;
 }): ManifestService {
   const { driver, blobs, linked, repository } = deps;
 
@@ -158,6 +160,7 @@ export function createManifestService(deps: {
         throw new OciError('MANIFEST_BLOB_UNKNOWN', undefined, { detail: { digest: missing[0], missing: missing.slice(0, 20) } });
       }
 
+      await deps.ensureWritable?.();
       // content, then its media type, then the revision link, then referrers and tags
       if ((await blobs.stat(digest))?.size !== bytes.byteLength) {
         await driver.putContent(StoragePaths.blobData(digest), bytes);

@@ -36,6 +36,8 @@ export function createRegistry(deps: {
   decorateManifests?: ManifestDecorator[];
   /** Running digests of uploads (the service passes one with a hashing thread). */
   digester?: Digester;
+  /** Refuses uploads and manifest puts early (StorageFullError) below the free-space reserve. */
+  ensureWritable?: () => Promise<void>;
 }): Registry {
   const { driver, logger } = deps;
   const blobs = createGlobalBlobStore(driver);
@@ -45,6 +47,7 @@ export function createRegistry(deps: {
     logger: logger.child({ component: 'uploads' }),
     ttlMs: deps.uploadTtlMs,
     ...(deps.digester ? { digester: deps.digester } : {}),
+    ...(deps.ensureWritable ? { ensureWritable: deps.ensureWritable } : {}),
   });
   const decorators = deps.decorateManifests ?? [];
 
@@ -68,7 +71,13 @@ export function createRegistry(deps: {
     uploads,
     repository(name) {
       const linked = createLinkedBlobStore(driver, blobs, name);
-      let manifests = createManifestService({ driver, blobs, linked, repository: name });
+      let manifests = createManifestService({
+        driver,
+        blobs,
+        linked,
+        repository: name,
+        ...(deps.ensureWritable ? { ensureWritable: deps.ensureWritable } : {}),
+      });
       for (const decorate of decorators) manifests = decorate(manifests);
       return { name, blobs: linked, manifests };
     },

@@ -1,7 +1,8 @@
+import { isStorageFullError, toStorageFullError } from '@flotilla/kit';
 import { OciError, type ParsedDigest } from '@flotilla/protocol';
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { PathNotFoundError, type FileWriter, type StorageDriver } from '../storage/driver.js';
 import { StoragePaths } from '../storage/paths.js';
@@ -72,15 +73,38 @@ export function rangeNotSatisfiable(offset: number, message: string): OciError {
   });
 }
 
+/**
+ * `pipeline(body, sink)`, except that a failing sink leaves the request alone: the caller
+ * can still answer (a full disk's 507) and node discards the rest of the body. A body that
+ * fails (the client went away) destroys the sink, as pipeline would.
+ */
+async function receive(body: Readable, sink: Writable): Promise<void> {
+  body.pipe(sink);
+  const sinkDone = finished(sink).catch((err: unknown) => {
+    body.unpipe(sink);
+    throw err;
+  });
+  const bodyDone = finished(body).catch((err: unknown) => {
+    if (!sink.destroyed) sink.destroy(err instanceof Error ? err : new Error(String(err)));
+    throw err;
+  });
+  sinkDone.catch(() => undefined);
+  bodyDone.catch(() => undefined);
+  await Promise.race([sinkDone, bodyDone.then(() => sinkDone)]);
+}
+
 export function createUploadSessions(deps: {
   driver: StorageDriver;
   blobs: GlobalBlobStore;
   logger: Logger;
   ttlMs: number;
+  /** Refuses a write early (StorageFullError) when the volume is below its reserve. */
+  ensureWritable?: () => Promise<void>;
   /** Where running digests are computed; inline on the calling thread by default. */
   digester?: Digester;
 }): UploadSessions {
   const { driver, logger, ttlMs } = deps;
+  const ensureWritable = deps.ensureWritable ?? (async () => undefined);
   const digester = deps.digester ?? createDigester({ thread: false });
   const live = new Map<string, LiveHash>();
   const locks = new Map<string, Promise<unknown>>();
@@ -192,13 +216,20 @@ export function createUploadSessions(deps: {
       checkpoint = checkpoint.then(() => driver.putContent(offsetPath, String(written), NO_SYNC)).catch(() => undefined);
     }, CHECKPOINT_INTERVAL_MS);
     try {
-      await pipeline(body, writer.stream);
+      await receive(body, writer.stream);
       // No fsync per chunk: complete() fsyncs once before the data becomes a blob, and its
       // digest check catches whatever an OS crash could have lost in between.
       await writer.close();
     } catch (err) {
       clearInterval(timer);
       await checkpoint;
+      if (isStorageFullError(err)) {
+        // a full disk: give the staged bytes back at once (the whole session goes; the client starts over)
+        await writer.cancel().catch(() => undefined);
+        digest.dispose();
+        body.resume();
+        throw toStorageFullError(err, 'the upload did not fit; its bytes were removed');
+      }
       // Keep what arrived (the session stays resumable from there); the hash is not trusted.
       await writer.close().catch(() => undefined);
       digest.dispose();
@@ -228,6 +259,14 @@ export function createUploadSessions(deps: {
     return { ...state, offset: newOffset };
   }
 
+  /** A write met a full disk: the session and its bytes go at once, and the error says why. */
+  async function giveBackOnFull(repository: string, uuid: string, err: unknown): Promise<never> {
+    if (!isStorageFullError(err)) throw err;
+    await discard(repository, uuid).catch((cleanup: unknown) => logger.warn({ err: cleanup, uuid }, 'failed to remove upload data'));
+    logger.warn({ repository, uuid }, 'upload refused: storage is full');
+    throw toStorageFullError(err, 'the upload did not fit; its bytes were removed');
+  }
+
   /** The data's digest: from the live state when it covers every byte, else from the disk. */
   async function digestOf(key: string, state: UploadState, algorithm: string): Promise<string> {
     const current = live.get(key);
@@ -249,13 +288,20 @@ export function createUploadSessions(deps: {
 
   return {
     async create(repository) {
+      await ensureWritable();
       const uuid = randomUUID();
       const startedAt = new Date();
       // data first, offset last: a session without an offset file is not a session yet
       // Not fsynced: a session an OS crash forgets is simply unknown, and the client restarts.
-      await driver.putContent(StoragePaths.uploadData(repository, uuid), '', NO_SYNC);
-      await driver.putContent(StoragePaths.uploadStartedAt(repository, uuid), startedAt.toISOString(), NO_SYNC);
-      await driver.putContent(StoragePaths.uploadOffset(repository, uuid), '0', NO_SYNC);
+      try {
+        await driver.putContent(StoragePaths.uploadData(repository, uuid), '', NO_SYNC);
+        await driver.putContent(StoragePaths.uploadStartedAt(repository, uuid), startedAt.toISOString(), NO_SYNC);
+        await driver.putContent(StoragePaths.uploadOffset(repository, uuid), '0', NO_SYNC);
+      } catch (err) {
+        // a half-made session would only wait for the purge: remove it now
+        await driver.delete(StoragePaths.uploadDir(repository, uuid)).catch(() => undefined);
+        throw err;
+      }
       live.set(`${repository}\n${uuid}`, { digest: digester.start('sha256'), offset: 0 });
       return { uuid, repository, offset: 0, startedAt };
     },
@@ -267,22 +313,32 @@ export function createUploadSessions(deps: {
     append(repository, uuid, body, options = {}) {
       const key = `${repository}\n${uuid}`;
       return withLock(key, async () => {
-        const state = await readState(repository, uuid).catch((err: unknown) => {
-          body.resume();
-          throw err;
-        });
-        return appendLocked(key, state, body, options);
+        const state = await readState(repository, uuid)
+          .then(async (found) => {
+            await ensureWritable();
+            return found;
+          })
+          .catch((err: unknown) => {
+            body.resume();
+            throw err;
+          });
+        return appendLocked(key, state, body, options).catch((err: unknown) => giveBackOnFull(repository, uuid, err));
       });
     },
 
     complete(repository, uuid, digest, linked, body, options = {}) {
       const key = `${repository}\n${uuid}`;
       return withLock(key, async () => {
-        let state = await readState(repository, uuid).catch((err: unknown) => {
-          body?.resume();
-          throw err;
-        });
-        if (body) state = await appendLocked(key, state, body, options);
+        let state = await readState(repository, uuid)
+          .then(async (found) => {
+            if (body) await ensureWritable();
+            return found;
+          })
+          .catch((err: unknown) => {
+            body?.resume();
+            throw err;
+          });
+        if (body) state = await appendLocked(key, state, body, options).catch((err: unknown) => giveBackOnFull(repository, uuid, err));
         const hex = await digestOf(key, state, digest.algorithm);
         if (hex !== digest.hex) {
           await discard(repository, uuid);

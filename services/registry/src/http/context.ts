@@ -1,3 +1,4 @@
+import { isStorageFullError, writeError } from '@flotilla/kit';
 import { OciError, ociErrorBody } from '@flotilla/protocol';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -69,6 +70,12 @@ export function sendError(ctx: { req: IncomingMessage; res: ServerResponse; meth
   const { res } = ctx;
   if (res.headersSent) {
     res.destroy();
+    return;
+  }
+  if (isStorageFullError(err)) {
+    // 507 with OCI error JSON saying storage is full (kit's one rendering of it)
+    logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'write refused: storage is full');
+    writeError(res, err, { format: 'oci' });
     return;
   }
   if (err instanceof OciError) {

@@ -134,16 +134,17 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
       const dir = dirname(target);
       await fsp.mkdir(dir, { recursive: true });
       const temp = `${target}${TEMP_MARKER}${randomBytes(6).toString('hex')}`;
-      const handle = await fsp.open(temp, 'w', 0o644);
       try {
-        await handle.writeFile(content);
-        if (sync) await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      try {
+        const handle = await fsp.open(temp, 'w', 0o644);
+        try {
+          await handle.writeFile(content);
+          if (sync) await handle.sync();
+        } finally {
+          await handle.close();
+        }
         await fsp.rename(temp, target);
       } catch (err) {
+        // a full disk fails the write: the half-written temporary goes with it
         await fsp.rm(temp, { force: true });
         throw err;
       }
