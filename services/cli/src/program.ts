@@ -48,12 +48,29 @@ export function buildProgram(): Command {
     process.env.FLOTILLA_REGISTRY_STORAGE_DIR ?? join(dataDirOf(flags(cmd)), 'registry');
   registry
     .command('gc')
-    .description('remove unreferenced blobs while the registry keeps serving')
+    .description('purge expired uploads and remove unreferenced blobs older than the grace period, while the registry keeps serving')
     .option('--dry-run', 'report what would be removed, remove nothing')
     .action(async (opts: { dryRun?: boolean }, cmd: Command) => {
-      const [{ runGarbageCollection }, { createLogger }] = await Promise.all([import('@flotilla/registry'), import('@flotilla/kit')]);
+      const [{ runGarbageCollection, loadRegistryConfig }, { createLogger, exitOnConfigError }] = await Promise.all([
+        import('@flotilla/registry'),
+        import('@flotilla/kit'),
+      ]);
+      // the registry's own settings: the same grace period and upload TTL as the service
+      const config = (() => {
+        try {
+          return loadRegistryConfig(process.env);
+        } catch (err) {
+          return exitOnConfigError(err);
+        }
+      })();
       const logger = createLogger({ name: 'flotilla-gc' });
-      const report = await runGarbageCollection({ storageDir: storageDir(cmd), dryRun: Boolean(opts.dryRun), logger });
+      const report = await runGarbageCollection({
+        storageDir: storageDir(cmd),
+        dryRun: Boolean(opts.dryRun),
+        logger,
+        graceMs: config.gcGraceMs,
+        uploadTtlMs: config.uploadTtlMs,
+      });
       emit(report, flags(cmd), (r) => JSON.stringify(r, null, 2));
     });
   registry

@@ -97,7 +97,7 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
 
   let purgeTimer: NodeJS.Timeout | undefined;
   const purge = (): void => {
-    registry.uploads.purgeExpired().catch((err: unknown) => logger.warn({ err }, 'failed to purge upload sessions'));
+    registry.uploads.purgeExpired().then(() => undefined).catch((err: unknown) => logger.warn({ err }, 'failed to purge upload sessions'));
   };
 
   return {

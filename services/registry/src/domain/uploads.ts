@@ -46,8 +46,17 @@ export interface UploadSessions {
     options?: AppendOptions,
   ): Promise<BlobInfo>;
   cancel(repository: string, uuid: string): Promise<void>;
-  /** Removes sessions older than the TTL; returns how many. */
-  purgeExpired(now?: Date): Promise<number>;
+  /** Removes sessions older than the TTL with their bytes (`dryRun`: only finds them). */
+  purgeExpired(now?: Date, options?: { dryRun?: boolean }): Promise<PurgeReport>;
+  /** Repositories with at least one session that has not expired (a push under way). */
+  openSessions(now?: Date): Promise<Set<string>>;
+}
+
+export interface PurgeReport {
+  /** Expired sessions (removed unless a dry run). */
+  sessions: Array<{ repository: string; uuid: string; bytes: number }>;
+  /** Bytes their data held. */
+  bytes: number;
 }
 
 interface LiveHash {
@@ -259,6 +268,48 @@ export function createUploadSessions(deps: {
     return { ...state, offset: newOffset };
   }
 
+  /** Every session directory of every repository. */
+  async function listSessions(): Promise<Array<{ repository: string; uuid: string }>> {
+    const roots: Array<{ repository: string; path: string }> = [];
+    const prefix = `${StoragePaths.repositoriesRoot}/`;
+    await driver.walk(StoragePaths.repositoriesRoot, (info) => {
+      if (!info.isDir) return;
+      const name = info.path.slice(info.path.lastIndexOf('/') + 1);
+      if (name === StoragePaths.reserved.uploads) {
+        roots.push({ repository: info.path.slice(prefix.length, info.path.length - name.length - 1), path: info.path });
+        return 'skip';
+      }
+      if (name.startsWith('_')) return 'skip';
+    });
+    const sessions: Array<{ repository: string; uuid: string }> = [];
+    for (const { repository, path } of roots) {
+      let uuids: string[];
+      try {
+        uuids = await driver.list(path);
+      } catch (err) {
+        if (err instanceof PathNotFoundError) continue;
+        throw err;
+      }
+      for (const uuid of uuids) sessions.push({ repository, uuid });
+    }
+    return sessions;
+  }
+
+  /** Older than the TTL; a session that crashed before it was fully created counts from its directory's time. */
+  async function isExpired(repository: string, uuid: string, now: Date): Promise<boolean> {
+    let started: Date | undefined;
+    try {
+      started = new Date((await driver.getContent(StoragePaths.uploadStartedAt(repository, uuid))).toString('utf8'));
+    } catch (err) {
+      if (!(err instanceof PathNotFoundError)) throw err;
+    }
+    if (started === undefined || Number.isNaN(started.getTime())) {
+      const info = await driver.stat(StoragePaths.uploadDir(repository, uuid)).catch(() => undefined);
+      return info === undefined || info.modTime.getTime() + ttlMs < now.getTime();
+    }
+    return started.getTime() + ttlMs < now.getTime();
+  }
+
   /** A write met a full disk: the session and its bytes go at once, and the error says why. */
   async function giveBackOnFull(repository: string, uuid: string, err: unknown): Promise<never> {
     if (!isStorageFullError(err)) throw err;
@@ -372,46 +423,27 @@ export function createUploadSessions(deps: {
       });
     },
 
-    async purgeExpired(now = new Date()) {
-      let purged = 0;
-      const sessions: Array<{ repository: string; uuid: string; path: string }> = [];
-      const prefix = `${StoragePaths.repositoriesRoot}/`;
-      await driver.walk(StoragePaths.repositoriesRoot, (info) => {
-        if (!info.isDir) return;
-        const name = info.path.slice(info.path.lastIndexOf('/') + 1);
-        if (name === StoragePaths.reserved.uploads) {
-          const repository = info.path.slice(prefix.length, info.path.length - name.length - 1);
-          sessions.push({ repository, uuid: '', path: info.path });
-          return 'skip';
-        }
-        if (name.startsWith('_')) return 'skip';
-      });
-      for (const { repository, path } of sessions) {
-        let uuids: string[];
-        try {
-          uuids = await driver.list(path);
-        } catch (err) {
-          if (err instanceof PathNotFoundError) continue;
-          throw err;
-        }
-        for (const uuid of uuids) {
-          let started: Date | undefined;
-          try {
-            started = new Date((await driver.getContent(StoragePaths.uploadStartedAt(repository, uuid))).toString('utf8'));
-          } catch (err) {
-            if (!(err instanceof PathNotFoundError)) throw err;
-          }
-          if (started === undefined || Number.isNaN(started.getTime())) {
-            // a session that crashed before it was fully created; old enough to be abandoned?
-            const info = await driver.stat(StoragePaths.uploadDir(repository, uuid)).catch(() => undefined);
-            if (info && info.modTime.getTime() + ttlMs >= now.getTime()) continue;
-          } else if (started.getTime() + ttlMs >= now.getTime()) continue;
-          await discard(repository, uuid);
-          purged++;
-        }
+    async purgeExpired(now = new Date(), options = {}) {
+      const report: PurgeReport = { sessions: [], bytes: 0 };
+      for (const session of await listSessions()) {
+        if (!(await isExpired(session.repository, session.uuid, now))) continue;
+        const bytes = (await driver.stat(StoragePaths.uploadData(session.repository, session.uuid)).catch(() => undefined))?.size ?? 0;
+        if (!options.dryRun) await discard(session.repository, session.uuid);
+        report.sessions.push({ ...session, bytes });
+        report.bytes += bytes;
       }
-      if (purged > 0) logger.info({ purged }, 'purged expired upload sessions');
-      return purged;
+      if (report.sessions.length > 0 && !options.dryRun) {
+        logger.info({ purged: report.sessions.length, bytes: report.bytes }, 'purged expired upload sessions');
+      }
+      return report;
+    },
+
+    async openSessions(now = new Date()) {
+      const open = new Set<string>();
+      for (const session of await listSessions()) {
+        if (!(await isExpired(session.repository, session.uuid, now))) open.add(session.repository);
+      }
+      return open;
     },
   };
 }

@@ -1,6 +1,9 @@
 import { blobDescriptors, childManifests, isDigest, parseManifest } from '@flotilla/protocol';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { DEFAULT_GC_GRACE_MS } from '../config.js';
+import { createGlobalBlobStore } from '../domain/blobs.js';
+import { createUploadSessions } from '../domain/uploads.js';
 import { createFilesystemDriver, PathNotFoundError } from '../storage/driver.js';
 import { StoragePaths } from '../storage/paths.js';
 import { takeInventory } from './inventory.js';
@@ -24,27 +27,59 @@ import { takeInventory } from './inventory.js';
  *    the fence. A manifest PUT racing the rename either touched first (we see the new mtime
  *    and restore) or touches after (it gets "blob unknown" and the client re-uploads), so a
  *    manifest never ends up pointing at a swept blob.
- * Upload sessions are not GC's business (the registry purges expired ones itself).
+ * A push in progress is never raced: the fence lies a grace period (default 2 h, as Harbor)
+ * before the mark, so a layer uploaded or linked within it is kept although no manifest names
+ * it yet, and so is every layer linked into a repository that has an open upload session (a
+ * build that takes longer than the grace period).
+ * Upload sessions older than the upload TTL are purged with their bytes first (the registry
+ * also does that hourly); the report says how many and how much.
  */
 export interface GcReport {
   dryRun: boolean;
   markStart: string;
   blobs: number;
   marked: number;
-  /** Unreferenced but too recent to sweep. */
+  /** Unreferenced but too recent to sweep (within the grace period). */
   recent: number;
+  /** Unreferenced but linked into a repository with an open upload session. */
+  uploading: number;
+  graceMs: number;
+  /** Expired upload sessions removed (or, in a dry run, that would be). */
+  uploadsPurged: Array<{ repository: string; uuid: string; bytes: number }>;
+  uploadBytesFreed: number;
   swept: Array<{ digest: string; size: number }>;
   bytesFreed: number;
   /** Swept candidates that were touched during the sweep and restored. */
   restored: number;
 }
 
-export async function runGarbageCollection(options: { storageDir: string; dryRun?: boolean; logger: Logger }): Promise<GcReport> {
+export interface GcOptions {
+  storageDir: string;
+  dryRun?: boolean;
+  logger: Logger;
+  /** Blobs whose data or links are younger than this are kept (default 2 h). */
+  graceMs?: number;
+  /** Upload sessions older than this are purged (default 24 h, the registry's default). */
+  uploadTtlMs?: number;
+}
+
+export async function runGarbageCollection(options: GcOptions): Promise<GcReport> {
   const logger = options.logger.child({ component: 'gc' });
   const dryRun = options.dryRun ?? false;
+  const graceMs = options.graceMs ?? DEFAULT_GC_GRACE_MS;
   const driver = createFilesystemDriver(options.storageDir);
-  const markStart = new Date(Date.now() - 1000);
-  const fence = markStart.getTime();
+  const now = new Date();
+  const markStart = new Date(now.getTime() - 1000);
+  const fence = markStart.getTime() - graceMs;
+  const uploads = createUploadSessions({
+    driver,
+    blobs: createGlobalBlobStore(driver),
+    logger: logger.child({ component: 'uploads' }),
+    ttlMs: options.uploadTtlMs ?? 24 * 3_600_000,
+  });
+  const purged = await uploads.purgeExpired(now, { dryRun });
+  // expired sessions do not count as open, whether or not this run removed them
+  const uploading = await uploads.openSessions(now);
   const inventory = await takeInventory(driver);
 
   const marked = new Set<string>();
@@ -78,6 +113,10 @@ export async function runGarbageCollection(options: { storageDir: string; dryRun
     blobs: inventory.blobs.size,
     marked: 0,
     recent: 0,
+    uploading: 0,
+    graceMs,
+    uploadsPurged: purged.sessions,
+    uploadBytesFreed: purged.bytes,
     swept: [],
     bytesFreed: 0,
     restored: 0,
@@ -90,6 +129,10 @@ export async function runGarbageCollection(options: { storageDir: string; dryRun
     const links = linksByDigest.get(blob.digest) ?? [];
     if (blob.modTime.getTime() >= fence || links.some((l) => l.modTime.getTime() >= fence)) {
       report.recent++;
+      continue;
+    }
+    if (links.some((l) => uploading.has(l.repository))) {
+      report.uploading++;
       continue;
     }
     if (dryRun) {
@@ -124,8 +167,19 @@ export async function runGarbageCollection(options: { storageDir: string; dryRun
     report.bytesFreed += blob.size;
   }
   logger.info(
-    { dryRun, blobs: report.blobs, marked: report.marked, swept: report.swept.length, bytesFreed: report.bytesFreed },
+    {
+      dryRun,
+      blobs: report.blobs,
+      marked: report.marked,
+      recent: report.recent,
+      uploading: report.uploading,
+      swept: report.swept.length,
+      bytesFreed: report.bytesFreed,
+      uploadsPurged: report.uploadsPurged.length,
+      uploadBytesFreed: report.uploadBytesFreed,
+    },
     'garbage collection finished',
   );
   return report;
 }
+
