@@ -241,9 +241,9 @@ describe('gc and fsck', () => {
 
   const hexPath = (digest: string) => join(storageDir, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7), 'data');
 
-  /** Pretend everything was written an hour ago, so it is older than any GC mark. */
+  /** Pretend everything was written three hours ago, older than GC's grace period (2 h). */
   async function age(paths: string[]): Promise<void> {
-    const past = new Date(Date.now() - 3_600_000);
+    const past = new Date(Date.now() - 3 * 3_600_000);
     for (const p of paths) await utimes(p, past, past);
   }
 
