@@ -43,6 +43,8 @@ export class FakeRegistry {
   private server?: Server;
   /** Answers a request itself when it returns true (a registry misbehaving on purpose). */
   intercept?: (method: string, path: string, res: ServerResponse) => boolean;
+  /** Blob digests whose GETs wait until their gate opens. */
+  private readonly gates = new Map<string, Promise<void>>();
   /** Milliseconds each blob GET waits before answering. */
   blobDelayMs = 0;
   url = '';
@@ -63,6 +65,13 @@ export class FakeRegistry {
   async stop(): Promise<void> {
     this.server?.closeAllConnections();
     await new Promise<void>((resolve) => this.server?.close(() => resolve()));
+  }
+
+  /** GETs of `digest` wait until the returned function is called. */
+  gate(digest: string): () => void {
+    let open: () => void = () => undefined;
+    this.gates.set(digest, new Promise<void>((resolve) => (open = resolve)));
+    return () => open();
   }
 
   /** The next `count` requests whose path starts with `prefix` answer `status`. */
@@ -265,7 +274,9 @@ export class FakeRegistry {
       });
       res.end(req.method === 'HEAD' ? undefined : blob);
     };
-    if (this.blobDelayMs > 0) setTimeout(send, this.blobDelayMs);
+    const gate = this.gates.get(decodeURIComponent(m[4] as string));
+    if (gate) void gate.then(send);
+    else if (this.blobDelayMs > 0) setTimeout(send, this.blobDelayMs);
     else send();
   }
 }
