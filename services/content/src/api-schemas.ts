@@ -32,6 +32,16 @@ export const syncRequestSchema = z
     includeTags: z.array(tagGlob).max(100).optional(),
     excludeTags: z.array(tagGlob).max(100).optional(),
     mirror: z.boolean().optional().meta({ description: 'Drop tags the upstream no longer has' }),
+    allowEmpty: z
+      .boolean()
+      .optional()
+      .meta({ description: 'Mirror mode only: allow a sync that would leave a channel with tags empty (refused otherwise)' }),
+  })
+  .strict();
+
+export const gcRequestSchema = z
+  .object({
+    dryRun: z.boolean().optional().meta({ description: 'Report what would be removed; remove nothing' }),
   })
   .strict();
 
@@ -90,7 +100,7 @@ export const promotionsQuerySchema = z
 export const tasksQuerySchema = z
   .object({
     state: z.enum(['waiting', 'running', 'completed', 'failed', 'canceled']).optional(),
-    kind: z.enum(['sync', 'publish', 'retention']).optional(),
+    kind: z.enum(['sync', 'publish', 'retention', 'reconcile', 'gc']).optional(),
     repository: repositoryName.optional(),
     limit: z.coerce.number().int().min(1).max(1000).optional(),
   })
@@ -99,7 +109,7 @@ export const tasksQuerySchema = z
 export const taskSchema = z
   .object({
     id: z.string(),
-    kind: z.enum(['sync', 'publish', 'retention']),
+    kind: z.enum(['sync', 'publish', 'retention', 'reconcile', 'gc']),
     state: z.enum(['waiting', 'running', 'completed', 'failed', 'canceled']),
     repository: z.string().optional(),
     channel: z.string().optional(),
@@ -114,7 +124,9 @@ export const taskSchema = z
       })
       .optional(),
     result: z.record(z.string(), z.unknown()).optional(),
-    error: z.object({ message: z.string(), code: z.string().optional() }).optional(),
+    error: z
+      .object({ message: z.string(), code: z.string().optional(), details: z.record(z.string(), z.unknown()).optional() })
+      .optional(),
     createdAt: z.string(),
     startedAt: z.string().optional(),
     finishedAt: z.string().optional(),

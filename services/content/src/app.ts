@@ -7,6 +7,7 @@ import type { ContentConfig } from './config.js';
 import type { ChannelStore } from './domain/channels.js';
 import type { Promotions } from './domain/promotions.js';
 import type { Publisher } from './publish/publisher.js';
+import { mountGc } from './routes/gc.js';
 import { mountHooks } from './routes/hooks.js';
 import { mountOpenApi } from './routes/openapi.js';
 import { mountPromotions } from './routes/promotions.js';
@@ -55,6 +56,7 @@ export function createApp(deps: ContentAppDeps): Express {
         mountUntags,
         mountRollbacks,
         mountPublications,
+        mountGc,
         mountTasks,
         mountHooks,
       ]) {

@@ -62,7 +62,7 @@ export class ContentClient {
     return this.call('GET', `/api/v1/repositories/${name}`, undefined, query);
   }
 
-  sync(input: { repository: string; upstream?: { url: string; repository?: string; username?: string; password?: string }; includeTags?: string[]; excludeTags?: string[]; mirror?: boolean }): Promise<TaskView> {
+  sync(input: { repository: string; upstream?: { url: string; repository?: string; username?: string; password?: string }; includeTags?: string[]; excludeTags?: string[]; mirror?: boolean; allowEmpty?: boolean }): Promise<TaskView> {
     return this.call<{ task: TaskView }>('POST', '/api/v1/syncs', input).then((r) => r.task);
   }
 
@@ -89,6 +89,11 @@ export class ContentClient {
     if (input.channel) body.channel = input.channel;
     if (input.repositories && input.repositories.length > 0) body.repositories = input.repositories;
     return (await this.call<{ task: TaskView }>('POST', '/api/v1/publications', body)).task;
+  }
+
+  /** Queues a content store gc (`dryRun`: report only). */
+  async gc(input: { dryRun?: boolean } = {}): Promise<TaskView> {
+    return (await this.call<{ task: TaskView }>('POST', '/api/v1/gc', input.dryRun ? { dryRun: true } : {})).task;
   }
 
   async publications(): Promise<Record<string, unknown>[]> {

@@ -60,6 +60,8 @@ export type ManifestDoc = {
   /** Child manifests (indexes). */
   children: string[];
   createdAt: string;
+  /** When a sync last relied on this manifest's closure (gc keeps it within its grace period). */
+  usedAt?: string;
 };
 
 /**
@@ -75,9 +77,11 @@ export type BlobDoc = {
   publishedIn?: number;
   /** Set by retention when no retained publication references the published file. */
   unreferencedSince?: string;
+  /** When a sync last relied on this file (gc keeps what was used within its grace period). */
+  usedAt?: string;
 };
 
-export type TaskKind = 'sync' | 'publish' | 'retention';
+export type TaskKind = 'sync' | 'publish' | 'retention' | 'reconcile' | 'gc';
 export type TaskState = 'waiting' | 'running' | 'completed' | 'failed' | 'canceled';
 
 export interface TaskProgress {
@@ -99,7 +103,7 @@ export type TaskDoc = {
   params: Record<string, unknown>;
   progress?: TaskProgress;
   result?: Record<string, unknown>;
-  error?: { message: string; code?: string };
+  error?: { message: string; code?: string; details?: Record<string, unknown> };
   createdAt: string;
   startedAt?: string;
   finishedAt?: string;

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { ConfigError, loadConfig } from '@flotilla/kit';
+import { ConfigError, durationMs, loadConfig } from '@flotilla/kit';
 
 const CHANNEL_NAME = /^[a-z][a-z0-9-]{0,63}$/;
 
@@ -60,6 +60,10 @@ export const contentConfigSchema = z.object({
   FLOTILLA_CONTENT_SYNC_CONCURRENCY: intFromEnv(16, 1, 64),
   FLOTILLA_CONTENT_WORKERS: intFromEnv(2, 0, 32),
   FLOTILLA_CONTENT_TASK_LEASE_SECONDS: intFromEnv(30, 2, 3600),
+  FLOTILLA_CONTENT_KEEP_VERSIONS: intFromEnv(10, 1, 1_000_000),
+  FLOTILLA_CONTENT_GC_GRACE: durationMs().default(3_600_000),
+  FLOTILLA_CONTENT_GC_INTERVAL: durationMs().default(86_400_000),
+  FLOTILLA_CONTENT_RECONCILE_INTERVAL: durationMs().default(600_000),
   FLOTILLA_WEBHOOK_MAX_SKEW_SECONDS: intFromEnv(300, 1, 3600),
   MONGODB_URL: z.string().min(1).optional(),
   AMQP_URL: z.string().min(1).optional(),
@@ -86,6 +90,14 @@ export interface ContentConfig {
   /** Tasks one process runs at once; 0 makes a process that only serves the API. */
   workers: number;
   taskLeaseSeconds: number;
+  /** Channel versions gc keeps per channel (newest first), besides any a publication needs. */
+  keepVersions: number;
+  /** gc keeps records and files used more recently than this (milliseconds). */
+  gcGraceMs: number;
+  /** How often a gc task is queued; 0 = only on request. */
+  gcIntervalMs: number;
+  /** How often (and at start) the registry is compared with candidate; 0 = never. */
+  reconcileIntervalMs: number;
   webhookMaxSkewSeconds: number;
   mongoUrl?: string;
   amqpUrl?: string;
@@ -123,6 +135,10 @@ export function loadContentConfig(env: NodeJS.ProcessEnv = process.env): Content
     syncConcurrency: raw.FLOTILLA_CONTENT_SYNC_CONCURRENCY,
     workers: raw.FLOTILLA_CONTENT_WORKERS,
     taskLeaseSeconds: raw.FLOTILLA_CONTENT_TASK_LEASE_SECONDS,
+    keepVersions: raw.FLOTILLA_CONTENT_KEEP_VERSIONS,
+    gcGraceMs: raw.FLOTILLA_CONTENT_GC_GRACE,
+    gcIntervalMs: raw.FLOTILLA_CONTENT_GC_INTERVAL,
+    reconcileIntervalMs: raw.FLOTILLA_CONTENT_RECONCILE_INTERVAL,
     webhookMaxSkewSeconds: raw.FLOTILLA_WEBHOOK_MAX_SKEW_SECONDS,
     mongoUrl: raw.MONGODB_URL,
     amqpUrl: raw.AMQP_URL,

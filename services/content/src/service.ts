@@ -12,10 +12,13 @@ import { ContentMetrics } from './content-metrics.js';
 import { Catalog } from './domain/catalog.js';
 import { ChannelStore } from './domain/channels.js';
 import { Promotions } from './domain/promotions.js';
+import { adoptStoredFile, ContentGc } from './gc/content-gc.js';
 import { PublishedTree } from './publish/published-tree.js';
 import { Publisher, type PublishParams } from './publish/publisher.js';
+import { Reconciler } from './sync/reconciler.js';
 import { Synchronizer } from './sync/synchronizer.js';
 import { ContentTasks } from './tasks/submit.js';
+import { TaskSchedule } from './tasks/schedule.js';
 import { TaskQueue } from './tasks/task-queue.js';
 import { TaskWorker } from './tasks/worker.js';
 
@@ -47,6 +50,8 @@ export interface ContentService extends ServiceInstance {
     worker: TaskWorker;
     tasks: ContentTasks;
     synchronizer: Synchronizer;
+    reconciler: Reconciler;
+    gc: ContentGc;
     contentStore: ContentStore;
     tree: PublishedTree;
     flushEvents(): Promise<void>;
@@ -88,6 +93,14 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     events: outbox,
     logger: logger.child({ component: 'sync' }),
     concurrency: config.syncConcurrency,
+    adoptFile: (digest) => adoptStoredFile(contentStore.paths, digest),
+  });
+  const gc = new ContentGc({
+    c,
+    paths: contentStore.paths,
+    logger: logger.child({ component: 'gc' }),
+    keepVersions: config.keepVersions,
+    graceMs: config.gcGraceMs,
   });
   const publisher = new Publisher({
     c,
@@ -108,6 +121,22 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
   const leaseMs = config.taskLeaseSeconds * 1000;
   const queue = new TaskQueue(c, bus, logger.child({ component: 'tasks' }), leaseMs);
   const tasks: ContentTasks = new ContentTasks(queue, config, () => worker.wake());
+  const reconciler = new Reconciler({
+    channels,
+    registry: () => config.registry,
+    submitSync: (repository) => tasks.submitSync({ repository }, true),
+    logger: logger.child({ component: 'reconcile' }),
+  });
+  const schedules = [
+    new TaskSchedule({
+      queue,
+      kind: 'reconcile',
+      intervalMs: config.reconcileIntervalMs,
+      submit: () => tasks.submitReconcile(),
+      logger,
+    }),
+    new TaskSchedule({ queue, kind: 'gc', intervalMs: config.gcIntervalMs, submit: () => tasks.submitGc(), logger }),
+  ] as const;
   const worker: TaskWorker = new TaskWorker({
     queue,
     logger: logger.child({ component: 'worker' }),
@@ -127,6 +156,8 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
         return result;
       },
       retention: async () => ({ ...(await publisher.applyRetention()) }),
+      reconcile: async (_task, ctx) => ({ ...(await reconciler.run(ctx.progress, ctx.signal)) }),
+      gc: async (task, ctx) => ({ ...(await gc.run({ dryRun: task.params.dryRun === true }, ctx.progress, ctx.signal)) }),
     },
   });
   const app = createApp({
@@ -162,6 +193,8 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
       worker,
       tasks,
       synchronizer,
+      reconciler,
+      gc,
       contentStore,
       tree,
       flushEvents: () => outbox.flush(),
@@ -185,9 +218,13 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
         );
       }
       worker.start();
+      // Reconcile at start heals events lost while no content process listened.
+      schedules[0].start({ now: true });
+      schedules[1].start();
       readyResolve();
     },
     async stop() {
+      for (const schedule of schedules) schedule.stop();
       for (const s of subscriptions.splice(0)) await s.cancel();
       await worker.stop();
       await outbox.stop();

@@ -12,7 +12,8 @@ export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 export const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
 export const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
 
-export const sha256 = (b: Uint8Array | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+export const sha256 = (b: Uint8Array | string): string =>
+  `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 interface Repo {
   tags: Map<string, string>;
@@ -40,6 +41,10 @@ export class FakeRegistry {
   private readonly repos = new Map<string, Repo>();
   private readonly failures: { prefix: string; status: number; remaining: number }[] = [];
   private server?: Server;
+  /** Answers a request itself when it returns true (a registry misbehaving on purpose). */
+  intercept?: (method: string, path: string, res: ServerResponse) => boolean;
+  /** Blob digests whose GETs wait until their gate opens. */
+  private readonly gates = new Map<string, Promise<void>>();
   /** Milliseconds each blob GET waits before answering. */
   blobDelayMs = 0;
   url = '';
@@ -60,6 +65,13 @@ export class FakeRegistry {
   async stop(): Promise<void> {
     this.server?.closeAllConnections();
     await new Promise<void>((resolve) => this.server?.close(() => resolve()));
+  }
+
+  /** GETs of `digest` wait until the returned function is called. */
+  gate(digest: string): () => void {
+    let open: () => void = () => undefined;
+    this.gates.set(digest, new Promise<void>((resolve) => (open = resolve)));
+    return () => open();
   }
 
   /** The next `count` requests whose path starts with `prefix` answer `status`. */
@@ -83,11 +95,24 @@ export class FakeRegistry {
   }
 
   /** An OCI image with `layers` random layers of `layerSize` bytes, tagged `tag` when given. */
-  addImage(repo: string, tag: string | undefined, options: { layers?: number; layerSize?: number; arch?: string } = {}): ImageRef {
-    const layers = Array.from({ length: options.layers ?? 2 }, () => this.addBlob(repo, randomBytes(options.layerSize ?? 512)));
+  addImage(
+    repo: string,
+    tag: string | undefined,
+    options: { layers?: number; layerSize?: number; arch?: string } = {},
+  ): ImageRef {
+    const layers = Array.from({ length: options.layers ?? 2 }, () =>
+      this.addBlob(repo, randomBytes(options.layerSize ?? 512)),
+    );
     const config = this.addBlob(
       repo,
-      Buffer.from(JSON.stringify({ architecture: options.arch ?? 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, nonce: randomBytes(8).toString('hex') })),
+      Buffer.from(
+        JSON.stringify({
+          architecture: options.arch ?? 'amd64',
+          os: 'linux',
+          rootfs: { type: 'layers', diff_ids: [] },
+          nonce: randomBytes(8).toString('hex'),
+        }),
+      ),
     );
     const manifest = {
       schemaVersion: 2,
@@ -95,11 +120,18 @@ export class FakeRegistry {
       config: { mediaType: OCI_CONFIG, digest: config.digest, size: config.size },
       layers: layers.map((l) => ({ mediaType: OCI_LAYER, digest: l.digest, size: l.size })),
     };
-    return this.putManifest(repo, tag, Buffer.from(JSON.stringify(manifest)), OCI_MANIFEST, [config, ...layers]);
+    return this.putManifest(repo, tag, Buffer.from(JSON.stringify(manifest)), OCI_MANIFEST, [
+      config,
+      ...layers,
+    ]);
   }
 
   /** An OCI index over one image per architecture. */
-  addIndex(repo: string, tag: string, archs: string[] = ['amd64', 'arm64']): ImageRef & { children: ImageRef[] } {
+  addIndex(
+    repo: string,
+    tag: string,
+    archs: string[] = ['amd64', 'arm64'],
+  ): ImageRef & { children: ImageRef[] } {
     const children = archs.map((arch) => this.addImage(repo, undefined, { arch }));
     const index = {
       schemaVersion: 2,
@@ -115,7 +147,13 @@ export class FakeRegistry {
     return { ...ref, children };
   }
 
-  putManifest(repo: string, tag: string | undefined, bytes: Buffer, mediaType: string, blobs: { digest: string; size: number }[]): ImageRef {
+  putManifest(
+    repo: string,
+    tag: string | undefined,
+    bytes: Buffer,
+    mediaType: string,
+    blobs: { digest: string; size: number }[],
+  ): ImageRef {
     const digest = sha256(bytes);
     const r = this.repo(repo);
     r.manifests.set(digest, { bytes, mediaType });
@@ -155,13 +193,16 @@ export class FakeRegistry {
       res.writeHead(failure.status).end('injected failure');
       return;
     }
+    if (this.intercept?.(req.method ?? 'GET', url.pathname, res)) return;
     if (url.pathname === '/token') {
       const expected = `Basic ${Buffer.from(`${this.options.username}:${this.options.password}`).toString('base64')}`;
       if (req.headers.authorization !== expected) {
         res.writeHead(401).end();
         return;
       }
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: this.token }));
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ token: this.token }));
       return;
     }
     if (!this.authorized(req)) {
@@ -169,7 +210,9 @@ export class FakeRegistry {
         this.options.auth === 'basic'
           ? 'Basic realm="fake"'
           : `Bearer realm="${this.url}/token",service="fake",scope="repository:x:pull"`;
-      res.writeHead(401, { 'www-authenticate': challenge, 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');
+      res
+        .writeHead(401, { 'www-authenticate': challenge, 'content-type': 'application/json' })
+        .end('{"errors":[{"code":"UNAUTHORIZED"}]}');
       return;
     }
     if (url.pathname === '/v2/' || url.pathname === '/v2') {
@@ -179,7 +222,9 @@ export class FakeRegistry {
     const m = /^\/v2\/(.+)\/(tags\/list|manifests\/([^/]+)|blobs\/([^/]+))$/.exec(url.pathname);
     const repo = m ? this.repos.get(m[1] as string) : undefined;
     if (!m || !repo) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"NAME_UNKNOWN"}]}');
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end('{"errors":[{"code":"NAME_UNKNOWN"}]}');
       return;
     }
     if (m[2] === 'tags/list') {
@@ -202,7 +247,9 @@ export class FakeRegistry {
       const digest = ref.startsWith('sha256:') ? ref : repo.tags.get(ref);
       const manifest = digest ? repo.manifests.get(digest) : undefined;
       if (!digest || !manifest) {
-        res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
+        res
+          .writeHead(404, { 'content-type': 'application/json' })
+          .end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
         return;
       }
       res.writeHead(200, {
@@ -215,14 +262,21 @@ export class FakeRegistry {
     }
     const blob = repo.blobs.get(decodeURIComponent(m[4] as string));
     if (!blob) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"BLOB_UNKNOWN"}]}');
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end('{"errors":[{"code":"BLOB_UNKNOWN"}]}');
       return;
     }
     const send = () => {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(blob.length) });
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-length': String(blob.length),
+      });
       res.end(req.method === 'HEAD' ? undefined : blob);
     };
-    if (this.blobDelayMs > 0) setTimeout(send, this.blobDelayMs);
+    const gate = this.gates.get(decodeURIComponent(m[4] as string));
+    if (gate) void gate.then(send);
+    else if (this.blobDelayMs > 0) setTimeout(send, this.blobDelayMs);
     else send();
   }
 }

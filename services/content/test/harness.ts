@@ -47,6 +47,8 @@ export async function startContent(env: Record<string, string> = {}, options: St
     FLOTILLA_REGISTRY_URL: 'http://127.0.0.1:9',
     FLOTILLA_REGISTRY_PASSWORD: 'unused',
     FLOTILLA_CONTENT_PORT: '0',
+    // Tests that reconcile say so; elsewhere it would only add a task per start.
+    FLOTILLA_CONTENT_RECONCILE_INTERVAL: '0',
     ...env,
   });
   const logger = createLogger({ name: 'content-test', level: process.env.LOG_LEVEL ?? 'silent' });

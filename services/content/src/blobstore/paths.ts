@@ -19,6 +19,11 @@ export class ContentPaths {
     return path.join(this.root, 'blobs', algorithm, hex.slice(0, 2), hex);
   }
 
+  /** `blobs/`, `blobs/<algorithm>/`, `blobs/<algorithm>/<2 hex>/`: for walking the store (gc). */
+  blobsDir(algorithm?: string, prefix?: string): string {
+    return path.join(this.root, 'blobs', ...(algorithm ? [algorithm] : []), ...(algorithm && prefix ? [prefix] : []));
+  }
+
   get tmpDir(): string {
     return path.join(this.root, 'tmp');
   }

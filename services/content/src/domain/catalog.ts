@@ -37,6 +37,41 @@ export class Catalog {
     }
   }
 
+  /** Marks a file's record as used now (gc keeps it); false when it is not recorded. */
+  async touchBlob(digest: string): Promise<boolean> {
+    const r = await this.c.blobs.updateOne({ _id: digest }, { $set: { usedAt: new Date().toISOString() } });
+    return r.matchedCount > 0;
+  }
+
+  /**
+   * A recorded manifest a sync may rely on instead of fetching it: every record of its closure
+   * (manifests, their files, configs and layers) is marked as used now, so gc (which only removes
+   * records unused for its grace period, one conditional delete each) keeps them. Null when any
+   * record is missing: the caller fetches the manifest again.
+   */
+  async useManifest(digest: string): Promise<(ManifestDoc & { _id: string }) | null> {
+    const doc = await this.manifest(digest);
+    if (!doc) return null;
+    let closure: Closure;
+    try {
+      closure = await this.closure([digest]);
+    } catch {
+      return null;
+    }
+    const now = new Date().toISOString();
+    const manifestIds = [...closure.manifests.keys()];
+    const fileIds = [...new Set([...manifestIds, ...closure.blobs.keys()])];
+    for (const batch of batches(manifestIds)) {
+      const r = await this.c.manifests.updateMany({ _id: { $in: batch } }, { $set: { usedAt: now } });
+      if (r.matchedCount !== batch.length) return null;
+    }
+    for (const batch of batches(fileIds)) {
+      const r = await this.c.blobs.updateMany({ _id: { $in: batch } }, { $set: { usedAt: now } });
+      if (r.matchedCount !== batch.length) return null;
+    }
+    return doc;
+  }
+
   async manifest(digest: string): Promise<(ManifestDoc & { _id: string }) | null> {
     return this.c.manifests.findOne({ _id: digest });
   }

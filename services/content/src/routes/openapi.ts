@@ -1,6 +1,7 @@
 import type { Router } from 'express';
 import { z } from 'zod';
 import {
+  gcRequestSchema,
   problemSchema,
   promotionRequestSchema,
   promotionsQuerySchema,
@@ -102,6 +103,13 @@ export function buildOpenApi(): Json {
           summary: 'One publication',
           parameters: [{ name: 'n', in: 'path', required: true, schema: { type: 'integer', minimum: 1 } }],
           responses: { 200: ok('publication'), ...errors(400, 401, 404) },
+        },
+      },
+      '/gc': {
+        post: {
+          summary: 'Start a content store gc task: versions beyond the policy, then unreferenced manifests and blobs',
+          requestBody: { ...body(gcRequestSchema), required: false },
+          responses: { 202: ok('task queued', { type: 'object', properties: { task: taskRef } }), ...errors(400, 401, 403) },
         },
       },
       '/tasks': {

@@ -32,15 +32,46 @@ const PAGE_SIZE = 1000;
 const MAX_PAGES = 10_000;
 const MAX_REDIRECTS = 5;
 
+/** What a failed upstream request was: named in the task's error so the failure can be acted on. */
+export interface UpstreamFailure {
+  url: string;
+  repository: string;
+  /** What was being fetched: `tags`, `catalog`, `manifest <ref>`, `blob <digest>`, `token`. */
+  fetching: string;
+  status?: number;
+  /** The OCI error code of the answer (`NAME_UNKNOWN`, `MANIFEST_UNKNOWN`, …) when it sent one. */
+  errorCode?: string;
+}
+
 export class UpstreamError extends Error {
   override readonly name = 'UpstreamError';
+  readonly code = 'upstream-failed';
   constructor(
     message: string,
     readonly status?: number,
     readonly transient = false,
+    readonly details?: UpstreamFailure,
   ) {
     super(message);
   }
+}
+
+/** The first OCI error code of an error body (`{"errors":[{"code":"NAME_UNKNOWN",…}]}`). */
+function ociErrorCode(body: string): string | undefined {
+  try {
+    const parsed = JSON.parse(body) as { errors?: { code?: unknown }[] };
+    const code = parsed.errors?.[0]?.code;
+    return typeof code === 'string' ? code : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isAbort(err: unknown): boolean {
+  return (
+    err instanceof Error &&
+    (err.name === 'AbortError' || (err as { code?: string }).code === 'ABORT_ERR')
+  );
 }
 
 interface Challenge {
@@ -56,7 +87,8 @@ export function parseChallenge(header: string | undefined): Challenge | undefine
   const params: Record<string, string> = {};
   const re = /([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))/g;
   for (let m = re.exec(match[2] ?? ''); m; m = re.exec(match[2] ?? '')) {
-    params[(m[1] as string).toLowerCase()] = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : (m[3] ?? '');
+    params[(m[1] as string).toLowerCase()] =
+      m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : (m[3] ?? '');
   }
   return { scheme: (match[1] as string).toLowerCase(), params };
 }
@@ -105,7 +137,9 @@ export class RegistryClient {
   ) {
     this.base = baseUrl.replace(/\/+$/, '');
     if (credentials.username !== undefined && credentials.password !== undefined) {
-      this.basic = Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64');
+      this.basic = Buffer.from(`${credentials.username}:${credentials.password}`).toString(
+        'base64',
+      );
     }
   }
 
@@ -125,100 +159,205 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * Every tag of `repository`, following `Link` pagination. A repository the upstream does not
+   * know (404 NAME_UNKNOWN) is an error, never an empty list: a typo must not look like "no tags".
+   */
   async listTags(repository: string, signal?: AbortSignal): Promise<string[]> {
-    const tags: string[] = [];
-    let url: string | undefined = `${this.base}/v2/${repository}/tags/list?n=${PAGE_SIZE}`;
+    return this.listPages(
+      `${this.base}/v2/${repository}/tags/list?n=${PAGE_SIZE}`,
+      repository,
+      'tags',
+      'tags',
+      signal,
+    );
+  }
+
+  /** Every repository of the upstream's `/v2/_catalog`, following `Link` pagination. */
+  async listRepositories(signal?: AbortSignal): Promise<string[]> {
+    return this.listPages(
+      `${this.base}/v2/_catalog?n=${PAGE_SIZE}`,
+      '',
+      'catalog',
+      'repositories',
+      signal,
+      'registry:catalog:*',
+    );
+  }
+
+  private async listPages(
+    first: string,
+    repository: string,
+    fetching: string,
+    field: 'tags' | 'repositories',
+    signal?: AbortSignal,
+    scope?: string,
+  ): Promise<string[]> {
+    const items: string[] = [];
+    let url: string | undefined = first;
     for (let page = 0; url && page < MAX_PAGES; page++) {
       const current: string = url;
-      const res = await this.withRetry(async () => {
-        const r = await this.send(current, 'GET', repository, { accept: 'application/json' }, signal);
-        if (r.statusCode === 404) {
-          await r.body.dump();
-          return { tags: [] as string[], link: undefined };
-        }
-        await this.expectOk(r, `list tags of ${repository}`);
-        const body = (await r.body.json()) as { tags?: string[] | null };
-        return { tags: body.tags ?? [], link: nextLink(r.headers.link, current) };
-      }, signal);
-      tags.push(...res.tags);
+      const failure = { url: current, repository, fetching };
+      const res = await this.described(failure, () =>
+        this.withRetry(async () => {
+          const r = await this.send(
+            current,
+            'GET',
+            repository,
+            { accept: 'application/json' },
+            signal,
+            scope,
+          );
+          await this.expectOk(r, failure);
+          const text = await r.body.text();
+          let body: unknown;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            body = undefined;
+          }
+          const list = (body as Record<string, unknown> | undefined)?.[field];
+          const valid =
+            body !== null &&
+            typeof body === 'object' &&
+            (list === null || (Array.isArray(list) && list.every((t) => typeof t === 'string')));
+          if (!valid) {
+            throw new UpstreamError(
+              `failed to fetch ${fetching} ${repository ? `of ${repository} ` : ''}at ${current}: upstream answered ${r.statusCode} with a malformed body: ${text.slice(0, 120)}`,
+              r.statusCode,
+              false,
+              { ...failure, status: r.statusCode },
+            );
+          }
+          return {
+            items: (list as string[] | null | undefined) ?? [],
+            link: nextLink(r.headers.link, current),
+          };
+        }, signal),
+      );
+      items.push(...res.items);
       url = res.link;
     }
-    return [...new Set(tags)];
+    return [...new Set(items)];
+  }
+
+  /** Gives a network failure (refused, reset, timed out) the same context an HTTP failure has. */
+  private async described<T>(failure: UpstreamFailure, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof UpstreamError || isAbort(err)) throw err;
+      const reason =
+        (err as { code?: string }).code ?? (err instanceof Error ? err.message : String(err));
+      const of = failure.repository ? ` of ${failure.repository}` : '';
+      // Already retried inside: not transient any more.
+      throw new UpstreamError(
+        `failed to fetch ${failure.fetching}${of} at ${failure.url}: ${reason}`,
+        undefined,
+        false,
+        failure,
+      );
+    }
   }
 
   /** HEAD a manifest: its digest without downloading it. Undefined when unknown upstream. */
-  async headManifest(repository: string, reference: string, signal?: AbortSignal): Promise<ManifestHead | undefined> {
-    return this.withRetry(async () => {
-      const r = await this.send(
-        `${this.base}/v2/${repository}/manifests/${reference}`,
-        'HEAD',
-        repository,
-        { accept: MANIFEST_ACCEPT },
-        signal,
-      );
-      await r.body.dump();
-      if (r.statusCode === 404) return undefined;
-      await this.expectOk(r, `head manifest ${repository}:${reference}`);
-      const length = headerValue(r.headers['content-length']);
-      return {
-        digest: headerValue(r.headers['docker-content-digest']),
-        mediaType: (headerValue(r.headers['content-type']) ?? '').split(';')[0]?.trim() ?? '',
-        size: length !== undefined ? Number(length) : undefined,
-      };
-    }, signal);
+  async headManifest(
+    repository: string,
+    reference: string,
+    signal?: AbortSignal,
+  ): Promise<ManifestHead | undefined> {
+    const url = `${this.base}/v2/${repository}/manifests/${reference}`;
+    const failure = { url, repository, fetching: `manifest ${reference} (HEAD)` };
+    return this.described(failure, () =>
+      this.withRetry(async () => {
+        const r = await this.send(url, 'HEAD', repository, { accept: MANIFEST_ACCEPT }, signal);
+        await r.body.dump();
+        if (r.statusCode === 404) return undefined;
+        await this.expectOk(r, failure);
+        const length = headerValue(r.headers['content-length']);
+        return {
+          digest: headerValue(r.headers['docker-content-digest']),
+          mediaType: (headerValue(r.headers['content-type']) ?? '').split(';')[0]?.trim() ?? '',
+          size: length !== undefined ? Number(length) : undefined,
+        };
+      }, signal),
+    );
   }
 
-  async getManifest(repository: string, reference: string, signal?: AbortSignal): Promise<FetchedManifest> {
-    return this.withRetry(async () => {
-      const r = await this.send(
-        `${this.base}/v2/${repository}/manifests/${reference}`,
-        'GET',
-        repository,
-        { accept: MANIFEST_ACCEPT },
-        signal,
-      );
-      await this.expectOk(r, `get manifest ${repository}:${reference}`);
-      const chunks: Buffer[] = [];
-      let total = 0;
-      for await (const chunk of r.body as AsyncIterable<Buffer>) {
-        total += chunk.length;
-        if (total > MAX_MANIFEST_BYTES) {
-          r.body.destroy();
-          throw new UpstreamError(`manifest ${repository}:${reference} is larger than ${MAX_MANIFEST_BYTES} bytes`);
+  async getManifest(
+    repository: string,
+    reference: string,
+    signal?: AbortSignal,
+  ): Promise<FetchedManifest> {
+    const url = `${this.base}/v2/${repository}/manifests/${reference}`;
+    const failure = { url, repository, fetching: `manifest ${reference}` };
+    return this.described(failure, () =>
+      this.withRetry(async () => {
+        const r = await this.send(url, 'GET', repository, { accept: MANIFEST_ACCEPT }, signal);
+        await this.expectOk(r, failure);
+        const chunks: Buffer[] = [];
+        let total = 0;
+        for await (const chunk of r.body as AsyncIterable<Buffer>) {
+          total += chunk.length;
+          if (total > MAX_MANIFEST_BYTES) {
+            r.body.destroy();
+            throw new UpstreamError(
+              `manifest ${reference} of ${repository} at ${url} is larger than ${MAX_MANIFEST_BYTES} bytes`,
+              r.statusCode,
+              false,
+              {
+                ...failure,
+                status: r.statusCode,
+              },
+            );
+          }
+          chunks.push(chunk);
         }
-        chunks.push(chunk);
-      }
-      return {
-        bytes: Buffer.concat(chunks),
-        mediaType: (headerValue(r.headers['content-type']) ?? '').split(';')[0]?.trim() ?? '',
-        digest: headerValue(r.headers['docker-content-digest']),
-      };
-    }, signal);
+        return {
+          bytes: Buffer.concat(chunks),
+          mediaType: (headerValue(r.headers['content-type']) ?? '').split(';')[0]?.trim() ?? '',
+          digest: headerValue(r.headers['docker-content-digest']),
+        };
+      }, signal),
+    );
   }
 
   /** Opens a blob for streaming (redirects followed); the caller must consume or destroy it. */
-  async openBlob(repository: string, digest: string, signal?: AbortSignal): Promise<{ body: Readable; size?: number }> {
+  async openBlob(
+    repository: string,
+    digest: string,
+    signal?: AbortSignal,
+  ): Promise<{ body: Readable; size?: number }> {
     let url = `${this.base}/v2/${repository}/blobs/${digest}`;
-    let withAuth = true;
-    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-      const r: Dispatcher.ResponseData = withAuth
-        ? await this.send(url, 'GET', repository, {}, signal)
-        : await request(url, { method: 'GET', signal, dispatcher: this.options.dispatcher });
-      if (r.statusCode >= 300 && r.statusCode < 400 && r.headers.location) {
-        await r.body.dump();
-        const next: URL = new URL(headerValue(r.headers.location) as string, url);
-        withAuth = withAuth && next.origin === new URL(url).origin;
-        url = next.toString();
-        continue;
+    const failure = { url, repository, fetching: `blob ${digest}` };
+    return this.described(failure, async () => {
+      let withAuth = true;
+      for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+        const r: Dispatcher.ResponseData = withAuth
+          ? await this.send(url, 'GET', repository, {}, signal)
+          : await request(url, { method: 'GET', signal, dispatcher: this.options.dispatcher });
+        if (r.statusCode >= 300 && r.statusCode < 400 && r.headers.location) {
+          await r.body.dump();
+          const next: URL = new URL(headerValue(r.headers.location) as string, url);
+          withAuth = withAuth && next.origin === new URL(url).origin;
+          url = next.toString();
+          continue;
+        }
+        await this.expectOk(r, { ...failure, url });
+        const length = headerValue(r.headers['content-length']);
+        return { body: r.body, size: length !== undefined ? Number(length) : undefined };
       }
-      await this.expectOk(r, `get blob ${repository}@${digest}`);
-      const length = headerValue(r.headers['content-length']);
-      return { body: r.body, size: length !== undefined ? Number(length) : undefined };
-    }
-    throw new UpstreamError(`too many redirects for blob ${digest}`);
+      throw new UpstreamError(
+        `failed to fetch blob ${digest} of ${repository}: too many redirects`,
+        undefined,
+        false,
+        failure,
+      );
+    });
   }
 
-  private async expectOk(r: Dispatcher.ResponseData, what: string): Promise<void> {
+  /** Throws an UpstreamError naming the URL, repository, status and what was fetched. */
+  private async expectOk(r: Dispatcher.ResponseData, failure: UpstreamFailure): Promise<void> {
     if (r.statusCode >= 200 && r.statusCode < 300) return;
     let detail = '';
     try {
@@ -226,10 +365,14 @@ export class RegistryClient {
     } catch {
       // the body is only used to explain the failure
     }
+    const errorCode = ociErrorCode(detail);
+    const of = failure.repository ? ` of ${failure.repository}` : '';
     throw new UpstreamError(
-      `failed to ${what}: upstream answered ${r.statusCode}${detail ? `: ${detail}` : ''}`,
+      `failed to fetch ${failure.fetching}${of} at ${failure.url}: upstream answered ${r.statusCode}` +
+        `${errorCode ? ` ${errorCode}` : detail ? `: ${detail}` : ''}`,
       r.statusCode,
       isTransientStatus(r.statusCode),
+      { ...failure, status: r.statusCode, ...(errorCode ? { errorCode } : {}) },
     );
   }
 
@@ -240,8 +383,9 @@ export class RegistryClient {
     repository: string,
     headers: Record<string, string>,
     signal?: AbortSignal,
+    scopeOverride?: string,
   ): Promise<Dispatcher.ResponseData> {
-    const scope = `repository:${repository}:pull`;
+    const scope = scopeOverride ?? `repository:${repository}:pull`;
     for (let attempt = 0; attempt < 2; attempt++) {
       const auth = this.authorization(scope);
       const r = await request(url, {
@@ -263,7 +407,17 @@ export class RegistryClient {
       } else if (challenge?.scheme === 'basic' && this.basic) {
         this.scheme = 'basic';
       } else {
-        throw new UpstreamError(`upstream requires authentication (${challenge?.scheme ?? 'no challenge'})`, 401);
+        throw new UpstreamError(
+          `failed to fetch ${url}: upstream answered 401 (${challenge?.scheme ?? 'no'} challenge) and no usable credentials were given`,
+          401,
+          false,
+          {
+            url,
+            repository,
+            fetching: 'authentication',
+            status: 401,
+          },
+        );
       }
     }
     throw new UpstreamError('unreachable');
@@ -278,7 +432,11 @@ export class RegistryClient {
     return undefined;
   }
 
-  private async fetchToken(params: Record<string, string>, scope: string, signal?: AbortSignal): Promise<string> {
+  private async fetchToken(
+    params: Record<string, string>,
+    scope: string,
+    signal?: AbortSignal,
+  ): Promise<string> {
     const realm = new URL(params.realm as string);
     if (params.service) realm.searchParams.set('service', params.service);
     realm.searchParams.set('scope', scope);
@@ -288,7 +446,11 @@ export class RegistryClient {
       signal,
       dispatcher: this.options.dispatcher,
     });
-    await this.expectOk(r, 'get a bearer token');
+    await this.expectOk(r, {
+      url: realm.toString(),
+      repository: '',
+      fetching: `a bearer token for ${scope}`,
+    });
     const body = (await r.body.json()) as { token?: string; access_token?: string };
     const token = body.token ?? body.access_token;
     if (!token) throw new UpstreamError('token endpoint answered without a token');

@@ -1,14 +1,26 @@
 import { setMaxListeners } from 'node:events';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
-import { blobDescriptors, childManifests, createEvent, digestOf, parseManifest } from '@flotilla/protocol';
+import {
+  blobDescriptors,
+  childManifests,
+  createEvent,
+  digestOf,
+  parseManifest,
+} from '@flotilla/protocol';
 import type { ContentStore } from '../blobstore/content-store.js';
 import type { TagEntry } from '../collections.js';
 import type { Catalog } from '../domain/catalog.js';
 import { diffTags, type ChannelStore } from '../domain/channels.js';
 import type { EventSink } from '../domain/promotions.js';
 import type { ProgressReporter } from '../tasks/progress.js';
-import { RegistryClient, UpstreamError, type UpstreamCredentials } from './registry-client.js';
+import {
+  RegistryClient,
+  UpstreamError,
+  type RetryPolicy,
+  type UpstreamCredentials,
+  type UpstreamFailure,
+} from './registry-client.js';
 import { createTagFilter } from './tag-filter.js';
 
 export interface SyncParams {
@@ -18,6 +30,8 @@ export interface SyncParams {
   excludeTags?: string[];
   /** Mirror mode: the channel ends up with exactly the upstream's (filtered) tags. */
   mirror?: boolean;
+  /** Mirror mode may empty a channel that has tags only when this says so. */
+  allowEmpty?: boolean;
 }
 
 export type SyncResult = {
@@ -34,9 +48,16 @@ export type SyncResult = {
   failures: { tag: string; error: string }[];
 };
 
+/** A sync that committed nothing; `details` names the upstream failure (stored with the task). */
 export class SyncFailedError extends Error {
   override readonly name = 'SyncFailedError';
-  readonly code = 'sync-failed';
+  constructor(
+    message: string,
+    readonly details: Record<string, unknown>,
+    readonly code: 'sync-failed' | 'sync-would-empty' = 'sync-failed',
+  ) {
+    super(message);
+  }
 }
 
 export interface SynchronizerDeps {
@@ -46,6 +67,13 @@ export interface SynchronizerDeps {
   events: EventSink;
   logger: Logger;
   concurrency: number;
+  /**
+   * Marks an unrecorded file already in the content store as in use now (its mtime), so gc
+   * keeps it; false when it vanished meanwhile (then it is downloaded again).
+   */
+  adoptFile: (digest: string) => Promise<boolean>;
+  /** Upstream retry policy (tests make it short). */
+  retry?: RetryPolicy;
 }
 
 /**
@@ -57,22 +85,51 @@ export interface SynchronizerDeps {
 export class Synchronizer {
   constructor(private readonly deps: SynchronizerDeps) {}
 
-  async sync(params: SyncParams, progress: ProgressReporter, signal: AbortSignal, taskId?: string): Promise<SyncResult> {
+  async sync(
+    params: SyncParams,
+    progress: ProgressReporter,
+    taskSignal: AbortSignal,
+    taskId?: string,
+  ): Promise<SyncResult> {
     const { channels, catalog, contentStore, logger } = this.deps;
+    setMaxListeners(0, taskSignal);
+    // The first failure stops the rest of the sync: nothing of it will be committed anyway.
+    const stop = new AbortController();
+    const signal = AbortSignal.any([taskSignal, stop.signal]);
     setMaxListeners(0, signal);
     const channel = channels.channels[0] as string;
     const upstreamRepo = params.upstream.repository ?? params.repository;
-    const client = new RegistryClient(params.upstream.url, {
-      username: params.upstream.username,
-      password: params.upstream.password,
-    });
+    const client = new RegistryClient(
+      params.upstream.url,
+      { username: params.upstream.username, password: params.upstream.password },
+      this.deps.retry ? { retry: this.deps.retry } : {},
+    );
     const log = logger.child({ repository: params.repository, upstream: params.upstream.url });
     const filter = createTagFilter(params.includeTags, params.excludeTags);
+    const fail = (err: unknown, context: string): UpstreamError => {
+      if (err instanceof UpstreamError) return err;
+      const reason = err instanceof Error ? err.message : String(err);
+      return new UpstreamError(
+        `failed to fetch ${context} of ${upstreamRepo} from ${params.upstream.url}: ${reason}`,
+        undefined,
+        false,
+        {
+          url: params.upstream.url,
+          repository: upstreamRepo,
+          fetching: context,
+        },
+      );
+    };
 
     const upstreamTags = (await client.listTags(upstreamRepo, signal)).filter(filter).sort();
     const current = await channels.current(params.repository, channel);
     const currentMap = new Map((current?.tags ?? []).map((t) => [t.tag, t.digest]));
-    progress.update({ done: 0, total: upstreamTags.length, bytesDone: 0, message: 'checking tags' });
+    progress.update({
+      done: 0,
+      total: upstreamTags.length,
+      bytesDone: 0,
+      message: 'checking tags',
+    });
 
     const stats = { manifestsFetched: 0, blobsFetched: 0, bytesFetched: 0, unchanged: 0 };
     let bytesTotal = 0;
@@ -81,7 +138,7 @@ export class Synchronizer {
     const tagLimit = pLimit(Math.min(64, this.deps.concurrency * 4));
     const blobsInFlight = new Map<string, Promise<void>>();
     const manifestsInFlight = new Map<string, Promise<void>>();
-    const failures: { tag: string; error: string }[] = [];
+    const failures: { tag: string; error: string; upstream?: UpstreamFailure }[] = [];
     const resolved: TagEntry[] = [];
     let done = 0;
 
@@ -89,26 +146,33 @@ export class Synchronizer {
       let pending = blobsInFlight.get(digest);
       if (!pending) {
         pending = (async () => {
-          const have = await contentStore.size(digest);
-          if (have === size) {
+          // Marking the record (or the file, when unrecorded) as used keeps gc from taking it.
+          if ((await catalog.touchBlob(digest)) && (await contentStore.size(digest)) === size)
+            return;
+          if ((await contentStore.size(digest)) === size && (await this.deps.adoptFile(digest))) {
             await catalog.recordBlob(digest, size, 'blob');
             return;
           }
           bytesTotal += size;
           progress.update({ bytesTotal });
-          await blobLimit(() =>
-            client.withRetry(async () => {
-              const { body } = await client.openBlob(upstreamRepo, digest, signal);
-              await contentStore.write(digest, body, {
-                expectedSize: size,
-                signal,
-                onBytes: (n) => {
-                  stats.bytesFetched += n;
-                  progress.update({ bytesDone: stats.bytesFetched });
-                },
-              });
-            }, signal),
-          );
+          try {
+            await blobLimit(() =>
+              client.withRetry(async () => {
+                const { body } = await client.openBlob(upstreamRepo, digest, signal);
+                await contentStore.write(digest, body, {
+                  expectedSize: size,
+                  signal,
+                  onBytes: (n) => {
+                    stats.bytesFetched += n;
+                    progress.update({ bytesDone: stats.bytesFetched });
+                  },
+                });
+              }, signal),
+            );
+          } catch (err) {
+            if (signal.aborted) throw err;
+            throw fail(err, `blob ${digest}`);
+          }
           stats.blobsFetched++;
           await catalog.recordBlob(digest, size, 'blob');
         })();
@@ -121,19 +185,28 @@ export class Synchronizer {
       let pending = manifestsInFlight.get(digest);
       if (!pending) {
         pending = (async () => {
-          if (await catalog.manifest(digest)) return;
-          const parsed = parseManifest(bytes, contentType || undefined);
+          if (await catalog.useManifest(digest)) return;
+          let parsed: ReturnType<typeof parseManifest>;
+          try {
+            parsed = parseManifest(bytes, contentType || undefined);
+          } catch (err) {
+            throw fail(err, `manifest ${digest} (malformed)`);
+          }
           const children = childManifests(parsed);
           await Promise.all(
             children.map(async (child) => {
-              if (await catalog.manifest(child.digest)) return;
+              if (await catalog.useManifest(child.digest)) return;
               const fetched = await client.getManifest(upstreamRepo, child.digest, signal);
               stats.manifestsFetched++;
               const actual = digestOf(fetched.bytes);
               if (actual !== child.digest) {
-                throw new UpstreamError(`manifest ${child.digest} hashed to ${actual}`);
+                throw fail(new Error(`hashed to ${actual}`), `manifest ${child.digest}`);
               }
-              await ingestManifest(child.digest, fetched.bytes, fetched.mediaType || child.mediaType);
+              await ingestManifest(
+                child.digest,
+                fetched.bytes,
+                fetched.mediaType || child.mediaType,
+              );
             }),
           );
           const blobs = blobDescriptors(parsed);
@@ -156,13 +229,23 @@ export class Synchronizer {
     const syncTag = async (tag: string): Promise<void> => {
       signal.throwIfAborted();
       const head = await client.headManifest(upstreamRepo, tag, signal);
-      if (!head) return;
+      if (!head) {
+        // The tag list names it, so a 404 is the upstream contradicting itself (or a tag deleted
+        // mid-sync): fail rather than commit a channel that silently lacks it.
+        const url = `${params.upstream.url.replace(/\/+$/, '')}/v2/${upstreamRepo}/manifests/${tag}`;
+        throw new UpstreamError(
+          `failed to fetch manifest ${tag} of ${upstreamRepo} at ${url}: upstream answered 404 although its tag list names the tag`,
+          404,
+          false,
+          { url, repository: upstreamRepo, fetching: `manifest ${tag}`, status: 404 },
+        );
+      }
       if (head.digest && currentMap.get(tag) === head.digest) {
         stats.unchanged++;
         resolved.push({ tag, digest: head.digest });
         return;
       }
-      if (head.digest && (await catalog.manifest(head.digest))) {
+      if (head.digest && (await catalog.useManifest(head.digest))) {
         resolved.push({ tag, digest: head.digest });
         return;
       }
@@ -171,7 +254,7 @@ export class Synchronizer {
       const digest = digestOf(fetched.bytes);
       const claimed = head.digest ?? fetched.digest;
       if (claimed && claimed !== digest) {
-        throw new UpstreamError(`manifest for ${tag} hashed to ${digest}, upstream said ${claimed}`);
+        throw fail(new Error(`hashed to ${digest}, upstream said ${claimed}`), `manifest ${tag}`);
       }
       await ingestManifest(digest, fetched.bytes, fetched.mediaType);
       resolved.push({ tag, digest });
@@ -180,12 +263,19 @@ export class Synchronizer {
     await Promise.all(
       upstreamTags.map((tag) =>
         tagLimit(async () => {
+          if (signal.aborted) return;
           try {
             await syncTag(tag);
           } catch (err) {
-            if (signal.aborted) throw err;
+            if (taskSignal.aborted || (stop.signal.aborted && failures.length > 0)) return;
             log.warn({ err, tag }, 'failed to sync tag');
-            failures.push({ tag, error: err instanceof Error ? err.message : String(err) });
+            const upstream = err instanceof UpstreamError ? err.details : undefined;
+            failures.push({
+              tag,
+              error: err instanceof Error ? err.message : String(err),
+              ...(upstream ? { upstream } : {}),
+            });
+            stop.abort(err);
           } finally {
             done++;
             progress.update({ done, message: `synced ${done} of ${upstreamTags.length} tags` });
@@ -193,19 +283,44 @@ export class Synchronizer {
         }),
       ),
     );
-    signal.throwIfAborted();
+    taskSignal.throwIfAborted();
+    if (failures.length > 0) {
+      // All or nothing, like Pulp: the channel keeps its version; what was downloaded stays in
+      // the content store for the next attempt (or gc).
+      const first = failures[0] as (typeof failures)[number];
+      log.info(
+        { version: current?.number ?? 0, ...stats, failures: failures.length },
+        'sync failed; channel unchanged',
+      );
+      throw new SyncFailedError(
+        `sync of ${params.repository} from ${upstreamRepo} at ${params.upstream.url} failed; ${channel} stays at version ${current?.number ?? 0}: ${first.tag}: ${first.error}`,
+        {
+          repository: params.repository,
+          channel,
+          version: current?.number ?? 0,
+          failures,
+          ...(first.upstream ? { upstream: first.upstream } : {}),
+        },
+      );
+    }
 
-    const synced = new Map(resolved.map((t) => [t.tag, t.digest]));
     const commit = await channels.commit(
       params.repository,
       channel,
       (tags) => {
-        if (params.mirror) {
-          // Keep a tag that failed this time rather than drop content because of a hiccup.
-          const kept = tags.filter((t) => !synced.has(t.tag) && failures.some((f) => f.tag === t.tag));
-          return [...kept, ...resolved];
+        const next = params.mirror
+          ? [...resolved]
+          : [...tags.filter((t) => !resolved.some((r) => r.tag === t.tag)), ...resolved];
+        if (params.mirror && next.length === 0 && tags.length > 0 && !params.allowEmpty) {
+          throw new SyncFailedError(
+            `mirror sync of ${params.repository} refused: ${upstreamRepo} at ${params.upstream.url} has no tags${
+              params.includeTags || params.excludeTags ? ' matching the filters' : ''
+            }, which would empty ${channel} (${tags.length} tags); send allowEmpty: true to empty it`,
+            { repository: params.repository, channel, version: current?.number ?? 0, failures: [] },
+            'sync-would-empty',
+          );
         }
-        return [...tags.filter((t) => !synced.has(t.tag)), ...resolved];
+        return next;
       },
       { kind: 'sync', ...(taskId ? { ref: taskId } : {}) },
     );
@@ -222,14 +337,10 @@ export class Synchronizer {
         }),
       );
     }
-    log.info({ version: commit.version.number, changed: commit.changed, ...stats, failures: failures.length }, 'sync finished');
-    if (failures.length > 0) {
-      // The tags that synced are committed; the task still fails so the failures are seen.
-      throw new SyncFailedError(
-        `${failures.length} of ${upstreamTags.length} tags failed (version ${commit.version.number} has the rest): ` +
-          failures.slice(0, 5).map((f) => `${f.tag}: ${f.error}`).join('; '),
-      );
-    }
+    log.info(
+      { version: commit.version.number, changed: commit.changed, ...stats },
+      'sync finished',
+    );
     return {
       channel,
       version: commit.version.number,
@@ -237,7 +348,7 @@ export class Synchronizer {
       added,
       removed: diff.removed.length,
       tags: upstreamTags.length,
-      failures,
+      failures: [],
       ...stats,
     };
   }

@@ -8,6 +8,7 @@ export interface SyncSubmission {
   includeTags?: string[];
   excludeTags?: string[];
   mirror?: boolean;
+  allowEmpty?: boolean;
 }
 
 /**
@@ -28,6 +29,7 @@ export class ContentTasks {
     if (request.includeTags) params.includeTags = request.includeTags;
     if (request.excludeTags) params.excludeTags = request.excludeTags;
     if (request.mirror !== undefined) params.mirror = request.mirror;
+    if (request.allowEmpty !== undefined) params.allowEmpty = request.allowEmpty;
     const out = await this.queue.submit({
       kind: 'sync',
       key: `sync:${request.repository}`,
@@ -54,6 +56,20 @@ export class ContentTasks {
     return task;
   }
 
+  /** One reconcile at a time (key `reconcile`); a waiting one absorbs later requests. */
+  async submitReconcile(): Promise<{ task: StoredTask; coalesced: boolean }> {
+    const out = await this.queue.submit({ kind: 'reconcile', key: 'reconcile', params: {}, coalesce: true });
+    this.onSubmitted();
+    return out;
+  }
+
+  /** One gc at a time (key `gc`); a waiting gc with the same `dryRun` absorbs this one. */
+  async submitGc(request: { dryRun?: boolean } = {}): Promise<{ task: StoredTask; coalesced: boolean }> {
+    const out = await this.queue.submit({ kind: 'gc', key: 'gc', params: { dryRun: request.dryRun === true }, coalesce: true });
+    this.onSubmitted();
+    return out;
+  }
+
   /** A stored sync task's parameters with the configured registry filled in. */
   syncParams(task: StoredTask): SyncParams {
     const p = task.params as unknown as SyncSubmission;
@@ -64,6 +80,7 @@ export class ContentTasks {
       includeTags: p.includeTags,
       excludeTags: p.excludeTags,
       mirror: p.mirror,
+      allowEmpty: p.allowEmpty,
     };
   }
 }

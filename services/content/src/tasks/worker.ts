@@ -160,9 +160,16 @@ export class TaskWorker {
         log.info('task canceled');
       } else {
         const message = err instanceof Error ? err.message : String(err);
+        const code = (err as { code?: unknown }).code;
+        // Errors that explain themselves further (an upstream's URL, status, what was fetched) keep it.
+        const details = (err as { details?: unknown }).details;
         await queue.finish(task._id, this.owner, {
           state: 'failed',
-          error: { message, ...(typeof (err as { code?: unknown }).code === 'string' ? { code: (err as { code: string }).code } : {}) },
+          error: {
+            message,
+            ...(typeof code === 'string' ? { code } : {}),
+            ...(details && typeof details === 'object' ? { details: details as Record<string, unknown> } : {}),
+          },
           progress: progress.value,
         });
         ended('failed');
