@@ -13,6 +13,10 @@
  *   PUBLICATION                           "<n>\n", written last, by rename
  * ```
  *
+ * That is the single view of trees written before channels (`layout: 'root'`, the default);
+ * `layout: 'channels'` writes the repository files and a marker under `channels/<channel>/`
+ * instead, as content does now.
+ *
  * Images are real: each layer is a gzip'd tar holding one file of random bytes, and the config
  * carries the matching `rootfs.diff_ids`, so podman can unpack what it pulls. An index has two
  * platforms (linux/amd64 and linux/arm64) unless told otherwise.
@@ -79,6 +83,12 @@ export interface TreeSpec {
   repositories: RepositorySpec[];
   /** Skip writing PUBLICATION (to simulate a publication in progress). */
   withoutMarker?: boolean;
+  /**
+   * `root` (default): the single view of trees written before channels, `repositories/` at the
+   * root. `channels`: the channel's own view, `channels/<channel>/repositories/<name>.json` and
+   * `channels/<channel>/PUBLICATION` (written before the root `PUBLICATION`).
+   */
+  layout?: 'root' | 'channels';
 }
 
 export interface WrittenManifest {
@@ -356,8 +366,9 @@ export async function writePublishedTree(root: string, spec: TreeSpec): Promise<
     newBlobs.push(digest);
   }
   newBlobs.sort();
+  const viewDir = spec.layout === 'channels' ? path.join(root, 'channels', channel) : root;
   for (const repo of Object.values(repositories)) {
-    await writeAtomically(path.join(root, 'repositories', `${repo.name}.json`), JSON.stringify(repo.metadata));
+    await writeAtomically(path.join(viewDir, 'repositories', `${repo.name}.json`), JSON.stringify(repo.metadata));
   }
   await writeAtomically(
     path.join(root, 'publications', `${spec.publication}.json`),
@@ -370,7 +381,10 @@ export async function writePublishedTree(root: string, spec: TreeSpec): Promise<
       newBlobs,
     }),
   );
-  if (!spec.withoutMarker) await writeAtomically(path.join(root, 'PUBLICATION'), `${spec.publication}\n`);
+  if (!spec.withoutMarker) {
+    if (spec.layout === 'channels') await writeAtomically(path.join(viewDir, 'PUBLICATION'), `${spec.publication}\n`);
+    await writeAtomically(path.join(root, 'PUBLICATION'), `${spec.publication}\n`);
+  }
   return { root, publication: spec.publication, channel, repositories, newBlobs };
 }
 

@@ -8,10 +8,16 @@ import { assertRepositoryName, isValidRepositoryName, isValidTag } from './refer
 /**
  * The published tree, relative to the publish root (always `/`-separated):
  *
- *   blobs/sha256/<first 2 hex>/<64 hex>   immutable blobs and manifests, exact bytes
- *   repositories/<name>.json              crane metadata for one repository
- *   publications/<n>.json                 publication record n
- *   PUBLICATION                           n of the newest complete publication, written last
+ *   blobs/sha256/<first 2 hex>/<64 hex>          immutable blobs and manifests, exact bytes,
+ *                                                once however many channels reference them
+ *   publications/<n>.json                        publication record n (one sequence, every channel)
+ *   PUBLICATION                                  n of the newest complete publication of any
+ *                                                channel, written last (what mirrors are judged by)
+ *   channels/<channel>/repositories/<name>.json  crane metadata: that channel's view
+ *   channels/<channel>/PUBLICATION               n of the channel's newest complete publication
+ *   repositories/<name>.json                     the single view of trees written before channels
+ *                                                (read as the default channel's view until that
+ *                                                channel has a view of its own)
  *
  * Every path is built here and from validated input only, so no `..` can get in.
  */
@@ -27,9 +33,18 @@ export const PublishedPaths = {
     }
     return `blobs/sha256/${parsed.hex.slice(0, 2)}/${parsed.hex}`;
   },
+  /** The single-view layout of trees written before channels (`legacyView().repository`). */
   repository(name: string): string {
     assertRepositoryName(name);
     return `repositories/${name}.json`;
+  },
+  /** `channels/<channel>/repositories/<name>.json`. */
+  channelRepository(channel: string, name: string): string {
+    return publishedView(channel).repository(name);
+  },
+  /** `channels/<channel>/PUBLICATION`. */
+  channelMarker(channel: string): string {
+    return publishedView(channel).marker;
   },
   publication(n: number): string {
     if (!Number.isSafeInteger(n) || n < 0) {
@@ -43,7 +58,58 @@ export const PublishedPaths = {
   marker: 'PUBLICATION',
 } as const;
 
-export type PublishedTreeErrorCode = 'PUBLICATION_INVALID' | 'MARKER_INVALID' | 'METADATA_INVALID';
+/** The channel crane serves unless told otherwise, and content publishes by default. */
+export const DEFAULT_PUBLISHED_CHANNEL = 'stable';
+
+const CHANNEL_NAME = /^[a-z][a-z0-9-]{0,63}$/;
+
+export function isValidChannelName(channel: string): boolean {
+  return CHANNEL_NAME.test(channel);
+}
+
+/**
+ * One channel's view of the tree (what one crane serves): its repository metadata files and
+ * its marker. `channel: null` is the single view of a tree written before channels.
+ */
+export interface PublishedView {
+  readonly channel: string | null;
+  /** The folder holding `<name>.json` files. */
+  readonly repositoriesDir: string;
+  readonly marker: string;
+  repository(name: string): string;
+}
+
+export function publishedView(channel: string): PublishedView {
+  if (!isValidChannelName(channel)) {
+    throw new PublishedTreeError('CHANNEL_INVALID', 'channel names are lowercase words');
+  }
+  const base = `channels/${channel}`;
+  return {
+    channel,
+    repositoriesDir: `${base}/repositories`,
+    marker: `${base}/PUBLICATION`,
+    repository(name) {
+      assertRepositoryName(name);
+      return `${base}/repositories/${name}.json`;
+    },
+  };
+}
+
+/** The single view of a tree written before channels: root `repositories/` and `PUBLICATION`. */
+export function legacyView(): PublishedView {
+  return {
+    channel: null,
+    repositoriesDir: 'repositories',
+    marker: PublishedPaths.marker,
+    repository: (name) => PublishedPaths.repository(name),
+  };
+}
+
+export type PublishedTreeErrorCode =
+  | 'PUBLICATION_INVALID'
+  | 'MARKER_INVALID'
+  | 'METADATA_INVALID'
+  | 'CHANNEL_INVALID';
 
 export class PublishedTreeError extends Error {
   readonly code: PublishedTreeErrorCode;

@@ -3,6 +3,8 @@ import {
   MediaType,
   PublishedPaths,
   PublishedTreeError,
+  legacyView,
+  publishedView,
   digestOf,
   formatPublicationMarker,
   parsePublicationMarker,
@@ -76,6 +78,28 @@ describe('PublishedPaths', () => {
       expect(treeError(() => PublishedPaths.publication(n)).code).toBe('PUBLICATION_INVALID');
     }
     expect(PublishedPaths.marker).toBe('PUBLICATION');
+  });
+
+  it('gives each channel a view of its own, apart from the shared blobs and records', () => {
+    const testing = publishedView('testing');
+    expect(testing.channel).toBe('testing');
+    expect(testing.marker).toBe('channels/testing/PUBLICATION');
+    expect(testing.repositoriesDir).toBe('channels/testing/repositories');
+    expect(testing.repository('fedora/httpd')).toBe('channels/testing/repositories/fedora/httpd.json');
+    expect(PublishedPaths.channelRepository('stable', 'a')).toBe('channels/stable/repositories/a.json');
+    expect(PublishedPaths.channelMarker('stable')).toBe('channels/stable/PUBLICATION');
+    expect(ociCode(() => testing.repository('../x'))).toBe('NAME_INVALID');
+    for (const channel of ['', '..', 'a/b', 'Stable', '-x', 'a'.repeat(65), 'x y']) {
+      expect(treeError(() => publishedView(channel)).code).toBe('CHANNEL_INVALID');
+    }
+  });
+
+  it('reads trees written before channels through the root view', () => {
+    const legacy = legacyView();
+    expect(legacy.channel).toBeNull();
+    expect(legacy.marker).toBe('PUBLICATION');
+    expect(legacy.repositoriesDir).toBe('repositories');
+    expect(legacy.repository('fedora/httpd')).toBe('repositories/fedora/httpd.json');
   });
 });
 

@@ -97,6 +97,17 @@ export const promotionsQuerySchema = z
   .object({ repository: repositoryName.optional(), channel: channelName.optional(), limit: z.coerce.number().int().min(1).max(1000).optional() })
   .strict();
 
+/** `GET /api/v1/publications/<n>`: one page of the digests it added, after a digest. */
+export const publicationQuerySchema = z
+  .object({
+    after: z
+      .string()
+      .regex(/^sha256:[a-f0-9]{64}$/)
+      .optional(),
+    limit: z.coerce.number().int().min(1).max(10_000).optional(),
+  })
+  .strict();
+
 export const tasksQuerySchema = z
   .object({
     state: z.enum(['waiting', 'running', 'completed', 'failed', 'canceled']).optional(),

@@ -3,8 +3,9 @@ import type { Collection, Store } from '@flotilla/store';
 /**
  * The documents content owns in the shared store (architecture: content owns `repositories`,
  * `channel_versions`, `manifests`, `blobs`, `tasks`, `publications`, `promotions`, `outbox`;
- * plus `webhook_deliveries` for replay protection). Tags live in arrays, never as field names:
- * a tag may contain `.`, which neither MongoDB nor nedb accept in a key.
+ * plus `publication_entries` (what each publication wrote, per repository) and
+ * `webhook_deliveries` for replay protection). Tags live in arrays, never as field names: a tag
+ * may contain `.`, which neither MongoDB nor nedb accept in a key.
  */
 
 export interface TagEntry {
@@ -24,13 +25,25 @@ export interface PublishedPointer {
   publication: number;
 }
 
+/** What one channel's view of the published tree holds for a repository. */
+export interface ChannelViewPointer {
+  version: number;
+  publication: number;
+}
+
 /** `_id` = repository name. */
 export type RepositoryDoc = {
   name: string;
   createdAt: string;
   channels: Record<string, ChannelPointer>;
-  /** What the published tree holds for this repository (set when a publication completes). */
+  /** The repository's most recent publication, of whichever channel (API compatibility). */
   published?: PublishedPointer;
+  /**
+   * channel → what that channel's view of the tree holds (set when a publication completes);
+   * bounded by the configured channels. Unset for repositories only in a tree written before
+   * channels (`published` alone), which the first publication of a channel then writes anew.
+   */
+  views?: Record<string, ChannelViewPointer>;
 };
 
 /** `_id` = `<repository>|<channel>|<number>`: the unique id serialises concurrent writers. */
@@ -122,18 +135,36 @@ export interface PublicationSnapshotEntry {
   version: number;
 }
 
-/** `_id` = publication number as a decimal string. */
+/**
+ * `_id` = publication number as a decimal string. Bounded whatever the publication's size: the
+ * lists of what it wrote live in the tree's `publications/<n>.json` and in `publication_entries`.
+ */
 export type PublicationDoc = {
   number: number;
   channel: string;
   state: 'pending' | 'complete' | 'pruned';
   time: string;
-  /** Repositories whose metadata this publication wrote. */
-  repositories: string[];
-  newBlobs: string[];
-  /** Every repository the tree holds once this publication is complete (for retention). */
-  snapshot: PublicationSnapshotEntry[];
+  /** Set when complete. */
+  repositoryCount?: number;
+  newBlobCount?: number;
   taskId?: string;
+  /** Documents written before the lists moved out hold them here (read, never written). */
+  repositories?: string[];
+  newBlobs?: string[];
+  /** Ditto: every repository the single-view tree held once this publication was complete. */
+  snapshot?: PublicationSnapshotEntry[];
+};
+
+/**
+ * `_id` = `<publication>|<repository>`: publication n wrote this version of the repository into
+ * its channel's view. One small document per repository per publication, written before the
+ * marker moves; retention derives from them what each retained publication served.
+ */
+export type PublicationEntryDoc = {
+  publication: number;
+  channel: string;
+  repository: string;
+  version: number;
 };
 
 /** `_id` = uuid: the audit trail of every channel change made by people or hooks. */
@@ -166,6 +197,7 @@ export interface ContentCollections {
   blobs: Collection<BlobDoc>;
   tasks: Collection<TaskDoc>;
   publications: Collection<PublicationDoc>;
+  publicationEntries: Collection<PublicationEntryDoc>;
   promotions: Collection<PromotionDoc>;
   webhookDeliveries: Collection<WebhookDeliveryDoc>;
 }
@@ -178,6 +210,7 @@ export function contentCollections(store: Store): ContentCollections {
     blobs: store.collection<BlobDoc>('blobs'),
     tasks: store.collection<TaskDoc>('tasks'),
     publications: store.collection<PublicationDoc>('publications'),
+    publicationEntries: store.collection<PublicationEntryDoc>('publication_entries'),
     promotions: store.collection<PromotionDoc>('promotions'),
     webhookDeliveries: store.collection<WebhookDeliveryDoc>('webhook_deliveries'),
   };
@@ -189,6 +222,8 @@ export async function ensureIndexes(c: ContentCollections): Promise<void> {
   await c.tasks.createIndex({ keys: { key: 1, state: 1 } });
   await c.publications.createIndex({ keys: { number: -1 } });
   await c.publications.createIndex({ keys: { state: 1 } });
+  await c.publicationEntries.createIndex({ keys: { publication: 1 } });
+  await c.publicationEntries.createIndex({ keys: { channel: 1, repository: 1, publication: -1 } });
   // Retention finds marked blobs without scanning the index of every published file.
   await c.blobs.createIndex({ keys: { unreferencedSince: 1 }, sparse: true });
   await c.promotions.createIndex({ keys: { repository: 1, seq: -1 } });

@@ -70,7 +70,9 @@ async function waitTask(base: string, id: string): Promise<any> {
 async function assertTreeServes(root: string): Promise<number> {
   const marker = parsePublicationMarker(await fs.readFile(path.join(root, 'PUBLICATION'), 'utf8'));
   await fs.access(path.join(root, `publications/${marker}.json`));
-  const repoDir = path.join(root, 'repositories');
+  // only stable is published here: its view's marker is the tree's
+  expect(parsePublicationMarker(await fs.readFile(path.join(root, 'channels/stable/PUBLICATION'), 'utf8'))).toBe(marker);
+  const repoDir = path.join(root, 'channels/stable/repositories');
   const files: string[] = [];
   const walk = async (d: string): Promise<void> => {
     for (const e of await fs.readdir(d, { withFileTypes: true })) {
@@ -81,6 +83,8 @@ async function assertTreeServes(root: string): Promise<number> {
   await walk(repoDir);
   for (const file of files) {
     const meta = parseRepositoryMetadata(await fs.readFile(file));
+    // the view is renamed into place whole, after every blob: nothing ahead of the marker
+    expect(meta.publication).toBeLessThanOrEqual(marker);
     for (const digest of [...Object.keys(meta.manifests), ...Object.keys(meta.blobs)]) {
       const hex = digest.slice(7);
       const bytes = await fs.readFile(path.join(root, 'blobs/sha256', hex.slice(0, 2), hex));

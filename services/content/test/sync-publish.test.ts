@@ -68,7 +68,7 @@ describe('sync → candidate → promote → publish', () => {
 
     const root = content.service.parts.config.publishDir;
     expect((await fs.readFile(path.join(root, 'PUBLICATION'), 'utf8')).trim()).toBe('1');
-    const meta = parseRepositoryMetadata(await fs.readFile(path.join(root, 'repositories/fedora/httpd.json')));
+    const meta = parseRepositoryMetadata(await fs.readFile(path.join(root, 'channels/stable/repositories/fedora/httpd.json')));
     expect(repositoryMetadataSchema.safeParse(meta).success).toBe(true);
     expect(meta.tags).toEqual({ '39': index.digest, latest: image.digest });
     // index children are in manifests, with exact bytes

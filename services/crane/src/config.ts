@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { csv, durationMs, host, int, loadConfig, port, url, type Env } from '@flotilla/kit';
+import { DEFAULT_PUBLISHED_CHANNEL, isValidChannelName } from '@flotilla/protocol';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 
@@ -15,6 +16,10 @@ export const craneConfigSchema = z.object({
   FLOTILLA_CRANE_HOST: host().default('127.0.0.1'),
   FLOTILLA_PUBLISH_DIR: z.string().optional(),
   FLOTILLA_CRANE_SOURCE_URL: url().optional(),
+  FLOTILLA_CRANE_CHANNEL: z
+    .string()
+    .refine(isValidChannelName, { message: 'must be a channel name (a lowercase word)' })
+    .default(DEFAULT_PUBLISHED_CHANNEL),
   FLOTILLA_CRANE_BLOB_BASE_URL: url().default('http://127.0.0.1:5002/pub/containers'),
   FLOTILLA_CRANE_POLL_INTERVAL: durationMs().default(10_000),
   FLOTILLA_CRANE_PULP_DIR: z.string().optional(),
@@ -46,6 +51,8 @@ export interface CraneConfig {
   /** The published tree: a directory, or (when `sourceUrl` is set) that URL instead. */
   publishDir: string;
   sourceUrl?: string;
+  /** The channel whose view of the tree this instance serves (one channel per instance). */
+  channel: string;
   blobBaseUrl: string;
   /** 0 disables polling. */
   pollIntervalMs: number;
@@ -76,6 +83,7 @@ export function loadCraneConfig(env: Env = process.env): CraneConfig {
     port: raw.FLOTILLA_CRANE_PORT,
     publishDir: raw.FLOTILLA_PUBLISH_DIR ?? path.join(raw.FLOTILLA_DATA_DIR, 'publish'),
     ...(raw.FLOTILLA_CRANE_SOURCE_URL ? { sourceUrl: raw.FLOTILLA_CRANE_SOURCE_URL } : {}),
+    channel: raw.FLOTILLA_CRANE_CHANNEL,
     blobBaseUrl: raw.FLOTILLA_CRANE_BLOB_BASE_URL,
     pollIntervalMs: raw.FLOTILLA_CRANE_POLL_INTERVAL,
     ...(raw.FLOTILLA_CRANE_PULP_DIR ? { pulpDir: raw.FLOTILLA_CRANE_PULP_DIR } : {}),

@@ -42,8 +42,8 @@ export function reloadQueueName(instanceId: string): string {
 }
 
 /**
- * Crane: the public, read-only pull endpoint. Serves `/v2/` from an in-memory catalog of the
- * published tree (lean `node:http` path), redirects blobs to the mirror redirector, reloads on
+ * Crane: the public, read-only pull endpoint. Serves `/v2/` from an in-memory catalog of one
+ * channel's view of the published tree (`FLOTILLA_CRANE_CHANNEL`, default stable) (lean `node:http` path), redirects blobs to the mirror redirector, reloads on
  * `content.published` and by polling `PUBLICATION`. It holds no store and no credentials.
  */
 export async function createCraneService(deps: CraneServiceDeps): Promise<CraneService> {
@@ -66,6 +66,7 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
     deps.source ?? (config.sourceUrl ? createHttpSource(config.sourceUrl) : createDirectorySource(config.publishDir));
   const loader = createCatalogLoader({
     source,
+    channel: config.channel,
     ...(config.pulpDir ? { pulpDir: config.pulpDir } : {}),
     logger,
     metrics: craneMetrics,
@@ -140,6 +141,8 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
         subscription = await deps.bus.subscribe(reloadQueueName(config.instanceId), ['content.published'], async (event) => {
           if (stopped) return;
           const data = event.data as ContentPublishedData;
+          // another channel's publication never changes this view
+          if (data.channel !== config.channel) return;
           const served = loader.current().publication;
           if (served !== null && data.publication <= served) return; // already serving it (redelivery)
           logger.info({ publication: data.publication, channel: data.channel }, 'reloading on content.published');

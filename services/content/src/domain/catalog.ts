@@ -114,6 +114,6 @@ export class Catalog {
 }
 
 
-function* batches<T>(items: T[]): Generator<T[]> {
+export function* batches<T>(items: T[]): Generator<T[]> {
   for (let i = 0; i < items.length; i += IN_BATCH) yield items.slice(i, i + IN_BATCH);
 }

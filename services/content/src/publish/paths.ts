@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { PublishedPaths } from '@flotilla/protocol';
+import { PublishedPaths, publishedView } from '@flotilla/protocol';
 
 /**
  * Absolute paths in the published tree (layout owned by protocol's PublishedPaths), plus the
@@ -7,10 +7,11 @@ import { PublishedPaths } from '@flotilla/protocol';
  *
  * ```
  * <publish root>/
- *   blobs/sha256/<2 hex>/<64 hex>
- *   repositories/<name>.json
- *   publications/<n>.json
- *   PUBLICATION
+ *   blobs/sha256/<2 hex>/<64 hex>                  shared by every channel
+ *   publications/<n>.json                          one sequence across channels
+ *   PUBLICATION                                    newest publication of any channel
+ *   channels/<channel>/repositories/<name>.json    that channel's view
+ *   channels/<channel>/PUBLICATION                 newest publication of that channel
  *   .staging/<uuid>            same filesystem as the tree, so rename is atomic; mirrors exclude it
  * ```
  */
@@ -25,8 +26,12 @@ export class PublishPaths {
     return this.abs(PublishedPaths.blob(digest));
   }
 
-  repository(name: string): string {
-    return this.abs(PublishedPaths.repository(name));
+  channelRepository(channel: string, name: string): string {
+    return this.abs(publishedView(channel).repository(name));
+  }
+
+  channelMarker(channel: string): string {
+    return this.abs(publishedView(channel).marker);
   }
 
   publication(n: number): string {

@@ -20,8 +20,19 @@ export class PublishedTree {
 
   async init(): Promise<void> {
     await fs.mkdir(this.paths.stagingDir, { recursive: true });
-    // Left over from a crash: never announced, safe to drop.
-    for (const name of await fs.readdir(this.paths.stagingDir)) {
+    await this.clearStaging();
+  }
+
+  /** Drops every staged file: left over from a crash or a failed publish, never announced. */
+  async clearStaging(): Promise<void> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.paths.stagingDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    for (const name of names) {
       await fs.rm(this.paths.staging(name), { force: true, recursive: true });
     }
   }
@@ -40,11 +51,13 @@ export class PublishedTree {
         await verifyFile(staged, digest, expectedSize);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP') throw err;
+        if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP')
+          throw err;
         mode = 'copy';
         const hasher = new DigestHasher({ expected: digest });
         await pipeline(createReadStream(source), hasher, createWriteStream(staged));
-        if (hasher.bytes !== expectedSize) throw new Error(`${digest}: size ${hasher.bytes}, expected ${expectedSize}`);
+        if (hasher.bytes !== expectedSize)
+          throw new Error(`${digest}: size ${hasher.bytes}, expected ${expectedSize}`);
       }
       const dest = this.paths.blob(digest);
       await fs.mkdir(path.dirname(dest), { recursive: true });
@@ -69,12 +82,45 @@ export class PublishedTree {
     await fs.rm(this.paths.blob(digest), { force: true });
   }
 
-  async writeRepositoryMetadata(name: string, value: unknown): Promise<void> {
-    await this.writeAtomically(this.paths.repository(name), `${JSON.stringify(value)}\n`);
+  /**
+   * Writes a channel's `repositories/<name>.json` into staging only: a publication stages every
+   * file first and renames them into the view together (`commit`), so a failed write leaves the
+   * view untouched.
+   */
+  async stageRepositoryMetadata(
+    channel: string,
+    name: string,
+    value: unknown,
+  ): Promise<StagedFile> {
+    const staged = await this.stage(`${JSON.stringify(value)}\n`);
+    return { staged, dest: this.paths.channelRepository(channel, name) };
+  }
+
+  /** Renames staged files into place, in order. */
+  async commit(files: readonly StagedFile[]): Promise<void> {
+    for (const file of files) {
+      await fs.mkdir(path.dirname(file.dest), { recursive: true });
+      await fs.rename(file.staged, file.dest);
+    }
   }
 
   async writePublicationRecord(n: number, value: unknown): Promise<void> {
     await this.writeAtomically(this.paths.publication(n), `${JSON.stringify(value, null, 2)}\n`);
+  }
+
+  /** The text of `publications/<n>.json`, or undefined when it does not exist. */
+  async readPublicationRecord(n: number): Promise<string | undefined> {
+    try {
+      return await fs.readFile(this.paths.publication(n), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  /** Moves `channels/<channel>/PUBLICATION` to n: the channel's view now shows publication n. */
+  async writeChannelMarker(channel: string, n: number): Promise<void> {
+    await this.writeAtomically(this.paths.channelMarker(channel), formatPublicationMarker(n));
   }
 
   /** Moves `PUBLICATION` to n: the last write of a publication. */
@@ -83,15 +129,14 @@ export class PublishedTree {
   }
 
   async readMarker(): Promise<number | undefined> {
-    try {
-      return parsePublicationMarker(await fs.readFile(this.paths.marker, 'utf8'));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
+    return readMarkerFile(this.paths.marker);
   }
 
-  private async writeAtomically(dest: string, text: string): Promise<void> {
+  async readChannelMarker(channel: string): Promise<number | undefined> {
+    return readMarkerFile(this.paths.channelMarker(channel));
+  }
+
+  private async stage(text: string): Promise<string> {
     const staged = this.paths.staging(randomUUID());
     try {
       const handle = await fs.open(staged, 'w', 0o644);
@@ -101,12 +146,36 @@ export class PublishedTree {
       } finally {
         await handle.close();
       }
+      return staged;
+    } catch (err) {
+      await fs.rm(staged, { force: true });
+      throw err;
+    }
+  }
+
+  private async writeAtomically(dest: string, text: string): Promise<void> {
+    const staged = await this.stage(text);
+    try {
       await fs.mkdir(path.dirname(dest), { recursive: true });
       await fs.rename(staged, dest);
     } catch (err) {
       await fs.rm(staged, { force: true });
       throw err;
     }
+  }
+}
+
+export interface StagedFile {
+  staged: string;
+  dest: string;
+}
+
+async function readMarkerFile(file: string): Promise<number | undefined> {
+  try {
+    return parsePublicationMarker(await fs.readFile(file, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
   }
 }
 
@@ -121,5 +190,6 @@ async function verifyFile(file: string, digest: string, expectedSize: number): P
       },
     }),
   );
-  if (hasher.bytes !== expectedSize) throw new Error(`${digest}: size ${hasher.bytes}, expected ${expectedSize}`);
+  if (hasher.bytes !== expectedSize)
+    throw new Error(`${digest}: size ${hasher.bytes}, expected ${expectedSize}`);
 }

@@ -1,14 +1,27 @@
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
-import { createEvent, repositoryMetadataSchema, publicationRecordSchema, type RepositoryMetadata } from '@flotilla/protocol';
+import { faultPoint } from '@flotilla/kit';
+import {
+  createEvent,
+  DEFAULT_PUBLISHED_CHANNEL,
+  parsePublicationRecord,
+  repositoryMetadataSchema,
+  publicationRecordSchema,
+  type RepositoryMetadata,
+} from '@flotilla/protocol';
 import type { ContentStore } from '../blobstore/content-store.js';
-import type { ContentCollections, PublicationDoc, PublicationSnapshotEntry, RepositoryDoc } from '../collections.js';
-import type { Catalog } from '../domain/catalog.js';
+import type {
+  ContentCollections,
+  PublicationDoc,
+  PublicationSnapshotEntry,
+  RepositoryDoc,
+} from '../collections.js';
+import { batches, type Catalog } from '../domain/catalog.js';
 import { tagsToRecord, type ChannelStore } from '../domain/channels.js';
 import { contentProblem } from '../domain/errors.js';
 import type { EventSink } from '../domain/promotions.js';
 import type { ProgressReporter } from '../tasks/progress.js';
-import type { PublishedTree } from './published-tree.js';
+import type { PublishedTree, StagedFile } from './published-tree.js';
 
 export interface PublishParams {
   channel: string;
@@ -51,52 +64,118 @@ export interface PublisherDeps {
 
 type Repo = RepositoryDoc & { _id: string };
 
+/** Newest-first page of `newBlobs` answered by `GET /api/v1/publications/<n>`. */
+export interface PublicationDetail {
+  doc: PublicationDoc & { _id: string };
+  repositories: string[];
+  newBlobs: string[];
+  newBlobCount: number;
+  /** Pass as `after` for the next page; absent on the last one. */
+  nextAfter?: string;
+}
+
 /**
- * Writes a channel's current content into the published tree, crash-safe and incremental:
+ * Writes a channel's current content into that channel's view of the published tree,
+ * crash-safe and incremental. Other channels' views are never touched; blobs are shared.
  * 1. only the blobs and manifests the tree lacks (per the `blobs` index, never a tree walk),
  *    each verified, then recorded as published;
- * 2. `repositories/<name>.json` of the repositories whose channel version changed, by rename;
- * 3. `publications/<n>.json`; 4. `PUBLICATION` last, by rename; 5. the store records.
- * A crash before 4 leaves the previous publication whole; the next publish reuses number n,
- * skips files already placed and still lists them in newBlobs.
+ * 2. one `publication_entries` document per repository written (bounded documents);
+ * 3. `channels/<channel>/repositories/<name>.json` of the repositories whose channel version
+ *    changed, all staged first, then renamed into the view together;
+ * 4. `publications/<n>.json`; 5. `channels/<channel>/PUBLICATION`; 6. `PUBLICATION` last;
+ * 7. the store marks n complete (counts only) and moves each repository's view pointer.
+ * A failure or crash before 6 leaves the previous publication the newest; the next publish
+ * reuses number n, redoes what n's attempt did (its entries and blob marks are reset first) and
+ * still lists placed files in newBlobs. After 6 the store state is recomputed the same way.
  */
 export class Publisher {
   constructor(private readonly deps: PublisherDeps) {}
 
   async lastComplete(): Promise<(PublicationDoc & { _id: string }) | undefined> {
-    const [last] = await this.deps.c.publications.find({ state: { $in: ['complete', 'pruned'] } }, { sort: { number: -1 }, limit: 1 });
+    const [last] = await this.deps.c.publications.find(
+      { state: { $in: ['complete', 'pruned'] } },
+      { sort: { number: -1 }, limit: 1, projection: { snapshot: 0, newBlobs: 0, repositories: 0 } },
+    );
     return last ?? undefined;
   }
 
-  async publish(params: PublishParams, progress: ProgressReporter, signal: AbortSignal, taskId?: string): Promise<PublishResult> {
+  async publish(
+    params: PublishParams,
+    progress: ProgressReporter,
+    signal: AbortSignal,
+    taskId?: string,
+  ): Promise<PublishResult> {
+    const { tree } = this.deps;
+    await tree.init();
+    try {
+      return await this.publishInto(params, progress, signal, taskId);
+    } catch (err) {
+      // Nothing staged was announced: drop it now rather than at the next publish.
+      await tree.clearStaging().catch((cleanupErr: unknown) => {
+        this.deps.logger.warn({ err: cleanupErr }, 'failed to clear the publish staging folder');
+      });
+      throw err;
+    }
+  }
+
+  private async publishInto(
+    params: PublishParams,
+    progress: ProgressReporter,
+    signal: AbortSignal,
+    taskId?: string,
+  ): Promise<PublishResult> {
     const { c, channels, catalog, contentStore, tree, logger } = this.deps;
     const { channel } = params;
     channels.assertChannel(channel);
-    await tree.init();
 
     const last = await this.lastComplete();
     const n = (last?.number ?? 0) + 1;
     const log = logger.child({ channel, publication: n });
 
-    let repos: Repo[] = (await channels.listRepositories()).filter((r) => (r.channels[channel]?.version ?? 0) > 0);
+    let repos: Repo[] = (await channels.listRepositories()).filter(
+      (r) => (r.channels[channel]?.version ?? 0) > 0,
+    );
     if (params.repositories) {
       const wanted = new Set(params.repositories);
       repos = repos.filter((r) => wanted.has(r._id));
     }
     const changed = repos.filter((r) => {
       const version = r.channels[channel]?.version ?? 0;
-      return !(r.published && r.published.channel === channel && r.published.version === version);
+      return r.views?.[channel]?.version !== version;
     });
     if (changed.length === 0) {
       log.info('nothing to publish');
-      return { channel, publication: last?.number ?? 0, changed: false, repositories: [], newBlobs: 0, bytesWritten: 0, retentionQueued: false };
+      return {
+        channel,
+        publication: last?.number ?? 0,
+        changed: false,
+        repositories: [],
+        newBlobs: 0,
+        bytesWritten: 0,
+        retentionQueued: false,
+      };
     }
 
+    const earlier = await c.publications.findOne({ _id: String(n) }, { projection: { _id: 1 } });
+    if (earlier) {
+      // An attempt at n failed or died (perhaps for another channel): start n over, so nothing
+      // it recorded outlives it unannounced.
+      await c.publicationEntries.deleteMany({ publication: n });
+      await c.blobs.updateMany(
+        { publishedIn: n },
+        { $set: { published: false }, $unset: { publishedIn: '' } },
+      );
+    }
     await c.publications.updateOne(
       { _id: String(n) },
       {
-        $set: { number: n, channel, state: 'pending', time: new Date().toISOString(), ...(taskId ? { taskId } : {}) },
-        $setOnInsert: { repositories: [], newBlobs: [], snapshot: [] },
+        $set: {
+          number: n,
+          channel,
+          state: 'pending',
+          time: new Date().toISOString(),
+          ...(taskId ? { taskId } : {}),
+        },
       },
       { upsert: true },
     );
@@ -106,6 +185,7 @@ export class Publisher {
     const newBlobs = new Set<string>();
     let bytesWritten = 0;
     const written: { repository: string; version: number }[] = [];
+    const staged: StagedFile[] = [];
 
     for (const repo of changed) {
       signal.throwIfAborted();
@@ -134,13 +214,19 @@ export class Publisher {
           }),
         ),
       );
-      if (toPlace.length > 0) {
-        // Recorded only once the files are in place: the index never claims a missing file.
+      faultPoint('publish.blobs-placed');
+      // Recorded only once the files are in place: the index never claims a missing file.
+      for (const batch of batches(toPlace)) {
         await c.blobs.updateMany(
-          { _id: { $in: toPlace } },
+          { _id: { $in: batch } },
           { $set: { published: true, publishedIn: n }, $unset: { unreferencedSince: '' } },
         );
       }
+      await c.publicationEntries.updateOne(
+        { _id: `${n}|${repo._id}` },
+        { $set: { publication: n, channel, repository: repo._id, version: versionNumber } },
+        { upsert: true },
+      );
 
       const metadata: RepositoryMetadata = {
         schemaVersion: 1,
@@ -152,14 +238,30 @@ export class Publisher {
       };
       for (const [digest, doc] of closure.manifests) {
         const bytes = await contentStore.readBytes(digest);
-        metadata.manifests[digest] = { mediaType: doc.mediaType as RepositoryMetadata['manifests'][string]['mediaType'], size: doc.size, data: bytes.toString('base64') };
+        metadata.manifests[digest] = {
+          mediaType: doc.mediaType as RepositoryMetadata['manifests'][string]['mediaType'],
+          size: doc.size,
+          data: bytes.toString('base64'),
+        };
       }
-      await tree.writeRepositoryMetadata(repo._id, repositoryMetadataSchema.parse(metadata));
+      staged.push(
+        await tree.stageRepositoryMetadata(
+          channel,
+          repo._id,
+          repositoryMetadataSchema.parse(metadata),
+        ),
+      );
       written.push({ repository: repo._id, version: versionNumber });
-      progress.update({ done: written.length, message: `published ${written.length} of ${changed.length} repositories` });
+      progress.update({
+        done: written.length,
+        message: `prepared ${written.length} of ${changed.length} repositories`,
+      });
     }
 
     signal.throwIfAborted();
+    faultPoint('publish.metadata-staged');
+    await tree.commit(staged);
+    faultPoint('publish.metadata-renamed');
     const time = new Date().toISOString();
     const record = publicationRecordSchema.parse({
       schemaVersion: 1,
@@ -170,26 +272,33 @@ export class Publisher {
       newBlobs: [...newBlobs].sort(),
     });
     await tree.writePublicationRecord(n, record);
+    faultPoint('publish.record-written');
+    await tree.writeChannelMarker(channel, n);
+    faultPoint('publish.channel-marker-written');
     await tree.writeMarker(n);
+    faultPoint('publish.marker-written');
 
-    const snapshot = new Map<string, PublicationSnapshotEntry>((last?.snapshot ?? []).map((s) => [s.repository, s]));
-    for (const w of written) snapshot.set(w.repository, { repository: w.repository, channel, version: w.version });
     await c.publications.updateOne(
       { _id: String(n) },
       {
         $set: {
           state: 'complete',
           time,
-          repositories: record.repositories,
-          newBlobs: record.newBlobs,
-          snapshot: [...snapshot.values()],
+          repositoryCount: record.repositories.length,
+          newBlobCount: record.newBlobs.length,
         },
       },
     );
+    faultPoint('publish.store-complete');
     for (const w of written) {
       await c.repositories.updateOne(
         { _id: w.repository },
-        { $set: { published: { channel, version: w.version, publication: n } } },
+        {
+          $set: {
+            published: { channel, version: w.version, publication: n },
+            [`views.${channel}`]: { version: w.version, publication: n },
+          },
+        },
       );
     }
     await this.deps.events.enqueue(
@@ -200,7 +309,10 @@ export class Publisher {
         newBlobs: record.newBlobs.length,
       }),
     );
-    log.info({ repositories: written.length, newBlobs: newBlobs.size, bytesWritten }, 'publication complete');
+    log.info(
+      { repositories: written.length, newBlobs: newBlobs.size, bytesWritten },
+      'publication complete',
+    );
 
     let retentionQueued = false;
     try {
@@ -225,7 +337,10 @@ export class Publisher {
     const complete = await c.publications.countDocuments({ state: 'complete' });
     if (complete > this.deps.retainPublications) return true;
     // Only published blobs are ever marked; `$gt ''` lets both stores answer from the sparse index.
-    return (await c.blobs.findOne({ unreferencedSince: { $gt: '' } }, { projection: { _id: 1 } })) !== null;
+    return (
+      (await c.blobs.findOne({ unreferencedSince: { $gt: '' } }, { projection: { _id: 1 } })) !==
+      null
+    );
   }
 
   private async queueRetentionIfDue(): Promise<boolean> {
@@ -245,8 +360,15 @@ export class Publisher {
    */
   async applyRetention(now = new Date()): Promise<RetentionReport> {
     const { c, catalog, tree } = this.deps;
-    const report: RetentionReport = { prunedPublications: [], markedUnreferenced: 0, removedBlobs: 0 };
-    const complete = await c.publications.find({ state: 'complete' }, { sort: { number: -1 } });
+    const report: RetentionReport = {
+      prunedPublications: [],
+      markedUnreferenced: 0,
+      removedBlobs: 0,
+    };
+    const complete = await c.publications.find(
+      { state: 'complete' },
+      { sort: { number: -1 }, projection: { newBlobs: 0, repositories: 0 } },
+    );
     const keep = complete.slice(0, this.deps.retainPublications);
     const prune = complete.slice(this.deps.retainPublications);
     if (prune.length === 0 && !(await this.retentionDue())) return report;
@@ -258,27 +380,36 @@ export class Publisher {
 
     const referenced = new Set<string>();
     const seen = new Set<string>();
-    for (const p of keep) {
-      for (const entry of p.snapshot) {
-        const key = `${entry.repository}|${entry.channel}|${entry.version}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-        const version = await this.deps.channels.version(entry.repository, entry.channel, entry.version);
-        const closure = await catalog.closure(version.tags.map((t) => t.digest));
-        for (const d of closure.manifests.keys()) referenced.add(d);
-        for (const d of closure.blobs.keys()) referenced.add(d);
-      }
+    for (const entry of await this.servedVersions(keep)) {
+      const key = `${entry.repository}|${entry.channel}|${entry.version}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const version = await this.deps.channels.version(
+        entry.repository,
+        entry.channel,
+        entry.version,
+      );
+      const closure = await catalog.closure(version.tags.map((t) => t.digest));
+      for (const d of closure.manifests.keys()) referenced.add(d);
+      for (const d of closure.blobs.keys()) referenced.add(d);
     }
 
-    const published = await c.blobs.find({ published: true }, { projection: { _id: 1, unreferencedSince: 1 } });
+    const published = await c.blobs.find(
+      { published: true },
+      { projection: { _id: 1, unreferencedSince: 1 } },
+    );
     const graceMs = this.deps.blobGraceSeconds * 1000;
     for (const blob of published) {
       if (referenced.has(blob._id)) {
-        if (blob.unreferencedSince) await c.blobs.updateOne({ _id: blob._id }, { $unset: { unreferencedSince: '' } });
+        if (blob.unreferencedSince)
+          await c.blobs.updateOne({ _id: blob._id }, { $unset: { unreferencedSince: '' } });
         continue;
       }
       if (!blob.unreferencedSince) {
-        await c.blobs.updateOne({ _id: blob._id }, { $set: { unreferencedSince: now.toISOString() } });
+        await c.blobs.updateOne(
+          { _id: blob._id },
+          { $set: { unreferencedSince: now.toISOString() } },
+        );
         report.markedUnreferenced++;
       } else if (now.getTime() - Date.parse(blob.unreferencedSince) >= graceMs) {
         // The record goes first: a crash then leaves an orphan file, never a record without one.
@@ -293,13 +424,107 @@ export class Publisher {
     return report;
   }
 
+  /**
+   * Every (repository, channel, version) that some view of the tree serves, or served as of a
+   * retained publication: each channel's current view, every entry written by a retained
+   * publication (or a later, unfinished one), and for each repository and channel the entry in
+   * force once the oldest retained publication was made (its own, or an earlier one). Trees written before channels add the
+   * snapshots their publication documents carry, and the root view's while crane still reads it
+   * (until the default channel has a view of its own).
+   */
+  async servedVersions(keep: readonly PublicationDoc[]): Promise<PublicationSnapshotEntry[]> {
+    const { c, tree } = this.deps;
+    const out: PublicationSnapshotEntry[] = [];
+    const oldestKept = Math.min(...keep.map((p) => p.number));
+    const repos = await c.repositories.find(
+      { views: { $exists: true } },
+      { projection: { _id: 1, views: 1 } },
+    );
+    for (const repo of repos) {
+      for (const [channel, view] of Object.entries(repo.views ?? {})) {
+        out.push({ repository: repo._id, channel, version: view.version });
+        if (!Number.isFinite(oldestKept)) continue;
+        const [inForce] = await c.publicationEntries.find(
+          { channel, repository: repo._id, publication: { $lte: oldestKept } },
+          { sort: { publication: -1 }, limit: 1 },
+        );
+        if (inForce) out.push(inForce);
+      }
+    }
+    if (Number.isFinite(oldestKept)) {
+      for (const entry of await c.publicationEntries.find({ publication: { $gte: oldestKept } }))
+        out.push(entry);
+    }
+    for (const p of keep) out.push(...(p.snapshot ?? []));
+    if ((await tree.readChannelMarker(DEFAULT_PUBLISHED_CHANNEL)) === undefined) {
+      const [legacy] = await c.publications.find(
+        { snapshot: { $exists: true } },
+        { sort: { number: -1 }, limit: 1, projection: { snapshot: 1 } },
+      );
+      out.push(...(legacy?.snapshot ?? []));
+    }
+    return out;
+  }
+
   async get(n: number): Promise<PublicationDoc & { _id: string }> {
-    const doc = await this.deps.c.publications.findOne({ _id: String(n) });
+    const doc = await this.deps.c.publications.findOne(
+      { _id: String(n) },
+      { projection: { snapshot: 0, newBlobs: 0, repositories: 0 } },
+    );
     if (!doc) throw contentProblem('unknown-publication', `publication ${n} is unknown`);
     return doc;
   }
 
-  list(limit = 100): Promise<(PublicationDoc & { _id: string })[]> {
-    return this.deps.c.publications.find({}, { sort: { number: -1 }, limit, projection: { snapshot: 0 } });
+  /**
+   * Publication n and what it added, `newBlobs` a page at a time (digests after `after`, sorted):
+   * the lists come from the tree's `publications/<n>.json` (documents written before the lists
+   * moved out still hold them), so no store document holds them.
+   */
+  async detail(n: number, page: { after?: string; limit: number }): Promise<PublicationDetail> {
+    const doc = await this.get(n);
+    let repositories: string[] = [];
+    let all: string[] = [];
+    const text = await this.deps.tree.readPublicationRecord(n);
+    if (text !== undefined && doc.state !== 'pending') {
+      const record = parsePublicationRecord(text);
+      repositories = record.repositories;
+      all = [...record.newBlobs].sort();
+    } else {
+      const legacy = await this.deps.c.publications.findOne(
+        { _id: String(n) },
+        { projection: { newBlobs: 1, repositories: 1 } },
+      );
+      repositories = legacy?.repositories ?? [];
+      all = [...(legacy?.newBlobs ?? [])].sort();
+    }
+    const start = page.after === undefined ? 0 : firstAfter(all, page.after);
+    const newBlobs = all.slice(start, start + page.limit);
+    const more = start + page.limit < all.length;
+    return {
+      doc,
+      repositories,
+      newBlobs,
+      newBlobCount: all.length,
+      ...(more ? { nextAfter: newBlobs[newBlobs.length - 1] } : {}),
+    };
   }
+
+  list(limit = 100): Promise<(PublicationDoc & { _id: string })[]> {
+    return this.deps.c.publications.find(
+      {},
+      { sort: { number: -1 }, limit, projection: { snapshot: 0, newBlobs: 0, repositories: 0 } },
+    );
+  }
+}
+
+/** Index of the first entry of a sorted list greater than `after`. */
+function firstAfter(sorted: readonly string[], after: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

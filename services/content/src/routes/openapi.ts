@@ -5,6 +5,7 @@ import {
   problemSchema,
   promotionRequestSchema,
   promotionsQuerySchema,
+  publicationQuerySchema,
   publicationRequestSchema,
   repositoryQuerySchema,
   rollbackRequestSchema,
@@ -100,8 +101,11 @@ export function buildOpenApi(): Json {
       },
       '/publications/{n}': {
         get: {
-          summary: 'One publication',
-          parameters: [{ name: 'n', in: 'path', required: true, schema: { type: 'integer', minimum: 1 } }],
+          summary: 'One publication: its repositories and a page of the digests it added (`next` → `?after=`)',
+          parameters: [
+            { name: 'n', in: 'path', required: true, schema: { type: 'integer', minimum: 1 } },
+            ...queryParameters(publicationQuerySchema),
+          ],
           responses: { 200: ok('publication'), ...errors(400, 401, 404) },
         },
       },

@@ -1,3 +1,4 @@
+import type { PublicationDetail } from '../publish/publisher.js';
 import type { TaskView } from '../api-schemas.js';
 import type { PromotionDoc, PublicationDoc } from '../collections.js';
 import { tagsToRecord } from '../domain/channels.js';
@@ -38,7 +39,26 @@ export function presentPromotion(p: PromotionDoc & { _id: string }) {
   };
 }
 
+/** A publication in a list: counts, not the lists (those are in `GET /publications/<n>`). */
 export function presentPublication(p: PublicationDoc & { _id: string }) {
-  const { _id: _ignored, snapshot: _snapshot, ...rest } = p;
-  return rest;
+  const { _id: _ignored, snapshot: _snapshot, repositories, newBlobs, ...rest } = p;
+  return {
+    ...rest,
+    // documents written before the lists moved out carry the lists, not the counts
+    ...(rest.repositoryCount === undefined && repositories
+      ? { repositoryCount: repositories.length }
+      : {}),
+    ...(rest.newBlobCount === undefined && newBlobs ? { newBlobCount: newBlobs.length } : {}),
+  };
+}
+
+/** One publication: its repositories and one page of the digests it added (`next`: the cursor). */
+export function presentPublicationDetail(d: PublicationDetail) {
+  return {
+    ...presentPublication(d.doc),
+    repositories: d.repositories,
+    newBlobCount: d.newBlobCount,
+    newBlobs: d.newBlobs,
+    ...(d.nextAfter ? { next: d.nextAfter } : {}),
+  };
 }

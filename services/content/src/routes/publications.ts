@@ -1,11 +1,13 @@
 import type { Router } from 'express';
 import { z } from 'zod';
 import { jsonBody } from '@flotilla/kit';
-import { publicationRequestSchema } from '../api-schemas.js';
+import { publicationQuerySchema, publicationRequestSchema } from '../api-schemas.js';
 import type { ContentAppDeps } from '../app.js';
 import { contentProblem } from '../domain/errors.js';
-import { presentPublication, presentTask } from './present.js';
+import { presentPublication, presentPublicationDetail, presentTask } from './present.js';
 
+/** Digests of `newBlobs` answered per page unless `limit` says otherwise. */
+const NEW_BLOBS_PAGE = 1000;
 const publicationNumber = z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 
 export function mountPublications(router: Router, deps: ContentAppDeps): void {
@@ -29,6 +31,13 @@ export function mountPublications(router: Router, deps: ContentAppDeps): void {
 
   router.get('/publications/:n', deps.auth.require('read'), async (req, res) => {
     const n = publicationNumber.parse(req.params.n);
-    res.json(presentPublication(await deps.publisher.get(n)));
+    const query = publicationQuerySchema.parse(req.query);
+    const limit = query.limit ?? NEW_BLOBS_PAGE;
+    const detail = await deps.publisher.detail(n, { limit, ...(query.after ? { after: query.after } : {}) });
+    if (detail.nextAfter) {
+      const next = new URLSearchParams({ after: detail.nextAfter, limit: String(limit) });
+      res.setHeader('Link', `</api/v1/publications/${n}?${next.toString()}>; rel="next"`);
+    }
+    res.json(presentPublicationDetail(detail));
   });
 }

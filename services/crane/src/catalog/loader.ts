@@ -1,7 +1,16 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parsePublicationMarker, parsePublicationRecord, parseRepositoryMetadata, PublishedPaths } from '@flotilla/protocol';
+import {
+  DEFAULT_PUBLISHED_CHANNEL,
+  legacyView,
+  parsePublicationMarker,
+  parsePublicationRecord,
+  parseRepositoryMetadata,
+  PublishedPaths,
+  publishedView,
+  type PublishedView,
+} from '@flotilla/protocol';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import type { TreeSource } from '../source/tree-source.js';
@@ -17,6 +26,8 @@ export interface LoaderMetrics {
 
 export interface CatalogLoaderOptions {
   source: TreeSource | null;
+  /** The channel whose view is served (default `stable`). */
+  channel?: string;
   pulpDir?: string;
   logger: Logger;
   metrics: LoaderMetrics;
@@ -43,9 +54,11 @@ export interface CatalogLoader {
 const PULP_SUFFIX = '.json';
 
 /**
- * Reads the published tree into catalogs. Order of trust, as content writes it: `PUBLICATION`
+ * Reads one channel's view of the published tree into catalogs: `channels/<channel>/`, or, for
+ * the default channel of a tree that has no view of it yet (written before channels), the root
+ * `repositories/` and `PUBLICATION`. Order of trust, as content writes it: the view's marker
  * only moves after everything it announces is in place, so crane reads the marker first, then
- * the publication records since the last load (which repositories changed), then those
+ * the channel's publication records since the last load (which repositories changed), then those
  * repositories' metadata. A repository file that fails to parse or contradicts itself is
  * logged, counted and skipped, and the previous good copy keeps being served; a file that is
  * gone removes the repository.
@@ -59,15 +72,28 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
   let queued: { promise: Promise<Catalog>; full: boolean } | null = null;
   let pulpFingerprint = '';
   let pulpByFile = new Map<string, PulpRepository>();
+  const channel = options.channel ?? DEFAULT_PUBLISHED_CHANNEL;
+  const ownView = publishedView(channel);
+  /** The view the served catalog came from (undefined before the first load of a tree). */
+  let servedView: PublishedView | undefined;
 
-  async function readMarker(source: TreeSource): Promise<number | null> {
-    const text = await source.readText(PublishedPaths.marker);
-    return text === null ? null : parsePublicationMarker(text);
+  /** The channel's view and its marker; null while the tree shows nothing for the channel. */
+  async function readView(source: TreeSource): Promise<{ view: PublishedView; marker: number } | null> {
+    const own = await source.readText(ownView.marker);
+    if (own !== null) return { view: ownView, marker: parsePublicationMarker(own) };
+    if (channel !== DEFAULT_PUBLISHED_CHANNEL) return null;
+    const legacy = legacyView();
+    const text = await source.readText(legacy.marker);
+    return text === null ? null : { view: legacy, marker: parsePublicationMarker(text) };
   }
 
-  /** Repository names touched by publications (from, to]; `complete` is false when a record was unusable. */
+  /**
+   * Repository names the view's publications in (from, to] wrote (every channel's records share
+   * one sequence: a channel view keeps its own); `complete` is false when a record was unusable.
+   */
   async function namesFromPublications(
     source: TreeSource,
+    view: PublishedView,
     from: number,
     to: number,
   ): Promise<{ names: Set<string>; complete: boolean }> {
@@ -92,19 +118,22 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
     let complete = true;
     for (const record of records) {
       if (record === null) complete = false;
-      else for (const name of record.repositories) names.add(name);
+      else if (view.channel === null || record.channel === view.channel) {
+        for (const name of record.repositories) names.add(name);
+      }
     }
     return { names, complete };
   }
 
   async function readRepository(
     source: TreeSource,
+    view: PublishedView,
     name: string,
     marker: number,
   ): Promise<RepositoryView | 'gone' | 'bad' | 'ahead'> {
     let text: string | null;
     try {
-      text = await source.readText(PublishedPaths.repository(name));
+      text = await source.readText(view.repository(name));
     } catch (err) {
       options.metrics.metadataError('repository');
       log.warn({ err, repository: name }, 'failed to read repository metadata');
@@ -132,32 +161,34 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
   async function loadTree(
     source: TreeSource,
     full: boolean,
-  ): Promise<{ publication: number | null; repositories: ReadonlyMap<string, RepositoryView> } | null> {
-    const marker = await readMarker(source);
-    if (marker === null) return null;
-    const previous = catalog.publication;
+  ): Promise<{ publication: number | null; repositories: ReadonlyMap<string, RepositoryView>; view: PublishedView } | null> {
+    const current = await readView(source);
+    if (current === null) return null;
+    const { view, marker } = current;
+    // a switch of view (the default channel's first own publication) reads everything anew
+    const previous = servedView?.channel === view.channel ? catalog.publication : null;
     if (!full && previous === marker) return null;
 
     let names = new Set<string>();
     let complete = full || previous === null || marker < previous;
     if (!complete) {
-      const since = await namesFromPublications(source, previous!, marker);
+      const since = await namesFromPublications(source, view, previous!, marker);
       names = since.names;
       complete = !since.complete;
     }
     if (complete) {
-      const listed = await source.listRepositories();
+      const listed = await source.listRepositories(view.repositoriesDir);
       if (listed !== null) names = new Set(listed);
       else {
         // over HTTP: every publication's names; a record that cannot be read is logged, and
         // the repositories we already serve are re-read rather than dropped
-        names = (await namesFromPublications(source, 0, marker)).names;
+        names = (await namesFromPublications(source, view, 0, marker)).names;
         for (const name of catalog.repositories.keys()) names.add(name);
       }
     }
     const next = new Map<string, RepositoryView>(complete ? [] : catalog.repositories);
     const results = await Promise.all(
-      [...names].map((name) => limit(async () => [name, await readRepository(source, name, marker)] as const)),
+      [...names].map((name) => limit(async () => [name, await readRepository(source, view, name, marker)] as const)),
     );
     for (const [name, result] of results) {
       if (result === 'gone') next.delete(name);
@@ -166,7 +197,7 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
         if (old) next.set(name, old);
       } else next.set(name, result);
     }
-    return { publication: marker, repositories: next };
+    return { publication: marker, repositories: next, view };
   }
 
   /** Reads the Pulp directory; null when no file changed since the last read (and not `full`). */
@@ -233,7 +264,13 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
           pulpChanged = true;
         }
       }
-      if (tree !== null) hasLoaded = true;
+      if (tree !== null) {
+        hasLoaded = true;
+        if (servedView?.channel !== tree.view.channel) {
+          log.info({ channel, view: tree.view.channel ?? 'root (a tree written before channels)' }, 'serving view');
+        }
+        servedView = tree.view;
+      }
       const seconds = (performance.now() - started) / 1000;
       if (tree !== null || pulpChanged) {
         catalog = createCatalog(tree?.publication ?? catalog.publication, tree?.repositories ?? catalog.repositories, pulp);

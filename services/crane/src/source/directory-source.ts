@@ -1,6 +1,5 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PublishedPaths } from '@flotilla/protocol';
 import type { TreeSource } from './tree-source.js';
 
 const METADATA_SUFFIX = '.json';
@@ -18,9 +17,9 @@ export function createDirectorySource(root: string): TreeSource {
         throw err;
       }
     },
-    async listRepositories() {
-      // repositories/<name>.json where <name> may contain '/': walk the folder
-      const base = resolve(PublishedPaths.repository('x').split('/')[0]!);
+    async listRepositories(repositoriesDir) {
+      // <dir>/<name>.json where <name> may contain '/': walk the folder
+      const base = resolve(repositoriesDir);
       let entries;
       try {
         entries = await readdir(base, { recursive: true, withFileTypes: true });

@@ -9,8 +9,9 @@ export interface TreeSource {
   /** The file's text, or null when it does not exist. Throws on any other failure. */
   readText(relativePath: string): Promise<string | null>;
   /**
-   * Every repository name with a metadata file, when the source can list them (a directory);
-   * null when it cannot (HTTP), and the loader then learns names from the publication records.
+   * Every repository name with a metadata file in `repositoriesDir` (a view's folder, e.g.
+   * `channels/stable/repositories`), when the source can list them (a directory); null when it
+   * cannot (HTTP), and the loader then learns names from the publication records.
    */
-  listRepositories(): Promise<string[] | null>;
+  listRepositories(repositoriesDir: string): Promise<string[] | null>;
 }
