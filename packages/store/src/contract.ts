@@ -9,6 +9,7 @@
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  DocumentTooLargeError,
   DuplicateKeyError,
   type Collection,
   type Document,
@@ -327,7 +328,7 @@ export function storeContract(
           n: undefined,
           meta: { a: undefined, b: 1 },
         });
-        await items.updateOne({ _id: 'u' }, { $set: { tags: undefined, 'meta.c': 2 } });
+        await items.updateOne({ _id: 'u' }, { $set: { 'meta.c': 2 } });
         const found = await items.findOne({ _id: 'u' });
         expect(found && Object.keys(found).sort()).toEqual(['_id', 'meta', 'name']);
         expect(found?.meta && Object.keys(found.meta).sort()).toEqual(['b', 'c']);
@@ -700,6 +701,181 @@ export function storeContract(
           Array.from({ length: writers }, (_, i) => i + 1),
         );
         expect((await counters.findOne({ _id }))?.counter).toBe(writers);
+      });
+    });
+
+    describe('refusals (inputs one adapter would misread)', () => {
+      beforeEach(seed);
+
+      it('refuses undefined anywhere in a filter, on every operation', async () => {
+        const filters = [
+          { name: undefined },
+          { n: { $in: [1, undefined] } },
+          { $or: [{ name: 'item-0' }, { n: undefined }] },
+          { meta: { a: undefined } },
+        ] as never[];
+        for (const filter of filters) {
+          await expect(items.find(filter), JSON.stringify(filter)).rejects.toThrow(TypeError);
+          await expect(items.findOne(filter)).rejects.toThrow(TypeError);
+          await expect(items.countDocuments(filter)).rejects.toThrow(TypeError);
+          await expect(items.deleteOne(filter)).rejects.toThrow(TypeError);
+          await expect(items.deleteMany(filter)).rejects.toThrow(TypeError);
+          await expect(items.updateMany(filter, { $set: { x: 1 } })).rejects.toThrow(TypeError);
+          await expect(items.updateOne(filter, { $set: { x: 1 } })).rejects.toThrow(TypeError);
+          await expect(items.findOneAndUpdate(filter, { $set: { x: 1 } })).rejects.toThrow(
+            TypeError,
+          );
+        }
+        expect(await items.countDocuments()).toBe(5);
+        expect(await items.countDocuments({ x: 1 })).toBe(0);
+      });
+
+      it('refuses undefined anywhere in an update', async () => {
+        const updates = [
+          { $set: { n: undefined } },
+          { $set: { meta: { a: undefined } } },
+          { $push: { tags: { $each: ['a', undefined] } } },
+          { $setOnInsert: { n: undefined }, $set: { m: 1 } },
+        ] as never[];
+        for (const update of updates) {
+          await expect(
+            items.updateOne({ _id: 'id-0' }, update),
+            JSON.stringify(update),
+          ).rejects.toThrow(TypeError);
+          await expect(items.updateMany({}, update)).rejects.toThrow(TypeError);
+          await expect(
+            items.findOneAndUpdate({ _id: 'new' }, update, { upsert: true }),
+          ).rejects.toThrow(TypeError);
+        }
+        expect(await items.findOne({ _id: 'id-0' })).toEqual({
+          _id: 'id-0',
+          name: 'item-0',
+          n: 3,
+          tags: ['even'],
+        });
+        expect(await items.countDocuments()).toBe(5);
+      });
+
+      it('refuses unknown query operators', async () => {
+        for (const filter of [
+          { $where: 'true' },
+          { n: { $all: [1] } },
+          { n: { $type: 'number' } },
+          { $expr: { $gt: ['$n', 1] } },
+          { n: { $not: { $foo: 1 } } },
+        ] as never[]) {
+          await expect(items.find(filter), JSON.stringify(filter)).rejects.toThrow(TypeError);
+          await expect(items.deleteMany(filter)).rejects.toThrow(TypeError);
+        }
+        expect(await items.countDocuments()).toBe(5);
+      });
+
+      it("refuses field names with '.' or a leading '$' in stored values", async () => {
+        for (const doc of [
+          { name: 'x', 'a.b': 1 },
+          { name: 'x', $a: 1 },
+          { name: 'x', meta: { 'a.b': 1 } },
+          { name: 'x', meta: { list: [{ $x: 1 }] } },
+        ] as never[]) {
+          await expect(items.insertOne(doc), JSON.stringify(doc)).rejects.toThrow(TypeError);
+        }
+        await expect(
+          items.updateOne({ _id: 'id-0' }, { $set: { meta: { 'a.b': 1 } } }),
+        ).rejects.toThrow(TypeError);
+        await expect(
+          items.updateOne({ _id: 'id-0' }, { $push: { tags: { $x: 1 } } }),
+        ).rejects.toThrow(TypeError);
+        await expect(items.updateOne({ _id: 'id-0' }, { $set: { 'a.$': 1 } })).rejects.toThrow(
+          TypeError,
+        );
+        expect(await items.countDocuments()).toBe(5);
+        // Dotted paths as update targets stay allowed.
+        await items.updateOne({ _id: 'id-0' }, { $set: { 'meta.deep': 1 } });
+        expect((await items.findOne({ _id: 'id-0' }))?.meta).toEqual({ deep: 1 });
+      });
+
+      it('refuses an upsert naming _id below the top level of its filter, and updates of _id', async () => {
+        for (const filter of [
+          { $and: [{ _id: 'nested' }, { name: 'n' }] },
+          { $or: [{ _id: 'nested' }] },
+        ] as never[]) {
+          await expect(
+            items.updateOne(filter, { $set: { n: 1 } }, { upsert: true }),
+            JSON.stringify(filter),
+          ).rejects.toThrow(TypeError);
+          await expect(
+            items.findOneAndUpdate(filter, { $set: { n: 1 } }, { upsert: true }),
+          ).rejects.toThrow(TypeError);
+        }
+        await expect(items.updateOne({ _id: 'id-0' }, { $set: { _id: 'other' } })).rejects.toThrow(
+          TypeError,
+        );
+        await expect(
+          items.updateOne({ name: 'z' }, { $setOnInsert: { _id: 'z' } }, { upsert: true }),
+        ).rejects.toThrow(TypeError);
+        expect(await items.countDocuments()).toBe(5);
+        // Without upsert a nested _id is an ordinary condition.
+        expect(
+          (await items.updateOne({ $and: [{ _id: 'id-0' }] }, { $set: { n: 9 } })).matchedCount,
+        ).toBe(1);
+        // A top-level _id condition that is not an equality upserts with a generated id.
+        const result = await items.updateOne(
+          { _id: { $in: ['p', 'q'] }, name: 'generated' },
+          { $set: { n: 1 } },
+          { upsert: true },
+        );
+        expect(typeof result.upsertedId).toBe('string');
+        expect(await items.countDocuments({ name: 'generated' })).toBe(1);
+      });
+
+      it('refuses a document over 16 MiB on insert, update and upsert with DocumentTooLargeError', async () => {
+        const big = 'x'.repeat(16 * 1024 * 1024);
+        await expect(items.insertOne({ name: 'big', meta: { big } })).rejects.toThrow(
+          DocumentTooLargeError,
+        );
+        const half = 'y'.repeat(9 * 1024 * 1024);
+        await items.insertOne({ _id: 'grows', name: 'grows', meta: { a: half } });
+        await expect(
+          items.updateOne({ _id: 'grows' }, { $set: { 'meta.b': half } }),
+        ).rejects.toThrow(DocumentTooLargeError);
+        await expect(
+          items.updateMany({ _id: 'grows' }, { $set: { 'meta.b': half } }),
+        ).rejects.toThrow(DocumentTooLargeError);
+        await expect(
+          items.findOneAndUpdate({ _id: 'grows' }, { $set: { 'meta.b': half } }),
+        ).rejects.toThrow(DocumentTooLargeError);
+        await expect(
+          items.updateOne({ _id: 'fresh' }, { $set: { meta: { big } } }, { upsert: true }),
+        ).rejects.toThrow(DocumentTooLargeError);
+        const stored = await items.findOne({ _id: 'grows' });
+        expect(Object.keys(stored?.meta ?? {})).toEqual(['a']);
+        expect(await items.countDocuments({ _id: { $in: ['fresh'] } })).toBe(0);
+        // Just under the limit is stored.
+        await items.insertOne({ name: 'fits', meta: { s: 'z'.repeat(16 * 1024 * 1024 - 200) } });
+        expect(await items.countDocuments({ name: 'fits' })).toBe(1);
+      });
+    });
+
+    describe('index migration', () => {
+      it('replaces an index whose definition changed, on the same handle and after reopen', async () => {
+        await items.createIndex({ keys: { name: 1 } });
+        await items.insertOne({ name: 'a' });
+        await items.insertOne({ name: 'b' });
+        await items.createIndex({ keys: { name: 1 }, unique: true });
+        await expect(items.insertOne({ name: 'a' })).rejects.toThrow(DuplicateKeyError);
+
+        await store.close();
+        const reopened = await subject.reopen();
+        opened.push(reopened);
+        const again = reopened.collection<Item>('items');
+        await expect(again.insertOne({ name: 'a' })).rejects.toThrow(DuplicateKeyError);
+        await again.createIndex({ keys: { name: 1 } });
+        await again.insertOne({ name: 'a' });
+        expect(await again.countDocuments({ name: 'a' })).toBe(2);
+        // The same definition again changes nothing.
+        await again.createIndex({ keys: { name: 1 } });
+        await again.insertOne({ name: 'a' });
+        expect(await again.countDocuments({ name: 'a' })).toBe(3);
       });
     });
 

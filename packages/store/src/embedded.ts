@@ -14,6 +14,13 @@ import { createRequire } from 'node:module';
 import { isDeepStrictEqual } from 'node:util';
 import type NedbModule from '@seald-io/nedb';
 import { dropTornTail } from './datafile.js';
+import {
+  checkDocument,
+  checkDocumentSize,
+  checkFilter,
+  checkUpdateValues,
+  checkUpsertFilter,
+} from './checks.js';
 import { withoutUndefined } from './documents.js';
 import { toNedbQuery } from './nedb-query.js';
 import { collectionFile } from './paths.js';
@@ -41,6 +48,12 @@ type Projection = Record<string, 0 | 1>;
 interface NedbModel {
   modify(doc: Document, update: Record<string, Document>): Document;
   deepCopy<V>(value: V): V;
+}
+
+/** nedb's index tables (untyped in its typings). */
+interface NedbIndexes {
+  indexes: Record<string, { unique: boolean; sparse: boolean } | undefined>;
+  ttlIndexes: Record<string, number | undefined>;
 }
 
 // nedb ships a CommonJS module whose typings declare an ES default export; require() gives the
@@ -106,13 +119,23 @@ function toStoreError(collection: string, err: unknown): unknown {
   return err;
 }
 
-function withoutUndefinedFields({ modifiers, setOnInsert }: CheckedUpdate): CheckedUpdate {
-  const cleaned: Record<string, Document> = {};
-  for (const [operator, fields] of Object.entries(modifiers)) {
-    const body = withoutUndefined(fields);
-    if (Object.keys(body).length > 0) cleaned[operator] = body;
-  }
-  return { modifiers: cleaned, setOnInsert: setOnInsert && withoutUndefined(setOnInsert) };
+/** The checks every update path runs before touching data (see checks.ts). */
+function checkedUpdate(
+  filter: Filter,
+  update: UpdateOperators,
+  upsert: boolean | undefined,
+): CheckedUpdate {
+  checkFilter(filter);
+  const checked = checkUpdate(update);
+  checkUpdateValues(update);
+  if (upsert) checkUpsertFilter(filter);
+  return checked;
+}
+
+/** A filter for nedb, after the checks both adapters run. */
+function query(filter: Filter): Record<string, unknown> {
+  checkFilter(filter);
+  return toNedbQuery(filter);
 }
 
 const UNSET = Symbol('unset');
@@ -183,6 +206,7 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
   constructor(
     private readonly handle: CollectionHandle,
     private readonly assertOpen: () => void,
+    private readonly logger: StoreLogger | undefined,
   ) {}
 
   get name(): string {
@@ -192,10 +216,12 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
   async insertOne(doc: T & { _id?: string }): Promise<WithId<T>> {
     if (doc._id !== undefined && typeof doc._id !== 'string')
       throw new TypeError('_id must be a string');
+    checkDocument(doc);
+    const stored = withoutUndefined(doc) as Document;
+    // nedb generates a 16-character _id when there is none.
+    checkDocumentSize(this.name, { _id: '0123456789abcdef', ...stored });
     const ds = await this.open();
-    return this.write(() => ds.insertAsync(withoutUndefined(doc) as Document)) as Promise<
-      WithId<T>
-    >;
+    return this.write(() => ds.insertAsync(stored)) as Promise<WithId<T>>;
   }
 
   async findOne(
@@ -209,7 +235,7 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
   async find(filter: Filter<T>, options: FindOptions = {}): Promise<WithId<T>[]> {
     const ds = await this.open();
     const { nedb: projection, idOnly } = splitProjection(options.projection);
-    let cursor = ds.findAsync(toNedbQuery(filter));
+    let cursor = ds.findAsync(query(filter));
     if (options.sort) cursor = cursor.sort(options.sort);
     if (options.skip) cursor = cursor.skip(options.skip);
     if (options.limit) cursor = cursor.limit(options.limit);
@@ -223,34 +249,36 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
     update: UpdateOperators,
     options: UpdateOptions = {},
   ): Promise<UpdateResult> {
-    const checked = withoutUndefinedFields(checkUpdate(update));
-    const query = toNedbQuery(filter);
+    const checked = checkedUpdate(filter, update, options.upsert);
+    const nedbQuery = toNedbQuery(filter);
     const ds = await this.open();
     return this.write(async () => {
-      const before = await this.first(ds, query);
+      const before = await this.first(ds, nedbQuery);
       if (!before) {
         if (!options.upsert) return { matchedCount: 0, modifiedCount: 0 };
         const inserted = await this.insertUpserted(ds, filter, checked);
         return { matchedCount: 0, modifiedCount: 0, upsertedId: inserted._id };
       }
-      const after = await this.updateById(ds, before._id, query, checked);
+      const after = await this.updateById(ds, before, nedbQuery, checked);
       if (!after) return { matchedCount: 0, modifiedCount: 0 };
       return { matchedCount: 1, modifiedCount: isDeepStrictEqual(before, after) ? 0 : 1 };
     });
   }
 
   async updateMany(filter: Filter<T>, update: UpdateOperators): Promise<UpdateResult> {
-    const { modifiers } = withoutUndefinedFields(checkUpdate(update));
-    const query = toNedbQuery(filter);
+    const { modifiers } = checkedUpdate(filter, update, false);
+    const nedbQuery = toNedbQuery(filter);
     const ds = await this.open();
     return this.write(async () => {
       const before = new Map<string, Document>();
-      for (const doc of (await ds.findAsync(query)) as unknown as WithId<Document>[])
+      for (const doc of (await ds.findAsync(nedbQuery)) as unknown as WithId<Document>[])
         before.set(doc._id, doc);
       if (before.size === 0 || Object.keys(modifiers).length === 0) {
         return { matchedCount: before.size, modifiedCount: 0 };
       }
-      const { affectedDocuments } = await ds.updateAsync(query, modifiers, {
+      for (const doc of before.values())
+        checkDocumentSize(this.name, nedbModel.modify(doc, modifiers));
+      const { affectedDocuments } = await ds.updateAsync(nedbQuery, modifiers, {
         multi: true,
         returnUpdatedDocs: true,
       });
@@ -267,35 +295,34 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
     update: UpdateOperators,
     options: UpdateOptions & { sort?: Sort } = {},
   ): Promise<WithId<T> | null> {
-    const checked = withoutUndefinedFields(checkUpdate(update));
-    const query = toNedbQuery(filter);
+    const checked = checkedUpdate(filter, update, options.upsert);
+    const nedbQuery = toNedbQuery(filter);
     const ds = await this.open();
     return this.write(async () => {
-      const before = await this.first(ds, query, options.sort);
+      const before = await this.first(ds, nedbQuery, options.sort);
       if (!before) return options.upsert ? this.insertUpserted(ds, filter, checked) : null;
-      return this.updateById(ds, before._id, query, checked);
+      return this.updateById(ds, before, nedbQuery, checked);
     }) as Promise<WithId<T> | null>;
   }
 
   async deleteOne(filter: Filter<T>): Promise<{ deletedCount: number }> {
+    const nedbQuery = query(filter);
     const ds = await this.open();
-    const deletedCount = await this.write(() =>
-      ds.removeAsync(toNedbQuery(filter), { multi: false }),
-    );
+    const deletedCount = await this.write(() => ds.removeAsync(nedbQuery, { multi: false }));
     return { deletedCount };
   }
 
   async deleteMany(filter: Filter<T>): Promise<{ deletedCount: number }> {
+    const nedbQuery = query(filter);
     const ds = await this.open();
-    const deletedCount = await this.write(() =>
-      ds.removeAsync(toNedbQuery(filter), { multi: true }),
-    );
+    const deletedCount = await this.write(() => ds.removeAsync(nedbQuery, { multi: true }));
     return { deletedCount };
   }
 
   async countDocuments(filter: Filter<T> = {}): Promise<number> {
+    const nedbQuery = query(filter);
     const ds = await this.open();
-    return (await ds.countAsync(toNedbQuery(filter))) as unknown as number;
+    return (await ds.countAsync(nedbQuery)) as unknown as number;
   }
 
   async createIndex(spec: IndexSpec): Promise<void> {
@@ -303,16 +330,48 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
     const [only] = fields;
     if (only === undefined) throw new TypeError('an index needs at least one key');
     const ds = await this.open();
-    await this.write(() =>
-      ds.ensureIndexAsync({
+    const wanted = {
+      unique: spec.unique ?? false,
+      sparse: spec.sparse ?? false,
+      expireAfterSeconds: spec.expireAfterSeconds,
+    };
+    // nedb names an index by its sorted fields and keeps the first definition it saw.
+    const indexName = [...fields].sort().join(',');
+    const internals = ds as unknown as NedbIndexes;
+    await this.write(async () => {
+      const existing = internals.indexes[indexName];
+      const existingTtl = internals.ttlIndexes[indexName];
+      if (
+        existing &&
+        (existing.unique !== wanted.unique ||
+          existing.sparse !== wanted.sparse ||
+          existingTtl !== wanted.expireAfterSeconds)
+      ) {
+        this.logger?.info(
+          {
+            collection: this.name,
+            index: indexName,
+            from: {
+              unique: existing.unique,
+              sparse: existing.sparse,
+              expireAfterSeconds: existingTtl,
+            },
+            to: wanted,
+          },
+          'migrating a changed index',
+        );
+        await ds.removeIndexAsync(indexName);
+        delete internals.ttlIndexes[indexName];
+      }
+      await ds.ensureIndexAsync({
         fieldName: fields.length === 1 ? only : fields,
-        unique: spec.unique ?? false,
-        sparse: spec.sparse ?? false,
-        ...(spec.expireAfterSeconds === undefined
+        unique: wanted.unique,
+        sparse: wanted.sparse,
+        ...(wanted.expireAfterSeconds === undefined
           ? {}
-          : { expireAfterSeconds: spec.expireAfterSeconds }),
-      }),
-    );
+          : { expireAfterSeconds: wanted.expireAfterSeconds }),
+      });
+    });
   }
 
   private async open(): Promise<Datastore> {
@@ -346,14 +405,15 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
    */
   private async updateById(
     ds: Datastore,
-    id: string,
+    before: WithId<Document>,
     filter: Filter,
     { modifiers }: CheckedUpdate,
   ): Promise<WithId<T> | null> {
-    const query = byIdAnd(id, filter);
+    const byId = byIdAnd(before._id, filter);
     if (Object.keys(modifiers).length === 0)
-      return (await ds.findOneAsync(query)) as unknown as WithId<T> | null;
-    const { affectedDocuments } = await ds.updateAsync(query, modifiers, {
+      return (await ds.findOneAsync(byId)) as unknown as WithId<T> | null;
+    checkDocumentSize(this.name, nedbModel.modify(before, modifiers));
+    const { affectedDocuments } = await ds.updateAsync(byId, modifiers, {
       returnUpdatedDocs: true,
     });
     return (affectedDocuments ?? null) as WithId<T> | null;
@@ -367,6 +427,7 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
     let doc = upsertSeed(filter);
     if (setOnInsert) doc = nedbModel.modify(doc, { $set: setOnInsert });
     if (Object.keys(modifiers).length > 0) doc = nedbModel.modify(doc, modifiers);
+    checkDocumentSize(this.name, { _id: '0123456789abcdef', ...doc });
     return (await ds.insertAsync(doc)) as WithId<T>;
   }
 }
@@ -426,7 +487,7 @@ export function createEmbeddedStore(options: EmbeddedStoreOptions): Store {
         handle = createHandle(dir, name, logger);
         handles.set(name, handle);
       }
-      return new EmbeddedCollection<T>(handle, assertOpen);
+      return new EmbeddedCollection<T>(handle, assertOpen, logger);
     },
 
     async ping(): Promise<void> {
