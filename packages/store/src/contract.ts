@@ -8,6 +8,7 @@
  */
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createCounters, createLeases, runExclusive } from './lease.js';
 import {
   DocumentTooLargeError,
   DuplicateKeyError,
@@ -23,6 +24,12 @@ export interface StoreContractSubject {
   reopen: () => Promise<Store>;
   /** Deletes the data (temporary directory, database). Stores are closed by the suite. */
   cleanup: () => Promise<void>;
+  /**
+   * Opens another Store over the same data while `store` stays open (a second replica). Adapters
+   * that allow one process per data set (embedded) leave it out: the concurrency cases then race
+   * through one store, as in-process replicas do.
+   */
+  another?: () => Promise<Store>;
 }
 
 export type StoreContractFactory = () => Promise<StoreContractSubject>;
@@ -876,6 +883,130 @@ export function storeContract(
         await again.createIndex({ keys: { name: 1 } });
         await again.insertOne({ name: 'a' });
         expect(await again.countDocuments({ name: 'a' })).toBe(3);
+      });
+    });
+
+    describe('replicas racing (several handles over one data set)', () => {
+      const racers = 12;
+      let handles: Store[];
+
+      beforeEach(async () => {
+        handles = [store];
+        for (let i = 1; i < 3; i += 1) {
+          const other = subject.another ? await subject.another() : store;
+          if (other !== store) opened.push(other);
+          handles.push(other);
+        }
+      });
+
+      const handle = (i: number): Store => handles[i % handles.length] as Store;
+
+      it('a lease goes to exactly one of many racing takers, and to another once expired or released', async () => {
+        const taken = await Promise.all(
+          Array.from({ length: racers }, (_, i) =>
+            createLeases(handle(i)).tryAcquire('crawl', `replica-${i}`, 60_000),
+          ),
+        );
+        expect(taken.filter(Boolean)).toHaveLength(1);
+        const winner = `replica-${taken.indexOf(true)}`;
+        const leases = createLeases(store);
+        expect(await leases.holder('crawl')).toBe(winner);
+        expect(await leases.tryAcquire('crawl', winner, 60_000)).toBe(true);
+        expect(await leases.renew('crawl', 'someone-else', 60_000)).toBe(false);
+        await leases.release('crawl', 'someone-else');
+        expect(await leases.holder('crawl')).toBe(winner);
+
+        await leases.release('crawl', winner);
+        expect(await leases.holder('crawl')).toBeUndefined();
+        expect(await leases.tryAcquire('crawl', 'next', 1)).toBe(true);
+        // A holder that stops renewing (a dead replica) loses the lease when it expires.
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        const retaken = await Promise.all(
+          Array.from({ length: racers }, (_, i) =>
+            createLeases(handle(i)).tryAcquire('crawl', `late-${i}`, 60_000),
+          ),
+        );
+        expect(retaken.filter(Boolean)).toHaveLength(1);
+        expect(await leases.renew('crawl', 'next', 60_000)).toBe(false);
+      });
+
+      it('runExclusive runs a schedule on one replica at a time', async () => {
+        let running = 0;
+        let most = 0;
+        const runs = await Promise.all(
+          Array.from({ length: racers }, (_, i) =>
+            runExclusive(createLeases(handle(i)), 'gc', `replica-${i}`, 60_000, async () => {
+              running += 1;
+              most = Math.max(most, running);
+              await new Promise((resolve) => setTimeout(resolve, 20));
+              running -= 1;
+            }),
+          ),
+        );
+        expect(most).toBe(1);
+        expect(runs.filter((r) => r.ran).length).toBeGreaterThanOrEqual(1);
+        expect(await createLeases(store).holder('gc')).toBeUndefined();
+      });
+
+      it('a counter hands out every number once across racing replicas', async () => {
+        const numbers = await Promise.all(
+          Array.from({ length: racers * 3 }, (_, i) =>
+            createCounters(handle(i)).next('publication'),
+          ),
+        );
+        expect([...numbers].sort((a, b) => a - b)).toEqual(
+          Array.from({ length: racers * 3 }, (_, i) => i + 1),
+        );
+        await createCounters(store).raiseTo('publication', 10);
+        await createCounters(store).raiseTo('publication', 100);
+        await createCounters(store).raiseTo('publication', 50);
+        expect(await createCounters(store).next('publication')).toBe(101);
+      });
+
+      it('compare-and-set writers on several handles lose no update', async () => {
+        const counters = handles.map((h) => h.collection<Counter>('counters'));
+        await store.collection<Counter>('counters').insertOne({ _id: 'c', counter: 0, version: 0 });
+        await Promise.all(
+          Array.from({ length: racers }, (_, i) =>
+            guardedIncrement(counters[i % counters.length] as Collection<Counter>, 'c', racers * 4),
+          ),
+        );
+        expect(await store.collection<Counter>('counters').findOne({ _id: 'c' })).toMatchObject({
+          counter: racers,
+          version: racers,
+        });
+      });
+
+      it('racing upserts of one _id make one document holding every increment', async () => {
+        const results = await Promise.all(
+          Array.from({ length: racers }, (_, i) =>
+            handle(i)
+              .collection<{ hits?: number }>('upserts')
+              .updateOne({ _id: 'one' }, { $inc: { hits: 1 } }, { upsert: true }),
+          ),
+        );
+        expect(results.filter((r) => r.upsertedId !== undefined)).toHaveLength(1);
+        const docs = await store.collection<{ hits?: number }>('upserts').find({});
+        expect(docs).toEqual([{ _id: 'one', hits: racers }]);
+      });
+
+      it('racing claims on several handles hand each document to one claimer', async () => {
+        for (let i = 0; i < racers; i += 1)
+          await items.insertOne({ _id: `job-${i}`, name: `job-${i}` });
+        const claims = await Promise.all(
+          Array.from({ length: racers * 2 }, (_, worker) =>
+            handle(worker)
+              .collection<Item>('items')
+              .findOneAndUpdate(
+                { owner: { $exists: false } },
+                { $set: { owner: worker } },
+                { sort: { name: 1 } },
+              ),
+          ),
+        );
+        const claimed = claims.filter((d) => d !== null).map((d) => d._id);
+        expect(new Set(claimed).size).toBe(racers);
+        expect(claimed).toHaveLength(racers);
       });
     });
 

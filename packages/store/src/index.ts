@@ -2,3 +2,11 @@ export * from './port.js';
 export { createEmbeddedStore, type EmbeddedStoreOptions } from './embedded.js';
 export { createMongoStore, type MongoStoreOptions } from './mongo.js';
 export { openStore, type OpenStoreOptions } from './open.js';
+export {
+  createCounters,
+  createLeases,
+  runExclusive,
+  type Counters,
+  type ExclusiveRun,
+  type Leases,
+} from './lease.js';
