@@ -6,6 +6,7 @@ import type { ContentCollections, PublicationDoc, PublicationSnapshotEntry, Repo
 import type { Catalog } from '../domain/catalog.js';
 import { tagsToRecord, type ChannelStore } from '../domain/channels.js';
 import { contentProblem } from '../domain/errors.js';
+import { claimPublicationNumber } from '../domain/publication-numbers.js';
 import type { EventSink } from '../domain/promotions.js';
 import type { ProgressReporter } from '../tasks/progress.js';
 import type { PublishedTree } from './published-tree.js';
@@ -75,8 +76,6 @@ export class Publisher {
     await tree.init();
 
     const last = await this.lastComplete();
-    const n = (last?.number ?? 0) + 1;
-    const log = logger.child({ channel, publication: n });
 
     let repos: Repo[] = (await channels.listRepositories()).filter((r) => (r.channels[channel]?.version ?? 0) > 0);
     if (params.repositories) {
@@ -88,18 +87,12 @@ export class Publisher {
       return !(r.published && r.published.channel === channel && r.published.version === version);
     });
     if (changed.length === 0) {
-      log.info('nothing to publish');
+      logger.info({ channel }, 'nothing to publish');
       return { channel, publication: last?.number ?? 0, changed: false, repositories: [], newBlobs: 0, bytesWritten: 0, retentionQueued: false };
     }
 
-    await c.publications.updateOne(
-      { _id: String(n) },
-      {
-        $set: { number: n, channel, state: 'pending', time: new Date().toISOString(), ...(taskId ? { taskId } : {}) },
-        $setOnInsert: { repositories: [], newBlobs: [], snapshot: [] },
-      },
-      { upsert: true },
-    );
+    const n = await claimPublicationNumber(c, { channel, taskId });
+    const log = logger.child({ channel, publication: n });
 
     progress.update({ done: 0, total: changed.length, bytesDone: 0, message: 'writing blobs' });
     const limit = pLimit(this.deps.concurrency ?? 4);
