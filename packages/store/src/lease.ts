@@ -128,7 +128,7 @@ export async function runExclusive(
   name: string,
   holder: string,
   ttlMs: number,
-  task: (signal: AbortSignal) => Promise<void>,
+  task: (signal: AbortSignal) => Promise<unknown>,
 ): Promise<ExclusiveRun> {
   if (!(await leases.tryAcquire(name, holder, ttlMs))) return { ran: false };
   const lost = new AbortController();
