@@ -8,12 +8,12 @@
  * Only one process may open a directory at a time (nedb has no file locking).
  */
 
-import { mkdirSync } from 'node:fs';
-import { access, constants } from 'node:fs/promises';
+import { createReadStream, mkdirSync } from 'node:fs';
+import { access, constants, rm, stat, truncate } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { isDeepStrictEqual } from 'node:util';
 import type NedbModule from '@seald-io/nedb';
-import { dropTornTail } from './datafile.js';
+import { assertDatafileWhole, dropTornTail } from './datafile.js';
 import {
   checkDocument,
   checkDocumentSize,
@@ -56,11 +56,51 @@ interface NedbIndexes {
   ttlIndexes: Record<string, number | undefined>;
 }
 
+/** The pieces of nedb's loader a rollback uses to rebuild memory from the file without writing. */
+interface NedbLoader {
+  executor: { pushAsync<R>(task: () => Promise<R>, forceQueuing?: boolean): Promise<R> };
+  persistence: {
+    treatRawStreamAsync(
+      stream: NodeJS.ReadableStream,
+    ): Promise<{ data: Document[]; indexes: Record<string, Record<string, unknown>> }>;
+  };
+  indexes: Record<string, unknown>;
+  _resetIndexes(data?: Document[]): void;
+}
+
+/** Errors of the file system under a write: the write failed, nothing was wrong with the input. */
+const STORAGE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EFBIG']);
+
+function storageErrorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && STORAGE_ERRORS.has(code) ? code : undefined;
+}
+
+/** The error a write that met a full (or failing) disk rejects with. */
+export class StoreWriteError extends Error {
+  override readonly name = 'StoreWriteError';
+  constructor(
+    readonly collection: string,
+    readonly code: string,
+    options: { cause: unknown },
+  ) {
+    super(
+      code === 'ENOSPC' || code === 'EDQUOT'
+        ? `storage full: failed to write collection ${collection} (${code}); nothing was changed`
+        : `failed to write collection ${collection} (${code}); nothing was changed`,
+      options,
+    );
+  }
+}
+
 // nedb ships a CommonJS module whose typings declare an ES default export; require() gives the
 // constructor itself whatever the interop mode.
 const require = createRequire(import.meta.url);
 const NedbDatastore = require('@seald-io/nedb') as typeof NedbModule.default;
 const nedbModel = require('@seald-io/nedb/lib/model.js') as NedbModel;
+const NedbIndex = require('@seald-io/nedb/lib/indexes.js') as new (
+  options: Record<string, unknown>,
+) => unknown;
 
 export interface EmbeddedStoreOptions {
   /** Directory of the datafiles; created when missing. */
@@ -78,6 +118,13 @@ interface CollectionHandle {
   serial<R>(task: () => Promise<R>): Promise<R>;
   /** Settles when every queued write has settled. */
   idle(): Promise<void>;
+  /** The datafile's size (0 when absent), taken before a write. */
+  size(): Promise<number>;
+  /**
+   * Undoes a write whose append failed: cuts the datafile back to `size` (a partial line would
+   * otherwise merge with the next append) and rebuilds memory from the file without writing.
+   */
+  rollback(size: number): Promise<void>;
 }
 
 function createHandle(
@@ -86,12 +133,26 @@ function createHandle(
   logger: StoreLogger | undefined,
 ): CollectionHandle {
   const filename = collectionFile(dir, name);
-  const ds: Datastore = new NedbDatastore<Document>({ filename, autoload: false });
+  // nedb would skip corrupt lines below 10 % of the file: refuse any (see assertDatafileWhole).
+  const ds: Datastore = new NedbDatastore<Document>({
+    filename,
+    autoload: false,
+    corruptAlertThreshold: 0,
+  });
   const ready = (async () => {
     const dropped = await dropTornTail(filename);
     if (dropped > 0) {
       const fields = { collection: name, bytes: dropped };
       logger?.warn(fields, 'dropped a torn write at the end of the datafile');
+    }
+    try {
+      await assertDatafileWhole(filename);
+    } catch (err) {
+      logger?.error(
+        { err, collection: name, file: filename },
+        'refusing to load a corrupt datafile',
+      );
+      throw err;
     }
     await ds.loadDatabaseAsync();
   })();
@@ -108,6 +169,27 @@ function createHandle(
       return run;
     },
     idle: () => tail.then(() => undefined),
+    async size() {
+      try {
+        return (await stat(filename)).size;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+        throw err;
+      }
+    },
+    async rollback(size) {
+      await truncate(filename, size);
+      const loader = ds as unknown as NedbLoader;
+      await loader.executor.pushAsync(async () => {
+        const treated = await loader.persistence.treatRawStreamAsync(
+          createReadStream(filename, { encoding: 'utf8' }),
+        );
+        loader._resetIndexes();
+        for (const [key, options] of Object.entries(treated.indexes))
+          loader.indexes[key] ??= new NedbIndex(options);
+        loader._resetIndexes(treated.data);
+      }, true);
+    },
   };
 }
 
@@ -381,10 +463,29 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
   }
 
   private async write<R>(task: () => Promise<R>): Promise<R> {
+    const { handle } = this;
     try {
-      return await this.handle.serial(task);
+      return await handle.serial(async () => {
+        const size = await handle.size();
+        try {
+          return await task();
+        } catch (err) {
+          const code = storageErrorCode(err);
+          if (code === undefined) throw err;
+          try {
+            await handle.rollback(size);
+          } catch (rollbackErr) {
+            this.logger?.error(
+              { err: rollbackErr, collection: this.name },
+              'failed to roll back a failed write',
+            );
+          }
+          this.logger?.error({ err, collection: this.name }, 'failed to write collection');
+          throw new StoreWriteError(this.name, code, { cause: err });
+        }
+      });
     } catch (err) {
-      throw toStoreError(this.handle.name, err);
+      throw toStoreError(handle.name, err);
     }
   }
 
@@ -453,7 +554,14 @@ export function createEmbeddedStore(options: EmbeddedStoreOptions): Store {
     )
       return;
     await handle.idle();
-    await handle.ds.compactDatafileAsync();
+    try {
+      await handle.ds.compactDatafileAsync();
+    } catch (err) {
+      // A rewrite that failed (a full disk) leaves a partial temporary file: give its space back.
+      if (storageErrorCode(err) !== undefined)
+        await rm(`${collectionFile(dir, handle.name)}~`, { force: true });
+      throw err;
+    }
   };
 
   const compactAll = async (): Promise<void> => {
