@@ -1,5 +1,12 @@
 import type { EventEnvelope } from '@flotilla/protocol';
-import { DuplicateKeyError, type Collection, type Store } from '@flotilla/store';
+import { randomUUID } from 'node:crypto';
+import {
+  createCounters,
+  createLeases,
+  DuplicateKeyError,
+  type Collection,
+  type Store,
+} from '@flotilla/store';
 import type { Logger } from 'pino';
 import type { Bus } from './port.js';
 
@@ -13,6 +20,11 @@ import type { Bus } from './port.js';
  * Delivery is at-least-once: a crash between the broker's confirm and the `sent` mark
  * publishes the event again after restart, with the same event id. Consumers must be
  * idempotent by event id (they are anyway: the bus itself redelivers).
+ *
+ * Replicas sharing one store: creation order comes from a store counter (`seq`, one sequence
+ * across replicas), and one replica at a time dispatches, holding the lease
+ * `outbox:<collection>` (renewed while it works, released at `stop()`, expired when its holder
+ * dies), so each record is published by one replica, in order.
  */
 
 export type OutboxState = 'pending' | 'sent';
@@ -26,7 +38,10 @@ export interface OutboxRecord extends Record<string, unknown> {
   attempts: number;
   /** ISO-8601, when enqueued. */
   createdAt: string;
-  /** Creation order: microseconds since the epoch, strictly increasing within a process. */
+  /**
+   * Creation order, from the store counter `outbox:<collection>` (shared by replicas); it starts
+   * at the enqueue time in microseconds, above the time-based values of older records.
+   */
   seq: number;
   sentAt?: string;
   lastError?: string;
@@ -44,6 +59,8 @@ export interface OutboxOptions {
   batchSize?: number;
   /** How long sent records are kept (for inspection) before deletion; 0 deletes at once. Default 1 h. */
   retainSentMs?: number;
+  /** The dispatcher lease: how long another replica waits after this one dies. Default 30 s. */
+  leaseMs?: number;
 }
 
 export interface Outbox {
@@ -51,7 +68,10 @@ export interface Outbox {
   enqueue(event: EventEnvelope): Promise<void>;
   /** Dispatches pending events now (re-sending what a crash left) and every `intervalMs`. */
   start(): Promise<void>;
-  /** Dispatches now; resolves when every event pending at the call was tried once. */
+  /**
+   * Dispatches now; resolves when every event pending at the call was tried once (by this
+   * replica, or returns at once when another replica holds the dispatcher lease).
+   */
   flush(): Promise<void>;
   /** Stops the timer and waits for a running dispatch. Enqueued events stay pending. */
   stop(): Promise<void>;
@@ -68,17 +88,27 @@ export function createOutbox(options: OutboxOptions): Outbox {
   const batchSize = options.batchSize ?? 100;
   const retainSentMs = options.retainSentMs ?? 3_600_000;
   const bus = options.bus;
+  const collectionName = options.collection ?? 'outbox';
+  const leaseMs = options.leaseMs ?? 30_000;
+  const leaseName = `outbox:${collectionName}`;
+  const holder = randomUUID();
+  const leases = createLeases(options.store);
+  const counters = createCounters(options.store);
+  let counterRaised: Promise<void> | null = null;
 
-  let lastSeq = 0;
   let timer: NodeJS.Timeout | undefined;
   let started = false;
   let indexed: Promise<void> | null = null;
   let running: Promise<void> | null = null;
   let queued: Promise<void> | null = null;
 
-  function nextSeq(): number {
-    lastSeq = Math.max(Date.now() * 1000, lastSeq + 1);
-    return lastSeq;
+  async function nextSeq(): Promise<number> {
+    counterRaised ??= counters.raiseTo(leaseName, Date.now() * 1000).catch((err: unknown) => {
+      counterRaised = null;
+      throw err;
+    });
+    await counterRaised;
+    return counters.next(leaseName);
   }
 
   function ensureIndex(): Promise<void> {
@@ -89,14 +119,29 @@ export function createOutbox(options: OutboxOptions): Outbox {
     return indexed;
   }
 
-  /** One pass: publish pending events oldest first; stop at the first failure to keep order. */
+  /**
+   * One pass, by the lease holder only: publish pending events oldest first; stop at the first
+   * failure to keep order, or when the lease is lost.
+   */
   async function dispatchOnce(): Promise<void> {
+    if (!(await leases.tryAcquire(leaseName, holder, leaseMs))) return;
+    let renewedAt = Date.now();
+    const stillHeld = async (): Promise<boolean> => {
+      if (Date.now() - renewedAt < leaseMs / 3) return true;
+      if (!(await leases.renew(leaseName, holder, leaseMs))) {
+        logger.warn({ lease: leaseName }, 'lost the outbox dispatcher lease');
+        return false;
+      }
+      renewedAt = Date.now();
+      return true;
+    };
     for (;;) {
       const batch = await records.find(
         { state: 'pending' },
         { sort: { seq: 1 }, limit: batchSize },
       );
       for (const record of batch) {
+        if (!(await stillHeld())) return;
         try {
           await bus.publish(record.event);
         } catch (err) {
@@ -166,7 +211,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
         state: 'pending',
         attempts: 0,
         createdAt: new Date().toISOString(),
-        seq: nextSeq(),
+        seq: await nextSeq(),
       };
       try {
         await records.insertOne(record);
@@ -198,6 +243,8 @@ export function createOutbox(options: OutboxOptions): Outbox {
       if (timer) clearInterval(timer);
       timer = undefined;
       await (queued ?? running)?.catch(() => undefined);
+      // Another replica takes over at once instead of after the lease expires.
+      await leases.release(leaseName, holder).catch(() => undefined);
     },
 
     pendingCount(): Promise<number> {

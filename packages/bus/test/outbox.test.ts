@@ -138,7 +138,8 @@ describe('outbox on the embedded store', () => {
   it('re-sends what a crash left unsent when a new instance starts over the same directory', async () => {
     const bus = switchableBus(local);
     bus.down = true;
-    const before = createOutbox({ store, bus, logger });
+    // A short dispatcher lease: the dead instance's lease must expire before another dispatches.
+    const before = createOutbox({ store, bus, logger, leaseMs: 50 });
     const events = [published(1), published(2)];
     for (const event of events) await before.enqueue(event);
     await before.flush();

@@ -8,7 +8,9 @@
  */
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createCounters, createLeases, runExclusive } from './lease.js';
 import {
+  DocumentTooLargeError,
   DuplicateKeyError,
   type Collection,
   type Document,
@@ -22,6 +24,12 @@ export interface StoreContractSubject {
   reopen: () => Promise<Store>;
   /** Deletes the data (temporary directory, database). Stores are closed by the suite. */
   cleanup: () => Promise<void>;
+  /**
+   * Opens another Store over the same data while `store` stays open (a second replica). Adapters
+   * that allow one process per data set (embedded) leave it out: the concurrency cases then race
+   * through one store, as in-process replicas do.
+   */
+  another?: () => Promise<Store>;
 }
 
 export type StoreContractFactory = () => Promise<StoreContractSubject>;
@@ -327,7 +335,7 @@ export function storeContract(
           n: undefined,
           meta: { a: undefined, b: 1 },
         });
-        await items.updateOne({ _id: 'u' }, { $set: { tags: undefined, 'meta.c': 2 } });
+        await items.updateOne({ _id: 'u' }, { $set: { 'meta.c': 2 } });
         const found = await items.findOne({ _id: 'u' });
         expect(found && Object.keys(found).sort()).toEqual(['_id', 'meta', 'name']);
         expect(found?.meta && Object.keys(found.meta).sort()).toEqual(['b', 'c']);
@@ -700,6 +708,305 @@ export function storeContract(
           Array.from({ length: writers }, (_, i) => i + 1),
         );
         expect((await counters.findOne({ _id }))?.counter).toBe(writers);
+      });
+    });
+
+    describe('refusals (inputs one adapter would misread)', () => {
+      beforeEach(seed);
+
+      it('refuses undefined anywhere in a filter, on every operation', async () => {
+        const filters = [
+          { name: undefined },
+          { n: { $in: [1, undefined] } },
+          { $or: [{ name: 'item-0' }, { n: undefined }] },
+          { meta: { a: undefined } },
+        ] as never[];
+        for (const filter of filters) {
+          await expect(items.find(filter), JSON.stringify(filter)).rejects.toThrow(TypeError);
+          await expect(items.findOne(filter)).rejects.toThrow(TypeError);
+          await expect(items.countDocuments(filter)).rejects.toThrow(TypeError);
+          await expect(items.deleteOne(filter)).rejects.toThrow(TypeError);
+          await expect(items.deleteMany(filter)).rejects.toThrow(TypeError);
+          await expect(items.updateMany(filter, { $set: { x: 1 } })).rejects.toThrow(TypeError);
+          await expect(items.updateOne(filter, { $set: { x: 1 } })).rejects.toThrow(TypeError);
+          await expect(items.findOneAndUpdate(filter, { $set: { x: 1 } })).rejects.toThrow(
+            TypeError,
+          );
+        }
+        expect(await items.countDocuments()).toBe(5);
+        expect(await items.countDocuments({ x: 1 })).toBe(0);
+      });
+
+      it('refuses undefined anywhere in an update', async () => {
+        const updates = [
+          { $set: { n: undefined } },
+          { $set: { meta: { a: undefined } } },
+          { $push: { tags: { $each: ['a', undefined] } } },
+          { $setOnInsert: { n: undefined }, $set: { m: 1 } },
+        ] as never[];
+        for (const update of updates) {
+          await expect(
+            items.updateOne({ _id: 'id-0' }, update),
+            JSON.stringify(update),
+          ).rejects.toThrow(TypeError);
+          await expect(items.updateMany({}, update)).rejects.toThrow(TypeError);
+          await expect(
+            items.findOneAndUpdate({ _id: 'new' }, update, { upsert: true }),
+          ).rejects.toThrow(TypeError);
+        }
+        expect(await items.findOne({ _id: 'id-0' })).toEqual({
+          _id: 'id-0',
+          name: 'item-0',
+          n: 3,
+          tags: ['even'],
+        });
+        expect(await items.countDocuments()).toBe(5);
+      });
+
+      it('refuses unknown query operators', async () => {
+        for (const filter of [
+          { $where: 'true' },
+          { n: { $all: [1] } },
+          { n: { $type: 'number' } },
+          { $expr: { $gt: ['$n', 1] } },
+          { n: { $not: { $foo: 1 } } },
+        ] as never[]) {
+          await expect(items.find(filter), JSON.stringify(filter)).rejects.toThrow(TypeError);
+          await expect(items.deleteMany(filter)).rejects.toThrow(TypeError);
+        }
+        expect(await items.countDocuments()).toBe(5);
+      });
+
+      it("refuses field names with '.' or a leading '$' in stored values", async () => {
+        for (const doc of [
+          { name: 'x', 'a.b': 1 },
+          { name: 'x', $a: 1 },
+          { name: 'x', meta: { 'a.b': 1 } },
+          { name: 'x', meta: { list: [{ $x: 1 }] } },
+        ] as never[]) {
+          await expect(items.insertOne(doc), JSON.stringify(doc)).rejects.toThrow(TypeError);
+        }
+        await expect(
+          items.updateOne({ _id: 'id-0' }, { $set: { meta: { 'a.b': 1 } } }),
+        ).rejects.toThrow(TypeError);
+        await expect(
+          items.updateOne({ _id: 'id-0' }, { $push: { tags: { $x: 1 } } }),
+        ).rejects.toThrow(TypeError);
+        await expect(items.updateOne({ _id: 'id-0' }, { $set: { 'a.$': 1 } })).rejects.toThrow(
+          TypeError,
+        );
+        expect(await items.countDocuments()).toBe(5);
+        // Dotted paths as update targets stay allowed.
+        await items.updateOne({ _id: 'id-0' }, { $set: { 'meta.deep': 1 } });
+        expect((await items.findOne({ _id: 'id-0' }))?.meta).toEqual({ deep: 1 });
+      });
+
+      it('refuses an upsert naming _id below the top level of its filter, and updates of _id', async () => {
+        for (const filter of [
+          { $and: [{ _id: 'nested' }, { name: 'n' }] },
+          { $or: [{ _id: 'nested' }] },
+        ] as never[]) {
+          await expect(
+            items.updateOne(filter, { $set: { n: 1 } }, { upsert: true }),
+            JSON.stringify(filter),
+          ).rejects.toThrow(TypeError);
+          await expect(
+            items.findOneAndUpdate(filter, { $set: { n: 1 } }, { upsert: true }),
+          ).rejects.toThrow(TypeError);
+        }
+        await expect(items.updateOne({ _id: 'id-0' }, { $set: { _id: 'other' } })).rejects.toThrow(
+          TypeError,
+        );
+        await expect(
+          items.updateOne({ name: 'z' }, { $setOnInsert: { _id: 'z' } }, { upsert: true }),
+        ).rejects.toThrow(TypeError);
+        expect(await items.countDocuments()).toBe(5);
+        // Without upsert a nested _id is an ordinary condition.
+        expect(
+          (await items.updateOne({ $and: [{ _id: 'id-0' }] }, { $set: { n: 9 } })).matchedCount,
+        ).toBe(1);
+        // A top-level _id condition that is not an equality upserts with a generated id.
+        const result = await items.updateOne(
+          { _id: { $in: ['p', 'q'] }, name: 'generated' },
+          { $set: { n: 1 } },
+          { upsert: true },
+        );
+        expect(typeof result.upsertedId).toBe('string');
+        expect(await items.countDocuments({ name: 'generated' })).toBe(1);
+      });
+
+      it('refuses a document over 16 MiB on insert, update and upsert with DocumentTooLargeError', async () => {
+        const big = 'x'.repeat(16 * 1024 * 1024);
+        await expect(items.insertOne({ name: 'big', meta: { big } })).rejects.toThrow(
+          DocumentTooLargeError,
+        );
+        const half = 'y'.repeat(9 * 1024 * 1024);
+        await items.insertOne({ _id: 'grows', name: 'grows', meta: { a: half } });
+        await expect(
+          items.updateOne({ _id: 'grows' }, { $set: { 'meta.b': half } }),
+        ).rejects.toThrow(DocumentTooLargeError);
+        await expect(
+          items.updateMany({ _id: 'grows' }, { $set: { 'meta.b': half } }),
+        ).rejects.toThrow(DocumentTooLargeError);
+        await expect(
+          items.findOneAndUpdate({ _id: 'grows' }, { $set: { 'meta.b': half } }),
+        ).rejects.toThrow(DocumentTooLargeError);
+        await expect(
+          items.updateOne({ _id: 'fresh' }, { $set: { meta: { big } } }, { upsert: true }),
+        ).rejects.toThrow(DocumentTooLargeError);
+        const stored = await items.findOne({ _id: 'grows' });
+        expect(Object.keys(stored?.meta ?? {})).toEqual(['a']);
+        expect(await items.countDocuments({ _id: { $in: ['fresh'] } })).toBe(0);
+        // Just under the limit is stored.
+        await items.insertOne({ name: 'fits', meta: { s: 'z'.repeat(16 * 1024 * 1024 - 200) } });
+        expect(await items.countDocuments({ name: 'fits' })).toBe(1);
+      });
+    });
+
+    describe('index migration', () => {
+      it('replaces an index whose definition changed, on the same handle and after reopen', async () => {
+        await items.createIndex({ keys: { name: 1 } });
+        await items.insertOne({ name: 'a' });
+        await items.insertOne({ name: 'b' });
+        await items.createIndex({ keys: { name: 1 }, unique: true });
+        await expect(items.insertOne({ name: 'a' })).rejects.toThrow(DuplicateKeyError);
+
+        await store.close();
+        const reopened = await subject.reopen();
+        opened.push(reopened);
+        const again = reopened.collection<Item>('items');
+        await expect(again.insertOne({ name: 'a' })).rejects.toThrow(DuplicateKeyError);
+        await again.createIndex({ keys: { name: 1 } });
+        await again.insertOne({ name: 'a' });
+        expect(await again.countDocuments({ name: 'a' })).toBe(2);
+        // The same definition again changes nothing.
+        await again.createIndex({ keys: { name: 1 } });
+        await again.insertOne({ name: 'a' });
+        expect(await again.countDocuments({ name: 'a' })).toBe(3);
+      });
+    });
+
+    describe('replicas racing (several handles over one data set)', () => {
+      const racers = 12;
+      let handles: Store[];
+
+      beforeEach(async () => {
+        handles = [store];
+        for (let i = 1; i < 3; i += 1) {
+          const other = subject.another ? await subject.another() : store;
+          if (other !== store) opened.push(other);
+          handles.push(other);
+        }
+      });
+
+      const handle = (i: number): Store => handles[i % handles.length] as Store;
+
+      it('a lease goes to exactly one of many racing takers, and to another once expired or released', async () => {
+        const taken = await Promise.all(
+          Array.from({ length: racers }, (_, i) =>
+            createLeases(handle(i)).tryAcquire('crawl', `replica-${i}`, 60_000),
+          ),
+        );
+        expect(taken.filter(Boolean)).toHaveLength(1);
+        const winner = `replica-${taken.indexOf(true)}`;
+        const leases = createLeases(store);
+        expect(await leases.holder('crawl')).toBe(winner);
+        expect(await leases.tryAcquire('crawl', winner, 60_000)).toBe(true);
+        expect(await leases.renew('crawl', 'someone-else', 60_000)).toBe(false);
+        await leases.release('crawl', 'someone-else');
+        expect(await leases.holder('crawl')).toBe(winner);
+
+        await leases.release('crawl', winner);
+        expect(await leases.holder('crawl')).toBeUndefined();
+        expect(await leases.tryAcquire('crawl', 'next', 1)).toBe(true);
+        // A holder that stops renewing (a dead replica) loses the lease when it expires.
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        const retaken = await Promise.all(
+          Array.from({ length: racers }, (_, i) =>
+            createLeases(handle(i)).tryAcquire('crawl', `late-${i}`, 60_000),
+          ),
+        );
+        expect(retaken.filter(Boolean)).toHaveLength(1);
+        expect(await leases.renew('crawl', 'next', 60_000)).toBe(false);
+      });
+
+      it('runExclusive runs a schedule on one replica at a time', async () => {
+        let running = 0;
+        let most = 0;
+        const runs = await Promise.all(
+          Array.from({ length: racers }, (_, i) =>
+            runExclusive(createLeases(handle(i)), 'gc', `replica-${i}`, 60_000, async () => {
+              running += 1;
+              most = Math.max(most, running);
+              await new Promise((resolve) => setTimeout(resolve, 20));
+              running -= 1;
+            }),
+          ),
+        );
+        expect(most).toBe(1);
+        expect(runs.filter((r) => r.ran).length).toBeGreaterThanOrEqual(1);
+        expect(await createLeases(store).holder('gc')).toBeUndefined();
+      });
+
+      it('a counter hands out every number once across racing replicas', async () => {
+        const numbers = await Promise.all(
+          Array.from({ length: racers * 3 }, (_, i) =>
+            createCounters(handle(i)).next('publication'),
+          ),
+        );
+        expect([...numbers].sort((a, b) => a - b)).toEqual(
+          Array.from({ length: racers * 3 }, (_, i) => i + 1),
+        );
+        await createCounters(store).raiseTo('publication', 10);
+        await createCounters(store).raiseTo('publication', 100);
+        await createCounters(store).raiseTo('publication', 50);
+        expect(await createCounters(store).next('publication')).toBe(101);
+      });
+
+      it('compare-and-set writers on several handles lose no update', async () => {
+        const counters = handles.map((h) => h.collection<Counter>('counters'));
+        await store.collection<Counter>('counters').insertOne({ _id: 'c', counter: 0, version: 0 });
+        await Promise.all(
+          Array.from({ length: racers }, (_, i) =>
+            guardedIncrement(counters[i % counters.length] as Collection<Counter>, 'c', racers * 4),
+          ),
+        );
+        expect(await store.collection<Counter>('counters').findOne({ _id: 'c' })).toMatchObject({
+          counter: racers,
+          version: racers,
+        });
+      });
+
+      it('racing upserts of one _id make one document holding every increment', async () => {
+        const results = await Promise.all(
+          Array.from({ length: racers }, (_, i) =>
+            handle(i)
+              .collection<{ hits?: number }>('upserts')
+              .updateOne({ _id: 'one' }, { $inc: { hits: 1 } }, { upsert: true }),
+          ),
+        );
+        expect(results.filter((r) => r.upsertedId !== undefined)).toHaveLength(1);
+        const docs = await store.collection<{ hits?: number }>('upserts').find({});
+        expect(docs).toEqual([{ _id: 'one', hits: racers }]);
+      });
+
+      it('racing claims on several handles hand each document to one claimer', async () => {
+        for (let i = 0; i < racers; i += 1)
+          await items.insertOne({ _id: `job-${i}`, name: `job-${i}` });
+        const claims = await Promise.all(
+          Array.from({ length: racers * 2 }, (_, worker) =>
+            handle(worker)
+              .collection<Item>('items')
+              .findOneAndUpdate(
+                { owner: { $exists: false } },
+                { $set: { owner: worker } },
+                { sort: { name: 1 } },
+              ),
+          ),
+        );
+        const claimed = claims.filter((d) => d !== null).map((d) => d._id);
+        expect(new Set(claimed).size).toBe(racers);
+        expect(claimed).toHaveLength(racers);
       });
     });
 

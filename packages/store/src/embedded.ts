@@ -8,12 +8,19 @@
  * Only one process may open a directory at a time (nedb has no file locking).
  */
 
-import { mkdirSync } from 'node:fs';
-import { access, constants } from 'node:fs/promises';
+import { createReadStream, mkdirSync } from 'node:fs';
+import { access, constants, rm, stat, truncate } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { isDeepStrictEqual } from 'node:util';
 import type NedbModule from '@seald-io/nedb';
-import { dropTornTail } from './datafile.js';
+import { assertDatafileWhole, dropTornTail } from './datafile.js';
+import {
+  checkDocument,
+  checkDocumentSize,
+  checkFilter,
+  checkUpdateValues,
+  checkUpsertFilter,
+} from './checks.js';
 import { withoutUndefined } from './documents.js';
 import { toNedbQuery } from './nedb-query.js';
 import { collectionFile } from './paths.js';
@@ -43,11 +50,57 @@ interface NedbModel {
   deepCopy<V>(value: V): V;
 }
 
+/** nedb's index tables (untyped in its typings). */
+interface NedbIndexes {
+  indexes: Record<string, { unique: boolean; sparse: boolean } | undefined>;
+  ttlIndexes: Record<string, number | undefined>;
+}
+
+/** The pieces of nedb's loader a rollback uses to rebuild memory from the file without writing. */
+interface NedbLoader {
+  executor: { pushAsync<R>(task: () => Promise<R>, forceQueuing?: boolean): Promise<R> };
+  persistence: {
+    treatRawStreamAsync(
+      stream: NodeJS.ReadableStream,
+    ): Promise<{ data: Document[]; indexes: Record<string, Record<string, unknown>> }>;
+  };
+  indexes: Record<string, unknown>;
+  _resetIndexes(data?: Document[]): void;
+}
+
+/** Errors of the file system under a write: the write failed, nothing was wrong with the input. */
+const STORAGE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EFBIG']);
+
+function storageErrorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && STORAGE_ERRORS.has(code) ? code : undefined;
+}
+
+/** The error a write that met a full (or failing) disk rejects with. */
+export class StoreWriteError extends Error {
+  override readonly name = 'StoreWriteError';
+  constructor(
+    readonly collection: string,
+    readonly code: string,
+    options: { cause: unknown },
+  ) {
+    super(
+      code === 'ENOSPC' || code === 'EDQUOT'
+        ? `storage full: failed to write collection ${collection} (${code}); nothing was changed`
+        : `failed to write collection ${collection} (${code}); nothing was changed`,
+      options,
+    );
+  }
+}
+
 // nedb ships a CommonJS module whose typings declare an ES default export; require() gives the
 // constructor itself whatever the interop mode.
 const require = createRequire(import.meta.url);
 const NedbDatastore = require('@seald-io/nedb') as typeof NedbModule.default;
 const nedbModel = require('@seald-io/nedb/lib/model.js') as NedbModel;
+const NedbIndex = require('@seald-io/nedb/lib/indexes.js') as new (
+  options: Record<string, unknown>,
+) => unknown;
 
 export interface EmbeddedStoreOptions {
   /** Directory of the datafiles; created when missing. */
@@ -65,6 +118,13 @@ interface CollectionHandle {
   serial<R>(task: () => Promise<R>): Promise<R>;
   /** Settles when every queued write has settled. */
   idle(): Promise<void>;
+  /** The datafile's size (0 when absent), taken before a write. */
+  size(): Promise<number>;
+  /**
+   * Undoes a write whose append failed: cuts the datafile back to `size` (a partial line would
+   * otherwise merge with the next append) and rebuilds memory from the file without writing.
+   */
+  rollback(size: number): Promise<void>;
 }
 
 function createHandle(
@@ -73,12 +133,26 @@ function createHandle(
   logger: StoreLogger | undefined,
 ): CollectionHandle {
   const filename = collectionFile(dir, name);
-  const ds: Datastore = new NedbDatastore<Document>({ filename, autoload: false });
+  // nedb would skip corrupt lines below 10 % of the file: refuse any (see assertDatafileWhole).
+  const ds: Datastore = new NedbDatastore<Document>({
+    filename,
+    autoload: false,
+    corruptAlertThreshold: 0,
+  });
   const ready = (async () => {
     const dropped = await dropTornTail(filename);
     if (dropped > 0) {
       const fields = { collection: name, bytes: dropped };
       logger?.warn(fields, 'dropped a torn write at the end of the datafile');
+    }
+    try {
+      await assertDatafileWhole(filename);
+    } catch (err) {
+      logger?.error(
+        { err, collection: name, file: filename },
+        'refusing to load a corrupt datafile',
+      );
+      throw err;
     }
     await ds.loadDatabaseAsync();
   })();
@@ -95,6 +169,27 @@ function createHandle(
       return run;
     },
     idle: () => tail.then(() => undefined),
+    async size() {
+      try {
+        return (await stat(filename)).size;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+        throw err;
+      }
+    },
+    async rollback(size) {
+      await truncate(filename, size);
+      const loader = ds as unknown as NedbLoader;
+      await loader.executor.pushAsync(async () => {
+        const treated = await loader.persistence.treatRawStreamAsync(
+          createReadStream(filename, { encoding: 'utf8' }),
+        );
+        loader._resetIndexes();
+        for (const [key, options] of Object.entries(treated.indexes))
+          loader.indexes[key] ??= new NedbIndex(options);
+        loader._resetIndexes(treated.data);
+      }, true);
+    },
   };
 }
 
@@ -106,13 +201,23 @@ function toStoreError(collection: string, err: unknown): unknown {
   return err;
 }
 
-function withoutUndefinedFields({ modifiers, setOnInsert }: CheckedUpdate): CheckedUpdate {
-  const cleaned: Record<string, Document> = {};
-  for (const [operator, fields] of Object.entries(modifiers)) {
-    const body = withoutUndefined(fields);
-    if (Object.keys(body).length > 0) cleaned[operator] = body;
-  }
-  return { modifiers: cleaned, setOnInsert: setOnInsert && withoutUndefined(setOnInsert) };
+/** The checks every update path runs before touching data (see checks.ts). */
+function checkedUpdate(
+  filter: Filter,
+  update: UpdateOperators,
+  upsert: boolean | undefined,
+): CheckedUpdate {
+  checkFilter(filter);
+  const checked = checkUpdate(update);
+  checkUpdateValues(update);
+  if (upsert) checkUpsertFilter(filter);
+  return checked;
+}
+
+/** A filter for nedb, after the checks both adapters run. */
+function query(filter: Filter): Record<string, unknown> {
+  checkFilter(filter);
+  return toNedbQuery(filter);
 }
 
 const UNSET = Symbol('unset');
@@ -183,6 +288,7 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
   constructor(
     private readonly handle: CollectionHandle,
     private readonly assertOpen: () => void,
+    private readonly logger: StoreLogger | undefined,
   ) {}
 
   get name(): string {
@@ -192,10 +298,12 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
   async insertOne(doc: T & { _id?: string }): Promise<WithId<T>> {
     if (doc._id !== undefined && typeof doc._id !== 'string')
       throw new TypeError('_id must be a string');
+    checkDocument(doc);
+    const stored = withoutUndefined(doc) as Document;
+    // nedb generates a 16-character _id when there is none.
+    checkDocumentSize(this.name, { _id: '0123456789abcdef', ...stored });
     const ds = await this.open();
-    return this.write(() => ds.insertAsync(withoutUndefined(doc) as Document)) as Promise<
-      WithId<T>
-    >;
+    return this.write(() => ds.insertAsync(stored)) as Promise<WithId<T>>;
   }
 
   async findOne(
@@ -209,7 +317,7 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
   async find(filter: Filter<T>, options: FindOptions = {}): Promise<WithId<T>[]> {
     const ds = await this.open();
     const { nedb: projection, idOnly } = splitProjection(options.projection);
-    let cursor = ds.findAsync(toNedbQuery(filter));
+    let cursor = ds.findAsync(query(filter));
     if (options.sort) cursor = cursor.sort(options.sort);
     if (options.skip) cursor = cursor.skip(options.skip);
     if (options.limit) cursor = cursor.limit(options.limit);
@@ -223,34 +331,36 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
     update: UpdateOperators,
     options: UpdateOptions = {},
   ): Promise<UpdateResult> {
-    const checked = withoutUndefinedFields(checkUpdate(update));
-    const query = toNedbQuery(filter);
+    const checked = checkedUpdate(filter, update, options.upsert);
+    const nedbQuery = toNedbQuery(filter);
     const ds = await this.open();
     return this.write(async () => {
-      const before = await this.first(ds, query);
+      const before = await this.first(ds, nedbQuery);
       if (!before) {
         if (!options.upsert) return { matchedCount: 0, modifiedCount: 0 };
         const inserted = await this.insertUpserted(ds, filter, checked);
         return { matchedCount: 0, modifiedCount: 0, upsertedId: inserted._id };
       }
-      const after = await this.updateById(ds, before._id, query, checked);
+      const after = await this.updateById(ds, before, nedbQuery, checked);
       if (!after) return { matchedCount: 0, modifiedCount: 0 };
       return { matchedCount: 1, modifiedCount: isDeepStrictEqual(before, after) ? 0 : 1 };
     });
   }
 
   async updateMany(filter: Filter<T>, update: UpdateOperators): Promise<UpdateResult> {
-    const { modifiers } = withoutUndefinedFields(checkUpdate(update));
-    const query = toNedbQuery(filter);
+    const { modifiers } = checkedUpdate(filter, update, false);
+    const nedbQuery = toNedbQuery(filter);
     const ds = await this.open();
     return this.write(async () => {
       const before = new Map<string, Document>();
-      for (const doc of (await ds.findAsync(query)) as unknown as WithId<Document>[])
+      for (const doc of (await ds.findAsync(nedbQuery)) as unknown as WithId<Document>[])
         before.set(doc._id, doc);
       if (before.size === 0 || Object.keys(modifiers).length === 0) {
         return { matchedCount: before.size, modifiedCount: 0 };
       }
-      const { affectedDocuments } = await ds.updateAsync(query, modifiers, {
+      for (const doc of before.values())
+        checkDocumentSize(this.name, nedbModel.modify(doc, modifiers));
+      const { affectedDocuments } = await ds.updateAsync(nedbQuery, modifiers, {
         multi: true,
         returnUpdatedDocs: true,
       });
@@ -267,35 +377,34 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
     update: UpdateOperators,
     options: UpdateOptions & { sort?: Sort } = {},
   ): Promise<WithId<T> | null> {
-    const checked = withoutUndefinedFields(checkUpdate(update));
-    const query = toNedbQuery(filter);
+    const checked = checkedUpdate(filter, update, options.upsert);
+    const nedbQuery = toNedbQuery(filter);
     const ds = await this.open();
     return this.write(async () => {
-      const before = await this.first(ds, query, options.sort);
+      const before = await this.first(ds, nedbQuery, options.sort);
       if (!before) return options.upsert ? this.insertUpserted(ds, filter, checked) : null;
-      return this.updateById(ds, before._id, query, checked);
+      return this.updateById(ds, before, nedbQuery, checked);
     }) as Promise<WithId<T> | null>;
   }
 
   async deleteOne(filter: Filter<T>): Promise<{ deletedCount: number }> {
+    const nedbQuery = query(filter);
     const ds = await this.open();
-    const deletedCount = await this.write(() =>
-      ds.removeAsync(toNedbQuery(filter), { multi: false }),
-    );
+    const deletedCount = await this.write(() => ds.removeAsync(nedbQuery, { multi: false }));
     return { deletedCount };
   }
 
   async deleteMany(filter: Filter<T>): Promise<{ deletedCount: number }> {
+    const nedbQuery = query(filter);
     const ds = await this.open();
-    const deletedCount = await this.write(() =>
-      ds.removeAsync(toNedbQuery(filter), { multi: true }),
-    );
+    const deletedCount = await this.write(() => ds.removeAsync(nedbQuery, { multi: true }));
     return { deletedCount };
   }
 
   async countDocuments(filter: Filter<T> = {}): Promise<number> {
+    const nedbQuery = query(filter);
     const ds = await this.open();
-    return (await ds.countAsync(toNedbQuery(filter))) as unknown as number;
+    return (await ds.countAsync(nedbQuery)) as unknown as number;
   }
 
   async createIndex(spec: IndexSpec): Promise<void> {
@@ -303,16 +412,48 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
     const [only] = fields;
     if (only === undefined) throw new TypeError('an index needs at least one key');
     const ds = await this.open();
-    await this.write(() =>
-      ds.ensureIndexAsync({
+    const wanted = {
+      unique: spec.unique ?? false,
+      sparse: spec.sparse ?? false,
+      expireAfterSeconds: spec.expireAfterSeconds,
+    };
+    // nedb names an index by its sorted fields and keeps the first definition it saw.
+    const indexName = [...fields].sort().join(',');
+    const internals = ds as unknown as NedbIndexes;
+    await this.write(async () => {
+      const existing = internals.indexes[indexName];
+      const existingTtl = internals.ttlIndexes[indexName];
+      if (
+        existing &&
+        (existing.unique !== wanted.unique ||
+          existing.sparse !== wanted.sparse ||
+          existingTtl !== wanted.expireAfterSeconds)
+      ) {
+        this.logger?.info(
+          {
+            collection: this.name,
+            index: indexName,
+            from: {
+              unique: existing.unique,
+              sparse: existing.sparse,
+              expireAfterSeconds: existingTtl,
+            },
+            to: wanted,
+          },
+          'migrating a changed index',
+        );
+        await ds.removeIndexAsync(indexName);
+        delete internals.ttlIndexes[indexName];
+      }
+      await ds.ensureIndexAsync({
         fieldName: fields.length === 1 ? only : fields,
-        unique: spec.unique ?? false,
-        sparse: spec.sparse ?? false,
-        ...(spec.expireAfterSeconds === undefined
+        unique: wanted.unique,
+        sparse: wanted.sparse,
+        ...(wanted.expireAfterSeconds === undefined
           ? {}
-          : { expireAfterSeconds: spec.expireAfterSeconds }),
-      }),
-    );
+          : { expireAfterSeconds: wanted.expireAfterSeconds }),
+      });
+    });
   }
 
   private async open(): Promise<Datastore> {
@@ -322,10 +463,29 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
   }
 
   private async write<R>(task: () => Promise<R>): Promise<R> {
+    const { handle } = this;
     try {
-      return await this.handle.serial(task);
+      return await handle.serial(async () => {
+        const size = await handle.size();
+        try {
+          return await task();
+        } catch (err) {
+          const code = storageErrorCode(err);
+          if (code === undefined) throw err;
+          try {
+            await handle.rollback(size);
+          } catch (rollbackErr) {
+            this.logger?.error(
+              { err: rollbackErr, collection: this.name },
+              'failed to roll back a failed write',
+            );
+          }
+          this.logger?.error({ err, collection: this.name }, 'failed to write collection');
+          throw new StoreWriteError(this.name, code, { cause: err });
+        }
+      });
     } catch (err) {
-      throw toStoreError(this.handle.name, err);
+      throw toStoreError(handle.name, err);
     }
   }
 
@@ -346,14 +506,15 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
    */
   private async updateById(
     ds: Datastore,
-    id: string,
+    before: WithId<Document>,
     filter: Filter,
     { modifiers }: CheckedUpdate,
   ): Promise<WithId<T> | null> {
-    const query = byIdAnd(id, filter);
+    const byId = byIdAnd(before._id, filter);
     if (Object.keys(modifiers).length === 0)
-      return (await ds.findOneAsync(query)) as unknown as WithId<T> | null;
-    const { affectedDocuments } = await ds.updateAsync(query, modifiers, {
+      return (await ds.findOneAsync(byId)) as unknown as WithId<T> | null;
+    checkDocumentSize(this.name, nedbModel.modify(before, modifiers));
+    const { affectedDocuments } = await ds.updateAsync(byId, modifiers, {
       returnUpdatedDocs: true,
     });
     return (affectedDocuments ?? null) as WithId<T> | null;
@@ -367,6 +528,7 @@ class EmbeddedCollection<T extends Document> implements Collection<T> {
     let doc = upsertSeed(filter);
     if (setOnInsert) doc = nedbModel.modify(doc, { $set: setOnInsert });
     if (Object.keys(modifiers).length > 0) doc = nedbModel.modify(doc, modifiers);
+    checkDocumentSize(this.name, { _id: '0123456789abcdef', ...doc });
     return (await ds.insertAsync(doc)) as WithId<T>;
   }
 }
@@ -392,7 +554,14 @@ export function createEmbeddedStore(options: EmbeddedStoreOptions): Store {
     )
       return;
     await handle.idle();
-    await handle.ds.compactDatafileAsync();
+    try {
+      await handle.ds.compactDatafileAsync();
+    } catch (err) {
+      // A rewrite that failed (a full disk) leaves a partial temporary file: give its space back.
+      if (storageErrorCode(err) !== undefined)
+        await rm(`${collectionFile(dir, handle.name)}~`, { force: true });
+      throw err;
+    }
   };
 
   const compactAll = async (): Promise<void> => {
@@ -426,7 +595,7 @@ export function createEmbeddedStore(options: EmbeddedStoreOptions): Store {
         handle = createHandle(dir, name, logger);
         handles.set(name, handle);
       }
-      return new EmbeddedCollection<T>(handle, assertOpen);
+      return new EmbeddedCollection<T>(handle, assertOpen, logger);
     },
 
     async ping(): Promise<void> {

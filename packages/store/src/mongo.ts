@@ -15,6 +15,7 @@ import {
   type UpdateFilter,
 } from 'mongodb';
 import {
+  DocumentTooLargeError,
   DuplicateKeyError,
   type Collection,
   type Document,
@@ -28,6 +29,13 @@ import {
   type UpdateResult,
   type WithId,
 } from './port.js';
+import {
+  checkDocument,
+  checkDocumentSize,
+  checkFilter,
+  checkUpdateValues,
+  checkUpsertFilter,
+} from './checks.js';
 import { withoutUndefined } from './documents.js';
 import { checkUpdate } from './update.js';
 
@@ -49,8 +57,49 @@ interface MongoDoc {
 
 type Sort = Record<string, 1 | -1>;
 
+/** The checks every update path runs before the driver sees it (see checks.ts). */
+function checkUpdateCall(
+  filter: Filter,
+  update: UpdateOperators,
+  upsert: boolean | undefined,
+): void {
+  checkFilter(filter);
+  checkUpdate(update);
+  checkUpdateValues(update);
+  if (upsert) checkUpsertFilter(filter);
+}
+
+/** The filter, after the checks both adapters run. */
+function checked(filter: Filter): MongoFilter<MongoDoc> {
+  checkFilter(filter);
+  return filter as MongoFilter<MongoDoc>;
+}
+
+/** The options that make two index definitions differ, as MongoDB reports them. */
+function indexOptions(index: {
+  unique?: unknown;
+  sparse?: unknown;
+  expireAfterSeconds?: unknown;
+}): string {
+  return JSON.stringify([
+    index.unique === true,
+    index.sparse === true,
+    index.expireAfterSeconds ?? null,
+  ]);
+}
+
+/** Server codes for a document over 16 MiB (insert, update result, and a too-large write). */
+const TOO_LARGE_CODES = new Set([10334, 17419, 17420]);
+
 function toStoreError(collection: string, err: unknown): unknown {
-  if (err instanceof Error && (err as { code?: unknown }).code === 11000) {
+  if (!(err instanceof Error)) return err;
+  const code = (err as { code?: unknown }).code;
+  if (
+    (typeof code === 'number' && TOO_LARGE_CODES.has(code)) ||
+    (err.name === 'BSONError' && /larger than|too large|maximum size/i.test(err.message))
+  )
+    return new DocumentTooLargeError(collection);
+  if (code === 11000) {
     const keyValue = (err as { keyValue?: unknown }).keyValue;
     return new DuplicateKeyError(
       collection,
@@ -84,15 +133,18 @@ class MongoStoreCollection<T extends Document> implements Collection<T> {
   constructor(
     readonly name: string,
     private readonly db: () => Promise<Db>,
+    private readonly logger: StoreLogger | undefined,
   ) {}
 
   async insertOne(doc: T & { _id?: string }): Promise<WithId<T>> {
     if (doc._id !== undefined && typeof doc._id !== 'string')
       throw new TypeError('_id must be a string');
+    checkDocument(doc);
     const stored = {
       ...withoutUndefined(structuredClone(doc)),
       _id: doc._id ?? randomUUID(),
     } as WithId<T>;
+    checkDocumentSize(this.name, stored);
     await this.run((c) => c.insertOne({ ...stored } as MongoDoc));
     return stored;
   }
@@ -101,15 +153,11 @@ class MongoStoreCollection<T extends Document> implements Collection<T> {
     filter: Filter<T>,
     options: Pick<FindOptions, 'projection' | 'sort'> = {},
   ): Promise<WithId<T> | null> {
-    return this.run((c) =>
-      c.findOne(filter as MongoFilter<MongoDoc>, options),
-    ) as Promise<WithId<T> | null>;
+    return this.run((c) => c.findOne(checked(filter), options)) as Promise<WithId<T> | null>;
   }
 
   find(filter: Filter<T>, options: FindOptions = {}): Promise<WithId<T>[]> {
-    return this.run((c) => c.find(filter as MongoFilter<MongoDoc>, options).toArray()) as Promise<
-      WithId<T>[]
-    >;
+    return this.run((c) => c.find(checked(filter), options).toArray()) as Promise<WithId<T>[]>;
   }
 
   async updateOne(
@@ -117,7 +165,7 @@ class MongoStoreCollection<T extends Document> implements Collection<T> {
     update: UpdateOperators,
     options: UpdateOptions = {},
   ): Promise<UpdateResult> {
-    checkUpdate(update);
+    checkUpdateCall(filter, update, options.upsert);
     const result = await this.run((c) =>
       c.updateOne(filter as MongoFilter<MongoDoc>, withUpsertId(filter, update, options.upsert), {
         upsert: options.upsert ?? false,
@@ -131,7 +179,7 @@ class MongoStoreCollection<T extends Document> implements Collection<T> {
   }
 
   async updateMany(filter: Filter<T>, update: UpdateOperators): Promise<UpdateResult> {
-    checkUpdate(update);
+    checkUpdateCall(filter, update, false);
     const result = await this.run((c) =>
       c.updateMany(filter as MongoFilter<MongoDoc>, update as UpdateFilter<MongoDoc>),
     );
@@ -143,7 +191,7 @@ class MongoStoreCollection<T extends Document> implements Collection<T> {
     update: UpdateOperators,
     options: UpdateOptions & { sort?: Sort } = {},
   ): Promise<WithId<T> | null> {
-    checkUpdate(update);
+    checkUpdateCall(filter, update, options.upsert);
     return this.run((c) =>
       c.findOneAndUpdate(
         filter as MongoFilter<MongoDoc>,
@@ -158,30 +206,54 @@ class MongoStoreCollection<T extends Document> implements Collection<T> {
   }
 
   async deleteOne(filter: Filter<T>): Promise<{ deletedCount: number }> {
-    const { deletedCount } = await this.run((c) => c.deleteOne(filter as MongoFilter<MongoDoc>));
+    const { deletedCount } = await this.run((c) => c.deleteOne(checked(filter)));
     return { deletedCount };
   }
 
   async deleteMany(filter: Filter<T>): Promise<{ deletedCount: number }> {
-    const { deletedCount } = await this.run((c) => c.deleteMany(filter as MongoFilter<MongoDoc>));
+    const { deletedCount } = await this.run((c) => c.deleteMany(checked(filter)));
     return { deletedCount };
   }
 
   countDocuments(filter: Filter<T> = {}): Promise<number> {
-    return this.run((c) => c.countDocuments(filter as MongoFilter<MongoDoc>));
+    return this.run((c) => c.countDocuments(checked(filter)));
   }
 
+  /**
+   * Creates the index; an index on the same keys with other options (MongoDB would fail with
+   * IndexOptionsConflict) is dropped first and the change logged, so a changed definition
+   * migrates at start.
+   */
   async createIndex(spec: IndexSpec): Promise<void> {
     if (Object.keys(spec.keys).length === 0) throw new TypeError('an index needs at least one key');
-    await this.run((c) =>
-      c.createIndex(spec.keys, {
-        unique: spec.unique ?? false,
-        sparse: spec.sparse ?? false,
-        ...(spec.expireAfterSeconds === undefined
-          ? {}
-          : { expireAfterSeconds: spec.expireAfterSeconds }),
-      }),
-    );
+    const options = {
+      unique: spec.unique ?? false,
+      sparse: spec.sparse ?? false,
+      ...(spec.expireAfterSeconds === undefined
+        ? {}
+        : { expireAfterSeconds: spec.expireAfterSeconds }),
+    };
+    await this.run(async (c) => {
+      const existing = await c
+        .listIndexes()
+        .toArray()
+        .catch((err: unknown) => {
+          // A collection that does not exist yet has no indexes.
+          if ((err as { code?: unknown }).code === 26) return [];
+          throw err;
+        });
+      const sameKeys = existing.find(
+        (index) => JSON.stringify(index.key) === JSON.stringify(spec.keys) && index.name !== '_id_',
+      );
+      if (sameKeys && indexOptions(sameKeys) !== indexOptions(options)) {
+        this.logger?.info(
+          { collection: this.name, index: sameKeys.name, to: options },
+          'migrating a changed index',
+        );
+        await c.dropIndex(String(sameKeys.name));
+      }
+      await c.createIndex(spec.keys, options);
+    });
   }
 
   private async run<R>(
@@ -196,10 +268,17 @@ class MongoStoreCollection<T extends Document> implements Collection<T> {
   }
 }
 
+/** The database named in a connection string's path (`mongodb://host/<db>?…`), if any. */
+export function databaseInUrl(url: string): string | undefined {
+  const match = /^mongodb(?:\+srv)?:\/\/[^/?]*\/([^?]*)/.exec(url);
+  const name = match?.[1] ? decodeURIComponent(match[1]) : '';
+  return name.length > 0 ? name : undefined;
+}
+
 export function createMongoStore(options: MongoStoreOptions): Store {
   const {
     url,
-    dbName = 'flotilla',
+    dbName = databaseInUrl(url) ?? 'flotilla',
     logger,
     serverSelectionTimeoutMS = 5_000,
     connectAttempts = 3,
@@ -216,16 +295,23 @@ export function createMongoStore(options: MongoStoreOptions): Store {
 
   const connect = async (): Promise<Db> => {
     for (let attempt = 1; ; attempt += 1) {
+      // close() during the back-off must not let a later attempt reopen the client.
+      if (closed) throw new Error('store is closed');
       try {
         await client.connect();
-        logger?.info({ dbName }, 'connected to mongodb');
-        return client.db(dbName);
       } catch (err) {
         if (closed || attempt >= connectAttempts) throw err;
         const delayMs = Math.min(200 * 2 ** (attempt - 1), 2_000);
         logger?.warn({ err, attempt, delayMs }, 'failed to connect to mongodb, retrying');
         await sleep(delayMs);
+        continue;
       }
+      if (closed) {
+        await client.close();
+        throw new Error('store is closed');
+      }
+      logger?.info({ dbName }, 'connected to mongodb');
+      return client.db(dbName);
     }
   };
 
@@ -244,7 +330,7 @@ export function createMongoStore(options: MongoStoreOptions): Store {
     kind: 'mongo',
     collection<T extends Document = Document>(name: string): Collection<T> {
       if (closed) throw new Error('store is closed');
-      return new MongoStoreCollection<T>(name, db);
+      return new MongoStoreCollection<T>(name, db, logger);
     },
     async ping(): Promise<void> {
       await (await db()).command({ ping: 1 });

@@ -110,3 +110,16 @@ export class DuplicateKeyError extends Error {
     super(`duplicate key in collection ${collection}${detail ? `: ${detail}` : ''}`);
   }
 }
+
+/** MongoDB's BSON limit of 16 MiB per document, enforced alike by both adapters. */
+export class DocumentTooLargeError extends Error {
+  override readonly name = 'DocumentTooLargeError';
+  constructor(
+    readonly collection: string,
+    readonly bytes?: number,
+  ) {
+    super(
+      `document in collection ${collection} exceeds the 16 MiB limit${bytes === undefined ? '' : ` (${bytes} bytes)`}`,
+    );
+  }
+}

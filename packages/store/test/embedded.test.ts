@@ -4,7 +4,14 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { storeContract } from '../src/contract.js';
-import { createEmbeddedStore, openStore, type StoreLogger } from '../src/index.js';
+import {
+  CorruptDatafileError,
+  createEmbeddedStore,
+  findCorruptLines,
+  openStore,
+  repairDatafile,
+  type StoreLogger,
+} from '../src/index.js';
 
 storeContract('embedded', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'flotilla-store-'));
@@ -155,5 +162,74 @@ describe('openStore', () => {
     expect(store.kind).toBe('mongo');
     await store.close();
     expect(await readdir(dir)).toEqual([]);
+  });
+});
+
+describe('corrupt datafiles', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'flotilla-store-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function writeDatafile(lines: string[]): Promise<string> {
+    const file = join(dir, 'docs.db');
+    await writeFile(file, `${lines.join('\n')}\n`);
+    return file;
+  }
+
+  const good = Array.from({ length: 30 }, (_, i) => JSON.stringify({ _id: `d${i}`, n: i }));
+
+  it('refuses to load a datafile with any corrupt line, naming the file, the line and the repair command', async () => {
+    // One bad line in 32 is far under nedb's own 10 % threshold.
+    const lines = [...good.slice(0, 4), '{"_id":"d4","n":', ...good.slice(5), '{"n":7}'];
+    const file = await writeDatafile(lines);
+    const errors: string[] = [];
+    const store = createEmbeddedStore({
+      dir,
+      compactIntervalMs: 0,
+      logger: { ...silent, error: (_obj, msg) => errors.push(msg ?? '') },
+    });
+    const docs = store.collection('docs');
+    const failure = await docs.find({}).catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(CorruptDatafileError);
+    const message = (failure as Error).message;
+    expect(message).toContain(file);
+    expect(message).toContain('line 5');
+    expect(message).toContain('5, 31');
+    expect(message).toContain(`flotilla store repair ${file}`);
+    await expect(docs.insertOne({ n: 1 })).rejects.toBeInstanceOf(CorruptDatafileError);
+    await expect(store.ping()).rejects.toBeInstanceOf(CorruptDatafileError);
+    expect(errors).toContain('refusing to load a corrupt datafile');
+    await store.close();
+    // Nothing was rewritten: the bad lines are still there for the repair to keep.
+    expect((await readFile(file, 'utf8')).split('\n')[4]).toBe('{"_id":"d4","n":');
+  });
+
+  it('repair keeps a copy of every dropped line and leaves a datafile that loads', async () => {
+    const lines = [...good.slice(0, 4), '{"_id":"d4","n":', ...good.slice(5), 'garbage'];
+    const file = await writeDatafile(lines);
+    expect((await findCorruptLines(file)).map((l) => l.line)).toEqual([5, 31]);
+
+    const report = await repairDatafile(file, new Date('2026-01-02T03:04:05.000Z'));
+    expect(report).toMatchObject({ file, keptLines: 29, droppedLines: [5, 31] });
+    expect(report.droppedFile).toBe(`${file}.dropped-2026-01-02T03-04-05.000Z`);
+    expect(await readFile(report.droppedFile as string, 'utf8')).toBe(
+      '5\t{"_id":"d4","n":\n31\tgarbage\n',
+    );
+    expect(await findCorruptLines(file)).toEqual([]);
+    expect((await readdir(dir)).sort()).toEqual([
+      'docs.db',
+      'docs.db.dropped-2026-01-02T03-04-05.000Z',
+    ]);
+
+    const store = createEmbeddedStore({ dir, compactIntervalMs: 0 });
+    expect(await store.collection('docs').countDocuments()).toBe(29);
+    await store.close();
+
+    // A whole file is left as it is.
+    expect(await repairDatafile(file)).toMatchObject({ droppedLines: [] });
   });
 });

@@ -1,6 +1,8 @@
 import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createMongoStore, type StoreLogger } from '../src/index.js';
+import { databaseInUrl } from '../src/mongo.js';
 
 /** The mongo adapter's lazy connection, exercised without a MongoDB server: nothing listens. */
 
@@ -63,5 +65,34 @@ describe('mongo store connection', () => {
     await expect(items.updateMany({}, { $rename: { a: 'b' } } as never)).rejects.toThrow(TypeError);
     await expect(items.insertOne({ _id: 7 } as never)).rejects.toThrow(TypeError);
     await store.close();
+  });
+});
+
+describe('mongo store options', () => {
+  it('uses the database named in the connection string', () => {
+    expect(databaseInUrl('mongodb://a:1,b:2/fedora?replicaSet=rs0')).toBe('fedora');
+    expect(databaseInUrl('mongodb+srv://user:pw@cluster.example/flotilla-prod')).toBe(
+      'flotilla-prod',
+    );
+    expect(databaseInUrl('mongodb://127.0.0.1:27017/?directConnection=true')).toBeUndefined();
+    expect(databaseInUrl('mongodb://127.0.0.1:27017')).toBeUndefined();
+  });
+
+  it('close() during the connection back-off ends the attempts instead of reopening the client', async () => {
+    const lines: string[] = [];
+    const store = createMongoStore({
+      url: `mongodb://127.0.0.1:${await closedPort()}/?directConnection=true`,
+      serverSelectionTimeoutMS: 100,
+      connectAttempts: 6,
+      logger: recordingLogger(lines),
+    });
+    const pinging = store.ping();
+    pinging.catch(() => undefined);
+    // Wait (bounded) for the first failed attempt, then close during its back-off.
+    for (let i = 0; i < 100 && lines.length === 0; i += 1) await sleep(20);
+    expect(lines).toEqual(['warn failed to connect to mongodb, retrying']);
+    await store.close();
+    await expect(pinging).rejects.toThrow(/closed/);
+    expect(lines.filter((l) => l.startsWith('warn'))).toHaveLength(1);
   });
 });

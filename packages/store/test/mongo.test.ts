@@ -67,6 +67,8 @@ if (runtimeProblem !== undefined) {
       return {
         store: createMongoStore({ url, dbName }),
         reopen: async () => createMongoStore({ url, dbName }),
+        // Separate clients over one database: replicas in separate processes.
+        another: async () => createMongoStore({ url, dbName }),
         cleanup: async () => {
           const client = new MongoClient(url, { serverSelectionTimeoutMS: 5_000 });
           try {

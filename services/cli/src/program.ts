@@ -84,6 +84,27 @@ export function buildProgram(): Command {
       if (!report.clean) throw new CliError('fsck found problems', 3);
     });
 
+  const storeCmd = program.command('store').description('the embedded store (its datafiles under <data-dir>/<service>/db)');
+  storeCmd
+    .command('repair')
+    .description('drop the corrupt lines of a datafile the service refused to load, keeping a copy of them (stop the service first)')
+    .argument('<datafile>', 'the datafile named in the error, e.g. var/content/db/tasks.db')
+    .action(async (datafile: string, _opts: unknown, cmd: Command) => {
+      const { repairDatafile } = await import('@flotilla/store');
+      let report;
+      try {
+        report = await repairDatafile(datafile);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CliError(`no datafile at ${datafile}`, 2);
+        throw err;
+      }
+      emit(report, flags(cmd), (r) =>
+        r.droppedFile
+          ? `kept ${r.keptLines} lines, dropped ${r.droppedLines.length} (lines ${r.droppedLines.join(', ')}), copied to ${r.droppedFile}`
+          : `${r.file} is whole (${r.keptLines} lines); nothing dropped`,
+      );
+    });
+
   program
     .command('repos')
     .description('list repositories and their channels, or show one')

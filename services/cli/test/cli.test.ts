@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -112,4 +112,28 @@ describe('start-up', () => {
       '@flotilla/mirrors/client',
     ]);
   });
+});
+
+describe('flotilla store repair', () => {
+  it('drops the corrupt lines of a datafile, keeps a copy of them, and leaves a whole file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'flotilla-cli-store-'));
+    try {
+      const file = join(dir, 'tasks.db');
+      await writeFile(file, '{"_id":"a","n":1}\n{"_id":"b",\n{"_id":"c","n":3}\n');
+      const r = await cli(['store', 'repair', file], {});
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/kept 2 lines, dropped 1 \(lines 2\), copied to .*tasks\.db\.dropped-/);
+      expect(await readFile(file, 'utf8')).toBe('{"_id":"a","n":1}\n{"_id":"c","n":3}\n');
+      const copies = (await readdir(dir)).filter((f) => f.startsWith('tasks.db.dropped-'));
+      expect(copies).toHaveLength(1);
+      expect(await readFile(join(dir, copies[0] as string), 'utf8')).toBe('2\t{"_id":"b",\n');
+      const again = await cli(['store', 'repair', file], {});
+      expect(again.stdout).toContain('is whole (2 lines)');
+      const missing = await cli(['store', 'repair', join(dir, 'none.db')], {});
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toContain('no datafile at');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

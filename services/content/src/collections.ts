@@ -1,4 +1,4 @@
-import type { Collection, Store } from '@flotilla/store';
+import { createLeases, type Collection, type Leases, type Store } from '@flotilla/store';
 
 /**
  * The documents content owns in the shared store (architecture: content owns `repositories`,
@@ -200,6 +200,8 @@ export interface ContentCollections {
   publicationEntries: Collection<PublicationEntryDoc>;
   promotions: Collection<PromotionDoc>;
   webhookDeliveries: Collection<WebhookDeliveryDoc>;
+  /** One lease per task key, held by the task running under it (one task per key across replicas). */
+  taskKeys: Leases;
 }
 
 export function contentCollections(store: Store): ContentCollections {
@@ -213,6 +215,7 @@ export function contentCollections(store: Store): ContentCollections {
     publicationEntries: store.collection<PublicationEntryDoc>('publication_entries'),
     promotions: store.collection<PromotionDoc>('promotions'),
     webhookDeliveries: store.collection<WebhookDeliveryDoc>('webhook_deliveries'),
+    taskKeys: createLeases(store, 'task_keys'),
   };
 }
 

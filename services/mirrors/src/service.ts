@@ -1,8 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import type { Bus, Subscription } from '@flotilla/bus';
 import { createOutbox, type Outbox } from '@flotilla/bus';
 import { createMetrics, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
 import { createEvent } from '@flotilla/protocol';
-import type { Store } from '@flotilla/store';
+import { createLeases, runExclusive, type Store } from '@flotilla/store';
 import type { Logger } from 'pino';
 import { createApp } from './app.js';
 import { BlobIndex } from './blob-index.js';
@@ -61,6 +62,9 @@ export interface MirrorsService extends ServiceInstance {
 }
 
 const PUBLISHED_QUEUE = 'flotilla.mirrors.published';
+
+/** How long a crawl lease outlives a replica that died while crawling (renewed while it crawls). */
+const CRAWL_LEASE_MS = 60_000;
 
 export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<MirrorsService> {
   const { config, store, bus } = deps;
@@ -175,6 +179,9 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
     changed: rebuild,
   });
 
+  // Replicas share the schedule: one replica at a time crawls, holding this lease.
+  const leases = createLeases(store);
+  const leaseHolder = randomUUID();
   let crawlAllRunning: Promise<unknown> | null = null;
   let crawlAllAgain = false;
   const crawlAllInBackground = (): void => {
@@ -185,7 +192,8 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
     crawlAllRunning = (async () => {
       do {
         crawlAllAgain = false;
-        await crawler.crawlAll();
+        const { ran } = await runExclusive(leases, 'mirrors:crawl', leaseHolder, CRAWL_LEASE_MS, () => crawler.crawlAll());
+        if (!ran) logger.debug('another replica is crawling');
       } while (crawlAllAgain);
     })()
       .catch((error: unknown) => logger.error({ err: error }, 'failed to crawl mirrors'))

@@ -19,6 +19,7 @@ import type {
 import { batches, type Catalog } from '../domain/catalog.js';
 import { tagsToRecord, type ChannelStore } from '../domain/channels.js';
 import { contentProblem } from '../domain/errors.js';
+import { claimPublicationNumber } from '../domain/publication-numbers.js';
 import type { EventSink } from '../domain/promotions.js';
 import type { ProgressReporter } from '../tasks/progress.js';
 import type { PublishedTree, StagedFile } from './published-tree.js';
@@ -129,8 +130,6 @@ export class Publisher {
     channels.assertChannel(channel);
 
     const last = await this.lastComplete();
-    const n = (last?.number ?? 0) + 1;
-    const log = logger.child({ channel, publication: n });
 
     let repos: Repo[] = (await channels.listRepositories()).filter(
       (r) => (r.channels[channel]?.version ?? 0) > 0,
@@ -144,7 +143,7 @@ export class Publisher {
       return r.views?.[channel]?.version !== version;
     });
     if (changed.length === 0) {
-      log.info('nothing to publish');
+      logger.info({ channel }, 'nothing to publish');
       return {
         channel,
         publication: last?.number ?? 0,
@@ -156,28 +155,14 @@ export class Publisher {
       };
     }
 
-    const earlier = await c.publications.findOne({ _id: String(n) }, { projection: { _id: 1 } });
-    if (earlier) {
-      // An attempt at n failed or died (perhaps for another channel): start n over, so nothing
-      // it recorded outlives it unannounced.
-      await c.publicationEntries.deleteMany({ publication: n });
-      await c.blobs.updateMany(
-        { publishedIn: n },
-        { $set: { published: false }, $unset: { publishedIn: '' } },
-      );
-    }
-    await c.publications.updateOne(
-      { _id: String(n) },
-      {
-        $set: {
-          number: n,
-          channel,
-          state: 'pending',
-          time: new Date().toISOString(),
-          ...(taskId ? { taskId } : {}),
-        },
-      },
-      { upsert: true },
+    const n = await claimPublicationNumber(c, { channel, taskId });
+    const log = logger.child({ channel, publication: n });
+    // An earlier attempt at n (this task's, or one that died, perhaps for another channel) may
+    // have recorded entries: start n over, so nothing it recorded outlives it unannounced.
+    await c.publicationEntries.deleteMany({ publication: n });
+    await c.blobs.updateMany(
+      { publishedIn: n },
+      { $set: { published: false }, $unset: { publishedIn: '' } },
     );
 
     progress.update({ done: 0, total: changed.length, bytesDone: 0, message: 'writing blobs' });

@@ -15,6 +15,11 @@ const WAIT_POLL_MS = 250;
 
 export type StoredTask = TaskDoc & { _id: string };
 
+/** Who holds a task key: one worker running one task. */
+function keyHolder(owner: string, taskId: string): string {
+  return `${owner}/${taskId}`;
+}
+
 export interface SubmitOptions {
   kind: TaskKind;
   key: string;
@@ -155,13 +160,19 @@ export class TaskQueue {
     return updated ?? (await this.get(id));
   }
 
-  /** Claims the oldest waiting task whose key is not already running, or null. */
+  /**
+   * Claims the oldest waiting task whose key is free, or null. The key is taken first, by a
+   * lease the store hands to one claimer (compare-and-set, across replicas), then the task; the
+   * key lease expires with its holder, so a dead worker never blocks its key for longer than a
+   * lease.
+   */
   async claim(owner: string): Promise<StoredTask | null> {
     const candidates = await this.c.tasks.find({ state: 'waiting' }, { sort: { createdAt: 1 }, limit: CLAIM_SCAN });
     const busyKeys = new Set<string>();
     for (const candidate of candidates) {
       if (busyKeys.has(candidate.key)) continue;
-      if (await this.c.tasks.findOne({ key: candidate.key, state: 'running' })) {
+      const holder = keyHolder(owner, candidate._id);
+      if (!(await this.c.taskKeys.tryAcquire(candidate.key, holder, this.leaseMs))) {
         busyKeys.add(candidate.key);
         continue;
       }
@@ -178,29 +189,25 @@ export class TaskQueue {
           $inc: { attempts: 1 },
         },
       );
-      if (!claimed) continue;
-      // Two processes may claim tasks of one key at once: the older claim keeps it.
-      const running = await this.c.tasks.find({ key: claimed.key, state: 'running' });
-      const winner = running.sort((a, b) => (a.startedAt ?? '').localeCompare(b.startedAt ?? '') || a._id.localeCompare(b._id))[0];
-      if (winner && winner._id !== claimed._id) {
-        await this.c.tasks.updateOne(
-          { _id: claimed._id, 'lease.owner': owner },
-          { $set: { state: 'waiting' }, $unset: { lease: '', startedAt: '' }, $inc: { attempts: -1 } },
-        );
-        busyKeys.add(claimed.key);
-        continue;
-      }
-      return claimed;
+      if (claimed) return claimed;
+      // Canceled or claimed meanwhile: give the key back.
+      await this.c.taskKeys.release(candidate.key, holder);
     }
     return null;
   }
 
-  /** Extends the lease; returns the task (to see a cancel request) or null when the lease was lost. */
+  /** Extends the task's and its key's leases; returns the task (to see a cancel request) or null when either was lost. */
   async heartbeat(id: string, owner: string): Promise<StoredTask | null> {
-    return this.c.tasks.findOneAndUpdate(
+    const task = await this.c.tasks.findOneAndUpdate(
       { _id: id, state: 'running', 'lease.owner': owner },
       { $set: { 'lease.expiresAt': new Date(Date.now() + this.leaseMs).toISOString() } },
     );
+    if (!task) return null;
+    if (!(await this.c.taskKeys.renew(task.key, keyHolder(owner, id), this.leaseMs))) {
+      this.logger.warn({ task: id, key: task.key }, 'lost the lease on a task key');
+      return null;
+    }
+    return task;
   }
 
   async saveProgress(id: string, owner: string, progress: TaskProgress): Promise<void> {
@@ -216,7 +223,8 @@ export class TaskQueue {
     if (outcome.result) set.result = outcome.result;
     if (outcome.error) set.error = outcome.error;
     if (outcome.progress) set.progress = outcome.progress;
-    await this.c.tasks.updateOne({ _id: id, state: 'running', 'lease.owner': owner }, { $set: set, $unset: { lease: '' } });
+    const task = await this.c.tasks.findOneAndUpdate({ _id: id, state: 'running', 'lease.owner': owner }, { $set: set, $unset: { lease: '' } });
+    if (task) await this.c.taskKeys.release(task.key, keyHolder(owner, id));
     this.settled.emit('settled', id);
   }
 
@@ -228,7 +236,10 @@ export class TaskQueue {
     );
     if (r.modifiedCount > 0) {
       const task = await this.c.tasks.findOne({ _id: id });
-      if (task) await this.announce(task);
+      if (task) {
+        await this.c.taskKeys.release(task.key, keyHolder(owner, id));
+        await this.announce(task);
+      }
     }
   }
 
