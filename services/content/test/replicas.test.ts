@@ -34,7 +34,7 @@ function startReplicas(c: ContentCollections, handler: TaskHandler): Replica[] {
       concurrency: 3,
       leaseMs: LEASE_MS,
       pollMs: 10,
-      handlers: { sync: handler, publish: handler, retention: handler },
+      handlers: { sync: handler, publish: handler, retention: handler, reconcile: handler, gc: handler },
     });
     worker.start();
     return { queue, worker };
