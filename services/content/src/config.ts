@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { ConfigError, loadConfig } from '@flotilla/kit';
+import { ConfigError, loadConfig, sizeBytes } from '@flotilla/kit';
 
 const CHANNEL_NAME = /^[a-z][a-z0-9-]{0,63}$/;
 
@@ -61,6 +61,7 @@ export const contentConfigSchema = z.object({
   FLOTILLA_CONTENT_WORKERS: intFromEnv(2, 0, 32),
   FLOTILLA_CONTENT_TASK_LEASE_SECONDS: intFromEnv(30, 2, 3600),
   FLOTILLA_WEBHOOK_MAX_SKEW_SECONDS: intFromEnv(300, 1, 3600),
+  FLOTILLA_CONTENT_MIN_FREE_BYTES: sizeBytes().default(64 * 1024 * 1024),
   MONGODB_URL: z.string().min(1).optional(),
   AMQP_URL: z.string().min(1).optional(),
 });
@@ -87,6 +88,8 @@ export interface ContentConfig {
   workers: number;
   taskLeaseSeconds: number;
   webhookMaxSkewSeconds: number;
+  /** The content store and the published tree refuse writes while their volume has less free space (default 0 when unset here; the env default is 64 MiB). */
+  minFreeBytes?: number;
   mongoUrl?: string;
   amqpUrl?: string;
 }
@@ -124,6 +127,7 @@ export function loadContentConfig(env: NodeJS.ProcessEnv = process.env): Content
     workers: raw.FLOTILLA_CONTENT_WORKERS,
     taskLeaseSeconds: raw.FLOTILLA_CONTENT_TASK_LEASE_SECONDS,
     webhookMaxSkewSeconds: raw.FLOTILLA_WEBHOOK_MAX_SKEW_SECONDS,
+    minFreeBytes: raw.FLOTILLA_CONTENT_MIN_FREE_BYTES,
     mongoUrl: raw.MONGODB_URL,
     amqpUrl: raw.AMQP_URL,
   };

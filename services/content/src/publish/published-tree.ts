@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { isStorageFullError, toStorageFullError, type StorageSpace } from '@flotilla/kit';
 import { DigestHasher, formatPublicationMarker, parsePublicationMarker } from '@flotilla/protocol';
 import { PublishPaths } from './paths.js';
 
@@ -13,9 +14,12 @@ import { PublishPaths } from './paths.js';
  */
 export class PublishedTree {
   readonly paths: PublishPaths;
+  /** Below its reserve, copies and metadata writes are refused before they start (StorageFullError). */
+  private readonly space: StorageSpace | undefined;
 
-  constructor(root: string) {
+  constructor(root: string, options: { space?: StorageSpace } = {}) {
     this.paths = new PublishPaths(root);
+    this.space = options.space;
   }
 
   async init(): Promise<void> {
@@ -42,6 +46,7 @@ export class PublishedTree {
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP') throw err;
         mode = 'copy';
+        await this.space?.ensureWritable();
         const hasher = new DigestHasher({ expected: digest });
         await pipeline(createReadStream(source), hasher, createWriteStream(staged));
         if (hasher.bytes !== expectedSize) throw new Error(`${digest}: size ${hasher.bytes}, expected ${expectedSize}`);
@@ -52,7 +57,7 @@ export class PublishedTree {
       return mode;
     } catch (err) {
       await fs.rm(staged, { force: true });
-      throw err;
+      throw storageFullOr(err, `storage is full: no room for ${digest} in the published tree`);
     }
   }
 
@@ -92,6 +97,7 @@ export class PublishedTree {
   }
 
   private async writeAtomically(dest: string, text: string): Promise<void> {
+    await this.space?.ensureWritable();
     const staged = this.paths.staging(randomUUID());
     try {
       const handle = await fs.open(staged, 'w', 0o644);
@@ -105,9 +111,14 @@ export class PublishedTree {
       await fs.rename(staged, dest);
     } catch (err) {
       await fs.rm(staged, { force: true });
-      throw err;
+      throw storageFullOr(err, `storage is full: no room for ${path.basename(dest)} in the published tree`);
     }
   }
+}
+
+/** A full disk becomes a StorageFullError saying where (its staged file is already gone). */
+function storageFullOr(err: unknown, detail: string): unknown {
+  return isStorageFullError(err) ? toStorageFullError(err, detail) : err;
 }
 
 async function verifyFile(file: string, digest: string, expectedSize: number): Promise<void> {

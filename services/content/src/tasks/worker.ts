@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
+import { isStorageFullError } from '@flotilla/kit';
 import type { Logger } from 'pino';
 import type { TaskKind } from '../collections.js';
 import { ThrottledProgress, type ProgressReporter } from './progress.js';
@@ -160,9 +161,12 @@ export class TaskWorker {
         log.info('task canceled');
       } else {
         const message = err instanceof Error ? err.message : String(err);
+        // a full disk, however deep it was wrapped, is said plainly: it heals once space is freed
+        const full = isStorageFullError(err);
+        const code = full ? 'STORAGE_FULL' : typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : undefined;
         await queue.finish(task._id, this.owner, {
           state: 'failed',
-          error: { message, ...(typeof (err as { code?: unknown }).code === 'string' ? { code: (err as { code: string }).code } : {}) },
+          error: { message: full && !message.includes('storage is full') ? `storage is full: ${message}` : message, ...(code === undefined ? {} : { code }) },
           progress: progress.value,
         });
         ended('failed');
