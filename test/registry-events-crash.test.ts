@@ -14,20 +14,40 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasBinary } from './support/clients.js';
-import { flotillaEnv, freeServicePorts, startFlotilla, waitFor, type FlotillaProcess, type ServicePorts } from './support/flotilla.js';
+import {
+  flotillaEnv,
+  freeServicePorts,
+  startFlotilla,
+  waitFor,
+  type FlotillaProcess,
+  type ServicePorts,
+} from './support/flotilla.js';
 import { makeImage, pushImage } from './support/images.js';
 
 const exec = promisify(execFile);
-const rabbitmqctl = (...args: string[]) => exec('rabbitmqctl', ['-q', ...args], { timeout: 60_000 });
-const brokerUp = hasBinary('rabbitmqctl') && (await rabbitmqctl('status').then(() => true, () => false));
+const rabbitmqctl = (...args: string[]) =>
+  exec('rabbitmqctl', ['-q', ...args], { timeout: 60_000 });
+const brokerUp =
+  hasBinary('rabbitmqctl') &&
+  (await rabbitmqctl('status').then(
+    () => true,
+    () => false,
+  ));
 if (!brokerUp) {
-  if (process.env.CI === 'true') throw new Error('the registry event crash test needs RabbitMQ on 127.0.0.1:5672 and rabbitmqctl');
+  if (process.env.CI === 'true')
+    throw new Error(
+      'the registry event crash test needs RabbitMQ on 127.0.0.1:5672 and rabbitmqctl',
+    );
   console.log('registry event crash test skipped: RabbitMQ (rabbitmqctl) is not available');
 }
 
 describe.skipIf(!brokerUp)('a registry killed between a manifest put and its event', () => {
   const vhost = `flotilla-events-${randomBytes(4).toString('hex')}`;
-  const secrets = { admin: randomBytes(12).toString('hex'), token: randomBytes(16).toString('hex'), webhook: randomBytes(16).toString('hex') };
+  const secrets = {
+    admin: randomBytes(12).toString('hex'),
+    token: randomBytes(16).toString('hex'),
+    webhook: randomBytes(16).toString('hex'),
+  };
   let work: string;
   let ports: ServicePorts;
   let registry: FlotillaProcess | undefined;
@@ -71,15 +91,32 @@ describe.skipIf(!brokerUp)('a registry killed between a manifest put and its eve
     it(`killed at registry.manifest.${point}: after a restart the push is in the registry and reaches candidate`, async () => {
       const repository = `crash/events${i}`;
       const image = makeImage({ layerBytes: 4096 });
-      registry = await startFlotilla(['serve', 'registry'], envFor('registry', { FLOTILLA_FAULT_POINT: `registry.manifest.${point}` }), ports);
-      const pushed = await pushImage(registryUrl(), repository, '1', { image, auth: { username: 'admin', password: secrets.admin } }).then(
+      registry = await startFlotilla(
+        ['serve', 'registry'],
+        envFor('registry', { FLOTILLA_FAULT_POINT: `registry.manifest.${point}` }),
+        ports,
+      );
+      const pushed = await pushImage(registryUrl(), repository, '1', {
+        image,
+        auth: { username: 'admin', password: secrets.admin },
+      }).then(
         () => 'answered',
         () => 'no answer',
       );
-      expect(pushed, 'the registry answered the manifest put: the fault point was not reached').toBe('no answer');
-      await waitFor('the registry to die', async () => (registry?.child.signalCode === 'SIGKILL' ? true : undefined), 30_000);
+      expect(
+        pushed,
+        'the registry answered the manifest put: the fault point was not reached',
+      ).toBe('no answer');
+      await waitFor(
+        'the registry to die',
+        async () => (registry?.child.signalCode === 'SIGKILL' ? true : undefined),
+        30_000,
+      );
       if (point !== 'journaled') {
-        expect(await readdir(join(work, 'registry', 'registry', 'journal')), 'the crash left the journal entry').toHaveLength(1);
+        expect(
+          await readdir(join(work, 'registry', 'registry', 'journal')),
+          'the crash left the journal entry',
+        ).toHaveLength(1);
       }
 
       registry = await startFlotilla(['serve', 'registry'], envFor('registry'), ports);
@@ -99,7 +136,9 @@ describe.skipIf(!brokerUp)('a registry killed between a manifest put and its eve
           `${repository}:1 in candidate`,
           async () => {
             const repo = await content.repository(repository).catch(() => undefined);
-            return repo?.channels.find((c) => c.name === 'candidate')?.tags['1'] === digest ? true : undefined;
+            return repo?.channels.find((c) => c.name === 'candidate')?.tags['1'] === digest
+              ? true
+              : undefined;
           },
           90_000,
         );

@@ -13,7 +13,12 @@ import { promisify } from 'node:util';
 import { createLogger } from '@flotilla/kit';
 import { createEmbeddedStore, type Store } from '@flotilla/store';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MiB, mountTmpfs, tmpfsUnavailableReason, type Tmpfs } from '../../../test/support/tmpfs.js';
+import {
+  MiB,
+  mountTmpfs,
+  tmpfsUnavailableReason,
+  type Tmpfs,
+} from '../../../test/support/tmpfs.js';
 import { FakeRegistry } from './fake-registry.js';
 import { startContent, type ContentHarness } from './harness.js';
 
@@ -41,7 +46,10 @@ describe.skipIf(unavailable !== undefined)('content on a full disk', () => {
     // the data dir (and the embedded store in it) is an ordinary directory; only the volume
     // under test is small
     dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'flotilla-content-full-'));
-    store = createEmbeddedStore({ dir: path.join(dataDir, 'db'), logger: createLogger({ name: 'test', level: 'silent' }) });
+    store = createEmbeddedStore({
+      dir: path.join(dataDir, 'db'),
+      logger: createLogger({ name: 'test', level: 'silent' }),
+    });
     upstream = await new FakeRegistry().start();
   });
   afterEach(async () => {
@@ -54,7 +62,10 @@ describe.skipIf(unavailable !== undefined)('content on a full disk', () => {
   });
 
   async function start(env: Record<string, string>): Promise<ContentHarness> {
-    content = await startContent({ FLOTILLA_REGISTRY_URL: upstream.url, FLOTILLA_DATA_DIR: dataDir, ...env }, { dir: dataDir, store });
+    content = await startContent(
+      { FLOTILLA_REGISTRY_URL: upstream.url, FLOTILLA_DATA_DIR: dataDir, ...env },
+      { dir: dataDir, store },
+    );
     return content;
   }
 
@@ -98,13 +109,25 @@ describe.skipIf(unavailable !== undefined)('content on a full disk', () => {
       ['candidate', 'testing'],
       ['testing', 'stable'],
     ]) {
-      expect((await c.api('POST', '/api/v1/promotions', { repository: 'full/pub', tags: ['1'], from, to })).status).toBe(201);
+      expect(
+        (
+          await c.api('POST', '/api/v1/promotions', {
+            repository: 'full/pub',
+            tags: ['1'],
+            from,
+            to,
+          })
+        ).status,
+      ).toBe(201);
     }
 
     const first = await c.api('POST', '/api/v1/publications', { channel: 'stable' });
     const failed = await c.waitTask(first.body.task.id, 60_000);
     expect(failed.state).toBe('failed');
-    expect(failed.error).toMatchObject({ code: 'STORAGE_FULL', message: expect.stringMatching(/^storage is full/) });
+    expect(failed.error).toMatchObject({
+      code: 'STORAGE_FULL',
+      message: expect.stringMatching(/^storage is full/),
+    });
     expect(await files(path.join(disk.dir, '.staging'))).toEqual([]);
     expect(await files(disk.dir)).not.toContain('PUBLICATION');
 
@@ -112,15 +135,22 @@ describe.skipIf(unavailable !== undefined)('content on a full disk', () => {
     const second = await c.api('POST', '/api/v1/publications', { channel: 'stable' });
     const done = await c.waitTask(second.body.task.id, 60_000);
     expect(done.state, JSON.stringify(done.error)).toBe('completed');
-    expect((await fs.readFile(path.join(disk.dir, 'PUBLICATION'), 'utf8')).trim()).toBe(String(done.result.publication));
-    const meta = JSON.parse(await fs.readFile(path.join(disk.dir, 'repositories', 'full', 'pub.json'), 'utf8')) as { tags: Record<string, string> };
+    expect((await fs.readFile(path.join(disk.dir, 'PUBLICATION'), 'utf8')).trim()).toBe(
+      String(done.result.publication),
+    );
+    const meta = JSON.parse(
+      await fs.readFile(path.join(disk.dir, 'repositories', 'full', 'pub.json'), 'utf8'),
+    ) as { tags: Record<string, string> };
     expect(meta.tags).toEqual({ '1': image.digest });
     expect(await files(path.join(disk.dir, '.staging'))).toEqual([]);
   });
 
   it('below the reserve a publish is refused before it writes, /readyz warns and /metrics has the free bytes', async () => {
     disk = await mountTmpfs('content-reserve', 4 * MiB);
-    const c = await start({ FLOTILLA_PUBLISH_DIR: disk.dir, FLOTILLA_CONTENT_MIN_FREE_BYTES: '8MiB' });
+    const c = await start({
+      FLOTILLA_PUBLISH_DIR: disk.dir,
+      FLOTILLA_CONTENT_MIN_FREE_BYTES: '8MiB',
+    });
     upstream.addImage('full/low', '1', { layers: 1, layerSize: 1024 });
     const sync = await c.api('POST', '/api/v1/syncs', { repository: 'full/low' });
     expect((await c.waitTask(sync.body.task.id, 60_000)).state).toBe('completed');
@@ -128,25 +158,53 @@ describe.skipIf(unavailable !== undefined)('content on a full disk', () => {
       ['candidate', 'testing'],
       ['testing', 'stable'],
     ]) {
-      expect((await c.api('POST', '/api/v1/promotions', { repository: 'full/low', tags: ['1'], from, to })).status).toBe(201);
+      expect(
+        (
+          await c.api('POST', '/api/v1/promotions', {
+            repository: 'full/low',
+            tags: ['1'],
+            from,
+            to,
+          })
+        ).status,
+      ).toBe(201);
     }
 
     const ready = await c.api('GET', '/readyz', undefined, { token: null });
     expect(ready.status).toBe(200);
-    expect(ready.body.checks['publish-storage']).toMatchObject({ status: 'warn', detail: expect.stringMatching(/^storage low: \d+ bytes free on the publish volume/) });
+    expect(ready.body.checks['publish-storage']).toMatchObject({
+      status: 'warn',
+      detail: expect.stringMatching(/^storage low: \d+ bytes free on the publish volume/),
+    });
     expect(ready.body.checks['content-storage'].status).toBe('ok');
     const metrics = await c.api('GET', '/metrics', undefined, { token: null });
-    expect(String(metrics.body)).toMatch(/flotilla_storage_free_bytes\{volume="publish",service="content"\} \d+/);
-    expect(String(metrics.body)).toMatch(/flotilla_storage_reserve_bytes\{volume="publish",service="content"\} 8388608/);
+    expect(String(metrics.body)).toMatch(
+      /flotilla_storage_free_bytes\{volume="publish",service="content"\} \d+/,
+    );
+    expect(String(metrics.body)).toMatch(
+      /flotilla_storage_reserve_bytes\{volume="publish",service="content"\} 8388608/,
+    );
 
-    const refused = await c.waitTask((await c.api('POST', '/api/v1/publications', { channel: 'stable' })).body.task.id, 60_000);
+    const refused = await c.waitTask(
+      (await c.api('POST', '/api/v1/publications', { channel: 'stable' })).body.task.id,
+      60_000,
+    );
     expect(refused.state).toBe('failed');
-    expect(refused.error).toMatchObject({ code: 'STORAGE_FULL', message: expect.stringMatching(/below the reserve/) });
+    expect(refused.error).toMatchObject({
+      code: 'STORAGE_FULL',
+      message: expect.stringMatching(/below the reserve/),
+    });
     expect(await files(disk.dir)).not.toContain('PUBLICATION');
 
     await grow(disk, 64 * MiB);
-    expect((await c.api('GET', '/readyz', undefined, { token: null })).body.checks['publish-storage'].status).toBe('ok');
-    const done = await c.waitTask((await c.api('POST', '/api/v1/publications', { channel: 'stable' })).body.task.id, 60_000);
+    expect(
+      (await c.api('GET', '/readyz', undefined, { token: null })).body.checks['publish-storage']
+        .status,
+    ).toBe('ok');
+    const done = await c.waitTask(
+      (await c.api('POST', '/api/v1/publications', { channel: 'stable' })).body.task.id,
+      60_000,
+    );
     expect(done.state, JSON.stringify(done.error)).toBe('completed');
   });
 });

@@ -26,9 +26,22 @@ afterAll(async () => {
 
 async function pushed(tag: string): Promise<string> {
   const config = content(JSON.stringify({ os: 'linux', architecture: 'amd64', tag }));
-  expect((await api('POST', `/v2/${NAME}/blobs/uploads/?digest=${config.digest}`, { body: config.bytes })).status).toBe(201);
+  expect(
+    (
+      await api('POST', `/v2/${NAME}/blobs/uploads/?digest=${config.digest}`, {
+        body: config.bytes,
+      })
+    ).status,
+  ).toBe(201);
   const manifest = imageManifest(config, []);
-  expect((await api('PUT', `/v2/${NAME}/manifests/${tag}`, { body: manifest.bytes, headers: { 'content-type': OCI_MANIFEST } })).status).toBe(201);
+  expect(
+    (
+      await api('PUT', `/v2/${NAME}/manifests/${tag}`, {
+        body: manifest.bytes,
+        headers: { 'content-type': OCI_MANIFEST },
+      })
+    ).status,
+  ).toBe(201);
   return manifest.digest;
 }
 
@@ -40,17 +53,44 @@ describe('event journal', () => {
 
   it('replay announces visible changes with their fixed ids and drops the ones that never happened', async () => {
     const storage = join(reg.dir, 'registry');
-    const journal = createManifestJournal({ driver: createFilesystemDriver(storage), logger: pino({ level: 'silent' }) });
+    const journal = createManifestJournal({
+      driver: createFilesystemDriver(storage),
+      logger: pino({ level: 'silent' }),
+    });
     const digest = await pushed('seen');
     const ghost = `sha256:${'7'.repeat(64)}`;
-    await journal.write({ kind: 'pushed', id: 'a', repository: NAME, digest, tags: ['seen', 'never'], eventIds: ['e-seen', 'e-never'] });
-    await journal.write({ kind: 'pushed', id: 'b', repository: NAME, digest: ghost, tags: ['ghost'], eventIds: ['e-ghost'] });
+    await journal.write({
+      kind: 'pushed',
+      id: 'a',
+      repository: NAME,
+      digest,
+      tags: ['seen', 'never'],
+      eventIds: ['e-seen', 'e-never'],
+    });
+    await journal.write({
+      kind: 'pushed',
+      id: 'b',
+      repository: NAME,
+      digest: ghost,
+      tags: ['ghost'],
+      eventIds: ['e-ghost'],
+    });
     expect((await api('DELETE', `/v2/${NAME}/manifests/seen`)).status).toBe(202);
-    await journal.write({ kind: 'tag-deleted', id: 'c', repository: NAME, digest, tag: 'seen', eventId: 'e-untag' });
+    await journal.write({
+      kind: 'tag-deleted',
+      id: 'c',
+      repository: NAME,
+      digest,
+      tag: 'seen',
+      eventId: 'e-untag',
+    });
     await journal.write({ kind: 'deleted', id: 'd', repository: NAME, digest, eventId: 'e-kept' });
 
     // a second journal object: as after a restart, nothing is in flight
-    const afterRestart = createManifestJournal({ driver: createFilesystemDriver(storage), logger: pino({ level: 'silent' }) });
+    const afterRestart = createManifestJournal({
+      driver: createFilesystemDriver(storage),
+      logger: pino({ level: 'silent' }),
+    });
     const sent: EventEnvelope[] = [];
     const count = await afterRestart.replay(
       (name) => reg.service.registry.repository(name).manifests,
@@ -59,14 +99,26 @@ describe('event journal', () => {
       },
     );
     // the tag was deleted since: only the untag is announced for it, the revision still exists
-    expect(sent.map((e) => [e.id, e.type, (e.data as { tag?: string }).tag])).toEqual([['e-untag', 'registry.manifest.deleted', 'seen']]);
+    expect(sent.map((e) => [e.id, e.type, (e.data as { tag?: string }).tag])).toEqual([
+      ['e-untag', 'registry.manifest.deleted', 'seen'],
+    ]);
     expect(count).toBe(1);
     expect(await readdir(join(storage, 'journal'))).toEqual([]);
 
     // and a push that is visible is announced with the id chosen before the change
     const again = await pushed('again');
-    await afterRestart.write({ kind: 'pushed', id: 'e', repository: NAME, digest: again, tags: ['again'], eventIds: ['e-again'] });
-    const third = createManifestJournal({ driver: createFilesystemDriver(storage), logger: pino({ level: 'silent' }) });
+    await afterRestart.write({
+      kind: 'pushed',
+      id: 'e',
+      repository: NAME,
+      digest: again,
+      tags: ['again'],
+      eventIds: ['e-again'],
+    });
+    const third = createManifestJournal({
+      driver: createFilesystemDriver(storage),
+      logger: pino({ level: 'silent' }),
+    });
     const later: EventEnvelope[] = [];
     await third.replay(
       (name) => reg.service.registry.repository(name).manifests,
@@ -74,14 +126,35 @@ describe('event journal', () => {
         later.push(event);
       },
     );
-    expect(later).toMatchObject([{ id: 'e-again', type: 'registry.manifest.pushed', data: { repository: NAME, digest: again, tag: 'again', mediaType: OCI_MANIFEST } }]);
+    expect(later).toMatchObject([
+      {
+        id: 'e-again',
+        type: 'registry.manifest.pushed',
+        data: { repository: NAME, digest: again, tag: 'again', mediaType: OCI_MANIFEST },
+      },
+    ]);
   });
 
   it('entries written in this process are left alone (their put is still running)', async () => {
     const storage = join(reg.dir, 'registry');
-    const journal = createManifestJournal({ driver: createFilesystemDriver(storage), logger: pino({ level: 'silent' }) });
-    await journal.write({ kind: 'pushed', id: 'running', repository: NAME, digest: `sha256:${'8'.repeat(64)}`, tags: [], eventIds: ['x'] });
-    expect(await journal.replay((name) => reg.service.registry.repository(name).manifests, async () => undefined)).toBe(0);
+    const journal = createManifestJournal({
+      driver: createFilesystemDriver(storage),
+      logger: pino({ level: 'silent' }),
+    });
+    await journal.write({
+      kind: 'pushed',
+      id: 'running',
+      repository: NAME,
+      digest: `sha256:${'8'.repeat(64)}`,
+      tags: [],
+      eventIds: ['x'],
+    });
+    expect(
+      await journal.replay(
+        (name) => reg.service.registry.repository(name).manifests,
+        async () => undefined,
+      ),
+    ).toBe(0);
     expect(await readdir(join(storage, 'journal'))).toEqual(['running.json']);
     await journal.remove('running');
   });

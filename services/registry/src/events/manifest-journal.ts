@@ -19,9 +19,23 @@ import { StoragePaths, TEMP_MARKER } from '../storage/paths.js';
 export const EVENT_SOURCE = 'registry';
 
 export type JournalEntry =
-  | { kind: 'pushed'; id: string; repository: string; digest: string; tags: string[]; eventIds: string[] }
+  | {
+      kind: 'pushed';
+      id: string;
+      repository: string;
+      digest: string;
+      tags: string[];
+      eventIds: string[];
+    }
   | { kind: 'deleted'; id: string; repository: string; digest: string; eventId: string }
-  | { kind: 'tag-deleted'; id: string; repository: string; digest: string; tag: string; eventId: string };
+  | {
+      kind: 'tag-deleted';
+      id: string;
+      repository: string;
+      digest: string;
+      tag: string;
+      eventId: string;
+    };
 
 export interface ManifestJournal {
   /** Writes the entry durably (fsync + rename) and marks it in flight in this process. */
@@ -31,21 +45,29 @@ export interface ManifestJournal {
   /** The events an entry announces that the storage shows happened (in order). */
   settle(entry: JournalEntry, manifests: ManifestService): Promise<EventEnvelope[]>;
   /** Settles every entry not in flight here: enqueue what happened, drop the rest. Returns events enqueued. */
-  replay(manifestsOf: (repository: string) => ManifestService, enqueue: (event: EventEnvelope) => Promise<void>): Promise<number>;
+  replay(
+    manifestsOf: (repository: string) => ManifestService,
+    enqueue: (event: EventEnvelope) => Promise<void>,
+  ): Promise<number>;
 }
 
 function withId<T extends EventEnvelope>(event: T, id: string): T {
   return { ...event, id };
 }
 
-export function createManifestJournal(deps: { driver: StorageDriver; logger: Logger }): ManifestJournal {
+export function createManifestJournal(deps: {
+  driver: StorageDriver;
+  logger: Logger;
+}): ManifestJournal {
   const { driver } = deps;
   const logger = deps.logger.child({ component: 'event-journal' });
   const inFlight = new Set<string>();
 
   async function read(id: string): Promise<JournalEntry | undefined> {
     try {
-      return JSON.parse((await driver.getContent(StoragePaths.journalEntry(id))).toString('utf8')) as JournalEntry;
+      return JSON.parse(
+        (await driver.getContent(StoragePaths.journalEntry(id))).toString('utf8'),
+      ) as JournalEntry;
     } catch (err) {
       if (err instanceof PathNotFoundError) return undefined;
       logger.warn({ err, entry: id }, 'failed to read journal entry; dropping it');
@@ -74,23 +96,51 @@ export function createManifestJournal(deps: { driver: StorageDriver; logger: Log
       if (entry.kind === 'pushed') {
         const stored = await manifests.get(digest);
         if (!stored) return [];
-        const base = { repository: entry.repository, digest: entry.digest, mediaType: stored.mediaType, size: stored.bytes.byteLength };
-        if (entry.tags.length === 0) return [withId(createEvent('registry.manifest.pushed', EVENT_SOURCE, base), entry.eventIds[0] as string)];
+        const base = {
+          repository: entry.repository,
+          digest: entry.digest,
+          mediaType: stored.mediaType,
+          size: stored.bytes.byteLength,
+        };
+        if (entry.tags.length === 0)
+          return [
+            withId(
+              createEvent('registry.manifest.pushed', EVENT_SOURCE, base),
+              entry.eventIds[0] as string,
+            ),
+          ];
         const events: EventEnvelope[] = [];
         for (const [i, tag] of entry.tags.entries()) {
           if ((await manifests.resolveTag(tag)) !== entry.digest) continue; // never written, or since moved on
-          events.push(withId(createEvent('registry.manifest.pushed', EVENT_SOURCE, { ...base, tag }), entry.eventIds[i] as string));
+          events.push(
+            withId(
+              createEvent('registry.manifest.pushed', EVENT_SOURCE, { ...base, tag }),
+              entry.eventIds[i] as string,
+            ),
+          );
         }
         return events;
       }
       if (entry.kind === 'deleted') {
         if (await manifests.get(digest)) return [];
-        return [withId(createEvent('registry.manifest.deleted', EVENT_SOURCE, { repository: entry.repository, digest: entry.digest }), entry.eventId)];
+        return [
+          withId(
+            createEvent('registry.manifest.deleted', EVENT_SOURCE, {
+              repository: entry.repository,
+              digest: entry.digest,
+            }),
+            entry.eventId,
+          ),
+        ];
       }
       if ((await manifests.resolveTag(entry.tag)) !== undefined) return [];
       return [
         withId(
-          createEvent('registry.manifest.deleted', EVENT_SOURCE, { repository: entry.repository, digest: entry.digest, tag: entry.tag }),
+          createEvent('registry.manifest.deleted', EVENT_SOURCE, {
+            repository: entry.repository,
+            digest: entry.digest,
+            tag: entry.tag,
+          }),
           entry.eventId,
         ),
       ];
@@ -119,7 +169,11 @@ export function createManifestJournal(deps: { driver: StorageDriver; logger: Log
           const events = await journal.settle(entry, manifestsOf(entry.repository));
           for (const event of events) await enqueue(event);
           enqueued += events.length;
-          if (events.length > 0) logger.info({ repository: entry.repository, digest: entry.digest, events: events.length }, 'recovered events of an interrupted manifest change');
+          if (events.length > 0)
+            logger.info(
+              { repository: entry.repository, digest: entry.digest, events: events.length },
+              'recovered events of an interrupted manifest change',
+            );
         }
         await driver.delete(`${StoragePaths.journalRoot}/${name}`);
       }

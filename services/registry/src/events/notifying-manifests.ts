@@ -30,7 +30,12 @@ export function withManifestEvents(
   const log = logger.child({ component: 'events' });
 
   /** Journal, change, enqueue, forget; a failed change is settled from what became visible. */
-  async function journaled<R>(service: ManifestService, entry: JournalEntry, change: () => Promise<R>, events: (result: R) => EventEnvelope[]): Promise<R> {
+  async function journaled<R>(
+    service: ManifestService,
+    entry: JournalEntry,
+    change: () => Promise<R>,
+    events: (result: R) => EventEnvelope[],
+  ): Promise<R> {
     await journal.write(entry);
     faultPoint('registry.manifest.journaled');
     let result: R;
@@ -39,7 +44,10 @@ export function withManifestEvents(
     } catch (err) {
       // the change failed, perhaps half-way: announce exactly what became visible
       await settle(service, entry).catch((settleErr: unknown) => {
-        log.warn({ err: settleErr, entry: entry.id }, 'failed to settle journal entry; it is retried');
+        log.warn(
+          { err: settleErr, entry: entry.id },
+          'failed to settle journal entry; it is retried',
+        );
         onStuck();
       });
       throw err;
@@ -51,7 +59,10 @@ export function withManifestEvents(
       await journal.remove(entry.id);
     } catch (err) {
       // the change is done and the journal still holds its events: answer success, retry soon
-      log.warn({ err, entry: entry.id }, 'failed to enqueue manifest events; the journal keeps them');
+      log.warn(
+        { err, entry: entry.id },
+        'failed to enqueue manifest events; the journal keeps them',
+      );
       onStuck();
     }
     return result;
@@ -67,10 +78,13 @@ export function withManifestEvents(
     repository: service.repository,
 
     async put(bytes, contentType, reference, extraTags = []) {
-      const tags = [...new Set([...(reference.tag === undefined ? [] : [reference.tag]), ...extraTags])];
+      const tags = [
+        ...new Set([...(reference.tag === undefined ? [] : [reference.tag]), ...extraTags]),
+      ];
       let digest: string;
       try {
-        digest = reference.digest === undefined ? digestOf(bytes) : parseDigest(reference.digest).digest;
+        digest =
+          reference.digest === undefined ? digestOf(bytes) : parseDigest(reference.digest).digest;
       } catch {
         // a malformed digest: the store refuses the put before writing anything
         return service.put(bytes, contentType, reference, extraTags);
@@ -88,39 +102,83 @@ export function withManifestEvents(
         entry,
         () => service.put(bytes, contentType, reference, extraTags),
         (r) => {
-          const base = { repository: r.repository, digest: r.digest, mediaType: r.mediaType, size: r.size };
-          if (r.tags.length === 0) return [{ ...createEvent('registry.manifest.pushed', EVENT_SOURCE, base), id: entry.eventIds[0] as string }];
+          const base = {
+            repository: r.repository,
+            digest: r.digest,
+            mediaType: r.mediaType,
+            size: r.size,
+          };
+          if (r.tags.length === 0)
+            return [
+              {
+                ...createEvent('registry.manifest.pushed', EVENT_SOURCE, base),
+                id: entry.eventIds[0] as string,
+              },
+            ];
           return r.tags.map((tag) => ({
             ...createEvent('registry.manifest.pushed', EVENT_SOURCE, { ...base, tag }),
             id: entry.eventIds[tags.indexOf(tag)] ?? randomUUID(),
           }));
         },
       );
-      log.debug({ repository: result.repository, digest: result.digest }, 'manifest pushed event enqueued');
+      log.debug(
+        { repository: result.repository, digest: result.digest },
+        'manifest pushed event enqueued',
+      );
       return result;
     },
 
     async delete(digest) {
       // nothing to announce when there is nothing to delete (the store answers MANIFEST_UNKNOWN)
       if (!(await service.get(digest))) return service.delete(digest);
-      const entry: JournalEntry = { kind: 'deleted', id: randomUUID(), repository: service.repository, digest: digest.digest, eventId: randomUUID() };
+      const entry: JournalEntry = {
+        kind: 'deleted',
+        id: randomUUID(),
+        repository: service.repository,
+        digest: digest.digest,
+        eventId: randomUUID(),
+      };
       return journaled(
         service,
         entry,
         () => service.delete(digest),
-        (r) => [{ ...createEvent('registry.manifest.deleted', EVENT_SOURCE, { repository: r.repository, digest: r.digest }), id: entry.eventId }],
+        (r) => [
+          {
+            ...createEvent('registry.manifest.deleted', EVENT_SOURCE, {
+              repository: r.repository,
+              digest: r.digest,
+            }),
+            id: entry.eventId,
+          },
+        ],
       );
     },
 
     async deleteTag(tag) {
       const current = await service.resolveTag(tag);
       if (current === undefined) return service.deleteTag(tag);
-      const entry: JournalEntry = { kind: 'tag-deleted', id: randomUUID(), repository: service.repository, digest: current, tag, eventId: randomUUID() };
+      const entry: JournalEntry = {
+        kind: 'tag-deleted',
+        id: randomUUID(),
+        repository: service.repository,
+        digest: current,
+        tag,
+        eventId: randomUUID(),
+      };
       return journaled(
         service,
         entry,
         () => service.deleteTag(tag),
-        (r) => [{ ...createEvent('registry.manifest.deleted', EVENT_SOURCE, { repository: r.repository, digest: r.digest, tag }), id: entry.eventId }],
+        (r) => [
+          {
+            ...createEvent('registry.manifest.deleted', EVENT_SOURCE, {
+              repository: r.repository,
+              digest: r.digest,
+              tag,
+            }),
+            id: entry.eventId,
+          },
+        ],
       );
     },
   });
