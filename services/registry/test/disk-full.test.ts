@@ -14,6 +14,7 @@ import {
   tmpfsUnavailableReason,
   type Tmpfs,
 } from '../../../test/support/tmpfs.js';
+import { createFilesystemDriver } from '../src/storage/driver.js';
 import { startTestRegistry, type TestRegistry } from './harness.js';
 import { content, imageManifest, makeApi, OCI_MANIFEST, type Content } from './http.js';
 
@@ -151,6 +152,16 @@ describe.skipIf(unavailable !== undefined)('registry on a full disk', () => {
       expectStorageFull(put);
       const session = await api('POST', `/v2/${NAME}/blobs/uploads/`);
       expectStorageFull(session);
+      // a small write that does not fit leaves no temporary file behind
+      const driver = createFilesystemDriver(join(disk.dir, 'registry'));
+      await expect(
+        driver.putContent('repositories/full/app/probe', randomBytes(256 * 1024)),
+      ).rejects.toMatchObject({ code: 'ENOSPC' });
+      expect(
+        (await readdir(join(disk.dir, 'registry', 'repositories', NAME))).filter((n) =>
+          n.startsWith('probe'),
+        ),
+      ).toEqual([]);
       expect(await uploadSessions()).toEqual([]);
       await expectPullable(earlier, '1');
     } finally {

@@ -8,7 +8,9 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRegistry } from '../src/domain/registry.js';
 import { createManifestJournal } from '../src/events/manifest-journal.js';
+import { withManifestEvents } from '../src/events/notifying-manifests.js';
 import { createFilesystemDriver } from '../src/storage/driver.js';
 import { startTestRegistry, type TestRegistry } from './harness.js';
 import { content, imageManifest, makeApi, OCI_MANIFEST } from './http.js';
@@ -157,5 +159,59 @@ describe('event journal', () => {
     ).toBe(0);
     expect(await readdir(join(storage, 'journal'))).toEqual(['running.json']);
     await journal.remove('running');
+  });
+
+  it('a put whose events cannot be enqueued still succeeds; the journal keeps them for the next replay', async () => {
+    const storage = join(reg.dir, 'registry');
+    const driver = createFilesystemDriver(storage);
+    const logger = pino({ level: 'silent' });
+    const journal = createManifestJournal({ driver, logger });
+    let stuck = 0;
+    const refusing = {
+      enqueue: async (): Promise<void> => {
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), {
+          code: 'ENOSPC',
+        });
+      },
+    };
+    const registry = createRegistry({
+      driver,
+      logger,
+      uploadTtlMs: 3_600_000,
+      decorateManifests: [withManifestEvents(refusing, journal, logger, () => stuck++)],
+    });
+    const config = content(JSON.stringify({ os: 'linux', architecture: 'amd64', stuck: true }));
+    expect(
+      (
+        await api('POST', `/v2/${NAME}/blobs/uploads/?digest=${config.digest}`, {
+          body: config.bytes,
+        })
+      ).status,
+    ).toBe(201);
+    const manifest = imageManifest(config, []);
+    const result = await registry
+      .repository(NAME)
+      .manifests.put(manifest.bytes, OCI_MANIFEST, { tag: 'stuck' });
+    expect(result.tags).toEqual(['stuck']);
+    expect(stuck).toBe(1);
+    expect(await readdir(join(storage, 'journal'))).toHaveLength(1);
+
+    // the same process replays it once the outbox takes events again
+    const sent: EventEnvelope[] = [];
+    expect(
+      await journal.replay(
+        (name) => registry.repository(name).manifests,
+        async (event) => {
+          sent.push(event);
+        },
+      ),
+    ).toBe(1);
+    expect(sent).toMatchObject([
+      {
+        type: 'registry.manifest.pushed',
+        data: { repository: NAME, digest: manifest.digest, tag: 'stuck' },
+      },
+    ]);
+    expect(await readdir(join(storage, 'journal'))).toEqual([]);
   });
 });

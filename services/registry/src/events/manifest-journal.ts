@@ -42,6 +42,8 @@ export interface ManifestJournal {
   write(entry: JournalEntry): Promise<void>;
   /** Forgets a settled entry. */
   remove(id: string): Promise<void>;
+  /** Leaves an unsettled entry to `replay` (its change is over, its events still to be enqueued). */
+  release(id: string): void;
   /** The events an entry announces that the storage shows happened (in order). */
   settle(entry: JournalEntry, manifests: ManifestService): Promise<EventEnvelope[]>;
   /** Settles every entry not in flight here: enqueue what happened, drop the rest. Returns events enqueued. */
@@ -88,6 +90,10 @@ export function createManifestJournal(deps: {
 
     async remove(id) {
       await driver.delete(StoragePaths.journalEntry(id));
+      inFlight.delete(id);
+    },
+
+    release(id) {
       inFlight.delete(id);
     },
 

@@ -48,6 +48,7 @@ export function withManifestEvents(
           { err: settleErr, entry: entry.id },
           'failed to settle journal entry; it is retried',
         );
+        journal.release(entry.id);
         onStuck();
       });
       throw err;
@@ -63,6 +64,7 @@ export function withManifestEvents(
         { err, entry: entry.id },
         'failed to enqueue manifest events; the journal keeps them',
       );
+      journal.release(entry.id);
       onStuck();
     }
     return result;
