@@ -10,7 +10,13 @@ import { stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestRegistry, type TestRegistry } from '../services/registry/test/harness.js';
-import { content, imageManifest, makeApi, OCI_MANIFEST, type Content } from '../services/registry/test/http.js';
+import {
+  content,
+  imageManifest,
+  makeApi,
+  OCI_MANIFEST,
+  type Content,
+} from '../services/registry/test/http.js';
 import { run } from './support/clients.js';
 import { repoRoot } from './support/flotilla.js';
 
@@ -28,7 +34,17 @@ const api = makeApi(() => reg.url);
 const HOURS = 3_600_000;
 
 async function gc(dryRun: boolean, env: Record<string, string> = {}): Promise<GcReport> {
-  const args = ['--conditions=source', '--import', 'tsx', 'services/cli/src/main.ts', '--json', '--data-dir', reg.dir, 'registry', 'gc'];
+  const args = [
+    '--conditions=source',
+    '--import',
+    'tsx',
+    'services/cli/src/main.ts',
+    '--json',
+    '--data-dir',
+    reg.dir,
+    'registry',
+    'gc',
+  ];
   const r = await run(process.execPath, dryRun ? [...args, '--dry-run'] : args, {
     cwd: repoRoot,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'silent', ...env },
@@ -39,7 +55,10 @@ async function gc(dryRun: boolean, env: Record<string, string> = {}): Promise<Gc
 }
 
 async function upload(name: string, blob: Content): Promise<void> {
-  expect((await api('POST', `/v2/${name}/blobs/uploads/?digest=${blob.digest}`, { body: blob.bytes })).status).toBe(201);
+  expect(
+    (await api('POST', `/v2/${name}/blobs/uploads/?digest=${blob.digest}`, { body: blob.bytes }))
+      .status,
+  ).toBe(201);
 }
 
 function blobPath(digest: string): string {
@@ -68,14 +87,23 @@ async function startBuild(name: string, ageMs = 0): Promise<{ manifest: Content;
     if (ageMs > 0) {
       const hex = blob.digest.slice('sha256:'.length);
       await backdate(blobPath(blob.digest), ageMs);
-      await backdate(join(reg.dir, 'registry', 'repositories', name, '_layers', 'sha256', hex, 'link'), ageMs);
+      await backdate(
+        join(reg.dir, 'registry', 'repositories', name, '_layers', 'sha256', hex, 'link'),
+        ageMs,
+      );
     }
   }
   return { manifest: imageManifest(config, [layer]), layer };
 }
 
-async function finishBuild(name: string, build: { manifest: Content; layer: Content }): Promise<void> {
-  const put = await api('PUT', `/v2/${name}/manifests/latest`, { body: build.manifest.bytes, headers: { 'content-type': OCI_MANIFEST } });
+async function finishBuild(
+  name: string,
+  build: { manifest: Content; layer: Content },
+): Promise<void> {
+  const put = await api('PUT', `/v2/${name}/manifests/latest`, {
+    body: build.manifest.bytes,
+    headers: { 'content-type': OCI_MANIFEST },
+  });
   expect(put.status, put.body.toString()).toBe(201);
   const pulled = await api('GET', `/v2/${name}/blobs/${build.layer.digest}`);
   expect(pulled.status).toBe(200);
@@ -95,7 +123,19 @@ describe('flotilla registry gc while builds push', () => {
     const orphan = content(randomBytes(16 * 1024));
     await upload('gc/old', orphan);
     await backdate(blobPath(orphan.digest), 3 * HOURS);
-    await backdate(join(reg.dir, 'registry', 'repositories', 'gc/old', '_layers', 'sha256', orphan.digest.slice(7), 'link'), 3 * HOURS);
+    await backdate(
+      join(
+        reg.dir,
+        'registry',
+        'repositories',
+        'gc/old',
+        '_layers',
+        'sha256',
+        orphan.digest.slice(7),
+        'link',
+      ),
+      3 * HOURS,
+    );
 
     // an upload abandoned two days ago: purged with its bytes
     const stale = await api('POST', '/v2/gc/stale/blobs/uploads/');
@@ -115,7 +155,9 @@ describe('flotilla registry gc while builds push', () => {
     const preview = await gc(true);
     expect(preview.dryRun).toBe(true);
     expect(preview.swept.map((s) => s.digest)).toEqual([orphan.digest]);
-    expect(preview.uploadsPurged).toEqual([{ repository: 'gc/stale', uuid: staleUuid, bytes: 1000 }]);
+    expect(preview.uploadsPurged).toEqual([
+      { repository: 'gc/stale', uuid: staleUuid, bytes: 1000 },
+    ]);
     expect(preview.recent).toBe(2);
     expect(preview.uploading).toBe(2);
     expect(await exists(blobPath(orphan.digest))).toBe(true);
@@ -141,7 +183,10 @@ describe('flotilla registry gc while builds push', () => {
     await new Promise((resolve) => setTimeout(resolve, 1100)); // past the mark's one-second slack
     const report = await gc(false, { FLOTILLA_REGISTRY_GC_GRACE: '0' });
     expect(report.swept.map((s) => s.digest)).toContain(build.layer.digest);
-    const put = await api('PUT', '/v2/gc/nograce/manifests/latest', { body: build.manifest.bytes, headers: { 'content-type': OCI_MANIFEST } });
+    const put = await api('PUT', '/v2/gc/nograce/manifests/latest', {
+      body: build.manifest.bytes,
+      headers: { 'content-type': OCI_MANIFEST },
+    });
     expect(put.status).toBe(400);
     expect(put.errorCode()).toBe('MANIFEST_BLOB_UNKNOWN');
   });

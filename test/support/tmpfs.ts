@@ -31,7 +31,8 @@ export interface Tmpfs {
 /** Why tmpfs tests cannot run here, or undefined when they can. */
 export function tmpfsUnavailableReason(): string | undefined {
   if (process.platform !== 'linux') return `tmpfs tests need Linux (this is ${process.platform})`;
-  if (process.getuid?.() !== 0) return 'tmpfs tests need root to mount a small disk (run as root, as CI does)';
+  if (process.getuid?.() !== 0)
+    return 'tmpfs tests need root to mount a small disk (run as root, as CI does)';
   return undefined;
 }
 
@@ -53,7 +54,7 @@ export async function mountTmpfs(label: string, size: number): Promise<Tmpfs> {
       const chunk = Buffer.alloc(MiB, 0x5a);
       try {
         // bounded: never more than the disk's size, in chunks of at most 1 MiB
-        for (let written = 0; written <= size; ) {
+        for (let written = 0; written <= size;) {
           const room = await free();
           if (room === 0) break;
           const piece = chunk.subarray(0, Math.min(chunk.length, room));

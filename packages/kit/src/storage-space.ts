@@ -27,8 +27,14 @@ export class StorageFullError extends Error {
   readonly freeBytes?: number;
   readonly reserveBytes?: number;
 
-  constructor(detail = 'storage is full', options: { cause?: unknown; freeBytes?: number; reserveBytes?: number } = {}) {
-    super(detail.startsWith('storage is full') ? detail : `storage is full: ${detail}`, options.cause === undefined ? undefined : { cause: options.cause });
+  constructor(
+    detail = 'storage is full',
+    options: { cause?: unknown; freeBytes?: number; reserveBytes?: number } = {},
+  ) {
+    super(
+      detail.startsWith('storage is full') ? detail : `storage is full: ${detail}`,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     if (options.freeBytes !== undefined) this.freeBytes = options.freeBytes;
     if (options.reserveBytes !== undefined) this.reserveBytes = options.reserveBytes;
   }
@@ -143,16 +149,21 @@ export function createStorageSpace(options: StorageSpaceOptions): StorageSpace {
       if (reserveBytes <= 0) return;
       const free = await freeBytesOf(directory);
       if (free < reserveBytes) {
-        throw new StorageFullError(`storage is full: ${free} bytes free on the ${volume} volume, below the reserve of ${reserveBytes}`, {
-          freeBytes: free,
-          reserveBytes,
-        });
+        throw new StorageFullError(
+          `storage is full: ${free} bytes free on the ${volume} volume, below the reserve of ${reserveBytes}`,
+          {
+            freeBytes: free,
+            reserveBytes,
+          },
+        );
       }
     },
     async readinessCheck() {
       const free = await freeBytesOf(directory);
       if (free < reserveBytes) {
-        return { warning: `storage low: ${free} bytes free on the ${volume} volume, below the reserve of ${reserveBytes}; writes are refused` };
+        return {
+          warning: `storage low: ${free} bytes free on the ${volume} volume, below the reserve of ${reserveBytes}; writes are refused`,
+        };
       }
       return undefined;
     },

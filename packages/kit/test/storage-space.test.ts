@@ -19,7 +19,11 @@ import {
 } from '../src/index.js';
 
 function errno(code: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`${code}: no space left on device, write`), { code, errno: -28, syscall: 'write' });
+  return Object.assign(new Error(`${code}: no space left on device, write`), {
+    code,
+    errno: -28,
+    syscall: 'write',
+  });
 }
 
 let dir: string;
@@ -38,15 +42,20 @@ describe('sizes', () => {
     expect(parseSizeBytes('1.5 gib')).toBe(1.5 * 1024 ** 3);
     expect(parseSizeBytes('500MB')).toBe(500e6);
     expect(parseSizeBytes('12b')).toBe(12);
-    for (const bad of ['', '-1', '64 furlongs', 'MiB', '1e9']) expect(parseSizeBytes(bad), bad).toBeUndefined();
+    for (const bad of ['', '-1', '64 furlongs', 'MiB', '1e9'])
+      expect(parseSizeBytes(bad), bad).toBeUndefined();
   });
 
   it('sizeBytes() names the variable and the expected form', () => {
     const schema = z.object({ FLOTILLA_X_MIN_FREE_BYTES: sizeBytes().default(64 * 1024 * 1024) });
     expect(loadConfig(schema, {}).FLOTILLA_X_MIN_FREE_BYTES).toBe(64 * 1024 * 1024);
-    expect(loadConfig(schema, { FLOTILLA_X_MIN_FREE_BYTES: '1GiB' }).FLOTILLA_X_MIN_FREE_BYTES).toBe(1024 ** 3);
+    expect(
+      loadConfig(schema, { FLOTILLA_X_MIN_FREE_BYTES: '1GiB' }).FLOTILLA_X_MIN_FREE_BYTES,
+    ).toBe(1024 ** 3);
     expect(() => loadConfig(schema, { FLOTILLA_X_MIN_FREE_BYTES: 'lots' })).toThrow(ConfigError);
-    expect(() => loadConfig(schema, { FLOTILLA_X_MIN_FREE_BYTES: 'lots' })).toThrow(/FLOTILLA_X_MIN_FREE_BYTES must be a size/);
+    expect(() => loadConfig(schema, { FLOTILLA_X_MIN_FREE_BYTES: 'lots' })).toThrow(
+      /FLOTILLA_X_MIN_FREE_BYTES must be a size/,
+    );
   });
 });
 
@@ -63,7 +72,11 @@ describe('full-disk errors', () => {
   });
 
   it('renders a bare ENOSPC and a StorageFullError as 507 in both formats, never a 500', () => {
-    for (const err of [errno('ENOSPC'), toStorageFullError(errno('EDQUOT')), new StorageFullError('storage is full: no room for the upload')]) {
+    for (const err of [
+      errno('ENOSPC'),
+      toStorageFullError(errno('EDQUOT')),
+      new StorageFullError('storage is full: no room for the upload'),
+    ]) {
       const oci = renderError(err, { format: 'oci', requestId: 'r1' });
       expect(oci.status).toBe(507);
       expect(oci.unexpected).toBe(false);
@@ -72,7 +85,11 @@ describe('full-disk errors', () => {
       const problem = renderError(err, { format: 'problem', requestId: 'r1' });
       expect(problem.status).toBe(507);
       expect(problem.headers['Content-Type']).toBe('application/problem+json');
-      expect(JSON.parse(problem.body)).toMatchObject({ status: 507, title: 'Insufficient Storage', detail: expect.stringMatching(/^storage is full/) });
+      expect(JSON.parse(problem.body)).toMatchObject({
+        status: 507,
+        title: 'Insufficient Storage',
+        detail: expect.stringMatching(/^storage is full/),
+      });
     }
     expect(renderError(errno('EIO'), { format: 'oci' }).status).toBe(500);
   });
@@ -87,7 +104,12 @@ describe('createStorageSpace', () => {
   it('refuses early, warns in /readyz and exports the gauges below the reserve', async () => {
     const metrics = createMetrics('space-test', { defaultMetrics: false });
     const roomy = createStorageSpace({ directory: dir, reserveBytes: 0, volume: 'roomy', metrics });
-    const starved = createStorageSpace({ directory: dir, reserveBytes: Number.MAX_SAFE_INTEGER, volume: 'starved', metrics });
+    const starved = createStorageSpace({
+      directory: dir,
+      reserveBytes: Number.MAX_SAFE_INTEGER,
+      volume: 'starved',
+      metrics,
+    });
     await expect(roomy.ensureWritable()).resolves.toBeUndefined();
     const refused = await starved.ensureWritable().then(
       () => undefined,
@@ -96,18 +118,28 @@ describe('createStorageSpace', () => {
     expect(refused).toBeInstanceOf(StorageFullError);
     expect(renderError(refused, { format: 'oci' }).status).toBe(507);
 
-    const readiness = new Readiness({ roomy: () => roomy.readinessCheck(), starved: () => starved.readinessCheck() });
+    const readiness = new Readiness({
+      roomy: () => roomy.readinessCheck(),
+      starved: () => starved.readinessCheck(),
+    });
     const report = await readiness.run();
     expect(report.status).toBe('ok');
     expect(report.checks.roomy?.status).toBe('ok');
-    expect(report.checks.starved).toMatchObject({ status: 'warn', detail: expect.stringMatching(/^storage low: \d+ bytes free on the starved volume/) });
+    expect(report.checks.starved).toMatchObject({
+      status: 'warn',
+      detail: expect.stringMatching(/^storage low: \d+ bytes free on the starved volume/),
+    });
 
     const text = await metrics.registry.metrics();
     const free = await freeBytesOf(dir);
-    const scraped = /flotilla_storage_free_bytes\{volume="roomy",service="space-test"\} (\d+)/.exec(text);
+    const scraped = /flotilla_storage_free_bytes\{volume="roomy",service="space-test"\} (\d+)/.exec(
+      text,
+    );
     expect(scraped, text).not.toBeNull();
     // the filesystem is shared with everything else on the machine: the scrape is close to now
     expect(Math.abs(Number(scraped?.[1]) - free)).toBeLessThan(1024 ** 3);
-    expect(text).toMatch(/flotilla_storage_reserve_bytes\{volume="starved",service="space-test"\} 9007199254740991/);
+    expect(text).toMatch(
+      /flotilla_storage_reserve_bytes\{volume="starved",service="space-test"\} 9007199254740991/,
+    );
   });
 });

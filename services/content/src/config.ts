@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { ConfigError, durationMs, loadConfig } from '@flotilla/kit';
+import { ConfigError, durationMs, loadConfig, sizeBytes } from '@flotilla/kit';
 
 const CHANNEL_NAME = /^[a-z][a-z0-9-]{0,63}$/;
 
@@ -65,6 +65,7 @@ export const contentConfigSchema = z.object({
   FLOTILLA_CONTENT_GC_INTERVAL: durationMs().default(86_400_000),
   FLOTILLA_CONTENT_RECONCILE_INTERVAL: durationMs().default(600_000),
   FLOTILLA_WEBHOOK_MAX_SKEW_SECONDS: intFromEnv(300, 1, 3600),
+  FLOTILLA_CONTENT_MIN_FREE_BYTES: sizeBytes().default(64 * 1024 * 1024),
   MONGODB_URL: z.string().min(1).optional(),
   AMQP_URL: z.string().min(1).optional(),
 });
@@ -99,6 +100,8 @@ export interface ContentConfig {
   /** How often (and at start) the registry is compared with candidate; 0 = never. */
   reconcileIntervalMs: number;
   webhookMaxSkewSeconds: number;
+  /** The content store and the published tree refuse writes while their volume has less free space (default 0 when unset here; the env default is 64 MiB). */
+  minFreeBytes?: number;
   mongoUrl?: string;
   amqpUrl?: string;
 }
@@ -140,6 +143,7 @@ export function loadContentConfig(env: NodeJS.ProcessEnv = process.env): Content
     gcIntervalMs: raw.FLOTILLA_CONTENT_GC_INTERVAL,
     reconcileIntervalMs: raw.FLOTILLA_CONTENT_RECONCILE_INTERVAL,
     webhookMaxSkewSeconds: raw.FLOTILLA_WEBHOOK_MAX_SKEW_SECONDS,
+    minFreeBytes: raw.FLOTILLA_CONTENT_MIN_FREE_BYTES,
     mongoUrl: raw.MONGODB_URL,
     amqpUrl: raw.AMQP_URL,
   };

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Bus, Subscription } from '@flotilla/bus';
 import { createOutbox } from '@flotilla/bus';
-import { createMetrics, loadOrCreateSecret, type ServiceInstance } from '@flotilla/kit';
+import { createMetrics, createStorageSpace, loadOrCreateSecret, type ServiceInstance } from '@flotilla/kit';
 import type { Store } from '@flotilla/store';
 import { createApp } from './app.js';
 import { TokenAuth } from './auth.js';
@@ -72,9 +72,13 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
 
   const c = contentCollections(store);
   await ensureIndexes(c);
-  const contentStore = new ContentStore(config.contentDir);
+  const metrics = createMetrics('content');
+  const reserveBytes = config.minFreeBytes ?? 0;
+  const contentSpace = createStorageSpace({ directory: config.contentDir, reserveBytes, volume: 'content', metrics });
+  const publishSpace = createStorageSpace({ directory: config.publishDir, reserveBytes, volume: 'publish', metrics });
+  const contentStore = new ContentStore(config.contentDir, { space: contentSpace });
   await contentStore.init();
-  const tree = new PublishedTree(config.publishDir);
+  const tree = new PublishedTree(config.publishDir, { space: publishSpace });
   await tree.init();
 
   const outbox = createOutbox({
@@ -116,7 +120,6 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
       await tasks.submitRetention();
     },
   });
-  const metrics = createMetrics('content');
   const contentMetrics = new ContentMetrics(metrics.registry);
   const leaseMs = config.taskLeaseSeconds * 1000;
   const queue = new TaskQueue(c, bus, logger.child({ component: 'tasks' }), leaseMs);
@@ -164,7 +167,13 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     config,
     logger,
     metrics,
-    readiness: { store: () => store.ping(), bus: () => bus.ping() },
+    readiness: {
+      store: () => store.ping(),
+      bus: () => bus.ping(),
+      // "storage low" warnings: below the reserve syncs and publishes fail, the API still reads
+      'content-storage': () => contentSpace.readinessCheck(),
+      'publish-storage': () => publishSpace.readinessCheck(),
+    },
     auth: new TokenAuth(config.apiToken, config.readTokens),
     c,
     channels,

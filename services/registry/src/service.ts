@@ -8,6 +8,7 @@ import type { RegistryConfig } from './config.js';
 import { createManifestCache, withManifestCache } from './domain/cached-manifests.js';
 import { createRegistry, type ManifestDecorator, type Registry } from './domain/registry.js';
 import { createDigester } from './domain/digests.js';
+import { createManifestJournal, type ManifestJournal } from './events/manifest-journal.js';
 import { withManifestEvents } from './events/notifying-manifests.js';
 import { createV2Handler } from './http/router.js';
 import { createFilesystemDriver } from './storage/driver.js';
@@ -32,6 +33,7 @@ export interface RegistryServiceInstance extends ServiceInstance {
 }
 
 const PURGE_INTERVAL_MS = 3_600_000;
+const JOURNAL_RETRY_MS = 5_000;
 
 /** The composition of storage, logic, auth, events and HTTP; `main.ts` adds config and listen. */
 export async function createRegistryService(deps: RegistryServiceDeps): Promise<RegistryServiceInstance> {
@@ -59,10 +61,25 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
   const decorators: ManifestDecorator[] = [withManifestCache(cache)];
   let outbox: Outbox | undefined;
   let ownStore: Store | undefined;
+  let journal: ManifestJournal | undefined;
+  let replayTimer: NodeJS.Timeout | undefined;
+  // events a failed enqueue left in the journal are tried again shortly (and at every start)
+  const replaySoon = (): void => {
+    if (replayTimer) return;
+    replayTimer = setTimeout(() => {
+      replayTimer = undefined;
+      replayJournal().catch((err: unknown) => {
+        logger.warn({ err }, 'failed to replay the event journal');
+        replaySoon();
+      });
+    }, JOURNAL_RETRY_MS);
+    replayTimer.unref();
+  };
   if (deps.bus) {
     const store = deps.store ?? (ownStore = createEmbeddedStore({ dir: outboxDirectory(config.storageDir), logger }));
     outbox = createOutbox({ store, bus: deps.bus, logger });
-    decorators.push(withManifestEvents(outbox, logger));
+    journal = createManifestJournal({ driver, logger });
+    decorators.push(withManifestEvents(outbox, journal, logger, replaySoon));
   }
   const digester = createDigester();
   const space = createStorageSpace({ directory: config.storageDir, reserveBytes: config.minFreeBytes ?? 0, volume: 'registry', metrics });
@@ -95,6 +112,17 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     () => undefined,
   );
 
+  /** Settles what a crash (or a failed enqueue) left in the event journal. */
+  async function replayJournal(): Promise<void> {
+    if (!journal || !outbox) return;
+    const sink = outbox;
+    const recovered = await journal.replay(
+      (name) => registry.repository(name).manifests,
+      (event) => sink.enqueue(event),
+    );
+    if (recovered > 0) logger.info({ events: recovered }, 'enqueued events recovered from the journal');
+  }
+
   let purgeTimer: NodeJS.Timeout | undefined;
   const purge = (): void => {
     registry.uploads.purgeExpired().then(() => undefined).catch((err: unknown) => logger.warn({ err }, 'failed to purge upload sessions'));
@@ -108,6 +136,7 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
       if (!v2(req, res) && !app.operational(req, res)) app(req, res);
     },
     async start() {
+      await replayJournal();
       await outbox?.start();
       purge();
       purgeTimer = setInterval(purge, Math.min(PURGE_INTERVAL_MS, Math.max(config.uploadTtlMs, 1000)));
@@ -115,6 +144,7 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     },
     async stop() {
       if (purgeTimer) clearInterval(purgeTimer);
+      if (replayTimer) clearTimeout(replayTimer);
       authFiles.stop();
       await outbox?.stop();
       await ownStore?.close();

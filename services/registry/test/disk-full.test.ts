@@ -8,7 +8,13 @@ import { randomBytes } from 'node:crypto';
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MiB, mountTmpfs, tmpfsUnavailableReason, type Tmpfs } from '../../../test/support/tmpfs.js';
+import {
+  MiB,
+  mountTmpfs,
+  tmpfsUnavailableReason,
+  type Tmpfs,
+} from '../../../test/support/tmpfs.js';
+import { createFilesystemDriver } from '../src/storage/driver.js';
 import { startTestRegistry, type TestRegistry } from './harness.js';
 import { content, imageManifest, makeApi, OCI_MANIFEST, type Content } from './http.js';
 
@@ -34,20 +40,34 @@ function expectStorageFull(res: Awaited<ReturnType<typeof api>>): void {
   expect(body.errors[0]?.message).toMatch(/^storage is full/);
 }
 
-async function pushImage(tag: string, layerBytes: number): Promise<{ layer: Content; manifest: Content }> {
+async function pushImage(
+  tag: string,
+  layerBytes: number,
+): Promise<{ layer: Content; manifest: Content }> {
   const config = content(JSON.stringify({ architecture: 'amd64', os: 'linux', tag }));
   const layer = content(randomBytes(layerBytes));
   for (const blob of [config, layer]) {
-    expect((await api('POST', `/v2/${NAME}/blobs/uploads/?digest=${blob.digest}`, { body: blob.bytes })).status).toBe(201);
+    expect(
+      (await api('POST', `/v2/${NAME}/blobs/uploads/?digest=${blob.digest}`, { body: blob.bytes }))
+        .status,
+    ).toBe(201);
   }
   const manifest = imageManifest(config, [layer]);
-  const put = await api('PUT', `/v2/${NAME}/manifests/${tag}`, { body: manifest.bytes, headers: { 'content-type': OCI_MANIFEST } });
+  const put = await api('PUT', `/v2/${NAME}/manifests/${tag}`, {
+    body: manifest.bytes,
+    headers: { 'content-type': OCI_MANIFEST },
+  });
   expect(put.status).toBe(201);
   return { layer, manifest };
 }
 
-async function expectPullable(image: { layer: Content; manifest: Content }, tag: string): Promise<void> {
-  const manifest = await api('GET', `/v2/${NAME}/manifests/${tag}`, { headers: { accept: OCI_MANIFEST } });
+async function expectPullable(
+  image: { layer: Content; manifest: Content },
+  tag: string,
+): Promise<void> {
+  const manifest = await api('GET', `/v2/${NAME}/manifests/${tag}`, {
+    headers: { accept: OCI_MANIFEST },
+  });
   expect(manifest.status).toBe(200);
   expect(manifest.body.equals(image.manifest.bytes)).toBe(true);
   const blob = await api('GET', `/v2/${NAME}/blobs/${image.layer.digest}`);
@@ -75,7 +95,9 @@ describe.skipIf(unavailable !== undefined)('registry on a full disk', () => {
     earlier = await pushImage('1', 1 * MiB);
     const before = await disk.free();
     const big = content(randomBytes(40 * MiB));
-    const res = await api('POST', `/v2/${NAME}/blobs/uploads/?digest=${big.digest}`, { body: big.bytes });
+    const res = await api('POST', `/v2/${NAME}/blobs/uploads/?digest=${big.digest}`, {
+      body: big.bytes,
+    });
     expectStorageFull(res);
     expect(await disk.free()).toBeGreaterThan(before - SLACK);
     expect(await uploadSessions()).toEqual([]);
@@ -87,9 +109,15 @@ describe.skipIf(unavailable !== undefined)('registry on a full disk', () => {
     const start = await api('POST', `/v2/${NAME}/blobs/uploads/`);
     expect(start.status).toBe(202);
     const location = start.headers.get('location') as string;
-    const first = await api('PATCH', location, { body: randomBytes(4 * MiB), headers: { 'content-type': 'application/octet-stream' } });
+    const first = await api('PATCH', location, {
+      body: randomBytes(4 * MiB),
+      headers: { 'content-type': 'application/octet-stream' },
+    });
     expect(first.status).toBe(202);
-    const second = await api('PATCH', location, { body: randomBytes(40 * MiB), headers: { 'content-type': 'application/octet-stream' } });
+    const second = await api('PATCH', location, {
+      body: randomBytes(40 * MiB),
+      headers: { 'content-type': 'application/octet-stream' },
+    });
     expectStorageFull(second);
     expect(await disk.free()).toBeGreaterThan(before - SLACK);
     expect(await uploadSessions()).toEqual([]);
@@ -106,21 +134,43 @@ describe.skipIf(unavailable !== undefined)('registry on a full disk', () => {
     const config = content(JSON.stringify({ architecture: 'amd64', os: 'linux', tag: '3' }));
     const layer = content(randomBytes(64 * 1024));
     for (const blob of [config, layer]) {
-      expect((await api('POST', `/v2/${NAME}/blobs/uploads/?digest=${blob.digest}`, { body: blob.bytes })).status).toBe(201);
+      expect(
+        (
+          await api('POST', `/v2/${NAME}/blobs/uploads/?digest=${blob.digest}`, {
+            body: blob.bytes,
+          })
+        ).status,
+      ).toBe(201);
     }
     const manifest = imageManifest(config, [layer]);
     const filler = await disk.fill();
     try {
-      const put = await api('PUT', `/v2/${NAME}/manifests/3`, { body: manifest.bytes, headers: { 'content-type': OCI_MANIFEST } });
+      const put = await api('PUT', `/v2/${NAME}/manifests/3`, {
+        body: manifest.bytes,
+        headers: { 'content-type': OCI_MANIFEST },
+      });
       expectStorageFull(put);
       const session = await api('POST', `/v2/${NAME}/blobs/uploads/`);
       expectStorageFull(session);
+      // a small write that does not fit leaves no temporary file behind
+      const driver = createFilesystemDriver(join(disk.dir, 'registry'));
+      await expect(
+        driver.putContent('repositories/full/app/probe', randomBytes(256 * 1024)),
+      ).rejects.toMatchObject({ code: 'ENOSPC' });
+      expect(
+        (await readdir(join(disk.dir, 'registry', 'repositories', NAME))).filter((n) =>
+          n.startsWith('probe'),
+        ),
+      ).toEqual([]);
       expect(await uploadSessions()).toEqual([]);
       await expectPullable(earlier, '1');
     } finally {
       await rm(filler);
     }
-    const put = await api('PUT', `/v2/${NAME}/manifests/3`, { body: manifest.bytes, headers: { 'content-type': OCI_MANIFEST } });
+    const put = await api('PUT', `/v2/${NAME}/manifests/3`, {
+      body: manifest.bytes,
+      headers: { 'content-type': OCI_MANIFEST },
+    });
     expect(put.status).toBe(201);
     await expectPullable({ layer, manifest }, '3');
   });
@@ -129,7 +179,10 @@ describe.skipIf(unavailable !== undefined)('registry on a full disk', () => {
 describe.skipIf(unavailable !== undefined)('registry below its free-space reserve', () => {
   beforeAll(async () => {
     disk = await mountTmpfs('registry-reserve', 16 * MiB);
-    reg = await startTestRegistry({ storageDir: join(disk.dir, 'registry'), minFreeBytes: 8 * MiB });
+    reg = await startTestRegistry({
+      storageDir: join(disk.dir, 'registry'),
+      minFreeBytes: 8 * MiB,
+    });
   });
   afterAll(async () => {
     await reg?.stop();
@@ -140,7 +193,9 @@ describe.skipIf(unavailable !== undefined)('registry below its free-space reserv
     const image = await pushImage('1', 1 * MiB);
     const healthy = await api('GET', '/readyz', { auth: false });
     expect(healthy.status).toBe(200);
-    expect(healthy.json<{ checks: Record<string, { status: string }> }>().checks.storage?.status).toBe('ok');
+    expect(
+      healthy.json<{ checks: Record<string, { status: string }> }>().checks.storage?.status,
+    ).toBe('ok');
 
     // leave 4 MiB free: below the 8 MiB reserve, but room enough that nothing fails by itself
     await writeFile(join(disk.dir, 'ballast'), Buffer.alloc((await disk.free()) - 4 * MiB));
@@ -148,24 +203,43 @@ describe.skipIf(unavailable !== undefined)('registry below its free-space reserv
 
     expectStorageFull(await api('POST', `/v2/${NAME}/blobs/uploads/`));
     const small = content(randomBytes(1024));
-    expectStorageFull(await api('POST', `/v2/${NAME}/blobs/uploads/?digest=${small.digest}`, { body: small.bytes }));
-    const put = await api('PUT', `/v2/${NAME}/manifests/again`, { body: image.manifest.bytes, headers: { 'content-type': OCI_MANIFEST } });
+    expectStorageFull(
+      await api('POST', `/v2/${NAME}/blobs/uploads/?digest=${small.digest}`, { body: small.bytes }),
+    );
+    const put = await api('PUT', `/v2/${NAME}/manifests/again`, {
+      body: image.manifest.bytes,
+      headers: { 'content-type': OCI_MANIFEST },
+    });
     expectStorageFull(put);
     await expectPullable(image, '1');
 
     const ready = await api('GET', '/readyz', { auth: false });
     expect(ready.status).toBe(200);
-    const storage = ready.json<{ checks: Record<string, { status: string; detail?: string }> }>().checks.storage;
+    const storage = ready.json<{ checks: Record<string, { status: string; detail?: string }> }>()
+      .checks.storage;
     expect(storage?.status).toBe('warn');
-    expect(storage?.detail).toMatch(/^storage low: \d+ bytes free on the registry volume, below the reserve of 8388608/);
+    expect(storage?.detail).toMatch(
+      /^storage low: \d+ bytes free on the registry volume, below the reserve of 8388608/,
+    );
 
     const metrics = (await api('GET', '/metrics', { auth: false })).body.toString();
-    const free = /flotilla_storage_free_bytes\{volume="registry",service="registry"\} (\d+)/.exec(metrics);
+    const free = /flotilla_storage_free_bytes\{volume="registry",service="registry"\} (\d+)/.exec(
+      metrics,
+    );
     expect(free, metrics).not.toBeNull();
     expect(Number(free?.[1])).toBeLessThan(8 * MiB);
-    expect(metrics).toMatch(/flotilla_storage_reserve_bytes\{volume="registry",service="registry"\} 8388608/);
+    expect(metrics).toMatch(
+      /flotilla_storage_reserve_bytes\{volume="registry",service="registry"\} 8388608/,
+    );
 
     await rm(join(disk.dir, 'ballast'));
-    expect((await api('PUT', `/v2/${NAME}/manifests/again`, { body: image.manifest.bytes, headers: { 'content-type': OCI_MANIFEST } })).status).toBe(201);
+    expect(
+      (
+        await api('PUT', `/v2/${NAME}/manifests/again`, {
+          body: image.manifest.bytes,
+          headers: { 'content-type': OCI_MANIFEST },
+        })
+      ).status,
+    ).toBe(201);
   });
 });

@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { isStorageFullError, toStorageFullError, type StorageSpace } from '@flotilla/kit';
 import { DigestHasher } from '@flotilla/protocol';
 import { ContentPaths } from './paths.js';
 
@@ -15,9 +16,12 @@ const STALE_TMP_MS = 24 * 3600 * 1000;
  */
 export class ContentStore {
   readonly paths: ContentPaths;
+  /** Below its reserve, writes are refused before they start (StorageFullError). */
+  private readonly space: StorageSpace | undefined;
 
-  constructor(root: string) {
+  constructor(root: string, options: { space?: StorageSpace } = {}) {
     this.paths = new ContentPaths(root);
+    this.space = options.space;
   }
 
   async init(): Promise<void> {
@@ -65,6 +69,7 @@ export class ContentStore {
     source: Readable | AsyncIterable<Uint8Array>,
     options: { expectedSize?: number; onBytes?: (n: number) => void; signal?: AbortSignal } = {},
   ): Promise<number> {
+    await this.space?.ensureWritable();
     const tmp = this.paths.tmp(randomUUID());
     const hasher = new DigestHasher({ expected: digest });
     let count = 0;
@@ -86,6 +91,8 @@ export class ContentStore {
       return count;
     } catch (err) {
       await fs.rm(tmp, { force: true });
+      // a full disk fails this one write (its temporary file is gone); the next one may fit
+      if (isStorageFullError(err)) throw toStorageFullError(err, `storage is full: no room for ${digest} in the content store`);
       throw err;
     }
   }

@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { isStorageFullError, toStorageFullError, type StorageSpace } from '@flotilla/kit';
 import { DigestHasher, formatPublicationMarker, parsePublicationMarker } from '@flotilla/protocol';
 import { PublishPaths } from './paths.js';
 
@@ -13,9 +14,12 @@ import { PublishPaths } from './paths.js';
  */
 export class PublishedTree {
   readonly paths: PublishPaths;
+  /** Below its reserve, copies and metadata writes are refused before they start (StorageFullError). */
+  private readonly space: StorageSpace | undefined;
 
-  constructor(root: string) {
+  constructor(root: string, options: { space?: StorageSpace } = {}) {
     this.paths = new PublishPaths(root);
+    this.space = options.space;
   }
 
   async init(): Promise<void> {
@@ -54,6 +58,7 @@ export class PublishedTree {
         if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP')
           throw err;
         mode = 'copy';
+        await this.space?.ensureWritable();
         const hasher = new DigestHasher({ expected: digest });
         await pipeline(createReadStream(source), hasher, createWriteStream(staged));
         if (hasher.bytes !== expectedSize)
@@ -65,7 +70,7 @@ export class PublishedTree {
       return mode;
     } catch (err) {
       await fs.rm(staged, { force: true });
-      throw err;
+      throw storageFullOr(err, `storage is full: no room for ${digest} in the published tree`);
     }
   }
 
@@ -137,6 +142,7 @@ export class PublishedTree {
   }
 
   private async stage(text: string): Promise<string> {
+    await this.space?.ensureWritable();
     const staged = this.paths.staging(randomUUID());
     try {
       const handle = await fs.open(staged, 'w', 0o644);
@@ -149,7 +155,7 @@ export class PublishedTree {
       return staged;
     } catch (err) {
       await fs.rm(staged, { force: true });
-      throw err;
+      throw storageFullOr(err, 'storage is full: no room to stage a file of the published tree');
     }
   }
 
@@ -160,7 +166,7 @@ export class PublishedTree {
       await fs.rename(staged, dest);
     } catch (err) {
       await fs.rm(staged, { force: true });
-      throw err;
+      throw storageFullOr(err, `storage is full: no room for ${path.basename(dest)} in the published tree`);
     }
   }
 }
@@ -177,6 +183,11 @@ async function readMarkerFile(file: string): Promise<number | undefined> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
+}
+
+/** A full disk becomes a StorageFullError saying where (its staged file is already gone). */
+function storageFullOr(err: unknown, detail: string): unknown {
+  return isStorageFullError(err) ? toStorageFullError(err, detail) : err;
 }
 
 async function verifyFile(file: string, digest: string, expectedSize: number): Promise<void> {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
+import { isStorageFullError } from '@flotilla/kit';
 import type { Logger } from 'pino';
 import type { TaskKind } from '../collections.js';
 import { ThrottledProgress, type ProgressReporter } from './progress.js';
@@ -160,14 +161,17 @@ export class TaskWorker {
         log.info('task canceled');
       } else {
         const message = err instanceof Error ? err.message : String(err);
-        const code = (err as { code?: unknown }).code;
+        // A full disk, however deep it was wrapped, is said plainly: it heals once space is freed.
+        const full = isStorageFullError(err);
+        const rawCode = (err as { code?: unknown }).code;
+        const code = full ? 'STORAGE_FULL' : typeof rawCode === 'string' ? rawCode : undefined;
         // Errors that explain themselves further (an upstream's URL, status, what was fetched) keep it.
         const details = (err as { details?: unknown }).details;
         await queue.finish(task._id, this.owner, {
           state: 'failed',
           error: {
-            message,
-            ...(typeof code === 'string' ? { code } : {}),
+            message: full && !message.includes('storage is full') ? `storage is full: ${message}` : message,
+            ...(code === undefined ? {} : { code }),
             ...(details && typeof details === 'object' ? { details: details as Record<string, unknown> } : {}),
           },
           progress: progress.value,

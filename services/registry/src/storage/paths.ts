@@ -16,6 +16,8 @@
  *       data                                         the bytes received so far (appended)
  *       startedat                                    ISO time the session opened (expiry)
  *       offset                                       bytes acknowledged and fsynced
+ *   journal/<id>.json                                events of a manifest change under way (see
+ *                                                    events/manifest-journal.ts), written before it
  *   outbox/                                          embedded store holding unsent events
  * ```
  *
@@ -103,6 +105,10 @@ export const StoragePaths = {
   },
   uploadOffset(name: string, uuid: string): string {
     return `${StoragePaths.uploadDir(name, uuid)}/offset`;
+  },
+  journalRoot: 'journal',
+  journalEntry(id: string): string {
+    return `journal/${id}.json`;
   },
   /** Where GC parks a blob while it re-checks that nobody touched it (see gc.ts). */
   sweepTrash(d: DigestParts, token: string): string {
