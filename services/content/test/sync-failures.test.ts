@@ -58,7 +58,7 @@ describe('sync failure semantics', () => {
       expect(task.error.code).toBe('upstream-failed');
       expect(task.error.message).toContain(`${upstream.url}/v2/up/ap/tags/list`);
       expect(task.error.message).toMatch(/up\/ap.*404 NAME_UNKNOWN/);
-      expect(task.error.details).toMatchObject({
+      expect(task.error.details.upstream).toMatchObject({
         repository: 'up/ap',
         status: 404,
         errorCode: 'NAME_UNKNOWN',
@@ -85,7 +85,7 @@ describe('sync failure semantics', () => {
     expect(forbidden.error.message).toMatch(
       /tags of up\/app at http:\/\/127\.0\.0\.1:\d+\/v2\/up\/app\/tags\/list.*answered 403/,
     );
-    expect(forbidden.error.details).toMatchObject({ status: 403 });
+    expect(forbidden.error.details.upstream).toMatchObject({ status: 403 });
     upstream.intercept = (method, path, res) => {
       if (!path.includes('/manifests/b')) return false;
       res
