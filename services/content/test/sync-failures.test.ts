@@ -126,6 +126,25 @@ describe('sync failure semantics', () => {
     expect((await candidate(content)).tags.a).toBe(next.digest);
   });
 
+  it('a connection dropped while a blob is sent is retried, and the sync completes', async () => {
+    const { upstream, content } = await setup();
+    const next = upstream.addImage('up/app', 'a', { layers: 1 });
+    let dropped = 0;
+    upstream.intercept = (_m, path, res) => {
+      if (!path.includes('/blobs/') || dropped >= 2) return false;
+      dropped++;
+      // headers and a few bytes, then the connection dies
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '4096' });
+      res.write(Buffer.alloc(16));
+      setTimeout(() => res.socket?.destroy(), 10);
+      return true;
+    };
+    const task = await sync(content, { upstream: { url: upstream.url, repository: 'up/app' } });
+    expect(task.state, JSON.stringify(task.error)).toBe('completed');
+    expect(dropped).toBe(2);
+    expect((await candidate(content)).tags.a).toBe(next.digest);
+  });
+
   it('a malformed tag list or manifest fails', async () => {
     const { upstream, content, before } = await setup();
     upstream.intercept = (_m, path, res) => {
