@@ -143,7 +143,7 @@ describe.skipIf(!binaries.ok)('content sync from Docker Distribution', () => {
     const typo = await sync('up/ap');
     expect(typo.state).toBe('failed');
     expect(typo.error.message).toContain(`${dist.url}/v2/up/ap/tags/list`);
-    expect(typo.error.details).toMatchObject({
+    expect(typo.error.details.upstream).toMatchObject({
       repository: 'up/ap',
       status: 404,
       errorCode: 'NAME_UNKNOWN',

@@ -4,7 +4,7 @@ import { MirrorsClient } from '@flotilla/mirrors/client';
 import { join } from 'node:path';
 import { watchTask } from './commands/tasks.js';
 import { dataDirOf, resolveEndpoint, type EndpointFlags } from './endpoints.js';
-import { CliError, emit, table } from './output.js';
+import { CliError, emit, formatBytes, table } from './output.js';
 import { loadService, SERVICE_NAMES, type ServiceName } from './services.js';
 
 interface GlobalFlags extends EndpointFlags {
@@ -171,6 +171,27 @@ export function buildProgram(): Command {
         return;
       }
       await watchTask(client, task.id, flags(cmd));
+    });
+
+  const contentCmd = program.command('content').description('content store operations');
+  contentCmd
+    .command('gc')
+    .description('remove channel versions beyond the policy, then manifests and blobs nothing references')
+    .option('--dry-run', 'report what would be removed, remove nothing')
+    .action(async (opts: { dryRun?: boolean }, cmd: Command) => {
+      const client = content(cmd);
+      const queued = await client.gc({ dryRun: Boolean(opts.dryRun) });
+      let task = queued;
+      // A gc may wait behind a running one (one at a time): follow it to the end.
+      for (let i = 0; i < 10_000 && !['completed', 'failed', 'canceled'].includes(task.state); i++) {
+        task = await client.task(queued.id, { waitSeconds: 30 });
+      }
+      if (task.state !== 'completed') throw new CliError(`gc task ${task.id} ${task.state}${task.error ? `: ${task.error.message}` : ''}`);
+      const r = (task.result ?? {}) as { versions?: number; manifests?: number; blobs?: number; bytes?: number; tmpFiles?: number };
+      emit(task.result ?? {}, flags(cmd), () =>
+        `${opts.dryRun ? 'would remove' : 'removed'} ${r.versions ?? 0} versions, ${r.manifests ?? 0} manifests, ` +
+          `${r.blobs ?? 0} blobs (${formatBytes(r.bytes ?? 0)}), ${r.tmpFiles ?? 0} stale downloads`,
+      );
     });
 
   const tasks = program

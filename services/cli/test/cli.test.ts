@@ -137,3 +137,22 @@ describe('flotilla store repair', () => {
     }
   }, 120_000);
 });
+
+describe('content gc', () => {
+  it('queues a gc, follows it to the end and prints what it reclaimed', async () => {
+    const { startContent, ADMIN } = await import('../../content/test/harness.js');
+    const content = await startContent();
+    try {
+      const dry = await cli(['--url', content.url, '--token', ADMIN, 'content', 'gc', '--dry-run'], {});
+      expect(dry.code, dry.stderr).toBe(0);
+      expect(dry.stdout.trim()).toBe('would remove 0 versions, 0 manifests, 0 blobs (0 B), 0 stale downloads');
+      const real = await cli(['--url', content.url, '--token', ADMIN, '--json', 'content', 'gc'], {});
+      expect(real.code, real.stderr).toBe(0);
+      expect(JSON.parse(real.stdout)).toMatchObject({ dryRun: false, versions: 0, manifests: 0, blobs: 0, bytes: 0 });
+      const tasks = (await content.api('GET', '/api/v1/tasks?kind=gc')).body.tasks;
+      expect(tasks.map((t: { params: { dryRun: boolean } }) => t.params.dryRun).sort()).toEqual([false, true]);
+    } finally {
+      await content.stop();
+    }
+  });
+});

@@ -233,7 +233,7 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
       readyResolve();
     },
     async stop() {
-      for (const schedule of schedules) schedule.stop();
+      for (const schedule of schedules) await schedule.stop();
       for (const s of subscriptions.splice(0)) await s.cancel();
       await worker.stop();
       await outbox.stop();

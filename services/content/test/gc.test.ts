@@ -247,6 +247,26 @@ describe('content store gc', () => {
     expect(await catalog.useManifest(image.digest)).toBeNull();
   });
 
+  it('runs on its schedule, and the settings refuse a bad duration naming the variable', async () => {
+    const { content } = await setup({ FLOTILLA_CONTENT_GC_INTERVAL: '200ms' });
+    let scheduled: { state: string; params: { dryRun: boolean } } | undefined;
+    for (let i = 0; i < 100 && scheduled?.state !== 'completed'; i++) {
+      [scheduled] = (await content.api('GET', '/api/v1/tasks?kind=gc')).body.tasks;
+      if (scheduled?.state !== 'completed') await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(scheduled).toMatchObject({ state: 'completed', params: { dryRun: false } });
+    const { loadContentConfig } = await import('../src/config.js');
+    expect(() => loadContentConfig({ FLOTILLA_CONTENT_GC_GRACE: 'soon' })).toThrow(
+      /FLOTILLA_CONTENT_GC_GRACE/,
+    );
+    expect(() => loadContentConfig({ FLOTILLA_CONTENT_KEEP_VERSIONS: '0' })).toThrow(
+      /FLOTILLA_CONTENT_KEEP_VERSIONS/,
+    );
+    expect(
+      loadContentConfig({ FLOTILLA_CONTENT_RECONCILE_INTERVAL: '5m' }).reconcileIntervalMs,
+    ).toBe(300_000);
+  });
+
   it('POST /api/v1/gc is admin only, validated and documented', async () => {
     const { content } = await setup();
     expect((await content.api('POST', '/api/v1/gc', { dryRun: 'yes' })).status).toBe(400);

@@ -58,7 +58,7 @@ describe('sync failure semantics', () => {
       expect(task.error.code).toBe('upstream-failed');
       expect(task.error.message).toContain(`${upstream.url}/v2/up/ap/tags/list`);
       expect(task.error.message).toMatch(/up\/ap.*404 NAME_UNKNOWN/);
-      expect(task.error.details).toMatchObject({
+      expect(task.error.details.upstream).toMatchObject({
         repository: 'up/ap',
         status: 404,
         errorCode: 'NAME_UNKNOWN',
@@ -85,7 +85,7 @@ describe('sync failure semantics', () => {
     expect(forbidden.error.message).toMatch(
       /tags of up\/app at http:\/\/127\.0\.0\.1:\d+\/v2\/up\/app\/tags\/list.*answered 403/,
     );
-    expect(forbidden.error.details).toMatchObject({ status: 403 });
+    expect(forbidden.error.details.upstream).toMatchObject({ status: 403 });
     upstream.intercept = (method, path, res) => {
       if (!path.includes('/manifests/b')) return false;
       res
@@ -123,6 +123,25 @@ describe('sync failure semantics', () => {
 
     const healed = await sync(content, { upstream: { url: upstream.url, repository: 'up/app' } });
     expect(healed.state, JSON.stringify(healed.error)).toBe('completed');
+    expect((await candidate(content)).tags.a).toBe(next.digest);
+  });
+
+  it('a connection dropped while a blob is sent is retried, and the sync completes', async () => {
+    const { upstream, content } = await setup();
+    const next = upstream.addImage('up/app', 'a', { layers: 1 });
+    let dropped = 0;
+    upstream.intercept = (_m, path, res) => {
+      if (!path.includes('/blobs/') || dropped >= 2) return false;
+      dropped++;
+      // headers and a few bytes, then the connection dies
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '4096' });
+      res.write(Buffer.alloc(16));
+      setTimeout(() => res.socket?.destroy(), 10);
+      return true;
+    };
+    const task = await sync(content, { upstream: { url: upstream.url, repository: 'up/app' } });
+    expect(task.state, JSON.stringify(task.error)).toBe('completed');
+    expect(dropped).toBe(2);
     expect((await candidate(content)).tags.a).toBe(next.digest);
   });
 

@@ -242,7 +242,11 @@ export class RegistryClient {
   }
 
   /** Gives a network failure (refused, reset, timed out) the same context an HTTP failure has. */
-  private async described<T>(failure: UpstreamFailure, fn: () => Promise<T>): Promise<T> {
+  private async described<T>(
+    failure: UpstreamFailure,
+    fn: () => Promise<T>,
+    retriedInside = true,
+  ): Promise<T> {
     try {
       return await fn();
     } catch (err) {
@@ -250,11 +254,11 @@ export class RegistryClient {
       const reason =
         (err as { code?: string }).code ?? (err instanceof Error ? err.message : String(err));
       const of = failure.repository ? ` of ${failure.repository}` : '';
-      // Already retried inside: not transient any more.
+      // Once retried inside, a failure is final; otherwise the caller's retry may try again.
       throw new UpstreamError(
         `failed to fetch ${failure.fetching}${of} at ${failure.url}: ${reason}`,
         undefined,
-        false,
+        !retriedInside && isTransientError(err),
         failure,
       );
     }
@@ -330,30 +334,34 @@ export class RegistryClient {
   ): Promise<{ body: Readable; size?: number }> {
     let url = `${this.base}/v2/${repository}/blobs/${digest}`;
     const failure = { url, repository, fetching: `blob ${digest}` };
-    return this.described(failure, async () => {
-      let withAuth = true;
-      for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-        const r: Dispatcher.ResponseData = withAuth
-          ? await this.send(url, 'GET', repository, {}, signal)
-          : await request(url, { method: 'GET', signal, dispatcher: this.options.dispatcher });
-        if (r.statusCode >= 300 && r.statusCode < 400 && r.headers.location) {
-          await r.body.dump();
-          const next: URL = new URL(headerValue(r.headers.location) as string, url);
-          withAuth = withAuth && next.origin === new URL(url).origin;
-          url = next.toString();
-          continue;
+    return this.described(
+      failure,
+      async () => {
+        let withAuth = true;
+        for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+          const r: Dispatcher.ResponseData = withAuth
+            ? await this.send(url, 'GET', repository, {}, signal)
+            : await request(url, { method: 'GET', signal, dispatcher: this.options.dispatcher });
+          if (r.statusCode >= 300 && r.statusCode < 400 && r.headers.location) {
+            await r.body.dump();
+            const next: URL = new URL(headerValue(r.headers.location) as string, url);
+            withAuth = withAuth && next.origin === new URL(url).origin;
+            url = next.toString();
+            continue;
+          }
+          await this.expectOk(r, { ...failure, url });
+          const length = headerValue(r.headers['content-length']);
+          return { body: r.body, size: length !== undefined ? Number(length) : undefined };
         }
-        await this.expectOk(r, { ...failure, url });
-        const length = headerValue(r.headers['content-length']);
-        return { body: r.body, size: length !== undefined ? Number(length) : undefined };
-      }
-      throw new UpstreamError(
-        `failed to fetch blob ${digest} of ${repository}: too many redirects`,
-        undefined,
-        false,
-        failure,
-      );
-    });
+        throw new UpstreamError(
+          `failed to fetch blob ${digest} of ${repository}: too many redirects`,
+          undefined,
+          false,
+          failure,
+        );
+      },
+      false,
+    );
   }
 
   /** Throws an UpstreamError naming the URL, repository, status and what was fetched. */

@@ -48,13 +48,19 @@ export type SyncResult = {
   failures: { tag: string; error: string }[];
 };
 
+interface SyncFailure {
+  tag: string;
+  error: string;
+  upstream?: UpstreamFailure;
+}
+
 /** A sync that committed nothing; `details` names the upstream failure (stored with the task). */
 export class SyncFailedError extends Error {
   override readonly name = 'SyncFailedError';
   constructor(
     message: string,
     readonly details: Record<string, unknown>,
-    readonly code: 'sync-failed' | 'sync-would-empty' = 'sync-failed',
+    readonly code: 'sync-failed' | 'upstream-failed' | 'sync-would-empty' = 'sync-failed',
   ) {
     super(message);
   }
@@ -121,8 +127,31 @@ export class Synchronizer {
       );
     };
 
-    const upstreamTags = (await client.listTags(upstreamRepo, signal)).filter(filter).sort();
     const current = await channels.current(params.repository, channel);
+    const failed = (
+      reason: string,
+      failures: SyncFailure[],
+      upstream: UpstreamFailure | undefined,
+    ) =>
+      new SyncFailedError(
+        `sync of ${params.repository} from ${upstreamRepo} at ${params.upstream.url} failed; ${channel} stays at version ${current?.number ?? 0}: ${reason}`,
+        {
+          repository: params.repository,
+          channel,
+          version: current?.number ?? 0,
+          failures,
+          ...(upstream ? { upstream } : {}),
+        },
+        upstream ? 'upstream-failed' : 'sync-failed',
+      );
+    let listed: string[];
+    try {
+      listed = await client.listTags(upstreamRepo, signal);
+    } catch (err) {
+      if (!(err instanceof UpstreamError)) throw err;
+      throw failed(err.message, [], err.details);
+    }
+    const upstreamTags = listed.filter(filter).sort();
     const currentMap = new Map((current?.tags ?? []).map((t) => [t.tag, t.digest]));
     progress.update({
       done: 0,
@@ -138,7 +167,7 @@ export class Synchronizer {
     const tagLimit = pLimit(Math.min(64, this.deps.concurrency * 4));
     const blobsInFlight = new Map<string, Promise<void>>();
     const manifestsInFlight = new Map<string, Promise<void>>();
-    const failures: { tag: string; error: string; upstream?: UpstreamFailure }[] = [];
+    const failures: SyncFailure[] = [];
     const resolved: TagEntry[] = [];
     let done = 0;
 
@@ -228,18 +257,21 @@ export class Synchronizer {
 
     const syncTag = async (tag: string): Promise<void> => {
       signal.throwIfAborted();
-      const head = await client.headManifest(upstreamRepo, tag, signal);
-      if (!head) {
-        // The tag list names it, so a 404 is the upstream contradicting itself (or a tag deleted
-        // mid-sync): fail rather than commit a channel that silently lacks it.
+      // The tag list names the tag, so a 404 is the upstream contradicting itself. Docker
+      // Distribution does for a moment: it notifies a manifest push, and lists the tag, before the
+      // tag's link is written. Retried like a 5xx, then the sync fails rather than commit a
+      // channel that silently lacks the tag.
+      const head = await client.withRetry(async () => {
+        const found = await client.headManifest(upstreamRepo, tag, signal);
+        if (found) return found;
         const url = `${params.upstream.url.replace(/\/+$/, '')}/v2/${upstreamRepo}/manifests/${tag}`;
         throw new UpstreamError(
           `failed to fetch manifest ${tag} of ${upstreamRepo} at ${url}: upstream answered 404 although its tag list names the tag`,
           404,
-          false,
+          true,
           { url, repository: upstreamRepo, fetching: `manifest ${tag}`, status: 404 },
         );
-      }
+      }, signal);
       if (head.digest && currentMap.get(tag) === head.digest) {
         stats.unchanged++;
         resolved.push({ tag, digest: head.digest });
@@ -292,16 +324,7 @@ export class Synchronizer {
         { version: current?.number ?? 0, ...stats, failures: failures.length },
         'sync failed; channel unchanged',
       );
-      throw new SyncFailedError(
-        `sync of ${params.repository} from ${upstreamRepo} at ${params.upstream.url} failed; ${channel} stays at version ${current?.number ?? 0}: ${first.tag}: ${first.error}`,
-        {
-          repository: params.repository,
-          channel,
-          version: current?.number ?? 0,
-          failures,
-          ...(first.upstream ? { upstream: first.upstream } : {}),
-        },
-      );
+      throw failed(`${first.tag}: ${first.error}`, failures, first.upstream);
     }
 
     const commit = await channels.commit(

@@ -19,20 +19,27 @@ export interface TaskScheduleOptions {
  */
 export class TaskSchedule {
   private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: TaskScheduleOptions) {}
 
   /** With `now`, queues one at once (reconcile at start). */
   start(options: { now?: boolean } = {}): void {
     if (this.o.intervalMs <= 0) return;
-    this.timer = setInterval(() => void this.tick(false), this.o.intervalMs);
+    this.timer = setInterval(() => this.run(false), this.o.intervalMs);
     this.timer.unref();
-    if (options.now) void this.tick(true);
+    if (options.now) this.run(true);
   }
 
-  stop(): void {
+  /** Stops the timer and waits for a submission in flight (the store may close next). */
+  async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    await this.inFlight;
+  }
+
+  private run(force: boolean): void {
+    this.inFlight = this.inFlight.then(() => this.tick(force));
   }
 
   private async tick(force: boolean): Promise<void> {
