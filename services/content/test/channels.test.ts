@@ -120,6 +120,80 @@ describe('per-channel views of the published tree', () => {
     expect((await publish(content, 'stable')).changed).toBe(false);
   });
 
+  it('a publish that fails mid-way leaves the previous publication served and no staged file', async () => {
+    const { upstream, content, root } = await setup();
+    upstream.addImage('a', '1', { layers: 1 });
+    expect(
+      (
+        await content.waitTask(
+          (await content.api('POST', '/api/v1/syncs', { repository: 'a' })).body.task.id,
+        )
+      ).state,
+    ).toBe('completed');
+    let r = await content.api('POST', '/api/v1/promotions', {
+      repository: 'a',
+      tags: ['1'],
+      from: 'candidate',
+      to: 'stable',
+    });
+    expect(r.status).toBe(201);
+    expect((await publish(content, 'stable')).publication).toBe(1);
+    const aFile = path.join(root, 'channels/stable/repositories/a.json');
+    const aBefore = await fs.readFile(aFile);
+
+    // a changes and b is new; one of b's layers is unreadable, so the publish fails after a's
+    // metadata was staged
+    upstream.addImage('a', '2', { layers: 1 });
+    const b = upstream.addImage('b', '1', { layers: 1 });
+    for (const repository of ['a', 'b']) {
+      expect(
+        (
+          await content.waitTask(
+            (await content.api('POST', '/api/v1/syncs', { repository })).body.task.id,
+          )
+        ).state,
+      ).toBe('completed');
+    }
+    r = await content.api('POST', '/api/v1/promotions', {
+      repository: 'a',
+      tags: ['2'],
+      from: 'candidate',
+      to: 'stable',
+    });
+    expect(r.status).toBe(201);
+    r = await content.api('POST', '/api/v1/promotions', {
+      repository: 'b',
+      tags: ['1'],
+      from: 'candidate',
+      to: 'stable',
+    });
+    expect(r.status).toBe(201);
+    const layer = content.service.parts.contentStore.filePath(
+      b.blobs.find((x) => x.size === 512)!.digest,
+    );
+    await fs.rename(layer, `${layer}.aside`);
+    const failed = await content.waitTask(
+      (await content.api('POST', '/api/v1/publications', {})).body.task.id,
+    );
+    expect(failed.state).toBe('failed');
+    expect(parsePublicationMarker(await fs.readFile(path.join(root, 'PUBLICATION')))).toBe(1);
+    expect(
+      parsePublicationMarker(await fs.readFile(path.join(root, 'channels/stable/PUBLICATION'))),
+    ).toBe(1);
+    expect((await fs.readFile(aFile)).equals(aBefore)).toBe(true);
+    expect(await exists(path.join(root, 'channels/stable/repositories/b.json'))).toBe(false);
+    expect(await fs.readdir(path.join(root, '.staging'))).toEqual([]);
+
+    // the fault gone, the next publish makes publication 2 with both
+    await fs.rename(`${layer}.aside`, layer);
+    expect((await publish(content, 'stable')).publication).toBe(2);
+    expect(Object.keys(parseRepositoryMetadata(await fs.readFile(aFile)).tags).sort()).toEqual([
+      '1',
+      '2',
+    ]);
+    expect(await exists(path.join(root, 'channels/stable/repositories/b.json'))).toBe(true);
+  });
+
   it('retention keeps every blob another channel’s current view references', async () => {
     const { upstream, content, root } = await setup({
       FLOTILLA_CONTENT_RETAIN_PUBLICATIONS: '1',

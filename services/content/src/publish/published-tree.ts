@@ -62,6 +62,9 @@ export class PublishedTree {
       const dest = this.paths.blob(digest);
       await fs.mkdir(path.dirname(dest), { recursive: true });
       await fs.rename(staged, dest);
+      // rename(2) does nothing when both names are links to one file (the blob placed again
+      // from the same content-store file), leaving the staged name behind
+      await fs.rm(staged, { force: true });
       return mode;
     } catch (err) {
       await fs.rm(staged, { force: true });
