@@ -194,6 +194,72 @@ describe('per-channel views of the published tree', () => {
     expect(await exists(path.join(root, 'channels/stable/repositories/b.json'))).toBe(true);
   });
 
+  it('a record that cannot be written puts the renamed view files back', async () => {
+    const { upstream, content, root } = await setup();
+    upstream.addImage('a', '1', { layers: 1 });
+    expect(
+      (
+        await content.waitTask(
+          (await content.api('POST', '/api/v1/syncs', { repository: 'a' })).body.task.id,
+        )
+      ).state,
+    ).toBe('completed');
+    expect(
+      (
+        await content.api('POST', '/api/v1/promotions', {
+          repository: 'a',
+          tags: ['1'],
+          from: 'candidate',
+          to: 'stable',
+        })
+      ).status,
+    ).toBe(201);
+    expect((await publish(content, 'stable')).publication).toBe(1);
+    const aFile = path.join(root, 'channels/stable/repositories/a.json');
+    const aBefore = await fs.readFile(aFile);
+
+    upstream.addImage('a', '2', { layers: 1 });
+    upstream.addImage('b', '1', { layers: 1 });
+    for (const repository of ['a', 'b']) {
+      expect(
+        (
+          await content.waitTask(
+            (await content.api('POST', '/api/v1/syncs', { repository })).body.task.id,
+          )
+        ).state,
+      ).toBe('completed');
+      expect(
+        (
+          await content.api('POST', '/api/v1/promotions', {
+            repository,
+            tags: [repository === 'a' ? '2' : '1'],
+            from: 'candidate',
+            to: 'stable',
+          })
+        ).status,
+      ).toBe(201);
+    }
+    // a directory where the record goes: renaming the record into place fails
+    await fs.mkdir(path.join(root, 'publications/2.json'));
+    const failed = await content.waitTask(
+      (await content.api('POST', '/api/v1/publications', {})).body.task.id,
+    );
+    expect(failed.state).toBe('failed');
+    expect((await fs.readFile(aFile)).equals(aBefore)).toBe(true);
+    expect(await exists(path.join(root, 'channels/stable/repositories/b.json'))).toBe(false);
+    expect(
+      parsePublicationMarker(await fs.readFile(path.join(root, 'channels/stable/PUBLICATION'))),
+    ).toBe(1);
+    expect(await fs.readdir(path.join(root, '.staging'))).toEqual([]);
+
+    await fs.rmdir(path.join(root, 'publications/2.json'));
+    expect((await publish(content, 'stable')).publication).toBe(2);
+    expect(Object.keys(parseRepositoryMetadata(await fs.readFile(aFile)).tags).sort()).toEqual([
+      '1',
+      '2',
+    ]);
+  });
+
   it('retention keeps every blob another channel’s current view references', async () => {
     const { upstream, content, root } = await setup({
       FLOTILLA_CONTENT_RETAIN_PUBLICATIONS: '1',

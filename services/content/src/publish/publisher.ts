@@ -260,7 +260,7 @@ export class Publisher {
 
     signal.throwIfAborted();
     faultPoint('publish.metadata-staged');
-    await tree.commit(staged);
+    const committed = await tree.commit(staged);
     faultPoint('publish.metadata-renamed');
     const time = new Date().toISOString();
     const record = publicationRecordSchema.parse({
@@ -271,9 +271,16 @@ export class Publisher {
       repositories: written.map((w) => w.repository),
       newBlobs: [...newBlobs].sort(),
     });
-    await tree.writePublicationRecord(n, record);
-    faultPoint('publish.record-written');
-    await tree.writeChannelMarker(channel, n);
+    try {
+      await tree.writePublicationRecord(n, record);
+      faultPoint('publish.record-written');
+      await tree.writeChannelMarker(channel, n);
+    } catch (err) {
+      // the view goes back to what its marker announces (a fresh crane would skip newer files)
+      await committed.rollback();
+      throw err;
+    }
+    await committed.release();
     faultPoint('publish.channel-marker-written');
     await tree.writeMarker(n);
     faultPoint('publish.marker-written');
