@@ -260,6 +260,110 @@ describe('per-channel views of the published tree', () => {
     ]);
   });
 
+  it('a tree and store written before channels: the root view’s blobs stay while crane may read it', async () => {
+    const { upstream, content, root } = await setup({
+      FLOTILLA_CONTENT_RETAIN_PUBLICATIONS: '1',
+      FLOTILLA_CONTENT_BLOB_GRACE_SECONDS: '0',
+    });
+    const blobPath = (d: string) => path.join(root, 'blobs/sha256', d.slice(7, 9), d.slice(7));
+    const old = upstream.addImage('app', 'old', { layers: 1 });
+    expect(
+      (
+        await content.waitTask(
+          (await content.api('POST', '/api/v1/syncs', { repository: 'app' })).body.task.id,
+        )
+      ).state,
+    ).toBe('completed');
+    await promote(content, ['old'], 'candidate', 'stable');
+    // publication 1 as the single-view publisher left it: the root view and a document with lists
+    const files = [old.digest, ...old.blobs.map((b) => b.digest)];
+    for (const d of files) {
+      await fs.mkdir(path.dirname(blobPath(d)), { recursive: true });
+      await fs.link(content.service.parts.contentStore.filePath(d), blobPath(d));
+    }
+    await fs.mkdir(path.join(root, 'repositories'), { recursive: true });
+    await fs.writeFile(path.join(root, 'repositories/app.json'), '{}');
+    await fs.writeFile(path.join(root, 'PUBLICATION'), '1\n');
+    await content.store
+      .collection('blobs')
+      .updateMany({ _id: { $in: files } }, { $set: { published: true, publishedIn: 1 } });
+    await content.store
+      .collection('repositories')
+      .updateOne(
+        { _id: 'app' },
+        { $set: { published: { channel: 'stable', version: 1, publication: 1 } } },
+      );
+    await content.store.collection('publications').insertOne({
+      _id: '1',
+      number: 1,
+      channel: 'stable',
+      state: 'complete',
+      time: new Date().toISOString(),
+      repositories: ['app'],
+      newBlobs: [...files].sort(),
+      snapshot: [{ repository: 'app', channel: 'stable', version: 1 }],
+    });
+    const listed = await content.api('GET', '/api/v1/publications');
+    expect(listed.body.publications[0]).toMatchObject({
+      number: 1,
+      repositoryCount: 1,
+      newBlobCount: 3,
+    });
+    expect(listed.body.publications[0].newBlobs).toBeUndefined();
+    expect((await content.api('GET', '/api/v1/publications/1')).body).toMatchObject({
+      repositories: ['app'],
+      newBlobs: [...files].sort(),
+    });
+
+    // testing publishes twice: publication 1 falls out of the window of one
+    upstream.addImage('other', 't', { layers: 1 });
+    expect(
+      (
+        await content.waitTask(
+          (await content.api('POST', '/api/v1/syncs', { repository: 'other' })).body.task.id,
+        )
+      ).state,
+    ).toBe('completed');
+    let r = await content.api('POST', '/api/v1/promotions', {
+      repository: 'other',
+      tags: ['t'],
+      from: 'candidate',
+      to: 'testing',
+    });
+    expect(r.status).toBe(201);
+    expect((await publish(content, 'testing')).publication).toBe(2);
+    r = await content.api('POST', '/api/v1/promotions', {
+      repository: 'other',
+      tags: ['t'],
+      targetTags: ['u'],
+      from: 'candidate',
+      to: 'testing',
+    });
+    expect(r.status).toBe(201);
+    expect((await publish(content, 'testing')).publication).toBe(3);
+    for (const task of (await content.api('GET', '/api/v1/tasks?kind=retention')).body.tasks) {
+      expect((await content.waitTask(task.id)).state).toBe('completed');
+    }
+    const publisher = content.service.parts.publisher;
+    await publisher.applyRetention();
+    await publisher.applyRetention(new Date(Date.now() + 1000));
+    expect((await content.api('GET', '/api/v1/publications/1')).body.state).toBe('pruned');
+    // the stable crane still serves the root view: its blobs stay
+    for (const d of files) expect(await exists(blobPath(d))).toBe(true);
+
+    // stable's first own publication writes the repository into its view (the root view is not
+    // written again)
+    expect((await publish(content, 'stable')).publication).toBe(4);
+    expect(
+      Object.keys(
+        parseRepositoryMetadata(
+          await fs.readFile(path.join(root, 'channels/stable/repositories/app.json')),
+        ).tags,
+      ),
+    ).toEqual(['old']);
+    expect(await fs.readFile(path.join(root, 'repositories/app.json'), 'utf8')).toBe('{}');
+  });
+
   it('retention keeps every blob another channel’s current view references', async () => {
     const { upstream, content, root } = await setup({
       FLOTILLA_CONTENT_RETAIN_PUBLICATIONS: '1',

@@ -474,10 +474,7 @@ export class Publisher {
   }
 
   async get(n: number): Promise<PublicationDoc & { _id: string }> {
-    const doc = await this.deps.c.publications.findOne(
-      { _id: String(n) },
-      { projection: { snapshot: 0, newBlobs: 0, repositories: 0 } },
-    );
+    const doc = await this.deps.c.publications.findOne({ _id: String(n) }, { projection: { snapshot: 0 } });
     if (!doc) throw contentProblem('unknown-publication', `publication ${n} is unknown`);
     return doc;
   }
@@ -497,12 +494,8 @@ export class Publisher {
       repositories = record.repositories;
       all = [...record.newBlobs].sort();
     } else {
-      const legacy = await this.deps.c.publications.findOne(
-        { _id: String(n) },
-        { projection: { newBlobs: 1, repositories: 1 } },
-      );
-      repositories = legacy?.repositories ?? [];
-      all = [...(legacy?.newBlobs ?? [])].sort();
+      repositories = doc.repositories ?? [];
+      all = [...(doc.newBlobs ?? [])].sort();
     }
     const start = page.after === undefined ? 0 : firstAfter(all, page.after);
     const newBlobs = all.slice(start, start + page.limit);
@@ -516,11 +509,9 @@ export class Publisher {
     };
   }
 
+  /** Newest first; documents written before the lists moved out still carry (and cost) them. */
   list(limit = 100): Promise<(PublicationDoc & { _id: string })[]> {
-    return this.deps.c.publications.find(
-      {},
-      { sort: { number: -1 }, limit, projection: { snapshot: 0, newBlobs: 0, repositories: 0 } },
-    );
+    return this.deps.c.publications.find({}, { sort: { number: -1 }, limit, projection: { snapshot: 0 } });
   }
 }
 
