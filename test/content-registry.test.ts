@@ -72,7 +72,7 @@ describe('registry → content, in process', () => {
     }
     const task = await content.waitTask((await content.api('POST', '/api/v1/publications', {})).body.task.id);
     expect(task.state, JSON.stringify(task.error)).toBe('completed');
-    const meta = parseRepositoryMetadata(await fs.readFile(path.join(content.service.parts.config.publishDir, 'repositories/fedora/httpd.json')));
+    const meta = parseRepositoryMetadata(await fs.readFile(path.join(content.service.parts.config.publishDir, 'channels/stable/repositories/fedora/httpd.json')));
     expect(meta.tags).toEqual({ '39': pushed.digest });
     expect(Object.keys(meta.manifests).length).toBe(3);
     expect(Object.keys(meta.blobs).length).toBe(2 * 3);

@@ -2,7 +2,8 @@
  * The whole proposal on one machine, as a newcomer runs it (`flotilla start`), driven by real
  * clients: buildah pushes, content syncs on its own, the CLI promotes, a signed Bodhi webhook
  * publishes, two loopback mirrors are crawled (one current, one a publication behind), and
- * podman and skopeo pull through crane → redirector → mirror.
+ * podman and skopeo pull through crane → redirector → mirror. A testing-only tag published to
+ * testing reaches the testers' crane and leaves stable's crane byte for byte as it was.
  */
 import { createHash, createHmac } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -19,6 +20,7 @@ import {
   type FlotillaProcess,
   type ServicePorts,
 } from './support/flotilla.js';
+import { freePort } from './support/ports.js';
 import { startStaticServer, type StaticServer } from './support/static-server.js';
 
 const need = requireBinaries(['buildah', 'podman', 'skopeo']);
@@ -38,9 +40,11 @@ describe.skipIf(!need.ok)('all-in-one: push → sync → promote → publish →
   let flotilla: FlotillaProcess;
   let mirrorA: StaticServer;
   let mirrorB: StaticServer;
+  let testingPort: number;
   const b = () => join(work, 'buildah');
   const registry = () => `127.0.0.1:${ports.registry}`;
   const crane = () => `127.0.0.1:${ports.crane}`;
+  const craneTesting = () => `127.0.0.1:${testingPort}`;
   const secret = async (name: string) => (await readFile(join(work, 'var', 'secrets', name), 'utf8')).trim();
   const cli = async (...args: string[]) => (await flotillaCli(env, args)).stdout;
   const cliJson = async <T>(...args: string[]) => JSON.parse(await cli('--json', ...args)) as T;
@@ -48,7 +52,8 @@ describe.skipIf(!need.ok)('all-in-one: push → sync → promote → publish →
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'flotilla-e2e-'));
     ports = await freeServicePorts();
-    env = flotillaEnv({ dataDir: join(work, 'var'), ports });
+    testingPort = await freePort();
+    env = flotillaEnv({ dataDir: join(work, 'var'), ports, extra: { FLOTILLA_CRANE_TESTING_PORT: String(testingPort) } });
     flotilla = await startFlotilla(['start'], env, ports);
     await mkdir(join(work, 'mirror-a'));
     await mkdir(join(work, 'mirror-b'));
@@ -184,5 +189,25 @@ describe.skipIf(!need.ok)('all-in-one: push → sync → promote → publish →
       expect(newInTwo.has(r.slice(4)), `stale mirror B was sent ${r}`).toBe(false);
       await expect(stat(join(work, 'mirror-b', r.slice(4))), `mirror B holds ${r}`).resolves.toBeTruthy();
     }
+
+    // 7. A tag only in testing, published to testing (publication 3): the testers' crane serves
+    //    it, stable's crane does not and answers what it answered before, byte for byte.
+    const accept = { accept: 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json' };
+    const stableBytes = async () => Buffer.from(await (await fetch(`http://${crane()}/v2/fedora/httpd/manifests/39`, { headers: accept })).arrayBuffer());
+    const stableBefore = await stableBytes();
+    await cli('promote', 'fedora/base', '--tags', '1', '--target-tags', 'next', '--from', 'candidate', '--to', 'testing');
+    expect((await flotillaCli(env, ['publish', '--channel', 'testing', '--wait'])).stdout).toMatch(/completed/);
+    expect((await readFile(join(publishDir, 'PUBLICATION'), 'utf8')).trim()).toBe('3');
+    await waitFor('testing crane serves base:next', async () => {
+      const res = await fetch(`http://${craneTesting()}/v2/fedora/base/tags/list`);
+      return res.ok && ((await res.json()) as { tags: string[] }).tags.includes('next') ? true : undefined;
+    });
+    const inspected = JSON.parse((await skopeo(['inspect', '--tls-verify=false', `docker://${craneTesting()}/fedora/base:next`])).stdout) as { Digest: string };
+    expect(inspected.Digest).toBe(baseDigest);
+    expect((await fetch(`http://${crane()}/v2/fedora/base/manifests/next`, { headers: accept })).status).toBe(404);
+    expect((await stableBytes()).equals(stableBefore)).toBe(true);
+    const stableInspect = JSON.parse((await skopeo(['inspect', '--tls-verify=false', `docker://${crane()}/fedora/base:1`])).stdout) as { Digest: string; RepoTags: string[] };
+    expect(stableInspect.Digest).toBe(baseDigest);
+    expect(stableInspect.RepoTags).toEqual(['1']);
   }, 300_000);
 });

@@ -50,6 +50,8 @@ export function flotillaEnv(o: { dataDir: string; ports: ServicePorts; extra?: N
     FLOTILLA_MIRRORS_URL: mirrors,
     FLOTILLA_CRANE_BLOB_BASE_URL: `${mirrors}/pub/containers`,
     FLOTILLA_MIRRORS_MASTER_URL: `${mirrors}/master`,
+    // all-in-one's testing crane: any free port unless a test names one
+    FLOTILLA_CRANE_TESTING_PORT: '0',
     ...o.extra,
   };
 }

@@ -120,6 +120,250 @@ describe('per-channel views of the published tree', () => {
     expect((await publish(content, 'stable')).changed).toBe(false);
   });
 
+  it('a publish that fails mid-way leaves the previous publication served and no staged file', async () => {
+    const { upstream, content, root } = await setup();
+    upstream.addImage('a', '1', { layers: 1 });
+    expect(
+      (
+        await content.waitTask(
+          (await content.api('POST', '/api/v1/syncs', { repository: 'a' })).body.task.id,
+        )
+      ).state,
+    ).toBe('completed');
+    let r = await content.api('POST', '/api/v1/promotions', {
+      repository: 'a',
+      tags: ['1'],
+      from: 'candidate',
+      to: 'stable',
+    });
+    expect(r.status).toBe(201);
+    expect((await publish(content, 'stable')).publication).toBe(1);
+    const aFile = path.join(root, 'channels/stable/repositories/a.json');
+    const aBefore = await fs.readFile(aFile);
+
+    // a changes and b is new; one of b's layers is unreadable, so the publish fails after a's
+    // metadata was staged
+    upstream.addImage('a', '2', { layers: 1 });
+    const b = upstream.addImage('b', '1', { layers: 1 });
+    for (const repository of ['a', 'b']) {
+      expect(
+        (
+          await content.waitTask(
+            (await content.api('POST', '/api/v1/syncs', { repository })).body.task.id,
+          )
+        ).state,
+      ).toBe('completed');
+    }
+    r = await content.api('POST', '/api/v1/promotions', {
+      repository: 'a',
+      tags: ['2'],
+      from: 'candidate',
+      to: 'stable',
+    });
+    expect(r.status).toBe(201);
+    r = await content.api('POST', '/api/v1/promotions', {
+      repository: 'b',
+      tags: ['1'],
+      from: 'candidate',
+      to: 'stable',
+    });
+    expect(r.status).toBe(201);
+    const layer = content.service.parts.contentStore.filePath(
+      b.blobs.find((x) => x.size === 512)!.digest,
+    );
+    await fs.rename(layer, `${layer}.aside`);
+    const failed = await content.waitTask(
+      (await content.api('POST', '/api/v1/publications', {})).body.task.id,
+    );
+    expect(failed.state).toBe('failed');
+    expect(parsePublicationMarker(await fs.readFile(path.join(root, 'PUBLICATION')))).toBe(1);
+    expect(
+      parsePublicationMarker(await fs.readFile(path.join(root, 'channels/stable/PUBLICATION'))),
+    ).toBe(1);
+    expect((await fs.readFile(aFile)).equals(aBefore)).toBe(true);
+    expect(await exists(path.join(root, 'channels/stable/repositories/b.json'))).toBe(false);
+    expect(await fs.readdir(path.join(root, '.staging'))).toEqual([]);
+
+    // the fault gone, the next publish makes publication 2 with both
+    await fs.rename(`${layer}.aside`, layer);
+    expect((await publish(content, 'stable')).publication).toBe(2);
+    expect(Object.keys(parseRepositoryMetadata(await fs.readFile(aFile)).tags).sort()).toEqual([
+      '1',
+      '2',
+    ]);
+    expect(await exists(path.join(root, 'channels/stable/repositories/b.json'))).toBe(true);
+  });
+
+  it('a record that cannot be written puts the renamed view files back', async () => {
+    const { upstream, content, root } = await setup();
+    upstream.addImage('a', '1', { layers: 1 });
+    expect(
+      (
+        await content.waitTask(
+          (await content.api('POST', '/api/v1/syncs', { repository: 'a' })).body.task.id,
+        )
+      ).state,
+    ).toBe('completed');
+    expect(
+      (
+        await content.api('POST', '/api/v1/promotions', {
+          repository: 'a',
+          tags: ['1'],
+          from: 'candidate',
+          to: 'stable',
+        })
+      ).status,
+    ).toBe(201);
+    expect((await publish(content, 'stable')).publication).toBe(1);
+    const aFile = path.join(root, 'channels/stable/repositories/a.json');
+    const aBefore = await fs.readFile(aFile);
+
+    upstream.addImage('a', '2', { layers: 1 });
+    upstream.addImage('b', '1', { layers: 1 });
+    for (const repository of ['a', 'b']) {
+      expect(
+        (
+          await content.waitTask(
+            (await content.api('POST', '/api/v1/syncs', { repository })).body.task.id,
+          )
+        ).state,
+      ).toBe('completed');
+      expect(
+        (
+          await content.api('POST', '/api/v1/promotions', {
+            repository,
+            tags: [repository === 'a' ? '2' : '1'],
+            from: 'candidate',
+            to: 'stable',
+          })
+        ).status,
+      ).toBe(201);
+    }
+    // a directory where the record goes: renaming the record into place fails
+    await fs.mkdir(path.join(root, 'publications/2.json'));
+    const failed = await content.waitTask(
+      (await content.api('POST', '/api/v1/publications', {})).body.task.id,
+    );
+    expect(failed.state).toBe('failed');
+    expect((await fs.readFile(aFile)).equals(aBefore)).toBe(true);
+    expect(await exists(path.join(root, 'channels/stable/repositories/b.json'))).toBe(false);
+    expect(
+      parsePublicationMarker(await fs.readFile(path.join(root, 'channels/stable/PUBLICATION'))),
+    ).toBe(1);
+    expect(await fs.readdir(path.join(root, '.staging'))).toEqual([]);
+
+    await fs.rmdir(path.join(root, 'publications/2.json'));
+    expect((await publish(content, 'stable')).publication).toBe(2);
+    expect(Object.keys(parseRepositoryMetadata(await fs.readFile(aFile)).tags).sort()).toEqual([
+      '1',
+      '2',
+    ]);
+  });
+
+  it('a tree and store written before channels: the root view’s blobs stay while crane may read it', async () => {
+    const { upstream, content, root } = await setup({
+      FLOTILLA_CONTENT_RETAIN_PUBLICATIONS: '1',
+      FLOTILLA_CONTENT_BLOB_GRACE_SECONDS: '0',
+    });
+    const blobPath = (d: string) => path.join(root, 'blobs/sha256', d.slice(7, 9), d.slice(7));
+    const old = upstream.addImage('app', 'old', { layers: 1 });
+    expect(
+      (
+        await content.waitTask(
+          (await content.api('POST', '/api/v1/syncs', { repository: 'app' })).body.task.id,
+        )
+      ).state,
+    ).toBe('completed');
+    await promote(content, ['old'], 'candidate', 'stable');
+    // publication 1 as the single-view publisher left it: the root view and a document with lists
+    const files = [old.digest, ...old.blobs.map((b) => b.digest)];
+    for (const d of files) {
+      await fs.mkdir(path.dirname(blobPath(d)), { recursive: true });
+      await fs.link(content.service.parts.contentStore.filePath(d), blobPath(d));
+    }
+    await fs.mkdir(path.join(root, 'repositories'), { recursive: true });
+    await fs.writeFile(path.join(root, 'repositories/app.json'), '{}');
+    await fs.writeFile(path.join(root, 'PUBLICATION'), '1\n');
+    await content.store
+      .collection('blobs')
+      .updateMany({ _id: { $in: files } }, { $set: { published: true, publishedIn: 1 } });
+    await content.store
+      .collection('repositories')
+      .updateOne(
+        { _id: 'app' },
+        { $set: { published: { channel: 'stable', version: 1, publication: 1 } } },
+      );
+    await content.store.collection('publications').insertOne({
+      _id: '1',
+      number: 1,
+      channel: 'stable',
+      state: 'complete',
+      time: new Date().toISOString(),
+      repositories: ['app'],
+      newBlobs: [...files].sort(),
+      snapshot: [{ repository: 'app', channel: 'stable', version: 1 }],
+    });
+    const listed = await content.api('GET', '/api/v1/publications');
+    expect(listed.body.publications[0]).toMatchObject({
+      number: 1,
+      repositoryCount: 1,
+      newBlobCount: 3,
+    });
+    expect(listed.body.publications[0].newBlobs).toBeUndefined();
+    expect((await content.api('GET', '/api/v1/publications/1')).body).toMatchObject({
+      repositories: ['app'],
+      newBlobs: [...files].sort(),
+    });
+
+    // testing publishes twice: publication 1 falls out of the window of one
+    upstream.addImage('other', 't', { layers: 1 });
+    expect(
+      (
+        await content.waitTask(
+          (await content.api('POST', '/api/v1/syncs', { repository: 'other' })).body.task.id,
+        )
+      ).state,
+    ).toBe('completed');
+    let r = await content.api('POST', '/api/v1/promotions', {
+      repository: 'other',
+      tags: ['t'],
+      from: 'candidate',
+      to: 'testing',
+    });
+    expect(r.status).toBe(201);
+    expect((await publish(content, 'testing')).publication).toBe(2);
+    r = await content.api('POST', '/api/v1/promotions', {
+      repository: 'other',
+      tags: ['t'],
+      targetTags: ['u'],
+      from: 'candidate',
+      to: 'testing',
+    });
+    expect(r.status).toBe(201);
+    expect((await publish(content, 'testing')).publication).toBe(3);
+    for (const task of (await content.api('GET', '/api/v1/tasks?kind=retention')).body.tasks) {
+      expect((await content.waitTask(task.id)).state).toBe('completed');
+    }
+    const publisher = content.service.parts.publisher;
+    await publisher.applyRetention();
+    await publisher.applyRetention(new Date(Date.now() + 1000));
+    expect((await content.api('GET', '/api/v1/publications/1')).body.state).toBe('pruned');
+    // the stable crane still serves the root view: its blobs stay
+    for (const d of files) expect(await exists(blobPath(d))).toBe(true);
+
+    // stable's first own publication writes the repository into its view (the root view is not
+    // written again)
+    expect((await publish(content, 'stable')).publication).toBe(4);
+    expect(
+      Object.keys(
+        parseRepositoryMetadata(
+          await fs.readFile(path.join(root, 'channels/stable/repositories/app.json')),
+        ).tags,
+      ),
+    ).toEqual(['old']);
+    expect(await fs.readFile(path.join(root, 'repositories/app.json'), 'utf8')).toBe('{}');
+  });
+
   it('retention keeps every blob another channel’s current view references', async () => {
     const { upstream, content, root } = await setup({
       FLOTILLA_CONTENT_RETAIN_PUBLICATIONS: '1',

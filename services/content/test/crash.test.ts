@@ -156,3 +156,58 @@ describe('publishing survives kill -9', () => {
     expect(await countBlobs()).toBe(first.length * 4 + second.length * 5);
   });
 });
+
+describe('publishing killed at its named fault points', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  // blobs placed but nothing announced; everything in the tree but the store not yet told
+  for (const point of ['publish.blobs-placed', 'publish.marker-written']) {
+    it(`${point}: a restart completes publication 2 exactly once`, { timeout: 120_000 }, async () => {
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'flotilla-content-fault-'));
+      cleanups.push(() => fs.rm(dir, { recursive: true, force: true }));
+      const upstream = await new FakeRegistry().start();
+      cleanups.push(() => upstream.stop());
+      const env = { FLOTILLA_DATA_DIR: dir, FLOTILLA_REGISTRY_URL: upstream.url, FLOTILLA_REGISTRY_PASSWORD: 'x', FLOTILLA_CONTENT_POLICY: '{}', FLOTILLA_CONTENT_TASK_LEASE_SECONDS: '2' };
+      const root = path.join(dir, 'publish');
+      // the second publication's call of the point kills the process
+      let proc = await startProcess({ ...env, FLOTILLA_FAULT_POINT: `${point}:2` });
+      cleanups.push(async () => {
+        proc.child.kill('SIGKILL');
+      });
+      const publishApp = async (tag: string) => {
+        upstream.addImage('app', tag, { layers: 2 });
+        expect((await waitTask(proc.url, (await api(proc.url, 'POST', '/api/v1/syncs', { repository: 'app' })).task.id)).state).toBe('completed');
+        await api(proc.url, 'POST', '/api/v1/promotions', { repository: 'app', tags: [tag], from: 'candidate', to: 'stable' });
+        return (await api(proc.url, 'POST', '/api/v1/publications', {})).task.id as string;
+      };
+      expect((await waitTask(proc.url, await publishApp('1'))).state).toBe('completed');
+      const exited = new Promise((r) => proc.child.once('exit', r));
+      await publishApp('2');
+      await exited;
+      const markerAtKill = await assertTreeServes(root);
+      expect(markerAtKill).toBe(point === 'publish.marker-written' ? 2 : 1);
+      const recordAtKill = markerAtKill === 2 ? await fs.readFile(path.join(root, 'publications/2.json'), 'utf8') : undefined;
+
+      proc = await startProcess(env);
+      // the killed task comes back when its lease expires; wait for publication 2 to complete
+      let done: { state: string } | undefined;
+      for (let i = 0; i < 400 && done?.state !== 'complete'; i++) {
+        done = await api(proc.url, 'GET', '/api/v1/publications/2').catch(() => undefined);
+        if (done?.state !== 'complete') await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(done?.state).toBe('complete');
+      expect(await assertTreeServes(root)).toBe(2);
+      const record = JSON.parse(await fs.readFile(path.join(root, 'publications/2.json'), 'utf8'));
+      expect(record.newBlobs).toHaveLength(4);
+      if (recordAtKill) expect(JSON.parse(recordAtKill).newBlobs).toEqual(record.newBlobs);
+      expect((await api(proc.url, 'GET', '/api/v1/publications')).publications.map((p: { number: number }) => p.number)).toEqual([2, 1]);
+      const meta = parseRepositoryMetadata(await fs.readFile(path.join(root, 'channels/stable/repositories/app.json')));
+      expect(Object.keys(meta.tags).sort()).toEqual(['1', '2']);
+      const staging = await fs.readdir(path.join(root, '.staging'));
+      expect(staging, JSON.stringify(await Promise.all(staging.map((f) => fs.stat(path.join(root, '.staging', f)).then((s) => s.size))))).toEqual([]);
+    });
+  }
+});

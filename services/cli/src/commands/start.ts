@@ -1,8 +1,9 @@
+import { hostname } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { openBus } from '@flotilla/bus';
 import { createLogger, listen, loadOrCreateSecret, runUntilSignal } from '@flotilla/kit';
 import { openStore } from '@flotilla/store';
-import { loadService, SERVICE_NAMES } from '../services.js';
+import { loadService, SERVICE_NAMES, type ConfiguredService, type ServiceModule } from '../services.js';
 
 const SECRETS = [
   { env: 'FLOTILLA_ADMIN_PASSWORD', file: 'admin-password' },
@@ -27,7 +28,12 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
 
   // Every service's configuration is checked before anything is opened or started.
   const modules = await Promise.all(SERVICE_NAMES.map(async (name) => ({ name, module: await loadService(name) })));
-  const configured = modules.map(({ name, module }) => ({ name, ...module.configure(env) }));
+  const configured: Array<{ name: string } & ConfiguredService> = modules.map(({ name, module }) => ({
+    name,
+    ...module.configure(env),
+  }));
+  const testingCrane = configureTestingCrane(modules.find((m) => m.name === 'crane')!.module, env);
+  if (testingCrane) configured.push({ name: 'crane-testing', ...testingCrane });
   const store = await openStore({ dataDir, mongoUrl: env.MONGODB_URL, logger: logger.child({ component: 'store' }) });
   const bus = await openBus({ amqpUrl: env.AMQP_URL, logger: logger.child({ component: 'bus' }) });
   const closers: Array<() => Promise<void>> = [];
@@ -59,6 +65,26 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   await runUntilSignal({ logger, closers });
 }
 
+/** Testers' crane unless `FLOTILLA_CRANE_TESTING_PORT` is `off`. */
+const TESTING_CRANE_PORT = '5004';
+
+/**
+ * A second crane on `FLOTILLA_CRANE_TESTING_PORT` (default 5004) serving the testing channel's
+ * view, so testers pull what was published to testing while the crane port serves stable only.
+ * Its own instance id gives it its own reload queue.
+ */
+function configureTestingCrane(crane: ServiceModule, env: NodeJS.ProcessEnv): ConfiguredService | undefined {
+  const port = env.FLOTILLA_CRANE_TESTING_PORT ?? TESTING_CRANE_PORT;
+  if (port === 'off') return undefined;
+  const instance = env.FLOTILLA_CRANE_INSTANCE_ID ?? hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 90);
+  return crane.configure({
+    ...env,
+    FLOTILLA_CRANE_CHANNEL: 'testing',
+    FLOTILLA_CRANE_PORT: port,
+    FLOTILLA_CRANE_INSTANCE_ID: `${instance}-testing`,
+  });
+}
+
 function banner(o: {
   dataDir: string;
   urls: Record<string, string>;
@@ -76,7 +102,8 @@ function banner(o: {
     `Flotilla is running (all-in-one: ${o.storeKind} store, ${o.busKind} bus, data in ${rel})`,
     '',
     `  registry  ${o.urls.registry}   push here (user admin)`,
-    `  crane     ${o.urls.crane}   pull here (public, read-only)`,
+    `  crane     ${o.urls.crane}   pull here (public, read-only: the stable channel)`,
+    ...(o.urls['crane-testing'] ? [`  testing   ${o.urls['crane-testing']}   testers pull the testing channel here`] : []),
     `  mirrors   ${o.urls.mirrors}   redirector, mirror list, master tree at /master/`,
     `  content   ${o.urls.content}   sync, promote, publish API`,
     '',

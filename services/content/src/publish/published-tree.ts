@@ -67,6 +67,9 @@ export class PublishedTree {
       const dest = this.paths.blob(digest);
       await fs.mkdir(path.dirname(dest), { recursive: true });
       await fs.rename(staged, dest);
+      // rename(2) does nothing when both names are links to one file (the blob placed again
+      // from the same content-store file), leaving the staged name behind
+      await fs.rm(staged, { force: true });
       return mode;
     } catch (err) {
       await fs.rm(staged, { force: true });
@@ -101,12 +104,43 @@ export class PublishedTree {
     return { staged, dest: this.paths.channelRepository(channel, name) };
   }
 
-  /** Renames staged files into place, in order. */
-  async commit(files: readonly StagedFile[]): Promise<void> {
-    for (const file of files) {
-      await fs.mkdir(path.dirname(file.dest), { recursive: true });
-      await fs.rename(file.staged, file.dest);
+  /**
+   * Renames staged files into place, keeping each replaced file as a hard link in staging until
+   * the returned `rollback` (put every replaced file back, remove the new ones) or `release`
+   * (drop the kept links). A failure half-way through rolls back what it renamed.
+   */
+  async commit(files: readonly StagedFile[]): Promise<CommittedFiles> {
+    const done: { dest: string; previous: string | null }[] = [];
+    const rollback = async (): Promise<void> => {
+      for (const { dest, previous } of done.reverse()) {
+        if (previous === null) await fs.rm(dest, { force: true });
+        else await fs.rename(previous, dest);
+      }
+      done.length = 0;
+    };
+    try {
+      for (const file of files) {
+        await fs.mkdir(path.dirname(file.dest), { recursive: true });
+        let previous: string | null = this.paths.staging(randomUUID());
+        try {
+          await fs.link(file.dest, previous);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+          previous = null;
+        }
+        done.push({ dest: file.dest, previous });
+        await fs.rename(file.staged, file.dest);
+      }
+    } catch (err) {
+      await rollback();
+      throw err;
     }
+    return {
+      rollback,
+      release: async () => {
+        for (const { previous } of done.splice(0)) if (previous !== null) await fs.rm(previous, { force: true });
+      },
+    };
   }
 
   async writePublicationRecord(n: number, value: unknown): Promise<void> {
@@ -174,6 +208,11 @@ export class PublishedTree {
 export interface StagedFile {
   staged: string;
   dest: string;
+}
+
+export interface CommittedFiles {
+  rollback(): Promise<void>;
+  release(): Promise<void>;
 }
 
 async function readMarkerFile(file: string): Promise<number | undefined> {

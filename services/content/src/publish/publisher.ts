@@ -245,7 +245,7 @@ export class Publisher {
 
     signal.throwIfAborted();
     faultPoint('publish.metadata-staged');
-    await tree.commit(staged);
+    const committed = await tree.commit(staged);
     faultPoint('publish.metadata-renamed');
     const time = new Date().toISOString();
     const record = publicationRecordSchema.parse({
@@ -256,9 +256,16 @@ export class Publisher {
       repositories: written.map((w) => w.repository),
       newBlobs: [...newBlobs].sort(),
     });
-    await tree.writePublicationRecord(n, record);
-    faultPoint('publish.record-written');
-    await tree.writeChannelMarker(channel, n);
+    try {
+      await tree.writePublicationRecord(n, record);
+      faultPoint('publish.record-written');
+      await tree.writeChannelMarker(channel, n);
+    } catch (err) {
+      // the view goes back to what its marker announces (a fresh crane would skip newer files)
+      await committed.rollback();
+      throw err;
+    }
+    await committed.release();
     faultPoint('publish.channel-marker-written');
     await tree.writeMarker(n);
     faultPoint('publish.marker-written');
@@ -452,10 +459,7 @@ export class Publisher {
   }
 
   async get(n: number): Promise<PublicationDoc & { _id: string }> {
-    const doc = await this.deps.c.publications.findOne(
-      { _id: String(n) },
-      { projection: { snapshot: 0, newBlobs: 0, repositories: 0 } },
-    );
+    const doc = await this.deps.c.publications.findOne({ _id: String(n) }, { projection: { snapshot: 0 } });
     if (!doc) throw contentProblem('unknown-publication', `publication ${n} is unknown`);
     return doc;
   }
@@ -475,12 +479,8 @@ export class Publisher {
       repositories = record.repositories;
       all = [...record.newBlobs].sort();
     } else {
-      const legacy = await this.deps.c.publications.findOne(
-        { _id: String(n) },
-        { projection: { newBlobs: 1, repositories: 1 } },
-      );
-      repositories = legacy?.repositories ?? [];
-      all = [...(legacy?.newBlobs ?? [])].sort();
+      repositories = doc.repositories ?? [];
+      all = [...(doc.newBlobs ?? [])].sort();
     }
     const start = page.after === undefined ? 0 : firstAfter(all, page.after);
     const newBlobs = all.slice(start, start + page.limit);
@@ -494,11 +494,9 @@ export class Publisher {
     };
   }
 
+  /** Newest first; documents written before the lists moved out still carry (and cost) them. */
   list(limit = 100): Promise<(PublicationDoc & { _id: string })[]> {
-    return this.deps.c.publications.find(
-      {},
-      { sort: { number: -1 }, limit, projection: { snapshot: 0, newBlobs: 0, repositories: 0 } },
-    );
+    return this.deps.c.publications.find({}, { sort: { number: -1 }, limit, projection: { snapshot: 0 } });
   }
 }
 

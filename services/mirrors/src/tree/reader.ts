@@ -11,7 +11,9 @@ import { request, type Dispatcher } from 'undici';
 /**
  * Read access to the master's published tree: either the directory content publishes into
  * (`FLOTILLA_PUBLISH_DIR`) or, when this service runs apart from it, the master URL. Every
- * relative path comes from `PublishedPaths`.
+ * relative path comes from `PublishedPaths`. Mirrors never look inside a channel's view: the
+ * root `PUBLICATION` is the newest publication of any channel and the records of every channel
+ * share one sequence, so a mirror is judged by all of them, and blobs are shared under `blobs/`.
  */
 export interface TreeReader {
   /** Where it reads from, for logs. */
