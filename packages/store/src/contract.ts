@@ -44,6 +44,12 @@ interface Item extends Document {
   n?: number;
   tags?: string[];
   meta?: Record<string, unknown>;
+  /** Fields the update and claim cases set. */
+  one?: boolean;
+  flag?: boolean;
+  picked?: boolean;
+  owner?: number;
+  x?: number;
 }
 
 interface Counter extends Document {
