@@ -51,6 +51,23 @@ function unknownKeys(service: Service, keys: string[]): string[] {
   return keys.filter((k) => !schemaKeys[service].has(k));
 }
 
+/**
+ * What docs/operations.md ("Running several replicas") asks of the shared services: MongoDB as
+ * a replica set written with w=majority and a database named in the URL; every service on one
+ * RabbitMQ vhost (whose default queue type is quorum).
+ */
+function expectReplicaReadyUrls(env: Array<[string, string]>): void {
+  const mongo = env.filter(([k]) => k === 'MONGODB_URL').map(([, v]) => new URL(v.replace(/^mongodb:\/\/[^/]*/, 'mongodb://hosts')));
+  expect(mongo.length).toBeGreaterThan(0);
+  for (const url of mongo) {
+    expect(url.searchParams.get('replicaSet'), String(url)).toBeTruthy();
+    expect(url.searchParams.get('w'), String(url)).toBe('majority');
+    expect(url.pathname, String(url)).toBe('/flotilla');
+  }
+  const vhosts = new Set(env.filter(([k]) => k === 'AMQP_URL').map(([, v]) => new URL(v).pathname));
+  expect([...vhosts]).toEqual(['/flotilla']);
+}
+
 describe('docker-compose.yml', async () => {
   const compose = parseYaml(await text('docker-compose.yml'), { merge: true }) as {
     services: Record<string, { command?: string[]; environment?: Record<string, string>; ports?: string[]; healthcheck?: { test: string[] } }>;
@@ -80,6 +97,14 @@ describe('docker-compose.yml', async () => {
     const crane = flotilla.find(([, s]) => s.command?.[1] === 'crane')![1];
     const keys = Object.keys(crane.environment ?? {});
     expect(keys.filter((k) => /MONGODB|PASSWORD|TOKEN|SECRET/.test(k))).toEqual([]);
+  });
+
+  it('runs MongoDB as a replica set written with w=majority, and every service on the quorum vhost', () => {
+    expectReplicaReadyUrls(flotilla.flatMap(([, s]) => Object.entries(s.environment ?? {})));
+    const mongo = compose.services.mongo as { command?: string[] };
+    expect(mongo.command).toContain('--replSet');
+    const rabbit = compose.services.rabbitmq!.healthcheck!.test.join(' ');
+    expect(rabbit).toMatch(/add_vhost flotilla --default-queue-type quorum/);
   });
 
   it('the setup container uses only what the CLI reads', () => {
@@ -138,6 +163,11 @@ describe('deploy/kubernetes', async () => {
     expect(open[0]!.spec.ingress.flatMap((r) => r.ports?.map((p) => p.port) ?? []).sort()).toEqual([SERVICES.crane, SERVICES.mirrors]);
     const hpas = byKind('HorizontalPodAutoscaler') as unknown as Array<{ spec: { scaleTargetRef: { name: string } } }>;
     expect(hpas.map((h) => h.spec.scaleTargetRef.name).sort()).toEqual(['flotilla-crane', 'flotilla-mirrors']);
+  });
+
+  it('points every service at a MongoDB replica set with w=majority and the quorum vhost', () => {
+    const env = byKind('ConfigMap').flatMap((c) => Object.entries((c as { data?: Record<string, string> }).data ?? {}));
+    expectReplicaReadyUrls(env);
   });
 
   it("gives crane's pods no database URL and no secret", () => {

@@ -132,9 +132,32 @@ export function checkDocument(doc: Record<string, unknown>): void {
   checkStoredKeys(doc, 'document');
 }
 
-/** Throws a TypeError for an update with undefined values, `_id`, or bad field names. */
+/**
+ * Throws a TypeError when two operators touch one path or a path and its parent (`$set` and
+ * `$setOnInsert` of `a`; `$set` of `a` and `$inc` of `a.b`): MongoDB refuses such an update,
+ * nedb would apply both.
+ */
+function checkConflictingPaths(update: UpdateOperators): void {
+  const seen: string[] = [];
+  for (const fields of Object.values(update as Record<string, unknown>)) {
+    if (!isPlainObject(fields)) continue;
+    for (const path of Object.keys(fields)) {
+      const clash = seen.find(
+        (other) => other === path || other.startsWith(`${path}.`) || path.startsWith(`${other}.`),
+      );
+      if (clash !== undefined)
+        throw new TypeError(
+          `update paths ${JSON.stringify(clash)} and ${JSON.stringify(path)} conflict`,
+        );
+      seen.push(path);
+    }
+  }
+}
+
+/** Throws a TypeError for an update with undefined values, `_id`, bad field names or conflicting paths. */
 export function checkUpdateValues(update: UpdateOperators): void {
   assertDefined(update, 'update', 'an update');
+  checkConflictingPaths(update);
   for (const [operator, fields] of Object.entries(update as Record<string, unknown>)) {
     if (!isPlainObject(fields)) continue;
     for (const [path, value] of Object.entries(fields)) {

@@ -44,6 +44,12 @@ interface Item extends Document {
   n?: number;
   tags?: string[];
   meta?: Record<string, unknown>;
+  /** Fields the update and claim cases set. */
+  one?: boolean;
+  flag?: boolean;
+  picked?: boolean;
+  owner?: number;
+  x?: number;
 }
 
 interface Counter extends Document {
@@ -761,6 +767,22 @@ export function storeContract(
           tags: ['even'],
         });
         expect(await items.countDocuments()).toBe(5);
+      });
+
+      it('refuses an update whose operators touch one path, or a path and its parent', async () => {
+        for (const update of [
+          { $set: { n: 1 }, $setOnInsert: { n: 2 } },
+          { $set: { meta: {} }, $inc: { 'meta.count': 1 } },
+          { $unset: { 'meta.a': '' }, $set: { 'meta.a': 1 } },
+        ] as never[]) {
+          await expect(
+            items.updateOne({ _id: 'id-0' }, update, { upsert: true }),
+            JSON.stringify(update),
+          ).rejects.toThrow(TypeError);
+        }
+        // Sibling paths are fine.
+        await items.updateOne({ _id: 'id-0' }, { $set: { 'meta.a': 1 }, $inc: { 'meta.b': 1 } });
+        expect((await items.findOne({ _id: 'id-0' }))?.meta).toEqual({ a: 1, b: 1 });
       });
 
       it('refuses unknown query operators', async () => {

@@ -11,8 +11,36 @@
 export type Document = Record<string, unknown>;
 export type WithId<T> = T & { _id: string };
 
-/** A filter in MongoDB's query language (the subset both adapters share). */
-export type Filter<_T = Document> = Record<string, unknown>;
+/** `T` without its index signatures (`interface X extends Document` has one). */
+type DeclaredFields<T> = {
+  [K in keyof T as string extends K ? never : number extends K ? never : K]: T[K];
+};
+
+/** The declared field names of `T` (of each member when `T` is a union). */
+type DeclaredFieldNames<T> = T extends unknown ? Extract<keyof DeclaredFields<T>, string> : never;
+
+/** The declared fields, or any name for a document type that declares none (`Document`). */
+type FieldNames<T> = [DeclaredFieldNames<T>] extends [never] ? string : DeclaredFieldNames<T>;
+
+/** The fields of `T` that hold objects or arrays, which a dotted path may go into. */
+type NestedFieldNames<T> = T extends unknown
+  ? {
+      [K in keyof DeclaredFields<T>]-?: NonNullable<DeclaredFields<T>[K]> extends object
+        ? Extract<K, string>
+        : never;
+    }[keyof DeclaredFields<T>]
+  : never;
+
+/**
+ * A filter in MongoDB's query language (the subset both adapters share), typed against the
+ * document: a field name `T` does not have fails to compile, as does a dotted path whose first
+ * segment is not an object or array field of `T` (the rest of a path is not checked: maps such
+ * as `channels.<name>.version` need free segments). Values are checked at run time by both
+ * adapters (see checks.ts).
+ */
+export type Filter<T = Document> = { [K in FieldNames<T> | '_id']?: unknown } & {
+  [K in NestedFieldNames<T> as `${K}.${string}`]?: unknown;
+} & { $and?: Filter<T>[]; $or?: Filter<T>[]; $nor?: Filter<T>[] };
 
 export interface UpdateOperators {
   $set?: Record<string, unknown>;

@@ -115,6 +115,21 @@ describe('start-up', () => {
 });
 
 describe('flotilla store repair', () => {
+  it('a service stops on a corrupt datafile with a message naming the file, the line and the repair command', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'flotilla-cli-store-'));
+    try {
+      await mkdir(join(dir, 'db'));
+      const file = join(dir, 'db', 'tasks.db');
+      await writeFile(file, '{"_id":"a","kind":"sync"}\n{"_id":"b",\n');
+      const r = await cli(['serve', 'content'], { FLOTILLA_DATA_DIR: dir });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`corrupt datafile ${file} at line 2`);
+      expect(r.stderr).toContain(`flotilla store repair ${file}`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   it('drops the corrupt lines of a datafile, keeps a copy of them, and leaves a whole file', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'flotilla-cli-store-'));
     try {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createEvent, type EventEnvelope } from '@flotilla/protocol';
+import type { Filter } from '@flotilla/store';
 import type { ChannelPolicy } from '../config.js';
 import type { ChannelVersionDoc, ContentCollections, PromotionDoc, TagEntry } from '../collections.js';
 import type { Catalog } from './catalog.js';
@@ -214,7 +215,7 @@ export class Promotions {
   }
 
   async trail(filter: { repository?: string; channel?: string; limit?: number }): Promise<(PromotionDoc & { _id: string })[]> {
-    const query: Record<string, unknown> = {};
+    const query: Filter<PromotionDoc> = {};
     if (filter.repository) query.repository = filter.repository;
     if (filter.channel) query.$or = [{ to: filter.channel }, { from: filter.channel }];
     return this.c.promotions.find(query, { sort: { seq: -1 }, limit: filter.limit ?? 100 });

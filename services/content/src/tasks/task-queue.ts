@@ -3,6 +3,7 @@ import { EventEmitter, once } from 'node:events';
 import type { Logger } from 'pino';
 import type { Bus } from '@flotilla/bus';
 import { createEvent } from '@flotilla/protocol';
+import type { Filter } from '@flotilla/store';
 import type { ContentCollections, TaskDoc, TaskKind, TaskProgress, TaskState } from '../collections.js';
 import { contentProblem } from '../domain/errors.js';
 
@@ -132,7 +133,7 @@ export class TaskQueue {
   }
 
   list(filter: { state?: TaskState; kind?: TaskKind; repository?: string; limit?: number }): Promise<StoredTask[]> {
-    const query: Record<string, unknown> = {};
+    const query: Filter<TaskDoc> = {};
     if (filter.state) query.state = filter.state;
     if (filter.kind) query.kind = filter.kind;
     if (filter.repository) query.repository = filter.repository;
