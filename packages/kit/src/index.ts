@@ -9,3 +9,5 @@ export * from './shutdown.js';
 export * from './secrets.js';
 export * from './http-client.js';
 export * from './fault-points.js';
+export * from './entry-point.js';
+export * from './client-address.js';
