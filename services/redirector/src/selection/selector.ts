@@ -1,6 +1,6 @@
-import { parseCidr, type AddressFamily, type ParsedAddress, type ParsedCidr } from './address.js';
+import { parseCidr, type AddressFamily, type ParsedAddress, type ParsedCidr } from '@flotilla/kit';
+import { continentOf, type SelectableMirror } from '@flotilla/protocol';
 import { buildBucket, countHolding, pickWeighted, weightedOrder, type Bucket } from './bucket.js';
-import { continentOf } from './continents.js';
 import { PrefixMap } from './prefix-map.js';
 
 /**
@@ -16,27 +16,7 @@ import { PrefixMap } from './prefix-map.js';
  * introduced the blob and it answers on the client's address family.
  */
 
-/** A mirror as selection sees it: eligible (enabled, crawled) and flattened. */
-export interface SelectableMirror {
-  readonly id: string;
-  readonly name: string;
-  /** Without a trailing slash; a blob is at `<baseUrl>/blobs/sha256/<2>/<hex>`. */
-  readonly baseUrl: string;
-  /** Upper-case ISO 3166-1 alpha-2. */
-  readonly country: string;
-  /** CIDRs; invalid entries are ignored (the API validates them). */
-  readonly netblocks: readonly string[];
-  readonly asn: number | null;
-  /** The weight; positive. */
-  readonly bandwidth: number;
-  readonly private: boolean;
-  /** Upper-case alpha-2 codes; empty = every country. */
-  readonly countriesAllowed: readonly string[];
-  /** The address families the mirror answers on. */
-  readonly families: readonly AddressFamily[];
-  /** The highest publication the crawler verified the mirror holds. */
-  readonly publication: number;
-}
+export type { SelectableMirror };
 
 export interface ClientInfo {
   readonly address: ParsedAddress;

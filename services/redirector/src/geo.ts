@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import maxmind, { type Reader, type Response } from 'maxmind';
 import type { Logger } from 'pino';
-import type { ParsedAddress } from './selection/address.js';
+import type { ParsedAddress } from '@flotilla/kit';
 
 /**
  * Offline GeoIP and ASN: the client's country (for the country and continent tiers) and its
