@@ -16,11 +16,14 @@ const SERVICE_ENTRY_POINTS = [
 ];
 
 describe('entry points', () => {
-  it.each(SERVICE_ENTRY_POINTS)('%s decides with kit isEntryPoint(import.meta.url)', async (path) => {
-    const source = await readFile(new URL(`../${path}`, import.meta.url), 'utf8');
-    expect(source).toMatch(/^if \(isEntryPoint\(import\.meta\.url\)\) \{$/m);
-    expect(source).not.toMatch(/argv\[1\]/);
-  });
+  it.each(SERVICE_ENTRY_POINTS)(
+    '%s decides with kit isEntryPoint(import.meta.url)',
+    async (path) => {
+      const source = await readFile(new URL(`../${path}`, import.meta.url), 'utf8');
+      expect(source).toMatch(/^if \(isEntryPoint\(import\.meta\.url\)\) \{$/m);
+      expect(source).not.toMatch(/argv\[1\]/);
+    },
+  );
 
   it('isEntryPoint follows symlinks and rejects other scripts', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'flotilla-entry-'));

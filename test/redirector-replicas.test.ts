@@ -7,11 +7,21 @@
 import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SELECTION_SNAPSHOT_VERSION, type SelectableMirror, type SelectionSnapshot } from '@flotilla/protocol';
+import {
+  SELECTION_SNAPSHOT_VERSION,
+  type SelectableMirror,
+  type SelectionSnapshot,
+} from '@flotilla/protocol';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRedirectStatistics } from '../services/mirrors/src/snapshot-writer.js';
-import { flotillaEnv, freeServicePorts, startFlotilla, waitFor, type FlotillaProcess } from './support/flotilla.js';
+import {
+  flotillaEnv,
+  freeServicePorts,
+  startFlotilla,
+  waitFor,
+  type FlotillaProcess,
+} from './support/flotilla.js';
 
 const HEX = 'ab'.repeat(32);
 const BLOB_PATH = `/pub/containers/blobs/sha256/${HEX.slice(0, 2)}/${HEX}`;
@@ -68,9 +78,16 @@ describe('redirector replicas over one snapshot file', () => {
       const env = flotillaEnv({
         dataDir: join(work, name),
         ports,
-        extra: { FLOTILLA_SELECTION_SNAPSHOT: file, FLOTILLA_REDIRECTOR_POLL_INTERVAL: '250ms', FLOTILLA_REDIRECTOR_STATS_INTERVAL: '0' },
+        extra: {
+          FLOTILLA_SELECTION_SNAPSHOT: file,
+          FLOTILLA_REDIRECTOR_POLL_INTERVAL: '250ms',
+          FLOTILLA_REDIRECTOR_STATS_INTERVAL: '0',
+        },
       });
-      replicas.push({ proc: await startFlotilla(['serve', 'redirector'], env, ports), url: `http://127.0.0.1:${ports.redirector}` });
+      replicas.push({
+        proc: await startFlotilla(['serve', 'redirector'], env, ports),
+        url: `http://127.0.0.1:${ports.redirector}`,
+      });
     }
   }, 120_000);
 
@@ -83,7 +100,12 @@ describe('redirector replicas over one snapshot file', () => {
     for (const r of replicas) expect(await mirrorOf(r.url)).toBe('first');
     await place(JSON.stringify(snapshot([mirror('second')])));
     for (const r of replicas) {
-      await waitFor('the replica to load the new snapshot', async () => ((await mirrorOf(r.url)) === 'second' ? true : undefined), 20_000, 100);
+      await waitFor(
+        'the replica to load the new snapshot',
+        async () => ((await mirrorOf(r.url)) === 'second' ? true : undefined),
+        20_000,
+        100,
+      );
     }
   });
 
@@ -104,7 +126,9 @@ describe('redirector replicas over one snapshot file', () => {
     expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
     const list = await fetch(`${replicas[0]!.url}/mirrorlist?path=sha256:${HEX}`);
     expect(list.status).toBe(200);
-    expect(await list.text()).toContain(`http://second.example/pub/blobs/sha256/${HEX.slice(0, 2)}/${HEX}`);
+    expect(await list.text()).toContain(
+      `http://second.example/pub/blobs/sha256/${HEX.slice(0, 2)}/${HEX}`,
+    );
   });
 
   it('hands its counts to the mirrors service through its statistics file at stop', async () => {

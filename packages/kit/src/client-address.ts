@@ -14,11 +14,19 @@ export type AddressFamily = 'ipv4' | 'ipv6';
 
 export type ParsedAddress =
   | { readonly family: 'ipv4'; readonly v4: number; readonly text: string }
-  | { readonly family: 'ipv6'; readonly v6: readonly [number, number, number, number]; readonly text: string };
+  | {
+      readonly family: 'ipv6';
+      readonly v6: readonly [number, number, number, number];
+      readonly text: string;
+    };
 
 export type ParsedCidr =
   | { readonly family: 'ipv4'; readonly v4: number; readonly prefix: number }
-  | { readonly family: 'ipv6'; readonly v6: readonly [number, number, number, number]; readonly prefix: number };
+  | {
+      readonly family: 'ipv6';
+      readonly v6: readonly [number, number, number, number];
+      readonly prefix: number;
+    };
 
 function v4Of(address: ipaddr.IPv4, text: string): ParsedAddress {
   const [a, b, c, d] = address.octets as [number, number, number, number];
@@ -131,7 +139,10 @@ export function trustedProxies() {
     z.string().transform((raw, ctx): ParsedCidr => {
       const cidr = parseCidr(raw);
       if (!cidr) {
-        ctx.addIssue({ code: 'custom', message: 'is not an IPv4 (dotted decimal) or IPv6 address or CIDR' });
+        ctx.addIssue({
+          code: 'custom',
+          message: 'is not an IPv4 (dotted decimal) or IPv6 address or CIDR',
+        });
         return z.NEVER;
       }
       return cidr;
@@ -155,7 +166,11 @@ export function parseForwardedHop(entry: string): ParsedAddress | undefined {
  * that is not itself a trusted proxy. A garbage entry ends the walk at the last trusted hop:
  * nothing left of it can be believed. Call only when the peer is trusted.
  */
-export function forwardedClient(peer: ParsedAddress, header: string, trusted: AddressSet): ParsedAddress {
+export function forwardedClient(
+  peer: ParsedAddress,
+  header: string,
+  trusted: AddressSet,
+): ParsedAddress {
   const entries = header.split(',');
   let client = peer;
   for (let i = entries.length - 1; i >= 0; i -= 1) {

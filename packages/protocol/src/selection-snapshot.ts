@@ -62,7 +62,9 @@ export type SelectableMirror = z.infer<typeof selectableMirrorSchema>;
 export type SelectionSnapshot = z.infer<typeof selectionSnapshotSchema>;
 
 /** Groups `hex → introducing publication` as the snapshot stores it. */
-export function groupBlobsByPublication(introduced: ReadonlyMap<string, number>): SelectionSnapshot['blobs'] {
+export function groupBlobsByPublication(
+  introduced: ReadonlyMap<string, number>,
+): SelectionSnapshot['blobs'] {
   const groups = new Map<number, string[]>();
   for (const [hex, n] of introduced) {
     let group = groups.get(n);
@@ -85,12 +87,16 @@ export function parseSelectionSnapshot(text: string): SelectionSnapshot {
   }
   const version = (json as { version?: unknown } | null)?.version;
   if (version !== SELECTION_SNAPSHOT_VERSION) {
-    throw new Error(`selection snapshot version ${JSON.stringify(version)} is not ${SELECTION_SNAPSHOT_VERSION}`);
+    throw new Error(
+      `selection snapshot version ${JSON.stringify(version)} is not ${SELECTION_SNAPSHOT_VERSION}`,
+    );
   }
   const parsed = selectionSnapshotSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(`selection snapshot is invalid at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'unknown'}`);
+    throw new Error(
+      `selection snapshot is invalid at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'unknown'}`,
+    );
   }
   return parsed.data;
 }
@@ -114,8 +120,17 @@ export const redirectStatisticsSchema = z.object({
 export type RedirectStatisticsSummary = z.infer<typeof redirectStatisticsSchema>;
 
 /** The sum of several redirectors' counts; `since` is the earliest. */
-export function sumRedirectStatistics(parts: readonly RedirectStatisticsSummary[]): RedirectStatisticsSummary {
-  const total: RedirectStatisticsSummary = { since: '', redirects: 0, notFound: 0, byMirror: {}, byCountry: {}, byTier: {} };
+export function sumRedirectStatistics(
+  parts: readonly RedirectStatisticsSummary[],
+): RedirectStatisticsSummary {
+  const total: RedirectStatisticsSummary = {
+    since: '',
+    redirects: 0,
+    notFound: 0,
+    byMirror: {},
+    byCountry: {},
+    byTier: {},
+  };
   const add = (into: Record<string, number>, from: Record<string, number>): void => {
     for (const [key, value] of Object.entries(from)) into[key] = (into[key] ?? 0) + value;
   };

@@ -56,9 +56,21 @@ describe('selection snapshot', () => {
     ['not JSON', '{"version":1', /not JSON/],
     ['another version', JSON.stringify({ ...valid, version: 2 }), /version 2 is not 1/],
     ['no version', JSON.stringify({ ...valid, version: undefined }), /version undefined/],
-    ['an upper-case digest', JSON.stringify({ ...valid, blobs: [{ publication: 1, hex: ['A'.repeat(64)] }] }), /blobs\.0\.hex\.0/],
-    ['a lower-case country', JSON.stringify({ ...valid, mirrors: [{ ...valid.mirrors[0], country: 'de' }] }), /mirrors\.0\.country/],
-    ['an unknown family', JSON.stringify({ ...valid, mirrors: [{ ...valid.mirrors[0], families: ['ipx'] }] }), /mirrors\.0\.families/],
+    [
+      'an upper-case digest',
+      JSON.stringify({ ...valid, blobs: [{ publication: 1, hex: ['A'.repeat(64)] }] }),
+      /blobs\.0\.hex\.0/,
+    ],
+    [
+      'a lower-case country',
+      JSON.stringify({ ...valid, mirrors: [{ ...valid.mirrors[0], country: 'de' }] }),
+      /mirrors\.0\.country/,
+    ],
+    [
+      'an unknown family',
+      JSON.stringify({ ...valid, mirrors: [{ ...valid.mirrors[0], families: ['ipx'] }] }),
+      /mirrors\.0\.families/,
+    ],
     ['a negative publication', JSON.stringify({ ...valid, marker: -1 }), /marker/],
   ])('refuses %s, saying where', (_what, text, reason) => {
     expect(() => parseSelectionSnapshot(text)).toThrow(reason);
@@ -68,8 +80,22 @@ describe('selection snapshot', () => {
 describe('redirect statistics', () => {
   it('sums several redirectors, keeping the earliest start', () => {
     const total = sumRedirectStatistics([
-      { since: '2026-01-02T00:00:00Z', redirects: 3, notFound: 1, byMirror: { a: 3 }, byCountry: { DE: 3 }, byTier: { country: 3 } },
-      { since: '2026-01-01T00:00:00Z', redirects: 2, notFound: 0, byMirror: { a: 1, b: 1 }, byCountry: { '--': 2 }, byTier: { global: 2 } },
+      {
+        since: '2026-01-02T00:00:00Z',
+        redirects: 3,
+        notFound: 1,
+        byMirror: { a: 3 },
+        byCountry: { DE: 3 },
+        byTier: { country: 3 },
+      },
+      {
+        since: '2026-01-01T00:00:00Z',
+        redirects: 2,
+        notFound: 0,
+        byMirror: { a: 1, b: 1 },
+        byCountry: { '--': 2 },
+        byTier: { global: 2 },
+      },
     ]);
     expect(total).toEqual({
       since: '2026-01-01T00:00:00Z',

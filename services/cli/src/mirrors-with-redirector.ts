@@ -1,6 +1,15 @@
 import { createMetrics, type ServiceInstance } from '@flotilla/kit';
-import { createMirrorsService, type MirrorsService, type MirrorsServiceDeps } from '@flotilla/mirrors';
-import { createRedirectorService, type GeoLookup, type RedirectorConfig, type RedirectorService } from '@flotilla/redirector';
+import {
+  createMirrorsService,
+  type MirrorsService,
+  type MirrorsServiceDeps,
+} from '@flotilla/mirrors';
+import {
+  createRedirectorService,
+  type GeoLookup,
+  type RedirectorConfig,
+  type RedirectorService,
+} from '@flotilla/redirector';
 
 export interface MirrorsWithRedirector extends ServiceInstance {
   readonly mirrors: MirrorsService;
@@ -15,7 +24,10 @@ export interface MirrorsWithRedirector extends ServiceInstance {
  * /metrics and gives `/api/v1/statistics` its counts.
  */
 export async function createMirrorsWithRedirector(
-  deps: Omit<MirrorsServiceDeps, 'metrics' | 'statistics'> & { redirectorConfig: RedirectorConfig; geo?: GeoLookup },
+  deps: Omit<MirrorsServiceDeps, 'metrics' | 'statistics'> & {
+    redirectorConfig: RedirectorConfig;
+    geo?: GeoLookup;
+  },
 ): Promise<MirrorsWithRedirector> {
   const { redirectorConfig, geo, ...mirrorsDeps } = deps;
   const metrics = createMetrics('mirrors');

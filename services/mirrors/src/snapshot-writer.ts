@@ -41,10 +41,16 @@ export class SnapshotWriter {
         const temp = `${this.file}.${process.pid}.tmp`;
         await writeFile(temp, JSON.stringify(snapshot));
         await rename(temp, this.file);
-        this.logger.debug({ file: this.file, mirrors: snapshot.mirrors.length, marker: snapshot.marker }, 'selection snapshot written');
+        this.logger.debug(
+          { file: this.file, mirrors: snapshot.mirrors.length, marker: snapshot.marker },
+          'selection snapshot written',
+        );
       } catch (error) {
         // The redirectors keep the previous snapshot; the next change or poll writes again.
-        this.logger.error({ err: error, file: this.file }, 'failed to write the selection snapshot');
+        this.logger.error(
+          { err: error, file: this.file },
+          'failed to write the selection snapshot',
+        );
       }
     }
   }
@@ -54,7 +60,10 @@ export class SnapshotWriter {
  * The redirectors' counts: each redirector process writes its own file under
  * `<snapshot directory>/redirects/`; this sums them. Unreadable files are skipped.
  */
-export async function readRedirectStatistics(snapshotFile: string, logger: Logger): Promise<RedirectStatisticsSummary> {
+export async function readRedirectStatistics(
+  snapshotFile: string,
+  logger: Logger,
+): Promise<RedirectStatisticsSummary> {
   const dir = path.join(path.dirname(snapshotFile), REDIRECT_STATISTICS_DIR);
   let names: string[];
   try {
@@ -65,7 +74,9 @@ export async function readRedirectStatistics(snapshotFile: string, logger: Logge
   const parts: RedirectStatisticsSummary[] = [];
   for (const name of names) {
     try {
-      parts.push(redirectStatisticsSchema.parse(JSON.parse(await readFile(path.join(dir, name), 'utf8'))));
+      parts.push(
+        redirectStatisticsSchema.parse(JSON.parse(await readFile(path.join(dir, name), 'utf8'))),
+      );
     } catch (error) {
       logger.warn({ err: error, file: name }, 'failed to read redirect statistics');
     }

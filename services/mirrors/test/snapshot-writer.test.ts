@@ -1,7 +1,11 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseSelectionSnapshot, SELECTION_SNAPSHOT_VERSION, type SelectionSnapshot } from '@flotilla/protocol';
+import {
+  parseSelectionSnapshot,
+  SELECTION_SNAPSHOT_VERSION,
+  type SelectionSnapshot,
+} from '@flotilla/protocol';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SnapshotWriter } from '../src/snapshot-writer.js';

@@ -1,5 +1,13 @@
 import path from 'node:path';
-import { durationMs, host, loadConfig, port, trustedProxies, type Env, type ParsedCidr } from '@flotilla/kit';
+import {
+  durationMs,
+  host,
+  loadConfig,
+  port,
+  trustedProxies,
+  type Env,
+  type ParsedCidr,
+} from '@flotilla/kit';
 import { DEFAULT_SELECTION_SNAPSHOT } from '@flotilla/protocol';
 import { z } from 'zod';
 
@@ -35,7 +43,10 @@ export function loadRedirectorConfig(env: Env = process.env): RedirectorConfig {
   return {
     host: raw.FLOTILLA_REDIRECTOR_HOST,
     port: raw.FLOTILLA_REDIRECTOR_PORT,
-    snapshotFile: path.resolve(raw.FLOTILLA_SELECTION_SNAPSHOT ?? path.join(raw.FLOTILLA_DATA_DIR, DEFAULT_SELECTION_SNAPSHOT)),
+    snapshotFile: path.resolve(
+      raw.FLOTILLA_SELECTION_SNAPSHOT ??
+        path.join(raw.FLOTILLA_DATA_DIR, DEFAULT_SELECTION_SNAPSHOT),
+    ),
     pollIntervalMs: raw.FLOTILLA_REDIRECTOR_POLL_INTERVAL,
     statsIntervalMs: raw.FLOTILLA_REDIRECTOR_STATS_INTERVAL,
     trustedProxies: raw.FLOTILLA_TRUSTED_PROXIES,

@@ -1,4 +1,11 @@
-import { createLogger, exitOnConfigError, isEntryPoint, listen, runUntilSignal, type Env } from '@flotilla/kit';
+import {
+  createLogger,
+  exitOnConfigError,
+  isEntryPoint,
+  listen,
+  runUntilSignal,
+  type Env,
+} from '@flotilla/kit';
 import { loadRedirectorConfig, type RedirectorConfig } from './config.js';
 import { createRedirectorService } from './service.js';
 
@@ -20,7 +27,9 @@ export async function main(env: Env = process.env): Promise<void> {
 
 if (isEntryPoint(import.meta.url)) {
   main().catch((err: unknown) => {
-    process.stderr.write(`redirector failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `redirector failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     process.exit(1);
   });
 }

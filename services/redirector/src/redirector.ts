@@ -97,14 +97,21 @@ export function parseBlobPath(relative: string): BlobPath {
 }
 
 function blobPathError(rejected: { status: 400 | 404; detail: string }): Error {
-  return rejected.status === 400 ? problems.badRequest(rejected.detail) : problems.notFound(rejected.detail);
+  return rejected.status === 400
+    ? problems.badRequest(rejected.detail)
+    : problems.notFound(rejected.detail);
 }
 
 export function createRedirector(options: RedirectorOptions): Redirector {
   const { geo, trustedProxies, statistics } = options;
   const logger = options.logger.child({ component: 'redirector' });
 
-  const fail = (req: IncomingMessage, res: ServerResponse, error: Error, pathname: string): void => {
+  const fail = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    error: Error,
+    pathname: string,
+  ): void => {
     writeError(res, error, { format: 'problem', instance: pathname });
     logger.debug({ url: req.url, status: res.statusCode }, 'redirect request rejected');
   };
@@ -169,14 +176,19 @@ export function createRedirector(options: RedirectorOptions): Redirector {
 
   const clientOf = (req: IncomingMessage, countryOverride?: string): ClientInfo => {
     const client = cachedClientOf(req);
-    return countryOverride === undefined ? client : { address: client.address, country: countryOverride, asn: client.asn };
+    return countryOverride === undefined
+      ? client
+      : { address: client.address, country: countryOverride, asn: client.asn };
   };
 
   /** The publication that introduced the blob at `pathname`, or the error to answer. */
   const publicationOf = (blobs: ReadonlyMap<string, number>, pathname: string): number | Error => {
     // Fast path: the index holds only valid digests, so a path of the right shape whose hex
     // is indexed (and whose directory is the hex's first two characters) needs no more checks.
-    if (pathname.length === BLOB_PATH_LENGTH && pathname.charCodeAt(BLOB_PREFIX.length + 2) === SLASH) {
+    if (
+      pathname.length === BLOB_PATH_LENGTH &&
+      pathname.charCodeAt(BLOB_PREFIX.length + 2) === SLASH
+    ) {
       const hex = pathname.slice(BLOB_PREFIX.length + 3);
       const publication = blobs.get(hex);
       if (
@@ -211,7 +223,12 @@ export function createRedirector(options: RedirectorOptions): Redirector {
     // Keep-alive clients repeat themselves: the tier and candidates are worked out once per
     // connection, client, publication and snapshot; each request only draws a mirror.
     let plan = state.plan;
-    if (plan === undefined || state.planSelector !== selector || state.planPublication !== publication || state.planClient !== client) {
+    if (
+      plan === undefined ||
+      state.planSelector !== selector ||
+      state.planPublication !== publication ||
+      state.planClient !== client
+    ) {
       plan = selector.plan(client, publication);
       state.plan = plan;
       state.planSelector = selector;
@@ -241,7 +258,8 @@ export function createRedirector(options: RedirectorOptions): Redirector {
     }
     let relative = raw.replace(/^\/+/, '');
     if (relative.startsWith(PUB_PREFIX.slice(1))) relative = relative.slice(PUB_PREFIX.length - 1);
-    if (/^sha256:[0-9a-f]{64}$/.test(relative)) relative = `blobs/sha256/${relative.slice(7, 9)}/${relative.slice(7)}`;
+    if (/^sha256:[0-9a-f]{64}$/.test(relative))
+      relative = `blobs/sha256/${relative.slice(7, 9)}/${relative.slice(7)}`;
     const parsed = parseBlobPath(relative);
     if (!('hex' in parsed)) {
       fail(req, res, blobPathError(parsed), MIRRORLIST);
@@ -252,7 +270,12 @@ export function createRedirector(options: RedirectorOptions): Redirector {
     if (countryParam !== null && countryParam !== '') {
       country = countryParam.toUpperCase();
       if (!/^[A-Z]{2}$/.test(country) || !isKnownCountry(country)) {
-        fail(req, res, problems.badRequest('country must be an ISO 3166-1 alpha-2 code'), MIRRORLIST);
+        fail(
+          req,
+          res,
+          problems.badRequest('country must be an ISO 3166-1 alpha-2 code'),
+          MIRRORLIST,
+        );
         return;
       }
     }
@@ -272,8 +295,17 @@ export function createRedirector(options: RedirectorOptions): Redirector {
       body = JSON.stringify({
         path: relative,
         publication,
-        client: { address: client.address.text, family: client.address.family, country: client.country, asn: client.asn },
-        mirrors: choices.map((c) => ({ name: c.name, url: `${c.baseUrl}/${relative}`, tier: c.tier })),
+        client: {
+          address: client.address.text,
+          family: client.address.family,
+          country: client.country,
+          asn: client.asn,
+        },
+        mirrors: choices.map((c) => ({
+          name: c.name,
+          url: `${c.baseUrl}/${relative}`,
+          tier: c.tier,
+        })),
       });
     } else {
       type = 'text/plain; charset=utf-8';

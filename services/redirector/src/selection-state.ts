@@ -15,7 +15,8 @@ export interface Selection {
 
 export function selectionFrom(snapshot: SelectionSnapshot, random: () => number): Selection {
   const blobs = new Map<string, number>();
-  for (const group of snapshot.blobs) for (const hex of group.hex) blobs.set(hex, group.publication);
+  for (const group of snapshot.blobs)
+    for (const hex of group.hex) blobs.set(hex, group.publication);
   return {
     selector: buildSelector(snapshot.mirrors, { master: snapshot.master, random }),
     blobs,

@@ -53,7 +53,9 @@ export interface RedirectorService extends ServiceInstance {
   selection(): Selection;
 }
 
-export async function createRedirectorService(deps: RedirectorServiceDeps): Promise<RedirectorService> {
+export async function createRedirectorService(
+  deps: RedirectorServiceDeps,
+): Promise<RedirectorService> {
   const { config } = deps;
   const logger = deps.logger;
   const random = deps.random ?? Math.random;
@@ -61,14 +63,22 @@ export async function createRedirectorService(deps: RedirectorServiceDeps): Prom
   const source = deps.source ?? 'file';
   const geo =
     deps.geo ??
-    (await openGeoLookup({ countryDb: config.geoipCountryDb, asnDb: config.geoipAsnDb }, logger.child({ component: 'geo' })));
+    (await openGeoLookup(
+      { countryDb: config.geoipCountryDb, asnDb: config.geoipAsnDb },
+      logger.child({ component: 'geo' }),
+    ));
   const statistics = new RedirectStatistics(metrics.registry);
 
   let selection = emptySelection(random);
   const apply = (snapshot: SelectionSnapshot): void => {
     selection = selectionFrom(snapshot, random);
     logger.info(
-      { writtenAt: snapshot.writtenAt, marker: snapshot.marker, mirrors: snapshot.mirrors.length, blobs: selection.blobs.size },
+      {
+        writtenAt: snapshot.writtenAt,
+        marker: snapshot.marker,
+        mirrors: snapshot.mirrors.length,
+        blobs: selection.blobs.size,
+      },
       'selection snapshot loaded',
     );
   };
@@ -84,7 +94,12 @@ export async function createRedirectorService(deps: RedirectorServiceDeps): Prom
       if (selection.writtenAt === null) throw new Error('no selection snapshot loaded yet');
     },
   });
-  const operational = createOperationalEndpoints({ name: 'redirector', logger, metrics, readiness });
+  const operational = createOperationalEndpoints({
+    name: 'redirector',
+    logger,
+    metrics,
+    readiness,
+  });
 
   const statsFile = path.join(
     path.dirname(config.snapshotFile),
@@ -102,7 +117,9 @@ export async function createRedirectorService(deps: RedirectorServiceDeps): Prom
     statsWritten = text;
   };
   const writeStatisticsLogged = (): Promise<void> =>
-    writeStatistics().catch((error: unknown) => logger.warn({ err: error, file: statsFile }, 'failed to write redirect statistics'));
+    writeStatistics().catch((error: unknown) =>
+      logger.warn({ err: error, file: statsFile }, 'failed to write redirect statistics'),
+    );
 
   let follower: SnapshotFollower | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -118,10 +135,14 @@ export async function createRedirectorService(deps: RedirectorServiceDeps): Prom
       if (redirector.handle(req, res) || operational(req, res)) return;
       const url = req.url ?? '/';
       const q = url.indexOf('?');
-      writeError(res, problems.notFound('the redirector serves /pub/containers/ and /mirrorlist only'), {
-        format: 'problem',
-        instance: q === -1 ? url : url.slice(0, q),
-      });
+      writeError(
+        res,
+        problems.notFound('the redirector serves /pub/containers/ and /mirrorlist only'),
+        {
+          format: 'problem',
+          instance: q === -1 ? url : url.slice(0, q),
+        },
+      );
     },
     start() {
       started ??= (async () => {
@@ -133,7 +154,11 @@ export async function createRedirectorService(deps: RedirectorServiceDeps): Prom
           onSnapshot: apply,
         });
         await follower.check();
-        if (selection.writtenAt === null) logger.warn({ file: config.snapshotFile }, 'no selection snapshot yet; answering 404 until one appears');
+        if (selection.writtenAt === null)
+          logger.warn(
+            { file: config.snapshotFile },
+            'no selection snapshot yet; answering 404 until one appears',
+          );
         if (config.statsIntervalMs > 0) {
           timer = setInterval(() => void writeStatisticsLogged(), config.statsIntervalMs);
           timer.unref();

@@ -37,7 +37,8 @@ export function followSnapshotFile(options: SnapshotFileOptions): SnapshotFollow
     try {
       info = await stat(file);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') logger.error({ err: error, file }, 'failed to stat the selection snapshot');
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+        logger.error({ err: error, file }, 'failed to stat the selection snapshot');
       return;
     }
     const seen = `${info.ino}:${info.size}:${info.mtimeMs}`;
@@ -46,7 +47,10 @@ export function followSnapshotFile(options: SnapshotFileOptions): SnapshotFollow
     try {
       snapshot = parseSelectionSnapshot(await readFile(file, 'utf8'));
     } catch (error) {
-      logger.error({ err: error, file }, 'failed to load the selection snapshot; keeping the current one');
+      logger.error(
+        { err: error, file },
+        'failed to load the selection snapshot; keeping the current one',
+      );
       identity = seen;
       return;
     }
@@ -75,12 +79,17 @@ export function followSnapshotFile(options: SnapshotFileOptions): SnapshotFollow
     watcher = watch(path.dirname(file), (_event, changed) => {
       if (changed === null || changed === name) void check();
     });
-    watcher.on('error', (error) => logger.warn({ err: error }, 'snapshot directory watch failed; polling only'));
+    watcher.on('error', (error) =>
+      logger.warn({ err: error }, 'snapshot directory watch failed; polling only'),
+    );
     watcher.unref();
   } catch (error) {
     logger.warn({ err: error, file }, 'cannot watch the snapshot directory; polling only');
   }
-  const timer = options.pollIntervalMs > 0 ? setInterval(() => void check(), options.pollIntervalMs) : undefined;
+  const timer =
+    options.pollIntervalMs > 0
+      ? setInterval(() => void check(), options.pollIntervalMs)
+      : undefined;
   timer?.unref();
 
   return {
