@@ -1,4 +1,4 @@
-# One image for every Flotilla service: `flotilla serve <registry|crane|mirrors|content>`.
+# One image for every Flotilla service: `flotilla serve <registry|crane|mirrors|redirector|content>`.
 # syntax=docker/dockerfile:1
 FROM node:20-slim AS build
 WORKDIR /src
@@ -14,9 +14,10 @@ COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/packages ./packages
 COPY --from=build /src/services ./services
-RUN mkdir -p /var/lib/flotilla && chown node:node /var/lib/flotilla
+# selection/: the snapshot mirrors writes and redirectors read (a volume shared by both).
+RUN mkdir -p /var/lib/flotilla/selection && chown -R node:node /var/lib/flotilla
 USER node
 VOLUME ["/var/lib/flotilla"]
-EXPOSE 5000 5001 5002 5003
+EXPOSE 5000 5001 5002 5003 5004
 ENTRYPOINT ["node", "/app/services/cli/dist/main.js"]
 CMD ["start"]

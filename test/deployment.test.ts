@@ -10,11 +10,12 @@ import { describe, expect, it } from 'vitest';
 import { contentConfigSchema } from '@flotilla/content';
 import { craneConfigSchema } from '@flotilla/crane';
 import { mirrorsConfigSchema } from '@flotilla/mirrors';
+import { redirectorConfigSchema } from '@flotilla/redirector';
 import { registryConfigSchema } from '@flotilla/registry';
 import { CLI_ENVIRONMENT } from '@flotilla/cli';
 import { repoRoot } from './support/flotilla.js';
 
-const SERVICES = { registry: 5000, crane: 5001, mirrors: 5002, content: 5003 } as const;
+const SERVICES = { registry: 5000, crane: 5001, mirrors: 5002, content: 5003, redirector: 5004 } as const;
 type Service = keyof typeof SERVICES;
 /** Read by the service chassis (the kit's logger), not by a service schema. */
 const CHASSIS = ['LOG_LEVEL', 'NODE_ENV'];
@@ -23,6 +24,7 @@ const schemaKeys: Record<Service, Set<string>> = {
   crane: new Set([...Object.keys(craneConfigSchema.shape), ...CHASSIS]),
   mirrors: new Set([...Object.keys(mirrorsConfigSchema.shape), ...CHASSIS]),
   content: new Set([...Object.keys(contentConfigSchema.shape), ...CHASSIS]),
+  redirector: new Set([...Object.keys(redirectorConfigSchema.shape), ...CHASSIS]),
 };
 const isService = (s: string): s is Service => s in SERVICES;
 
@@ -74,7 +76,7 @@ describe('docker-compose.yml', async () => {
   };
   const flotilla = Object.entries(compose.services).filter(([, s]) => s.command?.[0] === 'serve');
 
-  it('runs each of the four services once', () => {
+  it('runs each of the five services once', () => {
     expect(flotilla.map(([, s]) => s.command?.[1]).sort()).toEqual(Object.keys(SERVICES).sort());
   });
 
@@ -93,9 +95,9 @@ describe('docker-compose.yml', async () => {
     });
   }
 
-  it('gives crane, the service on the open internet, no database URL and no secret', () => {
-    const crane = flotilla.find(([, s]) => s.command?.[1] === 'crane')![1];
-    const keys = Object.keys(crane.environment ?? {});
+  it.each(['crane', 'redirector'])('gives %s, on the open internet, no database URL and no secret', (service) => {
+    const svc = flotilla.find(([, s]) => s.command?.[1] === service)![1];
+    const keys = Object.keys(svc.environment ?? {});
     expect(keys.filter((k) => /MONGODB|PASSWORD|TOKEN|SECRET/.test(k))).toEqual([]);
   });
 
@@ -105,6 +107,13 @@ describe('docker-compose.yml', async () => {
     expect(mongo.command).toContain('--replSet');
     const rabbit = compose.services.rabbitmq!.healthcheck!.test.join(' ');
     expect(rabbit).toMatch(/add_vhost flotilla --default-queue-type quorum/);
+  });
+
+  it('mirrors and the redirector share the selection snapshot', () => {
+    const of = (service: string) => flotilla.find(([, s]) => s.command?.[1] === service)![1].environment ?? {};
+    expect(of('redirector').FLOTILLA_SELECTION_SNAPSHOT).toBeDefined();
+    expect(of('redirector').FLOTILLA_SELECTION_SNAPSHOT).toBe(of('mirrors').FLOTILLA_SELECTION_SNAPSHOT);
+    expect(of('crane').FLOTILLA_CRANE_BLOB_BASE_URL).toMatch(/:5004\/pub\/containers$/);
   });
 
   it('the setup container uses only what the CLI reads', () => {
@@ -155,14 +164,18 @@ describe('deploy/kubernetes', async () => {
     });
   }
 
-  it('exposes only crane and the redirector outside, and autoscales both', () => {
+  it('exposes only crane, the redirector and mirrors outside, and autoscales crane and the redirector', () => {
     const policies = byKind('NetworkPolicy') as unknown as NetworkPolicy[];
     const open = policies.filter((p) => p.spec.ingress.some((r) => !r.from));
     expect(open).toHaveLength(1);
-    expect(open[0]!.spec.podSelector.matchExpressions?.[0]?.values.sort()).toEqual(['crane', 'mirrors']);
-    expect(open[0]!.spec.ingress.flatMap((r) => r.ports?.map((p) => p.port) ?? []).sort()).toEqual([SERVICES.crane, SERVICES.mirrors]);
+    expect(open[0]!.spec.podSelector.matchExpressions?.[0]?.values.sort()).toEqual(['crane', 'mirrors', 'redirector']);
+    expect(open[0]!.spec.ingress.flatMap((r) => r.ports?.map((p) => p.port) ?? []).sort()).toEqual([
+      SERVICES.crane,
+      SERVICES.mirrors,
+      SERVICES.redirector,
+    ]);
     const hpas = byKind('HorizontalPodAutoscaler') as unknown as Array<{ spec: { scaleTargetRef: { name: string } } }>;
-    expect(hpas.map((h) => h.spec.scaleTargetRef.name).sort()).toEqual(['flotilla-crane', 'flotilla-mirrors']);
+    expect(hpas.map((h) => h.spec.scaleTargetRef.name).sort()).toEqual(['flotilla-crane', 'flotilla-redirector']);
   });
 
   it('points every service at a MongoDB replica set with w=majority and the quorum vhost', () => {
@@ -170,9 +183,10 @@ describe('deploy/kubernetes', async () => {
     expectReplicaReadyUrls(env);
   });
 
-  it("gives crane's pods no database URL and no secret", () => {
-    const crane = (byKind('Deployment') as unknown as Deployment[]).find((d) => d.metadata.name === 'flotilla-crane')!;
-    const c = crane.spec.template.spec.containers[0]!;
+
+  it.each(['crane', 'redirector'])("gives %s's pods no database URL and no secret", (service) => {
+    const dep = (byKind('Deployment') as unknown as Deployment[]).find((d) => d.metadata.name === `flotilla-${service}`)!;
+    const c = dep.spec.template.spec.containers[0]!;
     const keys = [...(c.env ?? []).map((e) => e.name), ...(c.envFrom ?? []).flatMap((e) => configMaps.get(e.configMapRef.name) ?? [])];
     expect(keys.filter((k) => /MONGODB|PASSWORD|TOKEN|SECRET/.test(k))).toEqual([]);
   });

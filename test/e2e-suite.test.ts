@@ -25,7 +25,8 @@ if (!brokerUp) {
   console.log('suite-mode end-to-end test skipped: RabbitMQ (rabbitmqctl) is not available');
 }
 
-const SERVICES = ['registry', 'content', 'crane', 'mirrors'] as const;
+// The redirector after mirrors: it is ready once the mirrors service has written a snapshot.
+const SERVICES = ['registry', 'content', 'crane', 'mirrors', 'redirector'] as const;
 type Service = (typeof SERVICES)[number];
 
 describe.skipIf(!brokerUp)('suite mode over RabbitMQ: kill -9 during publish, broker drop mid-flow', () => {
@@ -43,6 +44,9 @@ describe.skipIf(!brokerUp)('suite mode over RabbitMQ: kill -9 during publish, br
       extra: {
         AMQP_URL: `amqp://guest:guest@127.0.0.1:5672/${encodeURIComponent(vhost)}`,
         FLOTILLA_PUBLISH_DIR: join(work, 'publish'),
+        // Shared by mirrors (writes) and the redirector (reads), as a volume would be.
+        FLOTILLA_SELECTION_SNAPSHOT: join(work, 'selection', 'snapshot.json'),
+        FLOTILLA_CRANE_BLOB_BASE_URL: `http://127.0.0.1:${ports.redirector}/pub/containers`,
         FLOTILLA_ADMIN_PASSWORD: secrets.admin,
         FLOTILLA_API_TOKEN: secrets.token,
         FLOTILLA_WEBHOOK_SECRET: secrets.webhook,
@@ -152,6 +156,14 @@ describe.skipIf(!brokerUp)('suite mode over RabbitMQ: kill -9 during publish, br
       const res = await craneManifest('suite/final', '1');
       return res.status === 200 && res.headers.get('docker-content-digest') === final.digest ? true : undefined;
     }, 60_000);
+    // The redirector process follows the snapshot: publication 3's manifest redirects to the
+    // master (no mirror is registered).
+    const hex = final.digest.slice('sha256:'.length);
+    const location = await waitFor('the redirector to know publication 3', async () => {
+      const res = await fetch(`http://127.0.0.1:${ports.redirector}/pub/containers/blobs/sha256/${hex.slice(0, 2)}/${hex}`, { redirect: 'manual' });
+      return res.status === 302 ? res.headers.get('location') : undefined;
+    });
+    expect(location).toBe(`http://127.0.0.1:${ports.mirrors}/master/blobs/sha256/${hex.slice(0, 2)}/${hex}`);
     for (const s of SERVICES) {
       const ready = await fetch(`http://127.0.0.1:${ports[s]}/readyz`);
       expect(ready.status, `${s} is ready again after the broker outage`).toBe(200);

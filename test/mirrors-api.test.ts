@@ -7,10 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bundledCountryDatabase, openGeoLookup } from '../services/mirrors/src/geo.js';
+import { bundledCountryDatabase, openGeoLookup } from '../services/redirector/src/geo.js';
 import { escapeHtml } from '../services/mirrors/src/routes/public-list.js';
-import { parseAddress } from '../services/mirrors/src/selection/address.js';
-import { fetchRaw, startMirrors, TEST_TOKEN, type Harness } from '../services/mirrors/test/support/harness.js';
+import { parseAddress } from '@flotilla/kit';
+import { fetchRaw, startMirrors, TEST_TOKEN, type Harness } from './support/mirrors.js';
 import { blobPath, writePublishedTree, type WrittenTree } from './support/tree.js';
 
 describe('mirrors admin API and public endpoints', () => {

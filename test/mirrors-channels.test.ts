@@ -7,7 +7,7 @@ import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMirrors, type Harness } from '../services/mirrors/test/support/harness.js';
+import { startMirrors, type Harness } from './support/mirrors.js';
 import { startStaticServer, type StaticServer } from './support/static-server.js';
 import { blobPath, writePublishedTree, type WrittenTree } from './support/tree.js';
 

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createEvent, type EventEnvelope } from '@flotilla/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fetchRaw, startMirrors, type Harness } from '../services/mirrors/test/support/harness.js';
+import { fetchRaw, startMirrors, type Harness } from './support/mirrors.js';
 import { startStaticServer, type StaticServer } from './support/static-server.js';
 import { blobPath, writePublishedTree, type WrittenTree } from './support/tree.js';
 

@@ -6,15 +6,16 @@
  * index, client address through X-Forwarded-For, selection snapshot) on in-memory fakes.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createAddressSet, parseCidr } from '@flotilla/kit';
+import { groupBlobsByPublication, parseSelectionSnapshot, SELECTION_SNAPSHOT_VERSION, type SelectionSnapshot } from '@flotilla/protocol';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { BlobIndex } from '../services/mirrors/src/blob-index.js';
 import { toSelectable, type MirrorDocument } from '../services/mirrors/src/mirrors/model.js';
-import { createRedirector } from '../services/mirrors/src/redirector.js';
-import { createAddressSet, parseCidr } from '../services/mirrors/src/selection/address.js';
-import { buildSelector } from '../services/mirrors/src/selection/selector.js';
-import { RedirectStatistics } from '../services/mirrors/src/statistics.js';
+import { createRedirector } from '../services/redirector/src/redirector.js';
+import { selectionFrom } from '../services/redirector/src/selection-state.js';
+import { RedirectStatistics } from '../services/redirector/src/statistics.js';
 import type { TreeReader } from '../services/mirrors/src/tree/reader.js';
 
 const COUNTRIES = ['DE', 'FR', 'US', 'BR', 'JP', 'KE'];
@@ -121,14 +122,19 @@ describe('redirector property', () => {
             state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
             return state / 4294967296;
           };
-          const selector = buildSelector(
-            docs.map(toSelectable).filter((m) => m !== null),
-            { master: { name: 'master', baseUrl: 'http://master.example' }, random },
-          );
+          // Through the snapshot file's text, as a redirector process reads it.
+          const snapshot: SelectionSnapshot = {
+            version: SELECTION_SNAPSHOT_VERSION,
+            writtenAt: new Date(0).toISOString(),
+            master: { name: 'master', baseUrl: 'http://master.example' },
+            marker: index.marker,
+            mirrors: docs.map(toSelectable).filter((m) => m !== null),
+            blobs: groupBlobsByPublication(index.entries()),
+          };
+          const selection = selectionFrom(parseSelectionSnapshot(JSON.stringify(snapshot)), random);
           let geo = { country: null as string | null, asn: null as number | null };
           const redirector = createRedirector({
-            index,
-            selector: () => selector,
+            selection: () => selection,
             geo: { lookup: () => geo },
             trustedProxies: createAddressSet([parseCidr('127.0.0.1/32')!]),
             statistics: new RedirectStatistics(),

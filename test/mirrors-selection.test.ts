@@ -9,9 +9,9 @@ import { Agent, get as httpGet } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { GeoLookup } from '../services/mirrors/src/geo.js';
-import { createAddressSet, parseCidr, type ParsedAddress } from '../services/mirrors/src/selection/address.js';
-import { fetchRaw, seeded, startMirrors, type Harness } from '../services/mirrors/test/support/harness.js';
+import type { GeoLookup } from '../services/redirector/src/geo.js';
+import { createAddressSet, parseCidr, type ParsedAddress } from '@flotilla/kit';
+import { fetchRaw, seeded, startMirrors, type Harness } from './support/mirrors.js';
 import { startStaticServer, type StaticServer } from './support/static-server.js';
 import { blobPath, writePublishedTree, type WrittenTree } from './support/tree.js';
 

@@ -220,7 +220,7 @@ export async function startProcess(
  * Node arguments that start a Flotilla service as deployments do (`flotilla serve <service>`,
  * the compiled CLI; `npm run bench` builds first).
  */
-export function serveArgs(service: 'registry' | 'content' | 'crane' | 'mirrors'): string[] {
+export function serveArgs(service: 'registry' | 'content' | 'crane' | 'mirrors' | 'redirector'): string[] {
   return [join(repoRoot, 'services', 'cli', 'dist', 'main.js'), 'serve', service];
 }
 

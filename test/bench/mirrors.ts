@@ -11,14 +11,14 @@ import { join } from 'node:path';
 import { createEmbeddedStore } from '@flotilla/store';
 import { pino } from 'pino';
 import { BlobIndex } from '../../services/mirrors/src/blob-index.js';
-import { openGeoLookup } from '../../services/mirrors/src/geo.js';
 import { toSelectable, type MirrorDocument } from '../../services/mirrors/src/mirrors/model.js';
 import { MirrorRepository } from '../../services/mirrors/src/mirrors/repository.js';
-import { createRedirector } from '../../services/mirrors/src/redirector.js';
-import { createAddressSet, parseAddress, parseCidr } from '../../services/mirrors/src/selection/address.js';
-import { buildSelector } from '../../services/mirrors/src/selection/selector.js';
-import { RedirectStatistics } from '../../services/mirrors/src/statistics.js';
 import { createDirectoryTreeReader } from '../../services/mirrors/src/tree/reader.js';
+import { openGeoLookup } from '../../services/redirector/src/geo.js';
+import { createRedirector } from '../../services/redirector/src/redirector.js';
+import { buildSelector } from '../../services/redirector/src/selection/selector.js';
+import { RedirectStatistics } from '../../services/redirector/src/statistics.js';
+import { createAddressSet, parseAddress, parseCidr } from '@flotilla/kit';
 import { freePort, serveArgs, startProcess, wrk, type BenchContext, type BenchRow, type WrkResult } from './lib.js';
 import { seeded } from '../support/seeded.js';
 
@@ -152,8 +152,7 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
   // The whole redirect handler without the socket: path, index, X-Forwarded-For, GeoIP (the
   // bundled database), pick, counters, headers. Robust against other load on the machine.
   const redirector = createRedirector({
-    index,
-    selector: () => selector,
+    selection: () => ({ selector, blobs: index.entries(), marker: index.marker, writtenAt: 'now' }),
     geo: await openGeoLookup({}, pino({ level: 'silent' })),
     trustedProxies: createAddressSet([parseCidr('127.0.0.1/32')!]),
     statistics: new RedirectStatistics(),
@@ -178,6 +177,8 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
     rows.push({ group: 'mirrors', metric: `redirect handler CPU per request, client ${xff} (in-process)`, ours: micros, unit: 'µs', note: 'no socket; GeoIP from the bundled MMDB' });
   }
 
+  // The mirrors service writes the selection snapshot; the redirector process answers from it.
+  const mirrorsPort = await freePort();
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   // BENCH_CPU_PROF_DIR=<dir>: both servers write a V8 CPU profile there when stopped.
@@ -185,19 +186,31 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
   const profileArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
   // BENCH_NODE_ARGS: extra node/V8 flags for both servers, for diagnosis (e.g. --perf-basic-prof).
   const extraArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const service = await startProcess(process.execPath, [...profileArgs, ...extraArgs, ...serveArgs('mirrors')], {
+  const mirrors = await startProcess(process.execPath, serveArgs('mirrors'), {
     env: {
       ...process.env,
       LOG_LEVEL: 'warn',
       FLOTILLA_DATA_DIR: dataDir,
       FLOTILLA_PUBLISH_DIR: publishDir,
-      FLOTILLA_MIRRORS_PORT: String(port),
+      FLOTILLA_MIRRORS_PORT: String(mirrorsPort),
       FLOTILLA_API_TOKEN: 'bench-token-0123456789',
-      FLOTILLA_TRUSTED_PROXIES: '127.0.0.1',
       FLOTILLA_MIRRORS_CRAWL_INTERVAL: '0',
       FLOTILLA_MIRRORS_TREE_POLL_INTERVAL: '0',
     },
+    readyUrl: `http://127.0.0.1:${mirrorsPort}/readyz`,
+  });
+  const service = await startProcess(process.execPath, [...profileArgs, ...extraArgs, ...serveArgs('redirector')], {
+    env: {
+      ...process.env,
+      LOG_LEVEL: 'warn',
+      FLOTILLA_DATA_DIR: dataDir,
+      FLOTILLA_REDIRECTOR_PORT: String(port),
+      FLOTILLA_TRUSTED_PROXIES: '127.0.0.1',
+    },
     readyUrl: `${url}/readyz`,
+  }).catch(async (error: unknown) => {
+    await mirrors.stop();
+    throw error;
   });
   // If the bare handler fails to start, the service must not be left running.
   const barePort = await freePort();
@@ -214,10 +227,11 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
     { readyUrl: `http://127.0.0.1:${barePort}/` },
   ).catch(async (error: unknown) => {
     await service.stop();
+    await mirrors.stop();
     throw error;
   });
   try {
-    // startProcess returns on any answer; wait until /readyz says the tree has been read.
+    // startProcess returns on any answer; wait until /readyz says a snapshot has been loaded.
     for (let i = 0; i < 300 && (await fetch(`${url}/readyz`)).status !== 200; i += 1) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
@@ -319,6 +333,7 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
   } finally {
     await service.stop();
     await bare.stop();
+    await mirrors.stop();
   }
   return rows;
 }

@@ -25,11 +25,19 @@ export interface ServicePorts {
   crane: number;
   mirrors: number;
   content: number;
+  /** Suite mode only: all-in-one answers redirects on the mirrors port. */
+  redirector: number;
 }
 
 
 export async function freeServicePorts(): Promise<ServicePorts> {
-  return { registry: await freePort(), crane: await freePort(), mirrors: await freePort(), content: await freePort() };
+  return {
+    registry: await freePort(),
+    crane: await freePort(),
+    mirrors: await freePort(),
+    content: await freePort(),
+    redirector: await freePort(),
+  };
 }
 
 export function flotillaEnv(o: { dataDir: string; ports: ServicePorts; extra?: NodeJS.ProcessEnv }): NodeJS.ProcessEnv {
@@ -45,6 +53,7 @@ export function flotillaEnv(o: { dataDir: string; ports: ServicePorts; extra?: N
     FLOTILLA_CRANE_PORT: String(o.ports.crane),
     FLOTILLA_MIRRORS_PORT: String(o.ports.mirrors),
     FLOTILLA_CONTENT_PORT: String(o.ports.content),
+    FLOTILLA_REDIRECTOR_PORT: String(o.ports.redirector),
     FLOTILLA_REGISTRY_URL: `http://127.0.0.1:${o.ports.registry}`,
     FLOTILLA_CONTENT_URL: `http://127.0.0.1:${o.ports.content}`,
     FLOTILLA_MIRRORS_URL: mirrors,

@@ -10,3 +10,5 @@ export * from './secrets.js';
 export * from './http-client.js';
 export * from './fault-points.js';
 export * from './storage-space.js';
+export * from './entry-point.js';
+export * from './client-address.js';

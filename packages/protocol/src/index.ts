@@ -5,3 +5,5 @@ export * from './media-types.js';
 export * from './manifest.js';
 export * from './events.js';
 export * from './published-tree.js';
+export * from './countries.js';
+export * from './selection-snapshot.js';

@@ -38,7 +38,7 @@ export function buildProgram(): Command {
   program
     .command('serve')
     .description('run one service on its own (suite mode: MONGODB_URL, AMQP_URL)')
-    .addArgument(new Command().createArgument('<service>', 'registry | crane | mirrors | content').choices(SERVICE_NAMES))
+    .addArgument(new Command().createArgument('<service>', 'registry | crane | mirrors | redirector | content').choices(SERVICE_NAMES))
     .action(async (service: ServiceName) => {
       await (await loadService(service)).main(process.env);
     });

@@ -22,8 +22,11 @@ export interface ServiceModule {
   main(env?: NodeJS.ProcessEnv): Promise<unknown>;
 }
 
-export const SERVICE_NAMES = ['registry', 'crane', 'mirrors', 'content'] as const;
+export const SERVICE_NAMES = ['registry', 'crane', 'mirrors', 'redirector', 'content'] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
+
+/** What `flotilla start` runs; the redirector runs inside mirrors there (mirrors-with-redirector.ts). */
+export const ALL_IN_ONE_SERVICES = ['registry', 'crane', 'mirrors', 'content'] as const satisfies readonly ServiceName[];
 
 /**
  * Each service's package is loaded only when a command needs it: the CLI's other commands
@@ -58,13 +61,31 @@ const LOADERS: Record<ServiceName, () => Promise<ServiceModule>> = {
     };
   },
   async mirrors() {
-    const { createMirrorsService, loadMirrorsConfig, main } = await import('@flotilla/mirrors');
+    const [{ loadMirrorsConfig, main }, { loadRedirectorConfig }, { createMirrorsWithRedirector }] = await Promise.all([
+      import('@flotilla/mirrors'),
+      import('@flotilla/redirector'),
+      import('./mirrors-with-redirector.js'),
+    ]);
     return {
       configure(env) {
         const config = loadMirrorsConfig(env);
+        const redirectorConfig = loadRedirectorConfig(env);
         return {
           listen: { host: config.host, port: config.port },
-          create: (deps) => createMirrorsService({ config, ...deps }),
+          create: (deps) => createMirrorsWithRedirector({ config, redirectorConfig, ...deps }),
+        };
+      },
+      main,
+    };
+  },
+  async redirector() {
+    const { createRedirectorService, loadRedirectorConfig, main } = await import('@flotilla/redirector');
+    return {
+      configure(env) {
+        const config = loadRedirectorConfig(env);
+        return {
+          listen: { host: config.host, port: config.port },
+          create: ({ logger }) => createRedirectorService({ config, logger }),
         };
       },
       main,

@@ -107,8 +107,6 @@ describe('start-up', () => {
     expect(seen.size).toBeGreaterThan(3);
     expect([...packages].filter((p) => p.startsWith('@flotilla/')).sort()).toEqual([
       '@flotilla/content/client',
-      '@flotilla/kit/heap-growth',
-      '@flotilla/kit/tick-shape',
       '@flotilla/mirrors/client',
     ]);
   });

@@ -1,11 +1,5 @@
-// First, before anything can tick: see packages/kit/src/tick-shape.ts.
-import '@flotilla/kit/tick-shape';
-// Second: see packages/kit/src/heap-growth.ts.
-import '@flotilla/kit/heap-growth';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { openBus } from '@flotilla/bus';
-import { createLogger, exitOnConfigError, listen, runUntilSignal, type RunningServer } from '@flotilla/kit';
+import { createLogger, exitOnConfigError, isEntryPoint, listen, runUntilSignal, type RunningServer } from '@flotilla/kit';
 import { openStore } from '@flotilla/store';
 import { loadContentConfig, type ContentConfig } from './config.js';
 import { createContentService, type ContentService } from './service.js';
@@ -32,9 +26,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<{ serv
   return { service, server };
 }
 
-const invokedDirectly =
-  process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
-if (invokedDirectly) {
+if (isEntryPoint(import.meta.url)) {
   main().catch((err: unknown) => {
     process.stderr.write(`content: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);

@@ -1,13 +1,8 @@
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { csv, durationMs, host, int, loadConfig, port, url, type Env } from '@flotilla/kit';
+import { csv, durationMs, host, int, loadConfig, port, trustedProxies, url, type Env, type ParsedCidr } from '@flotilla/kit';
 import { DEFAULT_PUBLISHED_CHANNEL, isValidChannelName } from '@flotilla/protocol';
-import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
-
-const cidr = z.string().refine((s) => (s.includes('/') ? ipaddr.isValidCIDR(s) : ipaddr.isValid(s)), {
-  message: 'must be an IP address or CIDR',
-});
 
 /** Every setting crane reads, by environment variable (documented in services/crane/README.md). */
 export const craneConfigSchema = z.object({
@@ -25,7 +20,7 @@ export const craneConfigSchema = z.object({
   FLOTILLA_CRANE_PULP_DIR: z.string().optional(),
   FLOTILLA_CRANE_RATE_LIMIT: int({ min: 0 }).default(100),
   FLOTILLA_CRANE_RATE_BURST: int({ min: 1 }).optional(),
-  FLOTILLA_TRUSTED_PROXIES: csv(cidr).default([]),
+  FLOTILLA_TRUSTED_PROXIES: trustedProxies().default([]),
   FLOTILLA_CRANE_PROTECTED: csv().default([]),
   FLOTILLA_CRANE_HTPASSWD: z.string().optional(),
   FLOTILLA_CRANE_CLIENT_CERT_HEADER: z
@@ -60,7 +55,7 @@ export interface CraneConfig {
   /** Requests per second per client; 0 disables rate limiting. */
   rateLimit: number;
   rateBurst: number;
-  trustedProxies: string[];
+  trustedProxies: ParsedCidr[];
   protectedGlobs: string[];
   htpasswdFile?: string;
   clientCertHeader?: string;

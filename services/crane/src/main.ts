@@ -1,11 +1,5 @@
-// First, before anything can tick: see packages/kit/src/tick-shape.ts.
-import '@flotilla/kit/tick-shape';
-// Second: see packages/kit/src/heap-growth.ts.
-import '@flotilla/kit/heap-growth';
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { openBus } from '@flotilla/bus';
-import { createLogger, exitOnConfigError, listen, runUntilSignal, type Env } from '@flotilla/kit';
+import { createLogger, exitOnConfigError, isEntryPoint, listen, runUntilSignal, type Env } from '@flotilla/kit';
 import { loadCraneConfig, type CraneConfig } from './config.js';
 import { createCraneService } from './service.js';
 
@@ -41,17 +35,7 @@ export async function main(env: Env = process.env): Promise<void> {
   });
 }
 
-function isEntryPoint(): boolean {
-  const entry = process.argv[1];
-  if (entry === undefined) return false;
-  try {
-    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   main().catch((err: unknown) => {
     process.stderr.write(`crane failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exit(1);

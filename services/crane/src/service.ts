@@ -9,7 +9,7 @@ import { createApp } from './app.js';
 import type { Catalog } from './catalog/catalog.js';
 import { createCatalogLoader } from './catalog/loader.js';
 import type { CraneConfig } from './config.js';
-import { createClientIpResolver, parseTrustedProxies } from './http/client-ip.js';
+import { createClientIpResolver } from './http/client-ip.js';
 import { createRateLimiter } from './http/rate-limit.js';
 import { createV2Handler, type CacheControl } from './http/v2-handler.js';
 import { createCraneMetrics } from './metrics.js';
@@ -80,7 +80,7 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
     logger,
     observe: metrics.observe,
     rateLimited: craneMetrics.rateLimited,
-    clientIp: createClientIpResolver(parseTrustedProxies(config.trustedProxies)),
+    clientIp: createClientIpResolver(config.trustedProxies),
     rateLimiter,
     credentials,
     ...(config.clientCertHeader ? { certificateHeader: config.clientCertHeader.toLowerCase() } : {}),

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { compileProtectedGlobs } from '../src/access/protected-globs.js';
 import { createCredentialCheck, parseHtpasswd } from '../src/access/credentials.js';
 import { pageAfter } from '../src/catalog/catalog.js';
-import { createClientIpResolver, parseTrustedProxies, rateLimitKey } from '../src/http/client-ip.js';
+import { parseCidr } from '@flotilla/kit';
+import { createClientIpResolver, rateLimitKey } from '../src/http/client-ip.js';
 import { parseAccept } from '../src/http/negotiation.js';
 import { createRateLimiter } from '../src/http/rate-limit.js';
 import { parseV2Path } from '../src/http/v2-handler.js';
@@ -41,7 +42,7 @@ describe('parseAccept', () => {
 });
 
 describe('client IP', () => {
-  const resolver = createClientIpResolver(parseTrustedProxies(['10.0.0.0/8', '2001:db8:ffff::/48']));
+  const resolver = createClientIpResolver(['10.0.0.0/8', '2001:db8:ffff::/48'].map((cidr) => parseCidr(cidr)!));
   it('believes X-Forwarded-For only from trusted peers, right-most untrusted hop', () => {
     expect(resolver.resolve('192.0.2.9', '192.0.2.1')).toBe('192.0.2.9');
     expect(resolver.resolve('10.1.2.3', '192.0.2.1')).toBe('192.0.2.1');
@@ -51,6 +52,9 @@ describe('client IP', () => {
     expect(resolver.resolve('10.1.2.3', 'garbage, 192.0.2.1')).toBe('192.0.2.1');
     expect(resolver.resolve('10.1.2.3', '192.0.2.1, garbage')).toBe('10.1.2.3');
     expect(resolver.resolve('10.1.2.3', '[2001:db8::7]:443')).toBe('2001:db8::7');
+    // The strict parser: an octal or hex hop is garbage, not 8.x or 127.x.
+    expect(resolver.resolve('10.1.2.3', '192.0.2.1, 010.0.0.1')).toBe('10.1.2.3');
+    expect(resolver.resolve('10.1.2.3', '192.0.2.1, 0x7f.0.0.1')).toBe('10.1.2.3');
   });
 });
 

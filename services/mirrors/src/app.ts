@@ -1,4 +1,5 @@
 import { createServiceApp, type ReadinessChecks, type ServiceApp, type ServiceMetrics } from '@flotilla/kit';
+import type { RedirectStatisticsSummary } from '@flotilla/protocol';
 import type { Logger } from 'pino';
 import type { Crawler } from './crawler/crawler.js';
 import type { CrawlLog, MirrorRepository } from './mirrors/repository.js';
@@ -6,11 +7,10 @@ import { requireApiToken } from './routes/admin-auth.js';
 import { masterRouter } from './routes/master.js';
 import { mirrorsRouter } from './routes/mirrors.js';
 import { publicListRouter } from './routes/public-list.js';
-import type { RedirectStatistics } from './statistics.js';
 
 /**
- * The express side of the service: the admin API, the public mirror list, the master tree.
- * The redirector's hot paths never reach it (see service.ts).
+ * The mirrors service's HTTP side: the admin API, the public mirror list, the master tree.
+ * Redirects and /mirrorlist are the redirector's (services/redirector).
  */
 export interface AppDeps {
   logger: Logger;
@@ -19,7 +19,7 @@ export interface AppDeps {
   repository: MirrorRepository;
   crawlLog: CrawlLog;
   crawler: Crawler;
-  statistics: RedirectStatistics;
+  statistics: () => Promise<RedirectStatisticsSummary>;
   apiToken: string | undefined;
   /** Serve this directory at /master/; undefined = do not. */
   masterDir: string | undefined;

@@ -1,7 +1,7 @@
 import { request, type Dispatcher } from 'undici';
 import type { MirrorView } from './mirrors/model.js';
 import type { CrawlRecord } from './mirrors/repository.js';
-import type { StatisticsSummary } from './statistics.js';
+import type { RedirectStatisticsSummary as StatisticsSummary } from '@flotilla/protocol';
 
 /**
  * A small typed client of the mirrors admin API, for the CLI (`flotilla mirrors add|list|crawl`)

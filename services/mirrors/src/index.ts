@@ -4,5 +4,5 @@ export { main } from './main.js';
 export { createApp, type AppDeps } from './app.js';
 export { MirrorsClient, MirrorsApiError, type MirrorInput, type CrawlResult, type MirrorsClientOptions } from './client.js';
 export type { MirrorView, CrawlStatus } from './mirrors/model.js';
-export type { StatisticsSummary } from './statistics.js';
+export type { RedirectStatisticsSummary as StatisticsSummary } from '@flotilla/protocol';
 export type { CrawlRecord } from './mirrors/repository.js';

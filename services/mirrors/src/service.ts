@@ -2,63 +2,60 @@ import { randomUUID } from 'node:crypto';
 import type { Bus, Subscription } from '@flotilla/bus';
 import { createOutbox, type Outbox } from '@flotilla/bus';
 import { createMetrics, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
-import { createEvent } from '@flotilla/protocol';
+import {
+  createEvent,
+  groupBlobsByPublication,
+  SELECTION_SNAPSHOT_VERSION,
+  type RedirectStatisticsSummary,
+  type SelectableMirror,
+  type SelectionSnapshot,
+} from '@flotilla/protocol';
 import { createLeases, runExclusive, type Store } from '@flotilla/store';
 import type { Logger } from 'pino';
 import { createApp } from './app.js';
 import { BlobIndex } from './blob-index.js';
 import type { MirrorsConfig } from './config.js';
 import { Crawler } from './crawler/crawler.js';
-import { openGeoLookup, type GeoLookup } from './geo.js';
 import { toSelectable } from './mirrors/model.js';
 import { CrawlLog, MirrorRepository } from './mirrors/repository.js';
-import { createRedirector } from './redirector.js';
-import { createAddressSet } from './selection/address.js';
-import { buildSelector, type SelectableMirror, type Selector } from './selection/selector.js';
-import { RedirectStatistics } from './statistics.js';
+import { readRedirectStatistics, SnapshotWriter } from './snapshot-writer.js';
 import { createDirectoryTreeReader, createHttpTreeReader, type TreeReader } from './tree/reader.js';
 
 /**
  * The composition root of the mirrors service: store repositories, the blob index over the
- * master tree, the selection snapshot, the crawler, the redirector's lean dispatch in front
- * of the express app, the outbox for `mirrors.crawled`, and the background work (a consumer
- * of `content.published`, the crawl interval, the tree poll).
+ * master tree, the crawler, the selection snapshot it writes for the redirectors, the express
+ * app (admin API, public list, master tree), the outbox for `mirrors.crawled`, and the
+ * background work (a consumer of `content.published`, the crawl interval, the tree poll).
  */
 export interface MirrorsServiceDeps {
   config: MirrorsConfig;
   logger: Logger;
   store: Store;
   bus: Bus;
-  /** Default: the MMDB files from config (or the bundled country database). */
-  geo?: GeoLookup;
   /** Default: the publish directory or the master URL, per config. */
   reader?: TreeReader;
-  /** Selection and sampling randomness; tests pass a seeded generator. */
+  /** Crawl sampling randomness; tests pass a seeded generator. */
   random?: () => number;
   metrics?: ServiceMetrics;
-}
-
-/** What a redirector elsewhere (the redirect thread) needs to answer as this one does; plain data. */
-export interface RedirectState {
-  /** The mirrors the selection snapshot is built from, when they changed. */
-  eligible?: SelectableMirror[];
-  /** `sha256 hex → introducing publication`, when the index changed; valid until the next change. */
-  blobs?: ReadonlyMap<string, number>;
+  /**
+   * The redirectors' counts for `/api/v1/statistics`. Default: the files redirector processes
+   * write beside the snapshot; all-in-one passes its in-process redirector's.
+   */
+  statistics?: () => Promise<RedirectStatisticsSummary>;
 }
 
 export interface MirrorsService extends ServiceInstance {
   readonly index: BlobIndex;
   readonly crawler: Crawler;
-  readonly statistics: RedirectStatistics;
-  /** The current selection snapshot. */
-  selector(): Selector;
-  /** Re-reads the tree and the mirrors and swaps the selection snapshot. */
+  /** The current selection snapshot (as last written). */
+  snapshot(): SelectionSnapshot;
+  /** Re-reads the tree and the mirrors; resolves once a changed snapshot is written. */
   refresh(): Promise<void>;
   /**
-   * Calls `listener` at once with the whole state, then with what changed each time the
-   * selection snapshot or the blob index changes. Returns the unsubscribe function.
+   * Calls `listener` at once with the current snapshot, then with each new one (before it is
+   * written). Returns the unsubscribe function.
    */
-  watchRedirectState(listener: (change: RedirectState) => void): () => void;
+  onSnapshot(listener: (snapshot: SelectionSnapshot) => void): () => void;
 }
 
 const PUBLISHED_QUEUE = 'flotilla.mirrors.published';
@@ -76,24 +73,35 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
     (config.treeSource === 'master-url'
       ? createHttpTreeReader(config.masterUrl, { timeoutMs: config.crawlTimeoutMs })
       : createDirectoryTreeReader(config.publishDir));
-  const geo =
-    deps.geo ??
-    (await openGeoLookup({ countryDb: config.geoipCountryDb, asnDb: config.geoipAsnDb }, logger.child({ component: 'geo' })));
 
   const repository = new MirrorRepository(store);
   const crawlLog = new CrawlLog(store);
   const index = new BlobIndex(reader, logger.child({ component: 'blob-index' }));
-  const statistics = new RedirectStatistics(metrics.registry);
+  const statistics = deps.statistics ?? (() => readRedirectStatistics(config.snapshotFile, logger));
+  const writer = new SnapshotWriter(config.snapshotFile, logger.child({ component: 'snapshot' }));
   const outbox: Outbox = createOutbox({ store, bus, logger, collection: 'mirrors_outbox' });
   const master = { name: 'master', baseUrl: config.masterUrl };
 
-  let selector: Selector = buildSelector([], { master, random });
   let eligibleNow: SelectableMirror[] = [];
-  const stateListeners = new Set<(change: RedirectState) => void>();
+  const snapshotOf = (): SelectionSnapshot => ({
+    version: SELECTION_SNAPSHOT_VERSION,
+    writtenAt: new Date().toISOString(),
+    master,
+    marker: index.marker,
+    mirrors: eligibleNow,
+    blobs: groupBlobsByPublication(index.entries()),
+  });
+  let current = snapshotOf();
+  const snapshotListeners = new Set<(snapshot: SelectionSnapshot) => void>();
+  /** A new snapshot for the listeners and the file; resolves once it is on disk. */
+  const publishSnapshot = (): Promise<void> => {
+    current = snapshotOf();
+    for (const listener of snapshotListeners) listener(current);
+    return writer.write(current);
+  };
+  let indexChanged = false;
   index.onChange(() => {
-    if (stateListeners.size === 0) return;
-    const blobs = index.entries();
-    for (const listener of stateListeners) listener({ blobs });
+    indexChanged = true;
   });
   let rebuilding: Promise<void> | null = null;
   let lastFingerprint = '';
@@ -111,11 +119,11 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
         const eligible = docs.map(toSelectable).filter((m) => m !== null);
         // The poll rebuilds too (another replica may have crawled); skip when nothing changed.
         const fingerprint = JSON.stringify(eligible);
-        if (fingerprint === lastFingerprint) continue;
-        selector = buildSelector(eligible, { master, random });
+        if (fingerprint === lastFingerprint && !indexChanged) continue;
         lastFingerprint = fingerprint;
         eligibleNow = eligible;
-        for (const listener of stateListeners) listener({ eligible });
+        indexChanged = false;
+        await publishSnapshot();
         logger.debug({ mirrors: docs.length, eligible: eligible.length }, 'selection snapshot rebuilt');
       } while (rebuildAgain);
     })().finally(() => {
@@ -146,15 +154,6 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
       logger.debug({ mirror: mirror.name, crawl: record._id }, 'crawl event enqueued');
       await rebuild();
     },
-  });
-
-  const redirector = createRedirector({
-    index,
-    selector: () => selector,
-    geo,
-    trustedProxies: createAddressSet(config.trustedProxies),
-    statistics,
-    logger,
   });
 
   let treeRead = false;
@@ -216,19 +215,18 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
     name: 'mirrors',
     index,
     crawler,
-    statistics,
-    selector: () => selector,
+    snapshot: () => current,
     refresh,
-    watchRedirectState(listener) {
-      stateListeners.add(listener);
-      listener({ eligible: eligibleNow, blobs: index.entries() });
+    onSnapshot(listener) {
+      snapshotListeners.add(listener);
+      listener(current);
       return () => {
-        stateListeners.delete(listener);
+        snapshotListeners.delete(listener);
       };
     },
     handler(req, res) {
-      // Probes and scrapes stay off express too (see createOperationalEndpoints).
-      if (!redirector.handle(req, res) && !app.operational(req, res)) app(req, res);
+      // Probes and scrapes stay off express (see createOperationalEndpoints).
+      if (!app.operational(req, res)) app(req, res);
     },
     start() {
       started ??= (async () => {

@@ -1,10 +1,5 @@
-// First, before anything can tick: see packages/kit/src/tick-shape.ts.
-import '@flotilla/kit/tick-shape';
-// Second: see packages/kit/src/heap-growth.ts.
-import '@flotilla/kit/heap-growth';
-import { createLogger, exitOnConfigError, listen, loadOrCreateSecret, runUntilSignal, type Env } from '@flotilla/kit';
+import { createLogger, exitOnConfigError, isEntryPoint, listen, loadOrCreateSecret, runUntilSignal, type Env } from '@flotilla/kit';
 import { openBus } from '@flotilla/bus';
-import { pathToFileURL } from 'node:url';
 import { loadRegistryConfig } from './config.js';
 import { createRegistryService } from './service.js';
 
@@ -30,7 +25,7 @@ export async function main(env: Env = process.env): Promise<void> {
   });
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isEntryPoint(import.meta.url)) {
   main().catch((err: unknown) => {
     process.stderr.write(`registry failed to start: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
     process.exit(1);

@@ -3,7 +3,7 @@ import { join, relative, resolve } from 'node:path';
 import { openBus } from '@flotilla/bus';
 import { createLogger, listen, loadOrCreateSecret, runUntilSignal } from '@flotilla/kit';
 import { openStore } from '@flotilla/store';
-import { loadService, SERVICE_NAMES, type ConfiguredService, type ServiceModule } from '../services.js';
+import { ALL_IN_ONE_SERVICES, loadService, type ConfiguredService, type ServiceModule } from '../services.js';
 
 const SECRETS = [
   { env: 'FLOTILLA_ADMIN_PASSWORD', file: 'admin-password' },
@@ -27,7 +27,7 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   }
 
   // Every service's configuration is checked before anything is opened or started.
-  const modules = await Promise.all(SERVICE_NAMES.map(async (name) => ({ name, module: await loadService(name) })));
+  const modules = await Promise.all(ALL_IN_ONE_SERVICES.map(async (name) => ({ name, module: await loadService(name) })));
   const configured: Array<{ name: string } & ConfiguredService> = modules.map(({ name, module }) => ({
     name,
     ...module.configure(env),

@@ -1,50 +1,19 @@
-import ipaddr from 'ipaddr.js';
-
-type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
-
-/** Parses `FLOTILLA_TRUSTED_PROXIES` entries: CIDRs or single addresses, IPv4 or IPv6. */
-export function parseTrustedProxies(entries: readonly string[]): Range[] {
-  return entries.map((entry) => {
-    if (entry.includes('/')) {
-      const [addr, bits] = ipaddr.parseCIDR(entry);
-      return [normalize(addr), addr.kind() === 'ipv6' && normalize(addr).kind() === 'ipv4' ? bits - 96 : bits];
-    }
-    const addr = normalize(ipaddr.parse(entry));
-    return [addr, addr.kind() === 'ipv4' ? 32 : 128];
-  });
-}
-
-function normalize(addr: ipaddr.IPv4 | ipaddr.IPv6): ipaddr.IPv4 | ipaddr.IPv6 {
-  return addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() ? (addr as ipaddr.IPv6).toIPv4Address() : addr;
-}
-
-function parseAddress(text: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
-  let value = text.trim();
-  // "[2001:db8::1]:443" and "192.0.2.1:443" forms some proxies write
-  if (value.startsWith('[')) value = value.slice(1, value.indexOf(']') === -1 ? undefined : value.indexOf(']'));
-  else if (value.indexOf(':') !== -1 && value.indexOf(':') === value.lastIndexOf(':')) value = value.slice(0, value.indexOf(':'));
-  if (!ipaddr.isValid(value)) return null;
-  return normalize(ipaddr.parse(value));
-}
+import { createAddressSet, forwardedClient, parseAddress, type ParsedCidr } from '@flotilla/kit';
 
 /**
- * Resolves the client address of a request. `X-Forwarded-For` is believed only when the
- * direct peer is a trusted proxy; then the list is walked from the right and the first
- * address that is not itself a trusted proxy is the client (the left-most entries are
- * whatever the client chose to send). Anything unparsable stops the walk at the last trusted
- * hop.
+ * Resolves the client address of a request with kit's one parser and X-Forwarded-For walk:
+ * the header is believed only when the direct peer is a trusted proxy.
  */
-export function createClientIpResolver(trusted: readonly Range[]) {
+export function createClientIpResolver(trusted: readonly ParsedCidr[]) {
+  const proxies = createAddressSet(trusted);
   const trustCache = new Map<string, boolean>();
-  const isTrusted = (addr: ipaddr.IPv4 | ipaddr.IPv6): boolean =>
-    trusted.some(([range, bits]) => range.kind() === addr.kind() && addr.match(range as never, bits));
 
   function peerTrusted(peer: string): boolean {
-    if (trusted.length === 0) return false;
+    if (proxies.size === 0) return false;
     let known = trustCache.get(peer);
     if (known === undefined) {
-      const addr = parseAddress(peer);
-      known = addr !== null && isTrusted(addr);
+      const address = parseAddress(peer);
+      known = address !== undefined && proxies.contains(address);
       if (trustCache.size > 10_000) trustCache.clear();
       trustCache.set(peer, known);
     }
@@ -55,15 +24,9 @@ export function createClientIpResolver(trusted: readonly Range[]) {
     peerTrusted,
     resolve(peer: string, forwardedFor: string | string[] | undefined): string {
       if (forwardedFor === undefined || !peerTrusted(peer)) return peer;
-      const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
-      let client = peer;
-      for (let i = hops.length - 1; i >= 0; i--) {
-        const addr = parseAddress(hops[i]!);
-        if (addr === null) break;
-        client = addr.toString();
-        if (!isTrusted(addr)) break;
-      }
-      return client;
+      const header = Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor;
+      const address = parseAddress(peer);
+      return address === undefined ? peer : forwardedClient(address, header, proxies).text;
     },
   };
 }
@@ -75,10 +38,10 @@ export type ClientIpResolver = ReturnType<typeof createClientIpResolver>;
  * subscriber usually holds a whole /64 and can rotate through it at will).
  */
 export function rateLimitKey(address: string): string {
-  if (!address.includes(':')) return address;
-  const addr = parseAddress(address);
-  if (addr === null) return address;
-  if (addr.kind() === 'ipv4') return addr.toString();
-  const parts = (addr as ipaddr.IPv6).parts;
-  return `${parts.slice(0, 4).map((p) => p.toString(16)).join(':')}::/64`;
+  const parsed = parseAddress(address);
+  if (parsed === undefined) return address;
+  if (parsed.family === 'ipv4') return parsed.text;
+  const [a, b] = parsed.v6;
+  const groups = [a >>> 16, a & 0xffff, b >>> 16, b & 0xffff].map((group) => group.toString(16));
+  return `${groups.join(':')}::/64`;
 }

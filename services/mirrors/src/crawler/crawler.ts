@@ -2,12 +2,12 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { parsePublicationMarker, PublishedPaths } from '@flotilla/protocol';
 import pLimit from 'p-limit';
+import type { AddressFamily } from '@flotilla/kit';
 import type { Logger } from 'pino';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { BlobIndex } from '../blob-index.js';
 import { AUTO_DISABLE_AFTER_FAILURES, type CrawlStatus, type MirrorDocument } from '../mirrors/model.js';
 import type { CrawlLog, CrawlRecord, MirrorRepository } from '../mirrors/repository.js';
-import type { AddressFamily } from '../selection/address.js';
 import type { TreeReader } from '../tree/reader.js';
 
 /**

@@ -1,7 +1,6 @@
 import { z } from 'zod';
-import { parseCidr, type AddressFamily } from '../selection/address.js';
-import { continentOf, isKnownCountry } from '../selection/continents.js';
-import type { SelectableMirror } from '../selection/selector.js';
+import { parseCidr, type AddressFamily } from '@flotilla/kit';
+import { continentOf, isKnownCountry, type SelectableMirror } from '@flotilla/protocol';
 
 /**
  * A registered mirror: what its admin declared (validated by `mirrorCreateSchema`) and what
@@ -52,7 +51,7 @@ const country = z
 const netblock = z
   .string()
   .max(64)
-  .refine((text) => parseCidr(text) !== undefined, { message: 'expected an IPv4 or IPv6 CIDR such as 192.0.2.0/24' })
+  .refine((text) => text.includes('/') && parseCidr(text) !== undefined, { message: 'expected an IPv4 or IPv6 CIDR such as 192.0.2.0/24' })
   .transform((text) => {
     const cidr = parseCidr(text)!;
     return cidr.family === 'ipv4'

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Collection, Store } from '@flotilla/store';
-import type { AddressFamily } from '../selection/address.js';
+import type { AddressFamily } from '@flotilla/kit';
 import { continentFor, type CrawlStatus, type MirrorCreate, type MirrorDocument, type MirrorPatch } from './model.js';
 
 /** The `mirrors` and `crawls` collections (this service owns both). */

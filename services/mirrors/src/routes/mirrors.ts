@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { Crawler } from '../crawler/crawler.js';
 import { mirrorCreateSchema, mirrorPatchSchema, toView, type MirrorDocument } from '../mirrors/model.js';
 import type { CrawlLog, MirrorRepository } from '../mirrors/repository.js';
-import type { RedirectStatistics } from '../statistics.js';
+import type { RedirectStatisticsSummary } from '@flotilla/protocol';
 
 /**
  * The admin API, `/api/v1/mirrors` (the caller mounts it behind the bearer token):
@@ -23,7 +23,8 @@ export interface MirrorsRouteDeps {
   repository: MirrorRepository;
   crawlLog: CrawlLog;
   crawler: Crawler;
-  statistics: RedirectStatistics;
+  /** The redirectors' counts (see statistics.ts). */
+  statistics: () => Promise<RedirectStatisticsSummary>;
   currentPublication: () => number | null;
   /** After any change to the mirrors: rebuild the selection snapshot. */
   changed: () => Promise<void>;
@@ -98,8 +99,8 @@ export function mirrorsRouter(deps: MirrorsRouteDeps): Router {
     res.json(await deps.crawlLog.forMirror(existing._id, limit));
   });
 
-  router.get('/api/v1/statistics', (_req, res) => {
-    res.json(deps.statistics.summary());
+  router.get('/api/v1/statistics', async (_req, res) => {
+    res.json(await deps.statistics());
   });
 
   return router;

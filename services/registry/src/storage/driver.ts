@@ -78,7 +78,7 @@ export class PathNotFoundError extends Error {
  * Read size of `send`: two buffers of this per download in flight. From the page cache, a chunk
  * small enough to stay in the CPU's cache between the read's copy and the socket's is faster:
  * warm 256 MiB GETs ran at 3.0–3.6 GB/s with 2 MiB reads, 2.4–3.3 with 1 MiB, 2.2–3.0 with
- * 4 MiB and 2.1–2.7 with 256 KiB (2026-11-28, 10:50). Cold reads depend on the device's
+ * 4 MiB and 2.1–2.7 with 256 KiB. Cold reads depend on the device's
  * readahead: with `read_ahead_kb` 8192 they ran alike at every size here; on an earlier
  * machine with a small readahead 4 MiB reads were 3× faster than 1–2 MiB (docs/bench/registry.md).
  */

@@ -1,27 +1,34 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { problems, writeError } from '@flotilla/kit';
+import {
+  forwardedClient,
+  forwardedForHeader,
+  parseAddress,
+  problems,
+  writeError,
+  type AddressSet,
+  type ParsedAddress,
+} from '@flotilla/kit';
+import { isKnownCountry } from '@flotilla/protocol';
 import type { Logger } from 'pino';
-import type { BlobIndex } from './blob-index.js';
 import type { GeoInfo, GeoLookup } from './geo.js';
-import { parseAddress, type AddressSet, type ParsedAddress } from './selection/address.js';
-import { isKnownCountry } from './selection/continents.js';
 import type { ClientInfo, Plan, Selector } from './selection/selector.js';
+import type { Selection } from './selection-state.js';
 import type { RedirectStatistics } from './statistics.js';
 
 /**
- * The redirector's hot paths on plain `node:http`, ahead of express:
+ * The redirector's routes on plain `node:http`:
  *
  *   GET|HEAD /pub/containers/blobs/sha256/<2 hex>/<64 hex>  → 302 to the chosen mirror
  *   GET|HEAD /mirrorlist?path=…[&country=CC]                → the ordered list (text or JSON)
  *
  * Per request: parse the path by hand, find the blob's introducing publication in a Map, pick
- * from the current selector snapshot, bump a counter. No store, no middleware. Errors still
+ * from the current selection (built from the snapshot file), bump a counter. No store, no
+ * middleware. Errors still
  * go through kit's one mapper (`writeError`), as problem JSON.
  */
 export interface RedirectorOptions {
-  index: Pick<BlobIndex, 'introducedIn'>;
-  /** The current selection snapshot (swapped as a whole on change). */
-  selector: () => Selector;
+  /** The current selection (swapped as a whole when the snapshot changes). */
+  selection: () => Selection;
   geo: GeoLookup;
   trustedProxies: AddressSet;
   statistics: RedirectStatistics;
@@ -90,30 +97,23 @@ export function parseBlobPath(relative: string): BlobPath {
 }
 
 function blobPathError(rejected: { status: 400 | 404; detail: string }): Error {
-  return rejected.status === 400 ? problems.badRequest(rejected.detail) : problems.notFound(rejected.detail);
+  return rejected.status === 400
+    ? problems.badRequest(rejected.detail)
+    : problems.notFound(rejected.detail);
 }
 
 export function createRedirector(options: RedirectorOptions): Redirector {
-  const { index, geo, trustedProxies, statistics } = options;
+  const { geo, trustedProxies, statistics } = options;
   const logger = options.logger.child({ component: 'redirector' });
 
-  const fail = (req: IncomingMessage, res: ServerResponse, error: Error, pathname: string): void => {
+  const fail = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    error: Error,
+    pathname: string,
+  ): void => {
     writeError(res, error, { format: 'problem', instance: pathname });
     logger.debug({ url: req.url, status: res.statusCode }, 'redirect request rejected');
-  };
-
-  /** The right-most untrusted X-Forwarded-For entry behind the trusted `peer`. */
-  const forwardedClient = (peer: ParsedAddress, header: string): ParsedAddress => {
-    const entries = header.split(',');
-    let client = peer;
-    for (let i = entries.length - 1; i >= 0; i -= 1) {
-      const hop = parseForwardedEntry(entries[i]!.trim());
-      // A malformed entry ends the chain: nothing left of it can be believed.
-      if (!hop) break;
-      client = hop;
-      if (!trustedProxies.contains(hop)) break;
-    }
-    return client;
   };
 
   // GeoIP per address, memoised: the MMDB walk is the largest cost left on the hot path, and
@@ -163,10 +163,10 @@ export function createRedirector(options: RedirectorOptions): Redirector {
   };
   const clientOn = (state: ClientState, req: IncomingMessage): ClientInfo => {
     if (!state.trusted) return state.peer;
-    const header = forwardedFor(req.rawHeaders);
+    const header = forwardedForHeader(req.rawHeaders);
     if (header === undefined) return state.peer;
     if (header !== state.header || state.forwarded === undefined) {
-      const address = forwardedClient(state.peer.address, header);
+      const address = forwardedClient(state.peer.address, header, trustedProxies);
       state.forwarded = address === state.peer.address ? state.peer : infoOf(address);
       state.header = header;
     }
@@ -176,16 +176,21 @@ export function createRedirector(options: RedirectorOptions): Redirector {
 
   const clientOf = (req: IncomingMessage, countryOverride?: string): ClientInfo => {
     const client = cachedClientOf(req);
-    return countryOverride === undefined ? client : { address: client.address, country: countryOverride, asn: client.asn };
+    return countryOverride === undefined
+      ? client
+      : { address: client.address, country: countryOverride, asn: client.asn };
   };
 
   /** The publication that introduced the blob at `pathname`, or the error to answer. */
-  const publicationOf = (pathname: string): number | Error => {
+  const publicationOf = (blobs: ReadonlyMap<string, number>, pathname: string): number | Error => {
     // Fast path: the index holds only valid digests, so a path of the right shape whose hex
     // is indexed (and whose directory is the hex's first two characters) needs no more checks.
-    if (pathname.length === BLOB_PATH_LENGTH && pathname.charCodeAt(BLOB_PREFIX.length + 2) === SLASH) {
+    if (
+      pathname.length === BLOB_PATH_LENGTH &&
+      pathname.charCodeAt(BLOB_PREFIX.length + 2) === SLASH
+    ) {
       const hex = pathname.slice(BLOB_PREFIX.length + 3);
-      const publication = index.introducedIn(hex);
+      const publication = blobs.get(hex);
       if (
         publication !== undefined &&
         pathname.charCodeAt(BLOB_PREFIX.length) === hex.charCodeAt(0) &&
@@ -197,7 +202,7 @@ export function createRedirector(options: RedirectorOptions): Redirector {
     // Anything else gets the precise answer: 400 for a malformed path, 404 for the rest.
     const parsed = parseBlobPath(pathname.slice(PUB_PREFIX.length));
     if (!('hex' in parsed)) return blobPathError(parsed);
-    const publication = index.introducedIn(parsed.hex);
+    const publication = blobs.get(parsed.hex);
     if (publication === undefined) {
       statistics.recordNotFound();
       return problems.notFound('blob is not published');
@@ -206,18 +211,24 @@ export function createRedirector(options: RedirectorOptions): Redirector {
   };
 
   const redirectBlob = (req: IncomingMessage, res: ServerResponse, pathname: string): void => {
-    const publication = publicationOf(pathname);
+    const selection = options.selection();
+    const publication = publicationOf(selection.blobs, pathname);
     if (typeof publication !== 'number') {
       fail(req, res, publication, pathname);
       return;
     }
     const state = connectionOf(req);
     const client = clientOn(state, req);
-    const selector = options.selector();
+    const selector = selection.selector;
     // Keep-alive clients repeat themselves: the tier and candidates are worked out once per
     // connection, client, publication and snapshot; each request only draws a mirror.
     let plan = state.plan;
-    if (plan === undefined || state.planSelector !== selector || state.planPublication !== publication || state.planClient !== client) {
+    if (
+      plan === undefined ||
+      state.planSelector !== selector ||
+      state.planPublication !== publication ||
+      state.planClient !== client
+    ) {
       plan = selector.plan(client, publication);
       state.plan = plan;
       state.planSelector = selector;
@@ -247,7 +258,8 @@ export function createRedirector(options: RedirectorOptions): Redirector {
     }
     let relative = raw.replace(/^\/+/, '');
     if (relative.startsWith(PUB_PREFIX.slice(1))) relative = relative.slice(PUB_PREFIX.length - 1);
-    if (/^sha256:[0-9a-f]{64}$/.test(relative)) relative = `blobs/sha256/${relative.slice(7, 9)}/${relative.slice(7)}`;
+    if (/^sha256:[0-9a-f]{64}$/.test(relative))
+      relative = `blobs/sha256/${relative.slice(7, 9)}/${relative.slice(7)}`;
     const parsed = parseBlobPath(relative);
     if (!('hex' in parsed)) {
       fail(req, res, blobPathError(parsed), MIRRORLIST);
@@ -258,17 +270,23 @@ export function createRedirector(options: RedirectorOptions): Redirector {
     if (countryParam !== null && countryParam !== '') {
       country = countryParam.toUpperCase();
       if (!/^[A-Z]{2}$/.test(country) || !isKnownCountry(country)) {
-        fail(req, res, problems.badRequest('country must be an ISO 3166-1 alpha-2 code'), MIRRORLIST);
+        fail(
+          req,
+          res,
+          problems.badRequest('country must be an ISO 3166-1 alpha-2 code'),
+          MIRRORLIST,
+        );
         return;
       }
     }
-    const publication = index.introducedIn(parsed.hex);
+    const selection = options.selection();
+    const publication = selection.blobs.get(parsed.hex);
     if (publication === undefined) {
       fail(req, res, problems.notFound('blob is not published'), MIRRORLIST);
       return;
     }
     const client = clientOf(req, country);
-    const choices = options.selector().list(client, publication);
+    const choices = selection.selector.list(client, publication);
     const accept = req.headers.accept ?? '';
     let body: string;
     let type: string;
@@ -277,8 +295,17 @@ export function createRedirector(options: RedirectorOptions): Redirector {
       body = JSON.stringify({
         path: relative,
         publication,
-        client: { address: client.address.text, family: client.address.family, country: client.country, asn: client.asn },
-        mirrors: choices.map((c) => ({ name: c.name, url: `${c.baseUrl}/${relative}`, tier: c.tier })),
+        client: {
+          address: client.address.text,
+          family: client.address.family,
+          country: client.country,
+          asn: client.asn,
+        },
+        mirrors: choices.map((c) => ({
+          name: c.name,
+          url: `${c.baseUrl}/${relative}`,
+          tier: c.tier,
+        })),
       });
     } else {
       type = 'text/plain; charset=utf-8';
@@ -323,30 +350,4 @@ export function createRedirector(options: RedirectorOptions): Redirector {
       return true;
     },
   };
-}
-
-/**
- * The X-Forwarded-For value (several headers joined with `,`), read from the raw header list:
- * touching `req.headers` would build the whole header object for one field.
- */
-function forwardedFor(raw: readonly string[]): string | undefined {
-  let value: string | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length === 15 && name.toLowerCase() === 'x-forwarded-for') {
-      value = value === undefined ? raw[i + 1]! : `${value},${raw[i + 1]!}`;
-    }
-  }
-  return value;
-}
-
-/** One X-Forwarded-For hop: an address, possibly `[v6]:port` or `v4:port`. */
-function parseForwardedEntry(entry: string): ParsedAddress | undefined {
-  const direct = parseAddress(entry);
-  if (direct) return direct;
-  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(entry);
-  if (bracketed) return parseAddress(bracketed[1]!);
-  const v4WithPort = /^(\d{1,3}(?:\.\d{1,3}){3}):\d+$/.exec(entry);
-  if (v4WithPort) return parseAddress(v4WithPort[1]!);
-  return undefined;
 }

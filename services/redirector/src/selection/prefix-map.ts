@@ -1,4 +1,4 @@
-import { maskV4, maskV6, type ParsedAddress, type ParsedCidr } from './address.js';
+import { maskV4, maskV6, type ParsedAddress, type ParsedCidr } from '@flotilla/kit';
 
 /**
  * Longest-prefix lookup for netblocks: per family, one hash map per prefix length present,

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import maxmind, { type Reader, type Response } from 'maxmind';
 import type { Logger } from 'pino';
-import type { ParsedAddress } from './selection/address.js';
+import type { ParsedAddress } from '@flotilla/kit';
 
 /**
  * Offline GeoIP and ASN: the client's country (for the country and continent tiers) and its
@@ -40,7 +40,8 @@ type CountryRecord = Response & {
 type AsnRecord = Response & { autonomous_system_number?: number; asn?: number | string };
 
 function countryOf(record: CountryRecord | null): string | null {
-  const code = record?.country_code ?? record?.country?.iso_code ?? record?.registered_country?.iso_code;
+  const code =
+    record?.country_code ?? record?.country?.iso_code ?? record?.registered_country?.iso_code;
   return typeof code === 'string' && /^[A-Za-z]{2}$/.test(code) ? code.toUpperCase() : null;
 }
 
@@ -59,7 +60,9 @@ export interface GeoDatabases {
 
 export async function openGeoLookup(databases: GeoDatabases, logger: Logger): Promise<GeoLookup> {
   const countryPath = databases.countryDb ?? bundledCountryDatabase();
-  const countries: Reader<CountryRecord> = await maxmind.open<CountryRecord>(countryPath, { watchForUpdates: false });
+  const countries: Reader<CountryRecord> = await maxmind.open<CountryRecord>(countryPath, {
+    watchForUpdates: false,
+  });
   const asns: Reader<AsnRecord> | null = databases.asnDb
     ? await maxmind.open<AsnRecord>(databases.asnDb, { watchForUpdates: false })
     : null;

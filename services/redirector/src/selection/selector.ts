@@ -1,6 +1,6 @@
-import { parseCidr, type AddressFamily, type ParsedAddress, type ParsedCidr } from './address.js';
+import { parseCidr, type AddressFamily, type ParsedAddress, type ParsedCidr } from '@flotilla/kit';
+import { continentOf, type SelectableMirror } from '@flotilla/protocol';
 import { buildBucket, countHolding, pickWeighted, weightedOrder, type Bucket } from './bucket.js';
-import { continentOf } from './continents.js';
 import { PrefixMap } from './prefix-map.js';
 
 /**
@@ -16,27 +16,7 @@ import { PrefixMap } from './prefix-map.js';
  * introduced the blob and it answers on the client's address family.
  */
 
-/** A mirror as selection sees it: eligible (enabled, crawled) and flattened. */
-export interface SelectableMirror {
-  readonly id: string;
-  readonly name: string;
-  /** Without a trailing slash; a blob is at `<baseUrl>/blobs/sha256/<2>/<hex>`. */
-  readonly baseUrl: string;
-  /** Upper-case ISO 3166-1 alpha-2. */
-  readonly country: string;
-  /** CIDRs; invalid entries are ignored (the API validates them). */
-  readonly netblocks: readonly string[];
-  readonly asn: number | null;
-  /** The weight; positive. */
-  readonly bandwidth: number;
-  readonly private: boolean;
-  /** Upper-case alpha-2 codes; empty = every country. */
-  readonly countriesAllowed: readonly string[];
-  /** The address families the mirror answers on. */
-  readonly families: readonly AddressFamily[];
-  /** The highest publication the crawler verified the mirror holds. */
-  readonly publication: number;
-}
+export type { SelectableMirror };
 
 export interface ClientInfo {
   readonly address: ParsedAddress;
@@ -93,7 +73,8 @@ export interface SelectorOptions {
 
 type FamilyBuckets = Readonly<Record<AddressFamily, Bucket<SelectableMirror>>>;
 
-const byId = (a: SelectableMirror, b: SelectableMirror): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+const byId = (a: SelectableMirror, b: SelectableMirror): number =>
+  a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 
 function familyBuckets(mirrors: readonly SelectableMirror[]): FamilyBuckets {
   return {
@@ -108,7 +89,10 @@ function familyBuckets(mirrors: readonly SelectableMirror[]): FamilyBuckets {
   };
 }
 
-function groupBy<K>(mirrors: readonly SelectableMirror[], keys: (m: SelectableMirror) => Iterable<K>): Map<K, SelectableMirror[]> {
+function groupBy<K>(
+  mirrors: readonly SelectableMirror[],
+  keys: (m: SelectableMirror) => Iterable<K>,
+): Map<K, SelectableMirror[]> {
   const groups = new Map<K, SelectableMirror[]>();
   for (const mirror of mirrors) {
     for (const key of keys(mirror)) {
@@ -129,10 +113,15 @@ function mapValues<K, A, B>(map: Map<K, A>, fn: (value: A, key: K) => B): Map<K,
   return out;
 }
 
-export function buildSelector(input: readonly SelectableMirror[], options: SelectorOptions): Selector {
+export function buildSelector(
+  input: readonly SelectableMirror[],
+  options: SelectorOptions,
+): Selector {
   const random = options.random ?? Math.random;
   const master = options.master;
-  const mirrors = input.filter((m) => m.bandwidth > 0 && Number.isFinite(m.publication) && m.families.length > 0);
+  const mirrors = input.filter(
+    (m) => m.bandwidth > 0 && Number.isFinite(m.publication) && m.families.length > 0,
+  );
 
   // Netblock tier: one bucket per block, holding every mirror (private ones included) that
   // declared it and answers on the block's family.
@@ -216,22 +205,33 @@ export function buildSelector(input: readonly SelectableMirror[], options: Selec
       ['asn', client.asn === null ? undefined : byAsn.get(client.asn)?.[family]],
       ['country', country === null ? undefined : byCountry.get(country)?.[family]],
       ['continent', country === null ? undefined : continentBuckets(country)?.[family]],
-      ['global', (country === null ? undefined : globalForCountry.get(country)?.[family]) ?? globalDefault[family]],
+      [
+        'global',
+        (country === null ? undefined : globalForCountry.get(country)?.[family]) ??
+          globalDefault[family],
+      ],
     ];
   };
 
   const masterPlan: Plan = { tier: 'master', bucket: null, count: 0 };
-  const planFor = (tier: Tier, bucket: Bucket<SelectableMirror> | undefined, required: number): Plan | undefined => {
+  const planFor = (
+    tier: Tier,
+    bucket: Bucket<SelectableMirror> | undefined,
+    required: number,
+  ): Plan | undefined => {
     if (bucket === undefined) return undefined;
     const count = countHolding(bucket, required);
     return count > 0 ? { tier, bucket, count } : undefined;
   };
   const plan = (client: ClientInfo, required: number): Plan => {
-    const fromNetblock = netblocks.firstMatch(client.address, (bucket) => planFor('netblock', bucket, required));
+    const fromNetblock = netblocks.firstMatch(client.address, (bucket) =>
+      planFor('netblock', bucket, required),
+    );
     if (fromNetblock) return fromNetblock;
     const family = client.address.family;
     const country = client.country;
-    const fromAsn = client.asn === null ? undefined : planFor('asn', byAsn.get(client.asn)?.[family], required);
+    const fromAsn =
+      client.asn === null ? undefined : planFor('asn', byAsn.get(client.asn)?.[family], required);
     if (fromAsn) return fromAsn;
     if (country !== null) {
       const fromCountry = planFor('country', byCountry.get(country)?.[family], required);
@@ -239,11 +239,15 @@ export function buildSelector(input: readonly SelectableMirror[], options: Selec
       const fromContinent = planFor('continent', continentBuckets(country)?.[family], required);
       if (fromContinent) return fromContinent;
     }
-    const global = (country === null ? undefined : globalForCountry.get(country)?.[family]) ?? globalDefault[family];
+    const global =
+      (country === null ? undefined : globalForCountry.get(country)?.[family]) ??
+      globalDefault[family];
     return planFor('global', global, required) ?? masterPlan;
   };
   const draw = (chosen: Plan): Choice =>
-    chosen.bucket === null ? masterChoice : choose(chosen.tier, pickWeighted(chosen.bucket, chosen.count, random));
+    chosen.bucket === null
+      ? masterChoice
+      : choose(chosen.tier, pickWeighted(chosen.bucket, chosen.count, random));
 
   return {
     size: mirrors.length,

@@ -1,3 +1,4 @@
+import type { RedirectStatisticsSummary } from '@flotilla/protocol';
 import { Counter, type Registry } from 'prom-client';
 import type { Tier } from './selection/selector.js';
 
@@ -6,23 +7,7 @@ import type { Tier } from './selection/selector.js';
  * country; Prometheus' counter is brought up to date when it is scraped (`collect`), so a
  * redirect never hashes a label set.
  */
-export interface StatisticsSummary {
-  since: string;
-  redirects: number;
-  notFound: number;
-  byMirror: Record<string, number>;
-  byCountry: Record<string, number>;
-  byTier: Record<string, number>;
-}
-
-/** Counts gathered elsewhere (the redirect thread) since the last hand-over; plain data. */
-export interface StatisticsDelta {
-  /** [mirror, client country, redirects] */
-  redirects: Array<[string, string, number]>;
-  /** [tier, redirects] */
-  tiers: Array<[Tier, number]>;
-  notFound: number;
-}
+export type StatisticsSummary = RedirectStatisticsSummary;
 
 const UNKNOWN_COUNTRY = '--';
 
@@ -37,11 +22,7 @@ export class RedirectStatistics {
   private reportedMisses = 0;
   private readonly since = new Date().toISOString();
 
-  /** Whether Prometheus counters read this instance (then its counts never go back to zero). */
-  private readonly exported: boolean;
-
   constructor(registry?: Registry) {
-    this.exported = registry !== undefined;
     if (!registry) return;
     const { counts, reported } = this;
     const takeMisses = (): number => {
@@ -78,47 +59,19 @@ export class RedirectStatistics {
   }
 
   record(mirror: string, country: string | null, tier: Tier): void {
-    this.count(mirror, country ?? UNKNOWN_COUNTRY, 1);
-    this.tiers.set(tier, (this.tiers.get(tier) ?? 0) + 1);
-  }
-
-  private count(mirror: string, country: string, redirects: number): void {
     let byCountry = this.counts.get(mirror);
     if (byCountry === undefined) {
       byCountry = new Map();
       this.counts.set(mirror, byCountry);
     }
-    byCountry.set(country, (byCountry.get(country) ?? 0) + redirects);
-    this.total += redirects;
+    const key = country ?? UNKNOWN_COUNTRY;
+    byCountry.set(key, (byCountry.get(key) ?? 0) + 1);
+    this.tiers.set(tier, (this.tiers.get(tier) ?? 0) + 1);
+    this.total += 1;
   }
 
   recordNotFound(): void {
     this.misses += 1;
-  }
-
-  /** Adds counts gathered elsewhere; the Prometheus counters pick them up at the next scrape. */
-  add(delta: StatisticsDelta): void {
-    for (const [mirror, country, redirects] of delta.redirects) this.count(mirror, country, redirects);
-    for (const [tier, count] of delta.tiers) this.tiers.set(tier, (this.tiers.get(tier) ?? 0) + count);
-    this.misses += delta.notFound;
-  }
-
-  /**
-   * Everything counted since the last call, which starts the next delta at zero; for an instance
-   * that only counts (no registry) and hands its counts to another with `add`.
-   */
-  takeDelta(): StatisticsDelta {
-    if (this.exported) throw new Error('takeDelta on statistics that Prometheus reads');
-    const redirects: Array<[string, string, number]> = [];
-    for (const [mirror, byCountry] of this.counts) {
-      for (const [country, count] of byCountry) redirects.push([mirror, country, count]);
-    }
-    const delta: StatisticsDelta = { redirects, tiers: [...this.tiers], notFound: this.misses };
-    this.counts.clear();
-    this.tiers.clear();
-    this.total = 0;
-    this.misses = 0;
-    return delta;
   }
 
   summary(): StatisticsSummary {

@@ -18,7 +18,10 @@ export interface Bucket<M extends Weighted> {
   readonly cumulative: readonly number[];
 }
 
-export function buildBucket<M extends Weighted>(mirrors: readonly M[], tieBreak: (a: M, b: M) => number): Bucket<M> {
+export function buildBucket<M extends Weighted>(
+  mirrors: readonly M[],
+  tieBreak: (a: M, b: M) => number,
+): Bucket<M> {
   const sorted = [...mirrors].sort((a, b) => b.publication - a.publication || tieBreak(a, b));
   // Plain arrays: thousands of tiny typed arrays cost more to allocate and collect.
   const publications: number[] = [];
@@ -46,7 +49,11 @@ export function countHolding(bucket: Bucket<Weighted>, required: number): number
 }
 
 /** One of the first `count` mirrors, with probability proportional to its bandwidth. */
-export function pickWeighted<M extends Weighted>(bucket: Bucket<M>, count: number, random: () => number): M {
+export function pickWeighted<M extends Weighted>(
+  bucket: Bucket<M>,
+  count: number,
+  random: () => number,
+): M {
   const cumulative = bucket.cumulative;
   const target = random() * cumulative[count - 1]!;
   let lo = 0;
@@ -64,7 +71,11 @@ export function pickWeighted<M extends Weighted>(bucket: Bucket<M>, count: numbe
  * gets the key u^(1/w); descending keys). The head of this order has the same distribution
  * as `pickWeighted`.
  */
-export function weightedOrder<M extends Weighted>(bucket: Bucket<M>, count: number, random: () => number): M[] {
+export function weightedOrder<M extends Weighted>(
+  bucket: Bucket<M>,
+  count: number,
+  random: () => number,
+): M[] {
   const keyed: Array<{ mirror: M; key: number }> = [];
   for (let i = 0; i < count; i += 1) {
     const mirror = bucket.mirrors[i]!;
