@@ -11,7 +11,7 @@
  * - a timer: SIGKILL after a random delay while the operation runs.
  *
  * `FAULT_SEED=<n>` replays a run (the seed is printed at the start and in every failure);
- * `FAULT_STRICT=1` also checks the invariants KNOWN_BUGS names as broken today;
+ * `FAULT_PATHS=<path>,…` limits the rounds to some write paths; `FAULT_STRICT=1` also checks the invariants KNOWN_BUGS names as broken today;
  * `FAULT_ROUNDS` sets the number of rounds and `FAULT_BUDGET_SECONDS` the time after which no new
  * round starts (so the file stays within a few minutes on a small machine).
  */
@@ -61,6 +61,10 @@ const WRITE_PATHS = [
   'gc',
 ] as const;
 type WritePath = (typeof WRITE_PATHS)[number];
+/** `FAULT_PATHS=upload,publish` limits the rounds to those write paths. */
+const CHOSEN_PATHS = process.env.FAULT_PATHS
+  ? WRITE_PATHS.filter((p) => process.env.FAULT_PATHS!.split(',').includes(p))
+  : WRITE_PATHS;
 
 /** Which write path exercises a fault point, by the prefix of its name. */
 function pathOfPoint(name: string): WritePath | undefined {
@@ -428,7 +432,7 @@ describe('fault injection: kill -9 at random points of every write path', () => 
   it('kills, restarts and checks, round after round', async () => {
     const started = Date.now();
     for (let round = 1; round <= ROUNDS && Date.now() - started < BUDGET_MS; round++) {
-      const path = pickWith(planRandom, WRITE_PATHS);
+      const path = pickWith(planRandom, CHOSEN_PATHS);
       const candidates = points.filter((p) => pathOfPoint(p) === path);
       const usePoint = candidates.length > 0 && planRandom() < 0.6;
       const delayMs = Math.floor(
