@@ -244,7 +244,7 @@ describe('fault injection: kill -9 at random points of every write path', () => 
     upload: async () => {
       const n = ++serial;
       await swallow(() =>
-        pushTracked(`fault/upload${n}`, 'v1', (2 + Math.floor(random() * 6)) * 1024 * 1024),
+        pushTracked(`fault/upload${n}`, 'v1', (1 + Math.floor(random() * 4)) * 1024 * 1024),
       );
     },
     manifest: async () => {
@@ -363,7 +363,7 @@ describe('fault injection: kill -9 at random points of every write path', () => 
     }
   };
 
-  const checkInvariants = async (round: string): Promise<void> => {
+  const checkInvariants = async (round: string, registryWritten: boolean): Promise<void> => {
     record('no task left running past its lease', round, await tasksSettle(content, 30_000));
     // a tag reported missing once is not waited for again (one lost event must not slow every later round)
     const key = (t: PushedTag) => `${t.repository}:${t.tag}@${t.digest}`;
@@ -384,7 +384,8 @@ describe('fault injection: kill -9 at random points of every write path', () => 
       round,
       await missing(await registryTags(registryUrl(), authorization), 15_000),
     );
-    record('registry fsck clean', round, await registryFsckClean(env()));
+    // fsck re-hashes every blob: only after rounds that wrote registry storage (and once after the last round)
+    if (registryWritten) record('registry fsck clean', round, await registryFsckClean(env()));
     record('every tag resolves', round, await registryTagsResolve(registryUrl(), authorization));
     record('channel versions contiguous', round, await channelVersionsContiguous(content));
     record('every promotion audited', round, await promotionsAudited(content));
@@ -472,8 +473,9 @@ describe('fault injection: kill -9 at random points of every write path', () => 
       }
       const label = `round ${round}: ${path}, ${how}`;
       rounds.push(label);
-      await checkInvariants(label);
+      await checkInvariants(label, ['upload', 'manifest', 'sync', 'gc'].includes(path));
     }
+    record('registry fsck clean', 'after the last round', await registryFsckClean(env()));
     console.log(
       `fault injection: seed ${SEED}, ${rounds.length} rounds, ${pointsFired} killed at a fault point\n  ${rounds.join('\n  ')}`,
     );
