@@ -6,6 +6,7 @@ import type { ChannelVersionDoc, ContentCollections, PromotionDoc, TagEntry } fr
 import type { Catalog } from './catalog.js';
 import type { ChannelStore } from './channels.js';
 import { contentProblem } from './errors.js';
+import { faultPoint } from '@flotilla/kit';
 
 export interface EventSink {
   enqueue(event: EventEnvelope): Promise<void>;
@@ -130,6 +131,7 @@ export class Promotions {
       (current) => [...current.filter((t) => !moved.has(t.tag)), ...moves],
       { kind: 'promotion' },
     );
+    faultPoint('promotion.version-committed');
     const promotion = await this.audit({
       kind: 'promotion',
       repository: request.repository,
@@ -143,6 +145,7 @@ export class Promotions {
       before: snapshot(commit.before),
       after: snapshot(commit.version),
     });
+    faultPoint('promotion.audited');
     for (const digest of promotion.digests) {
       await this.events.enqueue(
         createEvent('content.promoted', 'content', {

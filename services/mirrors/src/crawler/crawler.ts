@@ -9,6 +9,7 @@ import type { BlobIndex } from '../blob-index.js';
 import { AUTO_DISABLE_AFTER_FAILURES, type CrawlStatus, type MirrorDocument } from '../mirrors/model.js';
 import type { CrawlLog, CrawlRecord, MirrorRepository } from '../mirrors/repository.js';
 import type { TreeReader } from '../tree/reader.js';
+import { faultPoint } from '@flotilla/kit';
 
 /**
  * The crawler proves what each mirror holds, blob-exact. Per mirror: read `PUBLICATION` on
@@ -166,6 +167,7 @@ export class Crawler {
       consecutiveFailures,
       autoDisabled,
     });
+    faultPoint('mirrors.crawl.recorded');
     const record = await this.options.crawlLog.append({
       mirrorId: mirror._id,
       mirror: mirror.name,
@@ -187,6 +189,7 @@ export class Crawler {
     if (autoDisabled && !mirror.autoDisabled) log.warn(fields, 'mirror auto-disabled after failed crawls');
     else if (!autoDisabled && mirror.autoDisabled) log.info(fields, 'mirror re-enabled after a good crawl');
     else log.info(fields, 'mirror crawled');
+    faultPoint('mirrors.crawl.logged');
     if (updated && this.options.onCrawled) await this.options.onCrawled(updated, record);
     return record;
   }

@@ -1,4 +1,4 @@
-import { jsonBody, problems } from '@flotilla/kit';
+import { faultPoint, jsonBody, problems } from '@flotilla/kit';
 import { DuplicateKeyError } from '@flotilla/store';
 import { Router } from 'express';
 import { z } from 'zod';
@@ -57,6 +57,7 @@ export function mirrorsRouter(deps: MirrorsRouteDeps): Router {
   router.post('/api/v1/mirrors', jsonBody('256kb'), async (req, res) => {
     const input = mirrorCreateSchema.parse(req.body);
     const doc = await deps.repository.create(input).catch(conflictOnDuplicate);
+    faultPoint('mirrors.change.created');
     await deps.changed();
     req.log.info({ mirror: doc.name, id: doc._id }, 'mirror registered');
     res.status(201).location(`/api/v1/mirrors/${doc._id}`).json(view(doc));
@@ -79,6 +80,7 @@ export function mirrorsRouter(deps: MirrorsRouteDeps): Router {
   router.delete('/api/v1/mirrors/:id', async (req, res) => {
     const existing = await load(String(req.params.id));
     await deps.repository.delete(existing._id);
+    faultPoint('mirrors.change.deleted');
     await deps.crawlLog.deleteForMirror(existing._id);
     await deps.changed();
     req.log.info({ mirror: existing.name, id: existing._id }, 'mirror removed');

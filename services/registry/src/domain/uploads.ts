@@ -8,6 +8,7 @@ import { PathNotFoundError, type FileWriter, type StorageDriver } from '../stora
 import { StoragePaths } from '../storage/paths.js';
 import type { BlobInfo, GlobalBlobStore, LinkedBlobStore } from './blobs.js';
 import { createDigester, type Digester, type RunningDigest } from './digests.js';
+import { faultPoint } from '@flotilla/kit';
 
 /**
  * Blob upload sessions (`_uploads/<uuid>/`). Bytes are hashed while they are written, never
@@ -405,11 +406,13 @@ export function createUploadSessions(deps: {
         } else {
           await driver.move(StoragePaths.uploadData(repository, uuid), StoragePaths.blobData(digest));
         }
+        faultPoint('registry.upload.blob-stored');
         if (!(await linked.link(digest))) {
           // a concurrent GC swept the blob between our move and the link; the client retries
           await discard(repository, uuid);
           throw new OciError('BLOB_UPLOAD_INVALID', 'blob removed concurrently; retry the upload');
         }
+        faultPoint('registry.upload.blob-linked');
         await discard(repository, uuid);
         return { digest: digest.digest, size: state.offset };
       });
