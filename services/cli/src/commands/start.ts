@@ -18,6 +18,8 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   const logger = createLogger({ name: 'flotilla' });
   const dataDir = resolve(baseEnv.FLOTILLA_DATA_DIR ?? './var');
   const env: NodeJS.ProcessEnv = { ...baseEnv, FLOTILLA_DATA_DIR: dataDir };
+  // The console (served by content) reaches the mirrors API of this same process.
+  env.FLOTILLA_MIRRORS_URL ??= `http://127.0.0.1:${env.FLOTILLA_MIRRORS_PORT ?? '5002'}`;
   const generated: string[] = [];
   for (const secret of SECRETS) {
     const s = await loadOrCreateSecret(dataDir, secret.file, { env: baseEnv[secret.env] });
@@ -79,6 +81,7 @@ function banner(o: {
     `  crane     ${o.urls.crane}   pull here (public, read-only)`,
     `  mirrors   ${o.urls.mirrors}   redirector, mirror list, master tree at /master/`,
     `  content   ${o.urls.content}   sync, promote, publish API`,
+    `  console   ${o.urls.content}/console/   web console (log in with the api-token below)`,
     '',
     `Secrets: ${secrets}/{admin-password,api-token,webhook-secret}${o.generated.length ? ' (generated now, mode 0600)' : ''}`,
     '',
