@@ -90,6 +90,7 @@ export const repositoryQuerySchema = z
 export const repositoryListQuerySchema = z
   .object({
     q: z.string().max(255).optional().meta({ description: 'Only names containing this text' }),
+    channel: channelName.optional().meta({ description: 'Only repositories with content in this channel' }),
     limit: z.coerce.number().int().min(1).max(1000).optional().meta({ description: 'A page of this many (default: all)' }),
     offset: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
   })

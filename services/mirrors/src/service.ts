@@ -64,7 +64,7 @@ const PUBLISHED_QUEUE = 'flotilla.mirrors.published';
 
 export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<MirrorsService> {
   const { config, store, bus } = deps;
-  const logger = deps.logger;
+  const logger = deps.logger.child({ service: 'mirrors' });
   const metrics = deps.metrics ?? createMetrics('mirrors');
   const random = deps.random ?? Math.random;
   const reader =

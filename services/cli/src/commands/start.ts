@@ -37,8 +37,9 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   const started: Array<{ stop(): Promise<void> }> = [];
   try {
     for (const { name, listen: how, create } of configured) {
+      // Each service adds its own `service` field to what it logs; the listener's lines get it here.
       const svcLogger = logger.child({ service: name });
-      const instance = await create({ logger: svcLogger, store, bus });
+      const instance = await create({ logger, store, bus });
       const server = await listen(instance.handler, { ...how, logger: svcLogger });
       await instance.start();
       started.push(instance);

@@ -95,11 +95,13 @@ export class ChannelStore {
   }
 
   /** One page of repositories by name, optionally only names containing `contains` (any case). */
-  async findRepositories(o: { contains?: string; limit?: number; offset?: number }): Promise<{
+  async findRepositories(o: { contains?: string; channel?: string; limit?: number; offset?: number }): Promise<{
     repositories: (RepositoryDoc & { _id: string })[];
     total: number;
   }> {
-    const filter = o.contains ? { _id: { $regex: new RegExp(o.contains.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'i') } } : {};
+    const filter: Record<string, unknown> = {};
+    if (o.contains) filter._id = { $regex: new RegExp(o.contains.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'i') };
+    if (o.channel) filter[`channels.${o.channel}.version`] = { $gt: 0 };
     const [repositories, total] = await Promise.all([
       this.c.repositories.find(filter, {
         sort: { _id: 1 },

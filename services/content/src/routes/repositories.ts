@@ -14,8 +14,10 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
 
   router.get('/repositories', auth.require('read'), async (req, res) => {
     const query = repositoryListQuerySchema.parse(req.query);
+    if (query.channel) channels.assertChannel(query.channel);
     const { repositories: repos, total } = await channels.findRepositories({
       ...(query.q ? { contains: query.q } : {}),
+      ...(query.channel ? { channel: query.channel } : {}),
       ...(query.limit !== undefined ? { limit: query.limit } : {}),
       offset: query.offset,
     });
