@@ -17,6 +17,11 @@ export interface CreateLoggerOptions {
   env?: Env;
   /** Write somewhere other than stdout (tests capture lines this way). */
   destination?: DestinationStream;
+  /**
+   * Human-readable lines through pino-pretty (a worker thread) instead of JSON. Default: when
+   * stdout is a terminal and no destination is given; `LOG_FORMAT=json` or `pretty` decides.
+   */
+  pretty?: boolean;
 }
 
 const SECRET_KEYS = [
@@ -37,7 +42,9 @@ const SECRET_KEYS = [
  */
 const REDACTED_PATHS = [
   ...SECRET_KEYS,
-  ...['config', 'options', 'upstream', 'body'].flatMap((parent) => SECRET_KEYS.map((key) => `${parent}.${key}`)),
+  ...['config', 'options', 'upstream', 'body'].flatMap((parent) =>
+    SECRET_KEYS.map((key) => `${parent}.${key}`),
+  ),
   'headers.authorization',
   'headers.cookie',
   'req.headers.authorization',
@@ -60,7 +67,27 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
       ['LOG_LEVEL'],
     );
   }
-  const pinoOptions: LoggerOptions = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
+  const pinoOptions: LoggerOptions = {
+    level,
+    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+  };
   if (options.name !== undefined) pinoOptions.name = options.name;
-  return options.destination ? pino(pinoOptions, options.destination) : pino(pinoOptions);
+  if (options.destination) return pino(pinoOptions, options.destination);
+  const format = env.LOG_FORMAT?.trim().toLowerCase();
+  const pretty =
+    options.pretty ??
+    (format === 'pretty' ? true : format === 'json' ? false : Boolean(process.stdout.isTTY));
+  if (pretty) {
+    pinoOptions.transport = {
+      target: 'pino-pretty',
+      options: {
+        destination: 1,
+        colorize: Boolean(process.stdout.isTTY),
+        singleLine: true,
+        translateTime: 'SYS:HH:MM:ss.l',
+        ignore: 'pid,hostname',
+      },
+    };
+  }
+  return pino(pinoOptions);
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { CliError } from './output.js';
+import { CliError, EXIT } from './output.js';
 
 /**
  * Where the admin APIs are and which token to present: flags, then the environment, then the
@@ -39,10 +39,12 @@ export function resolveEndpoint(
   const upper = service.toUpperCase();
   const port = env[`FLOTILLA_${upper}_PORT`] ?? String(DEFAULT_PORTS[service]);
   const url = flags.url ?? env[`FLOTILLA_${upper}_URL`] ?? `http://127.0.0.1:${port}`;
-  const token = flags.token ?? env.FLOTILLA_API_TOKEN ?? readSecret(dataDirOf(flags, env), 'api-token');
+  const token =
+    flags.token ?? env.FLOTILLA_API_TOKEN ?? readSecret(dataDirOf(flags, env), 'api-token');
   if (!token) {
     throw new CliError(
       `no API token: pass --token, set FLOTILLA_API_TOKEN, or run where ${join(dataDirOf(flags, env), 'secrets', 'api-token')} exists`,
+      EXIT.unauthorized,
     );
   }
   return { url: url.replace(/\/+$/, ''), token };

@@ -4,12 +4,32 @@ import { MirrorsClient } from '@flotilla/mirrors/client';
 import { join } from 'node:path';
 import { watchTask } from './commands/tasks.js';
 import { dataDirOf, resolveEndpoint, type EndpointFlags } from './endpoints.js';
-import { CliError, emit, formatBytes, table } from './output.js';
+import { CliError, emit, EXIT, facts, formatBytes, table } from './output.js';
 import { loadService, SERVICE_NAMES, type ServiceName } from './services.js';
 
 interface GlobalFlags extends EndpointFlags {
   json?: boolean;
 }
+
+/** Task ids are UUIDs: anything else names no task, and the API's schema words stay out of it. */
+const TASK_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const taskId = (id: string): string => {
+  if (!TASK_ID.test(id))
+    throw new CliError(
+      `no task ${JSON.stringify(id)} (task ids are UUIDs; see flotilla tasks)`,
+      EXIT.notFound,
+    );
+  return id;
+};
+
+/** A whole number option, refused with the option's name when it is not one. */
+const wholeNumber =
+  (name: string) =>
+  (v: string): number => {
+    if (!/^\d+$/.test(v))
+      throw new CliError(`${name} must be a whole number (got ${JSON.stringify(v)})`, EXIT.usage);
+    return Number(v);
+  };
 
 const csv = (v: string): string[] =>
   v
@@ -25,7 +45,13 @@ export function buildProgram(): Command {
     .option('--token <token>', 'API token (default: FLOTILLA_API_TOKEN or the all-in-one secret)')
     .option('--data-dir <dir>', 'all-in-one data directory (default: FLOTILLA_DATA_DIR or ./var)')
     .showHelpAfterError()
-    .configureOutput({ outputError: (str, write) => write(str) });
+    .configureOutput({ outputError: (str, write) => write(str) })
+    // Usage errors exit 2 through `fail` (output.ts), like every other error; subcommands inherit this.
+    .exitOverride()
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 ok, 1 operation failed, 2 usage, 3 check found problems, 4 not found, 5 conflict or refused,\n6 token refused, 7 server error or unreachable, 78 bad configuration. --json prints exactly one JSON document.',
+    );
   const flags = (cmd: Command) => cmd.optsWithGlobals<GlobalFlags>();
   const content = (cmd: Command) => new ContentClient(resolveEndpoint('content', flags(cmd)));
   const mirrors = (cmd: Command) => new MirrorsClient(resolveEndpoint('mirrors', flags(cmd)));
@@ -43,7 +69,9 @@ export function buildProgram(): Command {
       await (await loadService(service)).main(process.env);
     });
 
-  const registry = program.command('registry').description('registry operations');
+  const registry = program
+    .command('registry')
+    .description('registry maintenance on its storage directory (FLOTILLA_REGISTRY_STORAGE_DIR)');
   const storageDir = (cmd: Command) =>
     process.env.FLOTILLA_REGISTRY_STORAGE_DIR ?? join(dataDirOf(flags(cmd)), 'registry');
   registry
@@ -63,7 +91,8 @@ export function buildProgram(): Command {
           return exitOnConfigError(err);
         }
       })();
-      const logger = createLogger({ name: 'flotilla-gc' });
+      // Logs go to stderr: stdout carries the result only.
+      const logger = createLogger({ name: 'flotilla-gc', destination: process.stderr });
       const report = await runGarbageCollection({
         storageDir: storageDir(cmd),
         dryRun: Boolean(opts.dryRun),
@@ -71,17 +100,34 @@ export function buildProgram(): Command {
         graceMs: config.gcGraceMs,
         uploadTtlMs: config.uploadTtlMs,
       });
-      emit(report, flags(cmd), (r) => JSON.stringify(r, null, 2));
+      emit(report, flags(cmd), (r) =>
+        [
+          `${r.dryRun ? 'would remove' : 'removed'} ${r.swept.length} of ${r.blobs} blobs (${formatBytes(r.bytesFreed)})`,
+          `${r.marked} referenced, ${r.recent} unreferenced but too recent to remove, ${r.uploading} held by open uploads, ${r.restored} restored during the sweep`,
+          `${r.dryRun ? 'would purge' : 'purged'} ${r.uploadsPurged.length} expired uploads (${formatBytes(r.uploadBytesFreed)})`,
+        ].join('\n'),
+      );
     });
   registry
     .command('fsck')
     .description('re-hash every blob; report corrupt or orphaned files')
     .action(async (_opts: unknown, cmd: Command) => {
-      const [{ runFsck }, { createLogger }] = await Promise.all([import('@flotilla/registry'), import('@flotilla/kit')]);
-      const logger = createLogger({ name: 'flotilla-fsck' });
+      const [{ runFsck }, { createLogger }] = await Promise.all([
+        import('@flotilla/registry'),
+        import('@flotilla/kit'),
+      ]);
+      const logger = createLogger({ name: 'flotilla-fsck', destination: process.stderr });
       const report = await runFsck({ storageDir: storageDir(cmd), logger });
-      emit(report, flags(cmd), (r) => JSON.stringify(r, null, 2));
-      if (!report.clean) throw new CliError('fsck found problems', 3);
+      emit(report, flags(cmd), (r) =>
+        [
+          `${r.clean ? 'clean' : 'PROBLEMS FOUND'}: ${r.blobs} blobs (${formatBytes(r.bytes)}) in ${r.repositories} repositories checked`,
+          `${r.corrupt.length} corrupt, ${r.danglingLinks.length} dangling links, ${r.orphanBlobs.length} orphan blobs, ${r.temporaryFiles.length} temporary files, ${r.uploadSessions} upload sessions`,
+          ...r.corrupt.map((c) => `corrupt blob ${c.digest} (hashes to ${c.actual})`),
+          ...r.danglingLinks.map((d) => `dangling ${d.kind} link in ${d.repository}: ${d.digest}`),
+        ].join('\n'),
+      );
+      if (!report.clean)
+        throw new CliError('fsck found corrupt blobs or dangling links', EXIT.checkFailed);
     });
 
   const storeCmd = program.command('store').description('the embedded store (its datafiles under <data-dir>/<service>/db)');
@@ -108,21 +154,32 @@ export function buildProgram(): Command {
   program
     .command('repos')
     .description('list repositories and their channels, or show one')
-    .argument('[repository]')
-    .option('--channel <channel>')
+    .argument('[repository]', 'a repository name, e.g. fedora/httpd (omit to list them all)')
+    .option(
+      '--channel <channel>',
+      'only this channel (listing: only repositories with content in it)',
+    )
     .action(async (repository: string | undefined, opts: { channel?: string }, cmd: Command) => {
       const client = content(cmd);
       if (!repository) {
-        const repos = await client.repositories();
+        const repos = await client.repositories(opts.channel ? { channel: opts.channel } : {});
         emit(repos, flags(cmd), (rs) =>
           table(
             ['repository', 'channels'],
-            rs.map((r) => [r.name, Object.entries(r.channels).map(([c, v]) => `${c}@${v}`).join(' ') || '-']),
+            rs.map((r) => [
+              r.name,
+              Object.entries(r.channels)
+                .map(([c, v]) => `${c}@${v}`)
+                .join(' ') || '-',
+            ]),
           ),
         );
         return;
       }
-      const repo = await client.repository(repository, opts.channel ? { channel: opts.channel } : {});
+      const repo = await client.repository(
+        repository,
+        opts.channel ? { channel: opts.channel } : {},
+      );
       emit(repo, flags(cmd), (r) =>
         table(
           ['channel', 'version', 'tag', 'digest'],
@@ -138,22 +195,39 @@ export function buildProgram(): Command {
   program
     .command('promote')
     .description('promote tags (or a digest) from one channel to another')
-    .argument('<repository>')
-    .requiredOption('--from <channel>')
-    .requiredOption('--to <channel>')
-    .option('--tags <tags>', 'comma-separated tags', csv)
-    .option('--digest <digest>')
-    .option('--target-tags <tags>', 'tag names in the target channel', csv)
-    .option('--reason <text>')
+    .argument('<repository>', 'the repository, e.g. fedora/httpd')
+    .requiredOption('--from <channel>', 'the channel to take content from (required)')
+    .requiredOption('--to <channel>', 'the channel to put it in (required)')
+    .option(
+      '--tags <tags>',
+      'comma-separated tags of the source channel (this or --digest is required)',
+      csv,
+    )
+    .option('--digest <digest>', 'a manifest digest instead of tags')
+    .option('--target-tags <tags>', 'tag names in the target channel (default: the same)', csv)
+    .option('--reason <text>', 'why, recorded in the audit trail (e.g. an update id)')
     .action(
       async (
         repository: string,
-        opts: { from: string; to: string; tags?: string[]; digest?: string; targetTags?: string[]; reason?: string },
+        opts: {
+          from: string;
+          to: string;
+          tags?: string[];
+          digest?: string;
+          targetTags?: string[];
+          reason?: string;
+        },
         cmd: Command,
       ) => {
-        if (!opts.tags && !opts.digest) throw new CliError('promote needs --tags or --digest', 2);
+        if (!opts.tags && !opts.digest)
+          throw new CliError('promote needs --tags or --digest', EXIT.usage);
         const result = await content(cmd).promote({ repository, ...opts });
-        emit(result, flags(cmd), (r) => `promoted ${repository} ${opts.from} → ${opts.to}: ${opts.to} is now version ${r.version}`);
+        emit(
+          result,
+          flags(cmd),
+          (r) =>
+            `promoted ${repository} ${opts.from} → ${opts.to}: ${opts.to} is now version ${r.version}`,
+        );
       },
     );
 
@@ -161,17 +235,26 @@ export function buildProgram(): Command {
     .command('publish')
     .description('publish a channel into the published tree')
     .option('--channel <channel>', 'channel to publish', 'stable')
-    .option('--repositories <names>', 'only these repositories', csv)
-    .option('--wait', 'follow the task until it ends')
-    .action(async (opts: { channel: string; repositories?: string[]; wait?: boolean }, cmd: Command) => {
-      const client = content(cmd);
-      const task = await client.publish({ channel: opts.channel, repositories: opts.repositories });
-      if (!opts.wait) {
-        emit(task, flags(cmd), (t) => `publish task ${t.id} ${t.state}`);
-        return;
-      }
-      await watchTask(client, task.id, flags(cmd));
-    });
+    .option(
+      '--repositories <names>',
+      'comma-separated: only these repositories (default: all)',
+      csv,
+    )
+    .option('--wait', 'follow the task until it ends (exit 1 if it fails)')
+    .action(
+      async (opts: { channel: string; repositories?: string[]; wait?: boolean }, cmd: Command) => {
+        const client = content(cmd);
+        const task = await client.publish({
+          channel: opts.channel,
+          repositories: opts.repositories,
+        });
+        if (!opts.wait) {
+          emit(task, flags(cmd), (t) => `publish task ${t.id} ${t.state}`);
+          return;
+        }
+        await watchTask(client, task.id, flags(cmd));
+      },
+    );
 
   const contentCmd = program.command('content').description('content store operations');
   contentCmd
@@ -196,10 +279,28 @@ export function buildProgram(): Command {
 
   const tasks = program
     .command('tasks')
-    .description('list tasks')
-    .option('--state <state>')
-    .action(async (opts: { state?: string }, cmd: Command) => {
-      const list = await content(cmd).tasks(opts.state ? { state: opts.state } : {});
+    .description('list tasks, newest first (subcommands: watch, show, cancel)')
+    .addOption(
+      new Option('--state <state>', 'only tasks in this state').choices([
+        'waiting',
+        'running',
+        'completed',
+        'failed',
+        'canceled',
+      ]),
+    )
+    .addOption(
+      new Option('--kind <kind>', 'only tasks of this kind').choices([
+        'sync',
+        'publish',
+        'retention',
+      ]),
+    )
+    .action(async (opts: { state?: string; kind?: string }, cmd: Command) => {
+      const list = await content(cmd).tasks({
+        ...(opts.state ? { state: opts.state } : {}),
+        ...(opts.kind ? { kind: opts.kind } : {}),
+      });
       emit(list, flags(cmd), (ts) =>
         table(
           ['id', 'kind', 'state', 'repository', 'created'],
@@ -209,51 +310,96 @@ export function buildProgram(): Command {
     });
   tasks
     .command('watch')
-    .description('follow one task with a live progress bar')
-    .argument('<id>')
-    .action(async (id: string, _opts: unknown, cmd: Command) => watchTask(content(cmd), id, flags(cmd)));
+    .description('follow one task with a live progress bar (exit 1 if it fails)')
+    .argument('<id>', 'the task id')
+    .action(async (id: string, _opts: unknown, cmd: Command) =>
+      watchTask(content(cmd), taskId(id), flags(cmd)),
+    );
   tasks
     .command('show')
-    .argument('<id>')
+    .description('one task: state, progress, result or error')
+    .argument('<id>', 'the task id')
     .action(async (id: string, _opts: unknown, cmd: Command) => {
-      const task = await content(cmd).task(id);
-      emit(task, flags(cmd), (t) => JSON.stringify(t, null, 2));
+      const task = await content(cmd).task(taskId(id));
+      emit(task, flags(cmd), (t) =>
+        facts([
+          ['task', t.id],
+          ['kind', t.kind],
+          ['state', t.state],
+          ['subject', t.repository ?? t.channel],
+          ['created', t.createdAt],
+          ['started', t.startedAt],
+          ['finished', t.finishedAt],
+          ['attempts', t.attempts],
+          [
+            'progress',
+            t.progress?.total !== undefined
+              ? `${t.progress.done ?? 0}/${t.progress.total}`
+              : t.progress?.message,
+          ],
+          ['result', t.result ? JSON.stringify(t.result) : undefined],
+          ['error', t.error?.message],
+        ]),
+      );
     });
   tasks
     .command('cancel')
-    .argument('<id>')
+    .description('cancel a waiting or running task')
+    .argument('<id>', 'the task id')
     .action(async (id: string, _opts: unknown, cmd: Command) => {
-      const task = await content(cmd).cancelTask(id);
+      const task = await content(cmd).cancelTask(taskId(id));
       emit(task, flags(cmd), (t) => `task ${t.id} ${t.state}`);
     });
 
-  const mirrorsCmd = program.command('mirrors').description('the mirror network');
+  const mirrorsCmd = program
+    .command('mirrors')
+    .description('the mirror network (subcommands: list, add, crawl)');
   mirrorsCmd
     .command('list')
+    .description('every registered mirror and the publication it was verified to hold')
     .action(async (_opts: unknown, cmd: Command) => {
       const list = await mirrors(cmd).list();
       emit(list, flags(cmd), (ms) =>
         table(
           ['id', 'name', 'country', 'enabled', 'publication', 'base url'],
-          ms.map((m) => [m.id, m.name, m.country, m.enabled ? 'yes' : 'no', m.publication ?? undefined, m.baseUrl]),
+          ms.map((m) => [
+            m.id,
+            m.name,
+            m.country,
+            m.enabled ? 'yes' : 'no',
+            m.publication ?? undefined,
+            m.baseUrl,
+          ]),
         ),
       );
     });
   mirrorsCmd
     .command('add')
-    .argument('<name>')
-    .argument('<baseUrl>')
-    .requiredOption('--country <code>', 'ISO 3166 alpha-2')
-    .option('--netblocks <cidrs>', 'comma-separated CIDRs', csv)
-    .option('--asn <n>', 'autonomous system number', (v) => Number(v))
-    .option('--bandwidth <mbps>', 'weight within a tier', (v) => Number(v))
+    .description('register a mirror')
+    .argument('<name>', 'a short name: letters, digits, dot, dash, underscore')
+    .argument('<baseUrl>', 'where the tree is served, e.g. https://mirror.example.org/containers')
+    .requiredOption('--country <code>', 'ISO 3166 alpha-2 country code (required)')
+    .option('--netblocks <cidrs>', 'comma-separated CIDRs it serves first', csv)
+    .option('--asn <n>', 'autonomous system number', wholeNumber('--asn'))
+    .option(
+      '--bandwidth <mbps>',
+      'Mbit/s: the weight within a tier (default 100)',
+      wholeNumber('--bandwidth'),
+    )
     .option('--private', 'serve only its own netblocks and ASN')
     .addOption(new Option('--disabled', 'register disabled'))
     .action(
       async (
         name: string,
         baseUrl: string,
-        opts: { country: string; netblocks?: string[]; asn?: number; bandwidth?: number; private?: boolean; disabled?: boolean },
+        opts: {
+          country: string;
+          netblocks?: string[];
+          asn?: number;
+          bandwidth?: number;
+          private?: boolean;
+          disabled?: boolean;
+        },
         cmd: Command,
       ) => {
         const { disabled, ...rest } = opts;
@@ -263,10 +409,16 @@ export function buildProgram(): Command {
     );
   mirrorsCmd
     .command('crawl')
-    .argument('<id>')
+    .description('crawl one mirror now and show what it holds')
+    .argument('<id>', 'the mirror id (see mirrors list)')
     .action(async (id: string, _opts: unknown, cmd: Command) => {
       const result = await mirrors(cmd).crawl(id);
-      emit(result, flags(cmd), (r) => JSON.stringify(r, null, 2));
+      emit(result, flags(cmd), (r) => {
+        const crawl = r.crawl as unknown as Record<string, unknown>;
+        const m = r.mirror;
+        const error = typeof crawl.error === 'string' ? `: ${crawl.error}` : '';
+        return `crawled ${m?.name ?? id}: ${String(crawl.status ?? 'done')}${error}; verified publication ${m?.publication ?? '-'}, claimed ${m?.claimedPublication ?? '-'}`;
+      });
     });
 
   return program;

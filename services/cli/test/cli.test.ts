@@ -65,7 +65,7 @@ describe('the flotilla command', () => {
 
   it('reports an unreachable API in one line and exits non-zero', async () => {
     const r = await cli(['--url', 'http://127.0.0.1:9', '--token', 't', 'repos'], {});
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(7);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/^flotilla: /);
   });

@@ -90,6 +90,19 @@ export const repositoryQuerySchema = z
     channel: channelName.optional(),
     version: intParam.optional(),
     compare: intParam.optional().meta({ description: 'Another version of the channel: answer includes the diff' }),
+    details: z
+      .enum(['true', 'false'])
+      .optional()
+      .meta({ description: 'true: add `manifests`, a summary (size, platforms, created) of every manifest a tag names' }),
+  })
+  .strict();
+
+export const repositoryListQuerySchema = z
+  .object({
+    q: z.string().max(255).optional().meta({ description: 'Only names containing this text' }),
+    channel: channelName.optional().meta({ description: 'Only repositories with content in this channel' }),
+    limit: z.coerce.number().int().min(1).max(1000).optional().meta({ description: 'A page of this many (default: all)' }),
+    offset: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
   })
   .strict();
 

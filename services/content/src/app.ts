@@ -1,9 +1,12 @@
 import express, { type Express } from 'express';
 import type { Logger } from 'pino';
+import { createConsoleRouter } from '@flotilla/console';
 import { createServiceApp, type ReadinessChecks, type ServiceMetrics } from '@flotilla/kit';
 import type { TokenAuth } from './auth.js';
+import type { ContentStore } from './blobstore/content-store.js';
 import type { ContentCollections } from './collections.js';
 import type { ContentConfig } from './config.js';
+import type { Catalog } from './domain/catalog.js';
 import type { ChannelStore } from './domain/channels.js';
 import type { Promotions } from './domain/promotions.js';
 import type { Publisher } from './publish/publisher.js';
@@ -29,6 +32,8 @@ export interface ContentAppDeps {
   auth: TokenAuth;
   c: ContentCollections;
   channels: ChannelStore;
+  catalog: Catalog;
+  contentStore: ContentStore;
   promotions: Promotions;
   publisher: Publisher;
   queue: TaskQueue;
@@ -63,6 +68,8 @@ export function createApp(deps: ContentAppDeps): Express {
         mount(router, deps);
       }
       app.use('/api/v1', router);
+      // The web console (packages/console): static pages, and the mirrors API through one origin.
+      app.use('/console', createConsoleRouter({ mirrorsApiUrl: deps.config.mirrorsUrl }));
     },
   );
 }

@@ -54,8 +54,9 @@ export class ContentClient {
     this.base = endpoint.url.replace(/\/+$/, '');
   }
 
-  async repositories(): Promise<RepositorySummary[]> {
-    return (await this.call<{ repositories: RepositorySummary[] }>('GET', '/api/v1/repositories')).repositories;
+  /** Every repository (with `channel`: only those with content in that channel). */
+  async repositories(query: { channel?: string; q?: string } = {}): Promise<RepositorySummary[]> {
+    return (await this.call<{ repositories: RepositorySummary[] }>('GET', '/api/v1/repositories', undefined, query)).repositories;
   }
 
   repository(name: string, query: { channel?: string; version?: number; compare?: number } = {}): Promise<RepositoryDetail> {

@@ -45,6 +45,8 @@ export const contentConfigSchema = z.object({
   FLOTILLA_DATA_DIR: z.string().min(1).default('./var'),
   FLOTILLA_PUBLISH_DIR: z.string().min(1).optional(),
   FLOTILLA_REGISTRY_URL: z.url().default('http://127.0.0.1:5000'),
+  /** The mirrors API the console reaches through content (packages/console). */
+  FLOTILLA_MIRRORS_URL: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:5002'),
   FLOTILLA_REGISTRY_USERNAME: z.string().min(1).default('admin'),
   FLOTILLA_REGISTRY_PASSWORD: z.string().min(1).optional(),
   FLOTILLA_ADMIN_PASSWORD: z.string().min(1).optional(),
@@ -78,6 +80,8 @@ export interface ContentConfig {
   contentDir: string;
   publishDir: string;
   registry: { url: string; username: string; password?: string };
+  /** The mirrors service's base URL: the console's pages about mirrors are forwarded there. */
+  mirrorsUrl: string;
   /** Admin bearer token; main fills it from the secrets dir when unset. */
   apiToken?: string;
   readTokens: string[];
@@ -128,6 +132,7 @@ export function loadContentConfig(env: NodeJS.ProcessEnv = process.env): Content
       username: raw.FLOTILLA_REGISTRY_USERNAME,
       password: raw.FLOTILLA_REGISTRY_PASSWORD ?? raw.FLOTILLA_ADMIN_PASSWORD,
     },
+    mirrorsUrl: raw.FLOTILLA_MIRRORS_URL,
     apiToken: raw.FLOTILLA_API_TOKEN,
     readTokens: raw.FLOTILLA_CONTENT_READ_TOKENS,
     webhookSecret: raw.FLOTILLA_WEBHOOK_SECRET,

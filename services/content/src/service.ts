@@ -177,6 +177,8 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     auth: new TokenAuth(config.apiToken, config.readTokens),
     c,
     channels,
+    catalog,
+    contentStore,
     promotions,
     publisher,
     queue,

@@ -65,7 +65,7 @@ const CRAWL_LEASE_MS = 60_000;
 
 export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<MirrorsService> {
   const { config, store, bus } = deps;
-  const logger = deps.logger;
+  const logger = deps.logger.child({ service: 'mirrors' });
   const metrics = deps.metrics ?? createMetrics('mirrors');
   const random = deps.random ?? Math.random;
   const reader =

@@ -19,6 +19,8 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   const logger = createLogger({ name: 'flotilla' });
   const dataDir = resolve(baseEnv.FLOTILLA_DATA_DIR ?? './var');
   const env: NodeJS.ProcessEnv = { ...baseEnv, FLOTILLA_DATA_DIR: dataDir };
+  // The console (served by content) reaches the mirrors API of this same process.
+  env.FLOTILLA_MIRRORS_URL ??= `http://127.0.0.1:${env.FLOTILLA_MIRRORS_PORT ?? '5002'}`;
   const generated: string[] = [];
   for (const secret of SECRETS) {
     const s = await loadOrCreateSecret(dataDir, secret.file, { env: baseEnv[secret.env] });
@@ -41,8 +43,9 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   const started: Array<{ stop(): Promise<void> }> = [];
   try {
     for (const { name, listen: how, create } of configured) {
+      // Each service adds its own `service` field to what it logs; the listener's lines get it here.
       const svcLogger = logger.child({ service: name });
-      const instance = await create({ logger: svcLogger, store, bus });
+      const instance = await create({ logger, store, bus });
       const server = await listen(instance.handler, { ...how, logger: svcLogger });
       await instance.start();
       started.push(instance);
@@ -106,6 +109,7 @@ function banner(o: {
     ...(o.urls['crane-testing'] ? [`  testing   ${o.urls['crane-testing']}   testers pull the testing channel here`] : []),
     `  mirrors   ${o.urls.mirrors}   redirector, mirror list, master tree at /master/`,
     `  content   ${o.urls.content}   sync, promote, publish API`,
+    `  console   ${o.urls.content}/console/   web console (log in with the api-token below)`,
     '',
     `Secrets: ${secrets}/{admin-password,api-token,webhook-secret}${o.generated.length ? ' (generated now, mode 0600)' : ''}`,
     '',

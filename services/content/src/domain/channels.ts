@@ -94,6 +94,25 @@ export class ChannelStore {
     return this.c.repositories.find({}, { sort: { _id: 1 } });
   }
 
+  /** One page of repositories by name, optionally only names containing `contains` (any case). */
+  async findRepositories(o: { contains?: string; channel?: string; limit?: number; offset?: number }): Promise<{
+    repositories: (RepositoryDoc & { _id: string })[];
+    total: number;
+  }> {
+    const filter: Record<string, unknown> = {};
+    if (o.contains) filter._id = { $regex: new RegExp(o.contains.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'i') };
+    if (o.channel) filter[`channels.${o.channel}.version`] = { $gt: 0 };
+    const [repositories, total] = await Promise.all([
+      this.c.repositories.find(filter, {
+        sort: { _id: 1 },
+        ...(o.limit !== undefined ? { limit: o.limit } : {}),
+        ...(o.offset ? { skip: o.offset } : {}),
+      }),
+      this.c.repositories.countDocuments(filter),
+    ]);
+    return { repositories, total };
+  }
+
   async current(repository: string, channel: string): Promise<ChannelVersionDoc | undefined> {
     const [latest] = await this.c.channelVersions.find(
       { repository, channel },

@@ -1,19 +1,36 @@
 import type { Router } from 'express';
-import { repositoryName, repositoryQuerySchema } from '../api-schemas.js';
+import {
+  repositoryListQuerySchema,
+  repositoryName,
+  repositoryQuerySchema,
+} from '../api-schemas.js';
 import { diffTags, emptyVersion, tagsToRecord } from '../domain/channels.js';
 import type { ContentAppDeps } from '../app.js';
 import { contentProblem } from '../domain/errors.js';
+import { summarizeManifests } from '../domain/manifest-summary.js';
 
 export function mountRepositories(router: Router, deps: ContentAppDeps): void {
   const { channels, auth } = deps;
 
-  router.get('/repositories', auth.require('read'), async (_req, res) => {
-    const repos = await channels.listRepositories();
+  router.get('/repositories', auth.require('read'), async (req, res) => {
+    const query = repositoryListQuerySchema.parse(req.query);
+    if (query.channel) channels.assertChannel(query.channel);
+    const { repositories: repos, total } = await channels.findRepositories({
+      ...(query.q ? { contains: query.q } : {}),
+      ...(query.channel ? { channel: query.channel } : {}),
+      ...(query.limit !== undefined ? { limit: query.limit } : {}),
+      offset: query.offset,
+    });
     res.json({
+      total,
+      offset: query.offset,
+      ...(query.limit !== undefined ? { limit: query.limit } : {}),
       repositories: repos.map((r) => ({
         name: r._id,
         channels: Object.fromEntries(
-          channels.channels.filter((ch) => r.channels[ch]).map((ch) => [ch, r.channels[ch]?.version ?? 0]),
+          channels.channels
+            .filter((ch) => r.channels[ch])
+            .map((ch) => [ch, r.channels[ch]?.version ?? 0]),
         ),
         ...(r.published ? { published: r.published } : {}),
       })),
@@ -38,7 +55,13 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
             ? emptyVersion(name, ch)
             : await channels.version(name, ch, query.version)
           : ((await channels.current(name, ch)) ?? emptyVersion(name, ch));
-      views.push({ name: ch, version: version.number, tags: tagsToRecord(version.tags), createdAt: version.createdAt, cause: version.cause });
+      views.push({
+        name: ch,
+        version: version.number,
+        tags: tagsToRecord(version.tags),
+        createdAt: version.createdAt,
+        cause: version.cause,
+      });
     }
     const body: Record<string, unknown> = {
       name,
@@ -46,6 +69,13 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
       channels: views,
       ...(repo.published ? { published: repo.published } : {}),
     };
+    if (query.details === 'true') {
+      body.manifests = await summarizeManifests(
+        views.flatMap((v) => Object.values(v.tags)),
+        deps.catalog,
+        deps.contentStore,
+      );
+    }
     if (query.channel) {
       body.versions = (await channels.listVersions(name, query.channel)).map((v) => ({
         number: v.number,
@@ -54,13 +84,17 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
         tags: v.tags.length,
       }));
       if (query.compare !== undefined) {
-        const base = query.compare === 0 ? emptyVersion(name, query.channel) : await channels.version(name, query.channel, query.compare);
+        const base =
+          query.compare === 0
+            ? emptyVersion(name, query.channel)
+            : await channels.version(name, query.channel, query.compare);
         const view = views[0];
-        const target = view ? Object.entries(view.tags).map(([tag, digest]) => ({ tag, digest })) : [];
+        const target = view
+          ? Object.entries(view.tags).map(([tag, digest]) => ({ tag, digest }))
+          : [];
         body.diff = { from: base.number, to: view?.version ?? 0, ...diffTags(base.tags, target) };
       }
     }
     res.json(body);
   });
-
 }
