@@ -5,6 +5,7 @@
  * reserve, writes are refused early and /readyz and /metrics say so.
  */
 import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +18,7 @@ import {
 import { createFilesystemDriver } from '../src/storage/driver.js';
 import { startTestRegistry, type TestRegistry } from './harness.js';
 import { content, imageManifest, makeApi, OCI_MANIFEST, type Content } from './http.js';
+import { adminAuth } from './harness.js';
 
 const unavailable = tmpfsUnavailableReason();
 if (unavailable) process.stdout.write(`skipping registry disk-full tests: ${unavailable}\n`);
@@ -75,6 +77,28 @@ async function expectPullable(
   expect(blob.body.equals(image.layer.bytes)).toBe(true);
 }
 
+/** A PATCH with `Transfer-Encoding: chunked` (no Content-Length), the body sent in 1 MiB pieces. */
+function streamedPatch(url: URL, body: Buffer): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      url,
+      {
+        method: 'PATCH',
+        headers: { authorization: adminAuth, 'content-type': 'application/octet-stream' },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('error', reject);
+    for (let at = 0; at < body.length; at += MiB) req.write(body.subarray(at, at + MiB));
+    req.end();
+  });
+}
+
 async function uploadSessions(): Promise<string[]> {
   return readdir(join(disk.dir, 'registry', 'repositories', NAME, '_uploads')).catch(() => []);
 }
@@ -128,6 +152,33 @@ describe.skipIf(unavailable !== undefined)('registry on a full disk', () => {
     expect(again.status).toBe(202);
     expect((await api('DELETE', again.headers.get('location') as string)).status).toBe(204);
     await expectPullable(await pushImage('2', 2 * MiB), '2');
+  });
+
+  it('a streamed PATCH and a PUT with the last chunk that do not fit answer 507 and give their bytes back', async () => {
+    const before = await disk.free();
+    const big = randomBytes(40 * MiB);
+    const streamed = await api('POST', `/v2/${NAME}/blobs/uploads/`);
+    const streamedPath = streamed.headers.get('location') as string;
+    const patched = await streamedPatch(new URL(streamedPath, reg.url), big);
+    expect(patched.status, patched.body).toBe(507);
+    expect((JSON.parse(patched.body) as StorageFullBody).errors[0]?.message).toMatch(
+      /^storage is full/,
+    );
+    expect((await api('GET', streamedPath)).status).toBe(404);
+
+    const finished = await api('POST', `/v2/${NAME}/blobs/uploads/`);
+    const put = await api(
+      'PUT',
+      `${finished.headers.get('location') as string}?digest=${content(big).digest}`,
+      {
+        body: big,
+        headers: { 'content-type': 'application/octet-stream' },
+      },
+    );
+    expectStorageFull(put);
+    expect(await disk.free()).toBeGreaterThan(before - SLACK);
+    expect(await uploadSessions()).toEqual([]);
+    await expectPullable(earlier, '1');
   });
 
   it('a manifest put onto a full disk answers 507; once space is freed the same put succeeds', async () => {

@@ -75,7 +75,19 @@ export function sendError(ctx: { req: IncomingMessage; res: ServerResponse; meth
   if (isStorageFullError(err)) {
     // 507 with OCI error JSON saying storage is full (kit's one rendering of it)
     logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'write refused: storage is full');
-    writeError(res, err, { format: 'oci' });
+    const answer = (): void => void writeError(res, err, { format: 'oci' });
+    const { req } = ctx;
+    if (req.complete || req.destroyed) {
+      answer();
+      return;
+    }
+    // Read (and drop) the rest of the body first: a client that sends everything before it
+    // reads, over a connection the server then closes, would lose the answer to a reset.
+    req.once('end', answer);
+    req.once('close', () => {
+      if (!res.headersSent) res.destroy();
+    });
+    req.resume();
     return;
   }
   if (err instanceof OciError) {
