@@ -64,7 +64,7 @@ export interface PublisherDeps {
 
 type Repo = RepositoryDoc & { _id: string };
 
-/** Newest-first page of `newBlobs` answered by `GET /api/v1/publications/<n>`. */
+/** A publication and one page of its sorted `newBlobs`, for `GET /api/v1/publications/<n>`. */
 export interface PublicationDetail {
   doc: PublicationDoc & { _id: string };
   repositories: string[];
