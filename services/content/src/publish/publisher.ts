@@ -474,7 +474,10 @@ export class Publisher {
   }
 
   async get(n: number): Promise<PublicationDoc & { _id: string }> {
-    const doc = await this.deps.c.publications.findOne({ _id: String(n) }, { projection: { snapshot: 0 } });
+    const doc = await this.deps.c.publications.findOne(
+      { _id: String(n) },
+      { projection: { snapshot: 0 } },
+    );
     if (!doc) throw contentProblem('unknown-publication', `publication ${n} is unknown`);
     return doc;
   }
@@ -511,7 +514,10 @@ export class Publisher {
 
   /** Newest first; documents written before the lists moved out still carry (and cost) them. */
   list(limit = 100): Promise<(PublicationDoc & { _id: string })[]> {
-    return this.deps.c.publications.find({}, { sort: { number: -1 }, limit, projection: { snapshot: 0 } });
+    return this.deps.c.publications.find(
+      {},
+      { sort: { number: -1 }, limit, projection: { snapshot: 0 } },
+    );
   }
 }
 
