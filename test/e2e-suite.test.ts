@@ -123,7 +123,7 @@ describe.skipIf(!brokerUp)('suite mode over RabbitMQ: kill -9 during publish, br
     // The previous publication is intact and still served.
     const tree = join(work, 'publish');
     for (let i = 0; i < 12; i++) {
-      const meta = parseRepositoryMetadata(JSON.parse(await readFile(join(tree, 'repositories', 'suite', `app${i}.json`), 'utf8')));
+      const meta = parseRepositoryMetadata(JSON.parse(await readFile(join(tree, 'channels', 'stable', 'repositories', 'suite', `app${i}.json`), 'utf8')));
       expect(meta.tags['1']).toBe(first[i]!.digest);
       expect((await craneManifest(`suite/app${i}`, '1')).status).toBe(200);
     }

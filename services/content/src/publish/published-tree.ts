@@ -138,7 +138,8 @@ export class PublishedTree {
     return {
       rollback,
       release: async () => {
-        for (const { previous } of done.splice(0)) if (previous !== null) await fs.rm(previous, { force: true });
+        for (const { previous } of done.splice(0))
+          if (previous !== null) await fs.rm(previous, { force: true });
       },
     };
   }

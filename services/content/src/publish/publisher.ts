@@ -65,7 +65,7 @@ export interface PublisherDeps {
 
 type Repo = RepositoryDoc & { _id: string };
 
-/** Newest-first page of `newBlobs` answered by `GET /api/v1/publications/<n>`. */
+/** A publication and one page of its sorted `newBlobs`, for `GET /api/v1/publications/<n>`. */
 export interface PublicationDetail {
   doc: PublicationDoc & { _id: string };
   repositories: string[];
@@ -459,7 +459,10 @@ export class Publisher {
   }
 
   async get(n: number): Promise<PublicationDoc & { _id: string }> {
-    const doc = await this.deps.c.publications.findOne({ _id: String(n) }, { projection: { snapshot: 0 } });
+    const doc = await this.deps.c.publications.findOne(
+      { _id: String(n) },
+      { projection: { snapshot: 0 } },
+    );
     if (!doc) throw contentProblem('unknown-publication', `publication ${n} is unknown`);
     return doc;
   }
@@ -496,7 +499,10 @@ export class Publisher {
 
   /** Newest first; documents written before the lists moved out still carry (and cost) them. */
   list(limit = 100): Promise<(PublicationDoc & { _id: string })[]> {
-    return this.deps.c.publications.find({}, { sort: { number: -1 }, limit, projection: { snapshot: 0 } });
+    return this.deps.c.publications.find(
+      {},
+      { sort: { number: -1 }, limit, projection: { snapshot: 0 } },
+    );
   }
 }
 
