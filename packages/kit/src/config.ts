@@ -124,7 +124,8 @@ export function int(options: { min?: number; max?: number } = {}) {
   });
 }
 
-const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 const IPV6_LITERAL = /^[0-9A-Fa-f:.]+(%[A-Za-z0-9._-]+)?$/;
 
 /** A host name or IP literal to listen on or connect to; `[::1]` is unbracketed to `::1`. */
@@ -157,26 +158,53 @@ export function url(options: UrlFieldOptions = {}) {
     } catch {
       return fail(ctx, `must be an absolute ${schemes} URL`);
     }
-    if (!protocols.includes(parsed.protocol)) return fail(ctx, `must be an absolute ${schemes} URL`);
+    if (!protocols.includes(parsed.protocol))
+      return fail(ctx, `must be an absolute ${schemes} URL`);
     return strip ? s.replace(/\/+$/, '') : s;
   });
 }
 
-const DURATION_UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const DURATION_UNITS: Readonly<Record<string, number>> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
 
-/** Parses `250`, `250ms`, `30s`, `1.5m`, `2h`, `1d` into milliseconds (a bare number is ms). */
-export function parseDurationMs(text: string): number | undefined {
+/**
+ * Parses `250`, `250ms`, `30s`, `1.5m`, `2h`, `1d` into milliseconds. A bare number is in
+ * `bareUnit` (milliseconds unless a setting was documented in whole seconds).
+ */
+export function parseDurationMs(text: string, bareUnit: 'ms' | 's' = 'ms'): number | undefined {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(text.trim());
   if (!m) return undefined;
-  const value = Number(m[1]) * (DURATION_UNITS[m[2] ?? 'ms'] ?? 1);
+  const value = Number(m[1]) * (DURATION_UNITS[m[2] ?? bareUnit] ?? 1);
   return Number.isFinite(value) && value <= Number.MAX_SAFE_INTEGER ? Math.round(value) : undefined;
 }
 
+export interface DurationOptions {
+  /** What a bare number means; `s` for the settings named `…_SECONDS`. Default `ms`. */
+  bareUnit?: 'ms' | 's';
+  minMs?: number;
+  maxMs?: number;
+}
+
 /** A duration in milliseconds: `500`, `500ms`, `30s`, `5m`, `1h`, `1d`. */
-export function durationMs() {
+export function durationMs(options: DurationOptions = {}) {
+  const bareUnit = options.bareUnit ?? 'ms';
+  const bare = bareUnit === 's' ? 'seconds' : 'milliseconds';
   return z.string().transform((raw, ctx): number => {
-    const value = parseDurationMs(raw);
-    if (value === undefined) return fail(ctx, 'must be a duration such as 500ms, 30s, 5m or 1h (a bare number is milliseconds)');
+    const value = parseDurationMs(raw, bareUnit);
+    if (value === undefined)
+      return fail(
+        ctx,
+        `must be a duration such as 500ms, 30s, 5m or 1h (a bare number is ${bare})`,
+      );
+    if (options.minMs !== undefined && value < options.minMs)
+      return fail(ctx, `must be at least ${options.minMs} ms`);
+    if (options.maxMs !== undefined && value > options.maxMs)
+      return fail(ctx, `must be at most ${options.maxMs} ms`);
     return value;
   });
 }
@@ -217,7 +245,9 @@ export function sizeBytes() {
  * entry is parsed by that schema and the first bad entry is named.
  */
 export function csv(): z.ZodPipe<z.ZodString, z.ZodTransform<string[], string>>;
-export function csv<T>(item: z.ZodType<T, string>): z.ZodPipe<z.ZodString, z.ZodTransform<T[], string>>;
+export function csv<T>(
+  item: z.ZodType<T, string>,
+): z.ZodPipe<z.ZodString, z.ZodTransform<T[], string>>;
 export function csv<T>(item?: z.ZodType<T, string>) {
   return z.string().transform((raw, ctx) => {
     const entries = raw
@@ -230,7 +260,10 @@ export function csv<T>(item?: z.ZodType<T, string>) {
       const r = item.safeParse(entry);
       if (!r.success) {
         const why = r.error.issues[0]?.message ?? 'is invalid';
-        return fail(ctx, `must be a comma-separated list; item ${i + 1} (${JSON.stringify(entry)}) ${why}`);
+        return fail(
+          ctx,
+          `must be a comma-separated list; item ${i + 1} (${JSON.stringify(entry)}) ${why}`,
+        );
       }
       out.push(r.data);
     }

@@ -1,8 +1,10 @@
 /**
- * Outgoing HTTP on undici's fetch with bounded retries: network errors and 429/502/503/504
- * are retried with exponential back-off and full jitter, honouring `Retry-After`. A
- * non-idempotent request (POST, PATCH) or one whose body is a stream is sent once unless
- * the caller says retrying it is safe.
+ * Outgoing HTTP with bounded retries. `retry(fn, options)` is the one retry loop: exponential
+ * back-off with full jitter, a retry budget, abort-aware waits. `fetchWithRetry` puts it
+ * around undici's fetch: network errors and 429/502/503/504 are retried, honouring
+ * `Retry-After`; a non-idempotent request (POST, PATCH) or one whose body is a stream is sent
+ * once unless the caller says retrying it is safe. Clients on undici's `request` (content's
+ * upstream client, the mirrors crawler) call `retry` with their own idea of transient.
  */
 import { fetch, type RequestInit, type Response } from 'undici';
 import type { Logger } from 'pino';
@@ -39,6 +41,7 @@ const RETRYABLE_NETWORK_CODES = new Set([
   'UND_ERR_SOCKET',
   'UND_ERR_CONNECT_TIMEOUT',
   'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
   'UND_ERR_CLOSED',
 ]);
 
@@ -48,11 +51,14 @@ export function isIdempotentMethod(method: string | undefined): boolean {
 
 /** True for a transport failure worth another try (not an abort, not a bad argument). */
 export function isRetryableNetworkError(err: unknown): boolean {
-  if (!(err instanceof Error) || err.name === 'AbortError' || err.name === 'TimeoutError') return false;
+  if (!(err instanceof Error) || err.name === 'AbortError' || err.name === 'TimeoutError')
+    return false;
   const cause = (err as { cause?: unknown }).cause;
   const codes = [(err as { code?: unknown }).code, (cause as { code?: unknown } | undefined)?.code];
   if (codes.some((c) => typeof c === 'string' && RETRYABLE_NETWORK_CODES.has(c))) return true;
-  return err instanceof TypeError && err.message === 'fetch failed' && !(cause instanceof TypeError);
+  return (
+    err instanceof TypeError && err.message === 'fetch failed' && !(cause instanceof TypeError)
+  );
 }
 
 function replayableBody(body: RequestInit['body']): boolean {
@@ -93,12 +99,53 @@ function sleep(ms: number, signal: AbortSignal | null | undefined): Promise<void
   });
 }
 
-export async function fetchWithRetry(url: string | URL, init: RequestInit = {}, options: RetryOptions = {}): Promise<Response> {
+export interface RetryLoopOptions {
+  /** Retries after the first attempt. */
+  retries: number;
+  /** First back-off; doubles each retry, with full jitter. */
+  backoffMs: number;
+  /** Upper bound for one wait (default 10 s). */
+  maxBackoffMs?: number;
+  /** Whether this failure is worth another try (default: a retryable network error). */
+  shouldRetry?: (err: unknown) => boolean;
+  /** Stops retrying (and waiting) once aborted. */
+  signal?: AbortSignal | null;
+  random?: () => number;
+  logger?: Logger;
+}
+
+/** Runs `fn` until it resolves, a failure is not worth retrying, or the budget is spent. */
+export async function retry<T>(
+  fn: (attempt: number) => Promise<T>,
+  options: RetryLoopOptions,
+): Promise<T> {
+  const shouldRetry = options.shouldRetry ?? isRetryableNetworkError;
+  const random = options.random ?? Math.random;
+  const maxBackoffMs = options.maxBackoffMs ?? 10_000;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn(attempt);
+    } catch (err) {
+      if (attempt >= options.retries || options.signal?.aborted || !shouldRetry(err)) throw err;
+      const wait = Math.round(Math.min(maxBackoffMs, options.backoffMs * 2 ** attempt) * random());
+      options.logger?.debug({ attempt: attempt + 1, waitMs: wait, err }, 'retrying');
+      await sleep(wait, options.signal);
+    }
+  }
+}
+
+export async function fetchWithRetry(
+  url: string | URL,
+  init: RequestInit = {},
+  options: RetryOptions = {},
+): Promise<Response> {
   const retryOn = options.retryOn ?? DEFAULT_RETRY_STATUSES;
   const backoffMs = options.backoffMs ?? 200;
   const maxBackoffMs = options.maxBackoffMs ?? 10_000;
   const random = options.random ?? Math.random;
-  const mayRetry = (options.retryNonIdempotent === true || isIdempotentMethod(init.method)) && replayableBody(init.body);
+  const mayRetry =
+    (options.retryNonIdempotent === true || isIdempotentMethod(init.method)) &&
+    replayableBody(init.body);
   const retries = mayRetry ? Math.max(0, Math.floor(options.retries ?? 3)) : 0;
 
   for (let attempt = 0; ; attempt++) {
@@ -117,12 +164,24 @@ export async function fetchWithRetry(url: string | URL, init: RequestInit = {}, 
     } catch (err) {
       if (attempt >= retries || !isRetryableNetworkError(err)) throw err;
       wait = backoff;
-      reason = { error: (err as Error).message, code: ((err as Error).cause as { code?: unknown } | undefined)?.code };
+      reason = {
+        error: (err as Error).message,
+        code: ((err as Error).cause as { code?: unknown } | undefined)?.code,
+      };
     }
-    options.logger?.debug({ url: String(url), attempt: attempt + 1, waitMs: wait, ...reason }, 'retrying request');
+    options.logger?.debug(
+      { url: String(url), attempt: attempt + 1, waitMs: wait, ...reason },
+      'retrying request',
+    );
     await sleep(wait, init.signal);
   }
 }
 
 /** The outgoing-HTTP helpers as one namespace-like object. */
-export const httpClient = { fetchWithRetry, isRetryableNetworkError, isIdempotentMethod, parseRetryAfter } as const;
+export const httpClient = {
+  fetchWithRetry,
+  retry,
+  isRetryableNetworkError,
+  isIdempotentMethod,
+  parseRetryAfter,
+} as const;

@@ -139,6 +139,8 @@ describe('loadConfig', () => {
     expect(parseDurationMs('1d')).toBe(86_400_000);
     expect(parseDurationMs('-1s')).toBeUndefined();
     expect(parseDurationMs('1 week')).toBeUndefined();
+    expect(parseDurationMs('30', 's')).toBe(30_000);
+    expect(parseDurationMs('30ms', 's')).toBe(30);
   });
 });
 

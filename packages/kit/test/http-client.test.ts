@@ -1,7 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fetchWithRetry, isRetryableNetworkError, listen, parseRetryAfter } from '../src/index.js';
+import {
+  fetchWithRetry,
+  isRetryableNetworkError,
+  listen,
+  parseRetryAfter,
+  retry,
+} from '../src/index.js';
 import { capturingLogger, closeAll, serve } from './loopback.js';
 
 afterEach(closeAll);
@@ -59,11 +65,19 @@ describe('fetchWithRetry', () => {
       res.end();
     };
     const once = await flaky(1, fail);
-    const res = await fetchWithRetry(`${once.url}/x`, { method: 'POST', body: '{}' }, { retries: 3, ...fast });
+    const res = await fetchWithRetry(
+      `${once.url}/x`,
+      { method: 'POST', body: '{}' },
+      { retries: 3, ...fast },
+    );
     expect(res.status).toBe(502);
     expect(once.seen).toEqual(['POST']);
     const asked = await flaky(1, fail);
-    const res2 = await fetchWithRetry(`${asked.url}/x`, { method: 'POST', body: '{}' }, { retries: 3, ...fast, retryNonIdempotent: true });
+    const res2 = await fetchWithRetry(
+      `${asked.url}/x`,
+      { method: 'POST', body: '{}' },
+      { retries: 3, ...fast, retryNonIdempotent: true },
+    );
     expect(res2.status).toBe(200);
     expect(asked.seen).toEqual(['POST', 'POST']);
   });
@@ -100,7 +114,11 @@ describe('fetchWithRetry', () => {
     const gone = await listen((_req, res) => res.end(), { port: 0, logger });
     await gone.close();
     const { logger: retryLog, lines } = capturingLogger();
-    const err: unknown = await fetchWithRetry(`${gone.url}/x`, {}, { retries: 2, ...fast, logger: retryLog }).catch((e: unknown) => e);
+    const err: unknown = await fetchWithRetry(
+      `${gone.url}/x`,
+      {},
+      { retries: 2, ...fast, logger: retryLog },
+    ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TypeError);
     expect(isRetryableNetworkError(err)).toBe(true);
     expect(lines.filter((l) => l.msg === 'retrying request')).toHaveLength(2);
@@ -129,5 +147,46 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter('Thu, 01 Jan 1970 00:00:10 GMT', 4000)).toBe(6000);
     expect(parseRetryAfter('soon')).toBeUndefined();
     expect(parseRetryAfter(null)).toBeUndefined();
+  });
+});
+
+describe('retry', () => {
+  it('retries what shouldRetry accepts, up to the budget, then throws the last failure', async () => {
+    const seen: number[] = [];
+    const flaky = Object.assign(new Error('reset'), { code: 'ECONNRESET' });
+    await expect(
+      retry(
+        async (attempt) => {
+          seen.push(attempt);
+          throw flaky;
+        },
+        { retries: 2, backoffMs: 1 },
+      ),
+    ).rejects.toBe(flaky);
+    expect(seen).toEqual([0, 1, 2]);
+  });
+
+  it('returns the first success and does not retry what shouldRetry refuses', async () => {
+    let calls = 0;
+    expect(
+      await retry(
+        async (attempt) =>
+          attempt < 1
+            ? Promise.reject(Object.assign(new Error('x'), { code: 'ECONNREFUSED' }))
+            : 'ok',
+        { retries: 3, backoffMs: 1 },
+      ),
+    ).toBe('ok');
+    const fatal = new Error('bad request');
+    await expect(
+      retry(
+        async () => {
+          calls += 1;
+          throw fatal;
+        },
+        { retries: 3, backoffMs: 1, shouldRetry: () => false },
+      ),
+    ).rejects.toBe(fatal);
+    expect(calls).toBe(1);
   });
 });

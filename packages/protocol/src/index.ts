@@ -7,3 +7,4 @@ export * from './events.js';
 export * from './published-tree.js';
 export * from './countries.js';
 export * from './selection-snapshot.js';
+export * from './distribution-routes.js';

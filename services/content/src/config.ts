@@ -1,22 +1,17 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { ConfigError, durationMs, loadConfig, sizeBytes } from '@flotilla/kit';
+import { ConfigError, csv, durationMs, host, int, loadConfig, port, sizeBytes } from '@flotilla/kit';
 
 const CHANNEL_NAME = /^[a-z][a-z0-9-]{0,63}$/;
 
-const csv = (fallback: string) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((value) =>
-      value
-        .split(',')
-        .map((item) => item.trim())
-        .filter((item) => item.length > 0),
-    );
-
-const intFromEnv = (fallback: number, min: number, max: number) =>
-  z.coerce.number().int().min(min).max(max).default(fallback);
+/**
+ * The `…_SECONDS` settings take kit durations (`30s`, `1h`); a bare number still means whole
+ * seconds, as these settings were documented.
+ */
+const seconds = (fallback: number, min: number, max: number) =>
+  durationMs({ bareUnit: 's', minMs: min * 1000, maxMs: max * 1000 })
+    .transform((ms) => Math.round(ms / 1000))
+    .default(fallback);
 
 /** One channel may require that content already be in another before it is promoted in. */
 export const channelPolicySchema = z.record(
@@ -32,7 +27,10 @@ const policyFromEnv = z
     try {
       return JSON.parse(value) as unknown;
     } catch {
-      ctx.addIssue({ code: 'custom', message: 'must be JSON like {"stable":{"requires":"testing"}}' });
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be JSON like {"stable":{"requires":"testing"}}',
+      });
       return z.NEVER;
     }
   })
@@ -40,8 +38,8 @@ const policyFromEnv = z
 
 /** The environment content reads (zod over env names; validated once at start). */
 export const contentConfigSchema = z.object({
-  FLOTILLA_CONTENT_PORT: intFromEnv(5003, 0, 65535),
-  FLOTILLA_CONTENT_HOST: z.string().min(1).default('127.0.0.1'),
+  FLOTILLA_CONTENT_PORT: port().default(5003),
+  FLOTILLA_CONTENT_HOST: host().default('127.0.0.1'),
   FLOTILLA_DATA_DIR: z.string().min(1).default('./var'),
   FLOTILLA_PUBLISH_DIR: z.string().min(1).optional(),
   FLOTILLA_REGISTRY_URL: z.url().default('http://127.0.0.1:5000'),
@@ -51,22 +49,22 @@ export const contentConfigSchema = z.object({
   FLOTILLA_REGISTRY_PASSWORD: z.string().min(1).optional(),
   FLOTILLA_ADMIN_PASSWORD: z.string().min(1).optional(),
   FLOTILLA_API_TOKEN: z.string().min(1).optional(),
-  FLOTILLA_CONTENT_READ_TOKENS: csv(''),
+  FLOTILLA_CONTENT_READ_TOKENS: csv().default([]),
   FLOTILLA_WEBHOOK_SECRET: z.string().min(1).optional(),
-  FLOTILLA_CONTENT_CHANNELS: csv('candidate,testing,stable').pipe(
-    z.array(z.string().regex(CHANNEL_NAME, 'channel names are lowercase words')).min(1),
-  ),
+  FLOTILLA_CONTENT_CHANNELS: csv(z.string().regex(CHANNEL_NAME, 'is not a lowercase word'))
+    .refine((channels) => channels.length > 0, 'must name at least one channel')
+    .default(['candidate', 'testing', 'stable']),
   FLOTILLA_CONTENT_POLICY: policyFromEnv,
-  FLOTILLA_CONTENT_RETAIN_PUBLICATIONS: intFromEnv(5, 1, 10_000),
-  FLOTILLA_CONTENT_BLOB_GRACE_SECONDS: intFromEnv(3600, 0, 365 * 86_400),
-  FLOTILLA_CONTENT_SYNC_CONCURRENCY: intFromEnv(16, 1, 64),
-  FLOTILLA_CONTENT_WORKERS: intFromEnv(2, 0, 32),
-  FLOTILLA_CONTENT_TASK_LEASE_SECONDS: intFromEnv(30, 2, 3600),
-  FLOTILLA_CONTENT_KEEP_VERSIONS: intFromEnv(10, 1, 1_000_000),
+  FLOTILLA_CONTENT_RETAIN_PUBLICATIONS: int({ min: 1, max: 10_000 }).default(5),
+  FLOTILLA_CONTENT_BLOB_GRACE_SECONDS: seconds(3600, 0, 365 * 86_400),
+  FLOTILLA_CONTENT_SYNC_CONCURRENCY: int({ min: 1, max: 64 }).default(16),
+  FLOTILLA_CONTENT_WORKERS: int({ min: 0, max: 32 }).default(2),
+  FLOTILLA_CONTENT_TASK_LEASE_SECONDS: seconds(30, 2, 3600),
+  FLOTILLA_WEBHOOK_MAX_SKEW_SECONDS: seconds(300, 1, 3600),
+  FLOTILLA_CONTENT_KEEP_VERSIONS: int({ min: 1, max: 1_000_000 }).default(10),
   FLOTILLA_CONTENT_GC_GRACE: durationMs().default(3_600_000),
   FLOTILLA_CONTENT_GC_INTERVAL: durationMs().default(86_400_000),
   FLOTILLA_CONTENT_RECONCILE_INTERVAL: durationMs().default(600_000),
-  FLOTILLA_WEBHOOK_MAX_SKEW_SECONDS: intFromEnv(300, 1, 3600),
   FLOTILLA_CONTENT_MIN_FREE_BYTES: sizeBytes().default(64 * 1024 * 1024),
   MONGODB_URL: z.string().min(1).optional(),
   AMQP_URL: z.string().min(1).optional(),
@@ -114,7 +112,10 @@ export function loadContentConfig(env: NodeJS.ProcessEnv = process.env): Content
   const raw = loadConfig(contentConfigSchema, env);
   const dataDir = path.resolve(raw.FLOTILLA_DATA_DIR);
   for (const [channel, rule] of Object.entries(raw.FLOTILLA_CONTENT_POLICY)) {
-    if (!raw.FLOTILLA_CONTENT_CHANNELS.includes(channel) || !raw.FLOTILLA_CONTENT_CHANNELS.includes(rule.requires)) {
+    if (
+      !raw.FLOTILLA_CONTENT_CHANNELS.includes(channel) ||
+      !raw.FLOTILLA_CONTENT_CHANNELS.includes(rule.requires)
+    ) {
       throw new ConfigError(
         `invalid configuration: FLOTILLA_CONTENT_POLICY names channel ${channel} or ${rule.requires}, not in FLOTILLA_CONTENT_CHANNELS`,
         ['FLOTILLA_CONTENT_POLICY'],

@@ -6,19 +6,6 @@ import { parseCidr } from '@flotilla/kit';
 import { createClientIpResolver, rateLimitKey } from '../src/http/client-ip.js';
 import { parseAccept } from '../src/http/negotiation.js';
 import { createRateLimiter } from '../src/http/rate-limit.js';
-import { parseV2Path } from '../src/http/v2-handler.js';
-
-describe('parseV2Path', () => {
-  it('splits names that contain resource words', () => {
-    expect(parseV2Path('/v2/a/manifests/b/manifests/latest')).toEqual({ kind: 'manifest', name: 'a/manifests/b', reference: 'latest' });
-    expect(parseV2Path('/v2/x/manifests/y/blobs/sha256:ab')).toEqual({ kind: 'blob', name: 'x/manifests/y', reference: 'sha256:ab' });
-    expect(parseV2Path('/v2/a/b/tags/list')).toEqual({ kind: 'tags', name: 'a/b' });
-    expect(parseV2Path('/v2/_catalog')).toEqual({ kind: 'catalog' });
-    expect(parseV2Path('/v2/a/b/referrers/sha256%3Aab')).toEqual({ kind: 'referrers', name: 'a/b', reference: 'sha256:ab' });
-    expect(parseV2Path('/v2/a/b/blobs/')).toEqual({ kind: 'unknown' });
-    expect(parseV2Path('/v2/manifests/x')).toEqual({ kind: 'unknown' });
-  });
-});
 
 describe('pageAfter', () => {
   const list = ['a', 'b', 'c', 'd'];

@@ -57,6 +57,14 @@ describe('GET /v2/', () => {
   });
 });
 
+describe('the /v2 path grammar (protocol parseV2Path, shared with the registry)', () => {
+  it.each([`/v2/${REPO}/manifests/%zz`, `/v2/${REPO}/blobs/sha256%3`])('answers a malformed %% in %s with 400 NAME_INVALID', async (path) => {
+    const r = await crane.get(path);
+    expect(r.status).toBe(400);
+    expect(r.json<{ errors: Array<{ code: string }> }>().errors[0]!.code).toBe('NAME_INVALID');
+  });
+});
+
 describe('manifests', () => {
   it('serves the exact bytes by tag with every header', async () => {
     const digest = repo().tags['39']!;

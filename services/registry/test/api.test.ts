@@ -52,6 +52,17 @@ async function snapshot(): Promise<string[]> {
     .sort();
 }
 
+describe('the /v2 path grammar (protocol parseV2Path, shared with crane)', () => {
+  it.each(['/v2/api/repo/manifests/%zz', '/v2/api/repo/blobs/sha256%3', '/v2/api/repo/blobs/uploads/%'])(
+    'answers a malformed %% in %s with 400 NAME_INVALID',
+    async (path) => {
+      const res = await api('GET', path);
+      expect(res.status).toBe(400);
+      expect(res.errorCode()).toBe('NAME_INVALID');
+    },
+  );
+});
+
 describe('headers', () => {
   it('sends Docker-Distribution-API-Version on every response, errors included', async () => {
     for (const [method, path] of [

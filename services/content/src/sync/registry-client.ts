@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
+import { isRetryableNetworkError, retry } from '@flotilla/kit';
 import { MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES } from '@flotilla/protocol';
 
 export interface UpstreamCredentials {
@@ -114,9 +115,7 @@ function isTransientStatus(status: number): boolean {
 
 function isTransientError(err: unknown): boolean {
   if (err instanceof UpstreamError) return err.transient;
-  if (err instanceof Error && err.name === 'AbortError') return false;
-  const code = (err as { code?: string }).code ?? '';
-  return /^(ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|EAI_AGAIN|UND_ERR_)/.test(code);
+  return isRetryableNetworkError(err);
 }
 
 /**
@@ -148,15 +147,8 @@ export class RegistryClient {
   }
 
   /** Runs `fn` again after a transient failure, up to the retry budget. */
-  async withRetry<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (attempt >= this.retry.retries || !isTransientError(err) || signal?.aborted) throw err;
-        await new Promise((resolve) => setTimeout(resolve, this.retry.backoffMs * 2 ** attempt));
-      }
-    }
+  withRetry<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return retry(() => fn(), { ...this.retry, shouldRetry: isTransientError, signal });
   }
 
   /**

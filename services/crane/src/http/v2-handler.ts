@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { assertRepositoryName, OciError } from '@flotilla/protocol';
+import { assertRepositoryName, OciError, parseV2Path, type V2Route } from '@flotilla/protocol';
 import type { Logger } from 'pino';
 import type { CredentialCheck } from '../access/credentials.js';
 import type { Catalog } from '../catalog/catalog.js';
@@ -38,12 +38,8 @@ export interface V2HandlerDeps {
   maxUrlLength: number;
 }
 
-type Route =
-  | { kind: 'base' }
-  | { kind: 'catalog' }
-  | { kind: 'manifest' | 'blob' | 'referrers'; name: string; reference: string }
-  | { kind: 'tags'; name: string }
-  | { kind: 'unknown' };
+/** Crane answers the read routes of the grammar; the upload routes are unknown here. */
+type Route = Exclude<V2Route, { kind: 'upload' | 'uploads' }>;
 
 const ROUTE_LABEL: Record<Route['kind'], string> = {
   base: '/v2/',
@@ -55,47 +51,9 @@ const ROUTE_LABEL: Record<Route['kind'], string> = {
   unknown: '/v2/*',
 };
 
-const MARKERS = [
-  ['/manifests/', 'manifest'],
-  ['/blobs/', 'blob'],
-  ['/referrers/', 'referrers'],
-] as const;
-
-const TAGS_SUFFIX = '/tags/list';
-
-function decodeSegment(segment: string): string {
-  if (!segment.includes('%')) return segment;
-  try {
-    return decodeURIComponent(segment);
-  } catch {
-    throw new OciError('NAME_INVALID', 'malformed percent-encoding', { status: 400 });
-  }
-}
-
-/**
- * Splits `/v2/<name>/<resource>/<reference>`. A name may contain `/` and even the words
- * `manifests` or `blobs`, a reference never contains `/`: the marker nearest the end wins.
- */
-export function parseV2Path(path: string): Route {
-  if (path === '/v2' || path === '/v2/') return { kind: 'base' };
-  const rest = path.slice(4);
-  if (rest === '_catalog') return { kind: 'catalog' };
-  if (rest.endsWith(TAGS_SUFFIX)) return { kind: 'tags', name: rest.slice(0, -TAGS_SUFFIX.length) };
-  let best = -1;
-  let kind: 'manifest' | 'blob' | 'referrers' = 'manifest';
-  let markerLength = 0;
-  for (const [marker, k] of MARKERS) {
-    const at = rest.lastIndexOf(marker);
-    if (at > best) {
-      best = at;
-      kind = k;
-      markerLength = marker.length;
-    }
-  }
-  if (best <= 0) return { kind: 'unknown' };
-  const reference = rest.slice(best + markerLength);
-  if (reference === '' || reference.includes('/')) return { kind: 'unknown' };
-  return { kind, name: rest.slice(0, best), reference: decodeSegment(reference) };
+function routeOf(path: string): Route {
+  const route = parseV2Path(path);
+  return route.kind === 'upload' || route.kind === 'uploads' ? { kind: 'unknown' } : route;
 }
 
 const METHOD_NOT_ALLOWED = new OciError('UNSUPPORTED', 'crane is read-only: only GET and HEAD', {
@@ -215,7 +173,7 @@ export function createV2Handler(deps: V2HandlerDeps): (req: IncomingMessage, res
           throw new OciError('TOOMANYREQUESTS', undefined, { headers: { 'Retry-After': String(wait) } });
         }
       }
-      const route = parseV2Path(q === -1 ? url : url.slice(0, q));
+      const route = routeOf(q === -1 ? url : url.slice(0, q));
       routeKind = route.kind;
       if ('name' in route) assertRepositoryName(route.name);
       const catalog = deps.catalog();

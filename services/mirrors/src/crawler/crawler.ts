@@ -2,7 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { parsePublicationMarker, PublishedPaths } from '@flotilla/protocol';
 import pLimit from 'p-limit';
-import type { AddressFamily } from '@flotilla/kit';
+import { retry, type AddressFamily } from '@flotilla/kit';
 import type { Logger } from 'pino';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { BlobIndex } from '../blob-index.js';
@@ -10,6 +10,12 @@ import { AUTO_DISABLE_AFTER_FAILURES, type CrawlStatus, type MirrorDocument } fr
 import type { CrawlLog, CrawlRecord, MirrorRepository } from '../mirrors/repository.js';
 import type { TreeReader } from '../tree/reader.js';
 import { faultPoint } from '@flotilla/kit';
+
+/**
+ * One more try after a transport failure (a reset connection, a refused one): a mirror that
+ * drops one connection is not a failed crawl. Timeouts and HTTP answers are not retried.
+ */
+const NETWORK_RETRY = { retries: 1, backoffMs: 200 };
 
 /**
  * The crawler proves what each mirror holds, blob-exact. Per mirror: read `PUBLICATION` on
@@ -222,11 +228,15 @@ export class Crawler {
   }
 
   private async get(url: string, dispatcher: Dispatcher): Promise<string> {
-    const response = await request(url, {
-      dispatcher,
-      signal: AbortSignal.timeout(this.options.timeoutMs),
-      headers: { 'user-agent': 'flotilla-mirrors-crawler' },
-    });
+    const response = await retry(
+      () =>
+        request(url, {
+          dispatcher,
+          signal: AbortSignal.timeout(this.options.timeoutMs),
+          headers: { 'user-agent': 'flotilla-mirrors-crawler' },
+        }),
+      NETWORK_RETRY,
+    );
     if (response.statusCode !== 200) {
       await response.body.dump();
       throw new Error(`HTTP ${response.statusCode}`);
@@ -239,15 +249,19 @@ export class Crawler {
     const expected = await this.blobSize(digest);
     if (expected === null) return null; // the master lost it: nothing to compare against
     try {
-      const response = await request(`${baseUrl}/${PublishedPaths.blob(digest)}`, {
-        method: 'HEAD',
-        dispatcher: this.agents[family],
-        // undici closes the connection after every HEAD unless told otherwise: one TLS
-        // handshake per checked blob; mirrors (web servers) send no body with a HEAD
-        reset: false,
-        signal: AbortSignal.timeout(this.options.timeoutMs),
-        headers: { 'user-agent': 'flotilla-mirrors-crawler' },
-      });
+      const response = await retry(
+        () =>
+          request(`${baseUrl}/${PublishedPaths.blob(digest)}`, {
+            method: 'HEAD',
+            dispatcher: this.agents[family],
+            // undici closes the connection after every HEAD unless told otherwise: one TLS
+            // handshake per checked blob; mirrors (web servers) send no body with a HEAD
+            reset: false,
+            signal: AbortSignal.timeout(this.options.timeoutMs),
+            headers: { 'user-agent': 'flotilla-mirrors-crawler' },
+          }),
+        NETWORK_RETRY,
+      );
       await response.body.dump();
       if (response.statusCode !== 200) return `HTTP ${response.statusCode}`;
       const length = response.headers['content-length'];

@@ -1,4 +1,4 @@
-import { assertRepositoryName, OciError } from '@flotilla/protocol';
+import { assertRepositoryName, OciError, parseV2Path, type V2Route, type V2RouteKind } from '@flotilla/protocol';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ServiceMetrics } from '@flotilla/kit';
 import { versionCheck } from './base.js';
@@ -22,31 +22,20 @@ type Handler = (ctx: V2Context) => Promise<void>;
 interface Route {
   /** Label for metrics: a pattern, never a raw URL. */
   pattern: string;
-  /** Matches the path after `/v2/`; group 1 = name, group 2 = last parameter. */
-  regex: RegExp;
   methods: Partial<Record<string, Handler>>;
 }
 
-const ROUTES: Route[] = [
-  { pattern: '/v2/:name/manifests/:reference', regex: /^(.+)\/manifests\/([^/]+)$/, methods: { GET: getManifest, HEAD: getManifest, PUT: putManifest, DELETE: deleteManifest } },
-  { pattern: '/v2/:name/blobs/uploads/', regex: /^(.+)\/blobs\/uploads\/?()$/, methods: { POST: startUpload } },
-  { pattern: '/v2/:name/blobs/uploads/:uuid', regex: /^(.+)\/blobs\/uploads\/([^/]+)$/, methods: { GET: uploadStatus, PATCH: patchUpload, PUT: finishUpload, DELETE: cancelUpload } },
-  { pattern: '/v2/:name/blobs/:digest', regex: /^(.+)\/blobs\/([^/]+)$/, methods: { GET: getBlob, HEAD: getBlob, DELETE: deleteBlob } },
-  { pattern: '/v2/:name/tags/list', regex: /^(.+)\/tags\/list()$/, methods: { GET: listTags, HEAD: listTags } },
-  { pattern: '/v2/:name/referrers/:digest', regex: /^(.+)\/referrers\/([^/]+)$/, methods: { GET: listReferrers, HEAD: listReferrers } },
-];
-
-const BASE: Route = { pattern: '/v2/', regex: /^$/, methods: { GET: versionCheck, HEAD: versionCheck } };
-const CATALOG: Route = { pattern: '/v2/_catalog', regex: /^_catalog$/, methods: { GET: listCatalog, HEAD: listCatalog } };
-
-function decodeParam(raw: string): string {
-  if (!raw.includes('%')) return raw;
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return raw;
-  }
-}
+/** By the kind of path protocol's `parseV2Path` (the one /v2 grammar) finds. */
+const ROUTES: Record<Exclude<V2RouteKind, 'unknown'>, Route> = {
+  base: { pattern: '/v2/', methods: { GET: versionCheck, HEAD: versionCheck } },
+  catalog: { pattern: '/v2/_catalog', methods: { GET: listCatalog, HEAD: listCatalog } },
+  manifest: { pattern: '/v2/:name/manifests/:reference', methods: { GET: getManifest, HEAD: getManifest, PUT: putManifest, DELETE: deleteManifest } },
+  uploads: { pattern: '/v2/:name/blobs/uploads/', methods: { POST: startUpload } },
+  upload: { pattern: '/v2/:name/blobs/uploads/:uuid', methods: { GET: uploadStatus, PATCH: patchUpload, PUT: finishUpload, DELETE: cancelUpload } },
+  blob: { pattern: '/v2/:name/blobs/:digest', methods: { GET: getBlob, HEAD: getBlob, DELETE: deleteBlob } },
+  tags: { pattern: '/v2/:name/tags/list', methods: { GET: listTags, HEAD: listTags } },
+  referrers: { pattern: '/v2/:name/referrers/:digest', methods: { GET: listReferrers, HEAD: listReferrers } },
+};
 
 export interface V2Handler {
   /** Handles the request and returns true when the path is under /v2, else returns false. */
@@ -78,37 +67,33 @@ export function createV2Handler(deps: V2Deps, metrics: ServiceMetrics): V2Handle
     if (path !== '/v2' && !path.startsWith('/v2/')) return false;
     const started = process.hrtime.bigint();
     res.setHeader(API_VERSION_HEADER, API_VERSION);
-    const rest = path.length <= 4 ? '' : path.slice(4);
     const method = req.method === 'HEAD' ? 'HEAD' : (req.method ?? 'GET');
     const search = q === -1 ? '' : url.slice(q + 1);
     let parsedQuery: URLSearchParams | undefined;
     const errorCtx = { req, res, method };
 
-    let route: Route | undefined;
-    let match: RegExpExecArray | null = null;
-    if (rest === '') route = BASE;
-    else if (rest === '_catalog') route = CATALOG;
-    else {
-      for (const candidate of ROUTES) {
-        match = candidate.regex.exec(rest);
-        if (match) {
-          route = candidate;
-          break;
-        }
-      }
+    let parsed: V2Route;
+    try {
+      parsed = parseV2Path(path);
+    } catch (err) {
+      observe('unmatched', method, res, started);
+      req.resume();
+      sendError(errorCtx, err, logger);
+      return true;
     }
-    if (!route) {
+    if (parsed.kind === 'unknown') {
       observe('unmatched', method, res, started);
       req.resume();
       sendError(errorCtx, new OciError('NAME_UNKNOWN', 'unknown endpoint', { status: 404, detail: { path: path.slice(0, 200) } }), logger);
       return true;
     }
+    const route = ROUTES[parsed.kind];
     observe(route.pattern, method, res, started);
     let name = '';
     let param = '';
-    if (match) {
-      name = match[1] ?? '';
-      param = decodeParam(match[2] ?? '');
+    if ('name' in parsed) {
+      name = parsed.name;
+      param = 'reference' in parsed ? parsed.reference : '';
       try {
         assertRepositoryName(name);
       } catch (err) {
