@@ -3,7 +3,7 @@
  * is killed with SIGKILL at each point between the writes of a manifest put
  * (`FLOTILLA_FAULT_POINT=registry.manifest.<point>`); after a restart the push has its
  * `registry.manifest.pushed` event after all, and content (its own process, same RabbitMQ
- * vhost) syncs it into candidate.
+ * vhost) syncs it into candidate. The same holds in all-in-one (one process, the in-process bus).
  */
 import { ContentClient } from '@flotilla/content';
 import { execFile } from 'node:child_process';
@@ -148,4 +148,67 @@ describe.skipIf(!brokerUp)('a registry killed between a manifest put and its eve
       registry = undefined;
     }, 240_000);
   }
+});
+
+describe('all-in-one killed between a manifest put and its event', () => {
+  let work: string;
+  let ports: ServicePorts;
+  let all: FlotillaProcess | undefined;
+  const admin = randomBytes(12).toString('hex');
+  const token = randomBytes(16).toString('hex');
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'flotilla-events-aio-'));
+    ports = await freeServicePorts();
+  });
+  afterAll(async () => {
+    await all?.kill('SIGKILL');
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('after a restart the push reaches candidate', async () => {
+    const env = (extra: Record<string, string> = {}) =>
+      flotillaEnv({
+        dataDir: work,
+        ports,
+        extra: { FLOTILLA_ADMIN_PASSWORD: admin, FLOTILLA_API_TOKEN: token, ...extra },
+      });
+    const image = makeImage({ layerBytes: 4096 });
+    all = await startFlotilla(
+      ['start'],
+      env({ FLOTILLA_FAULT_POINT: 'registry.manifest.stored' }),
+      ports,
+    );
+    const pushed = await pushImage(`http://127.0.0.1:${ports.registry}`, 'aio/events', '1', {
+      image,
+      auth: { username: 'admin', password: admin },
+    }).then(
+      () => 'answered',
+      () => 'no answer',
+    );
+    expect(pushed, 'the registry answered the manifest put: the fault point was not reached').toBe(
+      'no answer',
+    );
+    await waitFor(
+      'flotilla to die',
+      async () => (all?.child.signalCode === 'SIGKILL' ? true : undefined),
+      30_000,
+    );
+
+    all = await startFlotilla(['start'], env(), ports);
+    const content = new ContentClient({ url: `http://127.0.0.1:${ports.content}`, token });
+    await waitFor(
+      'aio/events:1 in candidate',
+      async () => {
+        const repo = await content.repository('aio/events').catch(() => undefined);
+        return repo?.channels.find((c) => c.name === 'candidate')?.tags['1'] === image.top.digest
+          ? true
+          : undefined;
+      },
+      60_000,
+    );
+    expect(await readdir(join(work, 'registry', 'journal'))).toEqual([]);
+    expect(await all.stop()).toBe(0);
+    all = undefined;
+  }, 240_000);
 });

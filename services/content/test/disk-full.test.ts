@@ -53,12 +53,15 @@ describe.skipIf(unavailable !== undefined)('content on a full disk', () => {
     upstream = await new FakeRegistry().start();
   });
   afterEach(async () => {
-    await content?.stop();
-    content = undefined;
-    await store.close();
-    await upstream.stop();
-    await disk?.unmount();
-    await fs.rm(dataDir, { recursive: true, force: true });
+    try {
+      await content?.stop();
+      content = undefined;
+      await store.close();
+      await upstream.stop();
+    } finally {
+      await disk?.unmount();
+      await fs.rm(dataDir, { recursive: true, force: true });
+    }
   });
 
   async function start(env: Record<string, string>): Promise<ContentHarness> {

@@ -109,8 +109,11 @@ describe.skipIf(unavailable !== undefined)('registry on a full disk', () => {
     reg = await startTestRegistry({ storageDir: join(disk.dir, 'registry'), minFreeBytes: 0 });
   });
   afterAll(async () => {
-    await reg?.stop();
-    await disk?.unmount();
+    try {
+      await reg?.stop();
+    } finally {
+      await disk?.unmount();
+    }
   });
 
   let earlier: { layer: Content; manifest: Content };
@@ -236,8 +239,11 @@ describe.skipIf(unavailable !== undefined)('registry below its free-space reserv
     });
   });
   afterAll(async () => {
-    await reg?.stop();
-    await disk?.unmount();
+    try {
+      await reg?.stop();
+    } finally {
+      await disk?.unmount();
+    }
   });
 
   it('refuses writes early with 507, keeps reads, warns in /readyz and exports the free bytes', async () => {

@@ -11,6 +11,9 @@ const SECRETS = [
   { env: 'FLOTILLA_WEBHOOK_SECRET', file: 'webhook-secret' },
 ] as const;
 
+const START_ORDER = ['crane', 'mirrors', 'content', 'registry'] as const;
+const STOP_ORDER = ['registry', 'crane', 'mirrors', 'content'] as const;
+
 /**
  * All-in-one: every service in this process on one embedded store and the in-process bus
  * (or MongoDB / RabbitMQ when MONGODB_URL / AMQP_URL are set), secrets generated on first start.
@@ -41,16 +44,25 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   const closers: Array<() => Promise<void>> = [];
   const urls: Record<string, string> = {};
   const started: Array<{ stop(): Promise<void> }> = [];
+  const instances = new Map<string, { start(): Promise<void>; stop(): Promise<void> }>();
   try {
     for (const { name, listen: how, create } of configured) {
       // Each service adds its own `service` field to what it logs; the listener's lines get it here.
       const svcLogger = logger.child({ service: name });
       const instance = await create({ logger, store, bus });
       const server = await listen(instance.handler, { ...how, logger: svcLogger });
-      await instance.start();
-      started.push(instance);
+      instances.set(name, instance);
       urls[name] = server.url;
       closers.push(() => server.close());
+    }
+    // Consumers subscribe before producers re-send what a crash left in their outboxes: the
+    // in-process bus has no queue until someone subscribes, so an event dispatched earlier
+    // would reach nobody (registry events go to content, content's to crane and mirrors).
+    for (const name of START_ORDER) {
+      const instance = instances.get(name);
+      if (!instance) continue;
+      await instance.start();
+      started.push(instance);
     }
   } catch (err) {
     for (const close of closers) await close().catch(() => undefined);
@@ -61,7 +73,10 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   }
   // Stop accepting everywhere first, then stop the services (content last: it owns the outbox
   // that the others' events travel through), then the bus and the store.
-  for (const s of [...started].reverse()) closers.push(() => s.stop());
+  for (const name of STOP_ORDER) {
+    const instance = instances.get(name);
+    if (instance) closers.push(() => instance.stop());
+  }
   closers.push(() => bus.close(), () => store.close());
 
   process.stdout.write(banner({ dataDir, urls, generated, storeKind: store.kind, busKind: bus.kind }));
