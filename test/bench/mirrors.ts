@@ -1,6 +1,7 @@
 /**
- * Mirrors (issue 6): with 1,000 mirrors and 20,000 netblocks registered, the redirect
- * (`GET /pub/containers/blobs/...` → 302) against a bare node:http handler answering a fixed
+ * Mirrors (issue 6): with 1,000 mirrors and 20,000 netblocks registered, the redirect of a
+ * `flotilla serve redirector` process (`GET /pub/containers/blobs/...` → 302, from the snapshot
+ * a `flotilla serve mirrors` process writes) against a bare node:http handler answering a fixed
  * 302, one after the other on loopback, at 64 connections (throughput and p99); the time to
  * build the blob index for 100,000 published blobs; and the selector's cost per pick,
  * in-process.
