@@ -9,3 +9,5 @@ export * from './shutdown.js';
 export * from './secrets.js';
 export * from './http-client.js';
 export * from './fault-points.js';
+export * from './client-ip.js';
+export * from './access-log.js';

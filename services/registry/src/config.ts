@@ -1,6 +1,31 @@
-import { bool, durationMs, host, loadConfig, logLevel, port, url, type Env } from '@flotilla/kit';
+import {
+  ACCESS_LOG_LEVELS,
+  bool,
+  csv,
+  durationMs,
+  host,
+  loadConfig,
+  logLevel,
+  parseTrustedProxies,
+  port,
+  url,
+  type AccessLogLevel,
+  type Env,
+} from '@flotilla/kit';
 import { z } from 'zod';
 import { defaultStorageDirectory } from './storage/paths.js';
+
+const trustedProxy = z.string().refine(
+  (entry) => {
+    try {
+      parseTrustedProxies([entry]);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'expected CIDRs or addresses, e.g. 10.0.0.0/8,2001:db8::/32' },
+);
 
 /** The registry's environment (documented in services/registry/README.md). */
 export const registryConfigSchema = z.object({
@@ -17,6 +42,10 @@ export const registryConfigSchema = z.object({
   FLOTILLA_REGISTRY_ANONYMOUS_PULL: bool().default(true),
   AMQP_URL: url({ protocols: ['amqp:', 'amqps:'] }).optional(),
   LOG_LEVEL: logLevel().optional(),
+  /** One line per request at info (default), at debug, or none. */
+  FLOTILLA_REGISTRY_ACCESS_LOG: z.enum(ACCESS_LOG_LEVELS).default('info'),
+  /** Peers whose X-Forwarded-For the access log believes (CIDRs or addresses). */
+  FLOTILLA_TRUSTED_PROXIES: csv(trustedProxy).default([]),
 });
 
 export interface RegistryConfig {
@@ -36,6 +65,10 @@ export interface RegistryConfig {
   anonymousPull: boolean;
   amqpUrl?: string | undefined;
   logLevel?: string | undefined;
+  /** Default `info`. */
+  accessLog?: AccessLogLevel;
+  /** Default none. */
+  trustedProxies?: string[];
 }
 
 export function loadRegistryConfig(env: Env = process.env): RegistryConfig {
@@ -54,5 +87,7 @@ export function loadRegistryConfig(env: Env = process.env): RegistryConfig {
     anonymousPull: raw.FLOTILLA_REGISTRY_ANONYMOUS_PULL,
     amqpUrl: raw.AMQP_URL,
     logLevel: raw.LOG_LEVEL,
+    accessLog: raw.FLOTILLA_REGISTRY_ACCESS_LOG,
+    trustedProxies: raw.FLOTILLA_TRUSTED_PROXIES,
   };
 }

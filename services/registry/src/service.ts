@@ -1,4 +1,12 @@
-import { createMetrics, createServiceApp, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
+import {
+  createAccessLog,
+  createClientIpResolver,
+  createMetrics,
+  createServiceApp,
+  parseTrustedProxies,
+  type ServiceInstance,
+  type ServiceMetrics,
+} from '@flotilla/kit';
 import { createOutbox, type Bus, type Outbox } from '@flotilla/bus';
 import { createEmbeddedStore, type Store } from '@flotilla/store';
 import type { Logger } from 'pino';
@@ -34,7 +42,9 @@ export interface RegistryServiceInstance extends ServiceInstance {
 const PURGE_INTERVAL_MS = 3_600_000;
 
 /** The composition of storage, logic, auth, events and HTTP; `main.ts` adds config and listen. */
-export async function createRegistryService(deps: RegistryServiceDeps): Promise<RegistryServiceInstance> {
+export async function createRegistryService(
+  deps: RegistryServiceDeps,
+): Promise<RegistryServiceInstance> {
   const { config } = deps;
   const logger = deps.logger.child({ service: 'registry' });
   const metrics = deps.metrics ?? createMetrics('registry');
@@ -60,14 +70,29 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
   let outbox: Outbox | undefined;
   let ownStore: Store | undefined;
   if (deps.bus) {
-    const store = deps.store ?? (ownStore = createEmbeddedStore({ dir: outboxDirectory(config.storageDir), logger }));
+    const store =
+      deps.store ??
+      (ownStore = createEmbeddedStore({ dir: outboxDirectory(config.storageDir), logger }));
     outbox = createOutbox({ store, bus: deps.bus, logger });
     decorators.push(withManifestEvents(outbox, logger));
   }
   const digester = createDigester();
-  const registry = createRegistry({ driver, logger, uploadTtlMs: config.uploadTtlMs, decorateManifests: decorators, digester });
+  const registry = createRegistry({
+    driver,
+    logger,
+    uploadTtlMs: config.uploadTtlMs,
+    decorateManifests: decorators,
+    digester,
+  });
   const v2 = createV2Handler(
-    { registry, cache, authenticator, policy, deleteEnabled: config.deleteEnabled, logger: logger.child({ component: 'http' }) },
+    {
+      registry,
+      cache,
+      authenticator,
+      policy,
+      deleteEnabled: config.deleteEnabled,
+      logger: logger.child({ component: 'http' }),
+    },
     metrics,
   );
   const app = createServiceApp(
@@ -85,9 +110,19 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     () => undefined,
   );
 
+  const clientIp = createClientIpResolver(parseTrustedProxies(config.trustedProxies ?? []));
+  const accessLog = createAccessLog({
+    logger: logger.child({ component: 'access' }),
+    level: config.accessLog ?? 'info',
+    clientAddress: (req) =>
+      clientIp.resolve(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for']),
+  });
+
   let purgeTimer: NodeJS.Timeout | undefined;
   const purge = (): void => {
-    registry.uploads.purgeExpired().catch((err: unknown) => logger.warn({ err }, 'failed to purge upload sessions'));
+    registry.uploads
+      .purgeExpired()
+      .catch((err: unknown) => logger.warn({ err }, 'failed to purge upload sessions'));
   };
 
   return {
@@ -95,12 +130,17 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     registry,
     handler(req, res) {
       // Probes and scrapes stay off express too (see createOperationalEndpoints).
+      // The registry API gets the access log; other paths log through the service app.
+      if (accessLog && req.url?.startsWith('/v2')) accessLog(req, res);
       if (!v2(req, res) && !app.operational(req, res)) app(req, res);
     },
     async start() {
       await outbox?.start();
       purge();
-      purgeTimer = setInterval(purge, Math.min(PURGE_INTERVAL_MS, Math.max(config.uploadTtlMs, 1000)));
+      purgeTimer = setInterval(
+        purge,
+        Math.min(PURGE_INTERVAL_MS, Math.max(config.uploadTtlMs, 1000)),
+      );
       purgeTimer.unref();
     },
     async stop() {
