@@ -42,9 +42,7 @@ export interface RegistryServiceInstance extends ServiceInstance {
 const PURGE_INTERVAL_MS = 3_600_000;
 
 /** The composition of storage, logic, auth, events and HTTP; `main.ts` adds config and listen. */
-export async function createRegistryService(
-  deps: RegistryServiceDeps,
-): Promise<RegistryServiceInstance> {
+export async function createRegistryService(deps: RegistryServiceDeps): Promise<RegistryServiceInstance> {
   const { config } = deps;
   const logger = deps.logger.child({ service: 'registry' });
   const metrics = deps.metrics ?? createMetrics('registry');
@@ -70,29 +68,14 @@ export async function createRegistryService(
   let outbox: Outbox | undefined;
   let ownStore: Store | undefined;
   if (deps.bus) {
-    const store =
-      deps.store ??
-      (ownStore = createEmbeddedStore({ dir: outboxDirectory(config.storageDir), logger }));
+    const store = deps.store ?? (ownStore = createEmbeddedStore({ dir: outboxDirectory(config.storageDir), logger }));
     outbox = createOutbox({ store, bus: deps.bus, logger });
     decorators.push(withManifestEvents(outbox, logger));
   }
   const digester = createDigester();
-  const registry = createRegistry({
-    driver,
-    logger,
-    uploadTtlMs: config.uploadTtlMs,
-    decorateManifests: decorators,
-    digester,
-  });
+  const registry = createRegistry({ driver, logger, uploadTtlMs: config.uploadTtlMs, decorateManifests: decorators, digester });
   const v2 = createV2Handler(
-    {
-      registry,
-      cache,
-      authenticator,
-      policy,
-      deleteEnabled: config.deleteEnabled,
-      logger: logger.child({ component: 'http' }),
-    },
+    { registry, cache, authenticator, policy, deleteEnabled: config.deleteEnabled, logger: logger.child({ component: 'http' }) },
     metrics,
   );
   const app = createServiceApp(
@@ -114,15 +97,12 @@ export async function createRegistryService(
   const accessLog = createAccessLog({
     logger: logger.child({ component: 'access' }),
     level: config.accessLog ?? 'info',
-    clientAddress: (req) =>
-      clientIp.resolve(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for']),
+    clientAddress: (req) => clientIp.resolve(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for']),
   });
 
   let purgeTimer: NodeJS.Timeout | undefined;
   const purge = (): void => {
-    registry.uploads
-      .purgeExpired()
-      .catch((err: unknown) => logger.warn({ err }, 'failed to purge upload sessions'));
+    registry.uploads.purgeExpired().catch((err: unknown) => logger.warn({ err }, 'failed to purge upload sessions'));
   };
 
   return {
@@ -137,10 +117,7 @@ export async function createRegistryService(
     async start() {
       await outbox?.start();
       purge();
-      purgeTimer = setInterval(
-        purge,
-        Math.min(PURGE_INTERVAL_MS, Math.max(config.uploadTtlMs, 1000)),
-      );
+      purgeTimer = setInterval(purge, Math.min(PURGE_INTERVAL_MS, Math.max(config.uploadTtlMs, 1000)));
       purgeTimer.unref();
     },
     async stop() {
