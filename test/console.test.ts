@@ -304,6 +304,27 @@ describe.skipIf(missing !== '')('web console in headless Chromium', { timeout: 6
       .poll(() => page.getByRole('table', { name: 'Recent crawls' }).locator('tbody tr').count())
       .toBe(1);
     await check('14-mirror');
+
+    // Edit it: the change reaches the mirrors API and comes back.
+    const edit = page.locator('form', {
+      has: page.getByRole('heading', { name: 'Edit mirror-a' }),
+    });
+    await edit.getByLabel('Bandwidth (Mbit/s)').fill('250');
+    await edit.getByRole('button', { name: 'Save changes' }).click();
+    await expect.poll(() => edit.getByRole('status').innerText()).toBe('Saved.');
+
+    // Disable it from the list.
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Mirrors' }).click();
+    const listed = page.locator('tbody tr', { hasText: 'mirror-a' });
+    await listed.getByRole('button', { name: 'Disable mirror-a' }).click();
+    await expect.poll(() => listed.innerText()).toContain('disabled by admin');
+    const stored = (await fetch(`http://127.0.0.1:${ports.mirrors}/api/v1/mirrors`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    }).then((r) => r.json())) as Array<{ name: string; bandwidth: number; enabled: boolean }>;
+    expect(stored).toEqual([
+      expect.objectContaining({ name: 'mirror-a', bandwidth: 250, enabled: false }),
+    ]);
+    await check('15-mirror-disabled');
   });
 
   it('draws the redirect statistics', async () => {
@@ -328,7 +349,7 @@ describe.skipIf(missing !== '')('web console in headless Chromium', { timeout: 6
         { timeout: 15_000 },
       )
       .toBeGreaterThan(0);
-    await check('15-statistics');
+    await check('16-statistics');
   });
 
   it('fits a phone screen', async () => {
@@ -339,7 +360,7 @@ describe.skipIf(missing !== '')('web console in headless Chromium', { timeout: 6
       'document.documentElement.scrollWidth - document.documentElement.clientWidth',
     );
     expect(overflow).toBeLessThanOrEqual(0);
-    await check('16-repository-phone');
+    await check('17-repository-phone');
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 

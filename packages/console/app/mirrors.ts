@@ -379,8 +379,8 @@ function barChart(title: string, data: Record<string, number>): HTMLElement {
     );
   const max = Math.max(...entries.map(([, v]) => v), 1);
   const rowHeight = 26;
-  const labelWidth = 140;
-  const width = 560;
+  const labelWidth = 110;
+  const width = 400;
   const barSpace = width - labelWidth - 60;
   const chart = svg(
     'svg',

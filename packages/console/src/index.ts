@@ -77,7 +77,7 @@ export function createConsoleRouter(options: ConsoleOptions): Router {
   });
   const staticOptions = {
     index: false,
-    fallthrough: false,
+    fallthrough: true,
     setHeaders: (r: Response) => r.set('Cache-Control', 'no-cache'),
   };
   router.use('/static', express.static(consoleStaticDir, staticOptions));

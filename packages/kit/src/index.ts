@@ -12,3 +12,5 @@ export * from './fault-points.js';
 export * from './storage-space.js';
 export * from './entry-point.js';
 export * from './client-address.js';
+export * from './client-ip.js';
+export * from './access-log.js';

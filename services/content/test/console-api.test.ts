@@ -100,7 +100,17 @@ describe('content for the console: repository pages, manifest summaries, /consol
     expect(
       (await fetch(`${content.url}/console/static/console.css`)).headers.get('content-type'),
     ).toMatch(/text\/css/);
-    expect((await fetch(`${content.url}/console/static/../../package.json`)).status).toBe(404);
+    // Missing files and escapes are the service's own 404 problem, never a 500.
+    for (const path of [
+      '/console/static/../../package.json',
+      '/console/app/nope.js',
+      '/console/static/%2e%2e/%2e%2e/package.json',
+      '/console/app/',
+    ]) {
+      const r = await fetch(`${content.url}${path}`);
+      expect(r.status, path).toBe(404);
+      expect(r.headers.get('content-type'), path).toMatch(/problem\+json/);
+    }
   });
 
   it('forwards the mirrors admin API with the caller’s token, and nothing else', async () => {

@@ -1,6 +1,19 @@
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { csv, durationMs, host, int, loadConfig, port, trustedProxies, url, type Env, type ParsedCidr } from '@flotilla/kit';
+import {
+  ACCESS_LOG_LEVELS,
+  csv,
+  durationMs,
+  host,
+  int,
+  loadConfig,
+  port,
+  trustedProxies,
+  url,
+  type AccessLogLevel,
+  type Env,
+  type ParsedCidr,
+} from '@flotilla/kit';
 import { DEFAULT_PUBLISHED_CHANNEL, isValidChannelName } from '@flotilla/protocol';
 import { z } from 'zod';
 
@@ -21,6 +34,8 @@ export const craneConfigSchema = z.object({
   FLOTILLA_CRANE_RATE_LIMIT: int({ min: 0 }).default(100),
   FLOTILLA_CRANE_RATE_BURST: int({ min: 1 }).optional(),
   FLOTILLA_TRUSTED_PROXIES: trustedProxies().default([]),
+  /** One line per request at info (default), at debug, or none. */
+  FLOTILLA_CRANE_ACCESS_LOG: z.enum(ACCESS_LOG_LEVELS).default('info'),
   FLOTILLA_CRANE_PROTECTED: csv().default([]),
   FLOTILLA_CRANE_HTPASSWD: z.string().optional(),
   FLOTILLA_CRANE_CLIENT_CERT_HEADER: z
@@ -56,6 +71,8 @@ export interface CraneConfig {
   rateLimit: number;
   rateBurst: number;
   trustedProxies: ParsedCidr[];
+  /** Default `info`. */
+  accessLog?: AccessLogLevel;
   protectedGlobs: string[];
   htpasswdFile?: string;
   clientCertHeader?: string;
@@ -85,6 +102,7 @@ export function loadCraneConfig(env: Env = process.env): CraneConfig {
     rateLimit: rate,
     rateBurst: raw.FLOTILLA_CRANE_RATE_BURST ?? Math.max(1, rate * 2),
     trustedProxies: raw.FLOTILLA_TRUSTED_PROXIES,
+    accessLog: raw.FLOTILLA_CRANE_ACCESS_LOG,
     protectedGlobs: raw.FLOTILLA_CRANE_PROTECTED,
     ...(raw.FLOTILLA_CRANE_HTPASSWD ? { htpasswdFile: raw.FLOTILLA_CRANE_HTPASSWD } : {}),
     ...(raw.FLOTILLA_CRANE_CLIENT_CERT_HEADER ? { clientCertHeader: raw.FLOTILLA_CRANE_CLIENT_CERT_HEADER } : {}),

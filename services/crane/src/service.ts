@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Bus, Subscription } from '@flotilla/bus';
-import { createMetrics, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
+import { createAccessLog, createMetrics, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
 import type { ContentPublishedData } from '@flotilla/protocol';
 import type { Logger } from 'pino';
 import { createCredentialCheck, loadHtpasswd } from './access/credentials.js';
@@ -75,18 +75,25 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
     privateCache: { byDigest: cache.private, byTag: cache.private },
   });
   const rateLimiter = config.rateLimit > 0 ? createRateLimiter({ rate: config.rateLimit, burst: config.rateBurst }) : null;
+  const clientIp = createClientIpResolver(config.trustedProxies);
   const v2 = createV2Handler({
     catalog: loader.current,
     logger,
     observe: metrics.observe,
     rateLimited: craneMetrics.rateLimited,
-    clientIp: createClientIpResolver(config.trustedProxies),
+    clientIp,
     rateLimiter,
     credentials,
     ...(config.clientCertHeader ? { certificateHeader: config.clientCertHeader.toLowerCase() } : {}),
     blobBaseUrl: config.blobBaseUrl,
     cache,
     maxUrlLength: config.maxUrlLength,
+  });
+
+  const accessLog = createAccessLog({
+    logger: logger.child({ component: 'access' }),
+    level: config.accessLog ?? 'info',
+    clientAddress: (req) => clientIp.resolve(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for']),
   });
 
   const readiness = new Readiness({
@@ -122,6 +129,8 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
     reload,
     handler(req: IncomingMessage, res: ServerResponse) {
       // Probes and scrapes stay off express too (see createOperationalEndpoints).
+      // The registry API gets the access log; other paths log through the service app.
+      if (accessLog && req.url?.startsWith('/v2')) accessLog(req, res);
       if (!v2(req, res) && !app.operational(req, res)) app(req, res);
     },
     async start() {

@@ -1,4 +1,18 @@
-import { bool, durationMs, host, loadConfig, logLevel, port, sizeBytes, url, type Env } from '@flotilla/kit';
+import {
+  ACCESS_LOG_LEVELS,
+  bool,
+  durationMs,
+  host,
+  loadConfig,
+  logLevel,
+  port,
+  sizeBytes,
+  trustedProxies,
+  url,
+  type AccessLogLevel,
+  type Env,
+  type ParsedCidr,
+} from '@flotilla/kit';
 import { z } from 'zod';
 import { defaultStorageDirectory } from './storage/paths.js';
 
@@ -25,6 +39,10 @@ export const registryConfigSchema = z.object({
   FLOTILLA_REGISTRY_ANONYMOUS_PULL: bool().default(true),
   AMQP_URL: url({ protocols: ['amqp:', 'amqps:'] }).optional(),
   LOG_LEVEL: logLevel().optional(),
+  /** One line per request at info (default), at debug, or none. */
+  FLOTILLA_REGISTRY_ACCESS_LOG: z.enum(ACCESS_LOG_LEVELS).default('info'),
+  /** Peers whose X-Forwarded-For the access log believes (CIDRs or addresses). */
+  FLOTILLA_TRUSTED_PROXIES: trustedProxies().default([]),
 });
 
 export interface RegistryConfig {
@@ -48,6 +66,10 @@ export interface RegistryConfig {
   anonymousPull: boolean;
   amqpUrl?: string | undefined;
   logLevel?: string | undefined;
+  /** Default `info`. */
+  accessLog?: AccessLogLevel;
+  /** Default none. */
+  trustedProxies?: ParsedCidr[];
 }
 
 export function loadRegistryConfig(env: Env = process.env): RegistryConfig {
@@ -68,5 +90,7 @@ export function loadRegistryConfig(env: Env = process.env): RegistryConfig {
     anonymousPull: raw.FLOTILLA_REGISTRY_ANONYMOUS_PULL,
     amqpUrl: raw.AMQP_URL,
     logLevel: raw.LOG_LEVEL,
+    accessLog: raw.FLOTILLA_REGISTRY_ACCESS_LOG,
+    trustedProxies: raw.FLOTILLA_TRUSTED_PROXIES,
   };
 }

@@ -1,4 +1,12 @@
-import { createMetrics, createServiceApp, createStorageSpace, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
+import {
+  createAccessLog,
+  createClientIpResolver,
+  createMetrics,
+  createServiceApp,
+  createStorageSpace,
+  type ServiceInstance,
+  type ServiceMetrics,
+} from '@flotilla/kit';
 import { createOutbox, type Bus, type Outbox } from '@flotilla/bus';
 import { createEmbeddedStore, type Store } from '@flotilla/store';
 import type { Logger } from 'pino';
@@ -123,6 +131,13 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     if (recovered > 0) logger.info({ events: recovered }, 'enqueued events recovered from the journal');
   }
 
+  const clientIp = createClientIpResolver(config.trustedProxies ?? []);
+  const accessLog = createAccessLog({
+    logger: logger.child({ component: 'access' }),
+    level: config.accessLog ?? 'info',
+    clientAddress: (req) => clientIp.resolve(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for']),
+  });
+
   let purgeTimer: NodeJS.Timeout | undefined;
   const purge = (): void => {
     registry.uploads.purgeExpired().then(() => undefined).catch((err: unknown) => logger.warn({ err }, 'failed to purge upload sessions'));
@@ -133,6 +148,8 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     registry,
     handler(req, res) {
       // Probes and scrapes stay off express too (see createOperationalEndpoints).
+      // The registry API gets the access log; other paths log through the service app.
+      if (accessLog && req.url?.startsWith('/v2')) accessLog(req, res);
       if (!v2(req, res) && !app.operational(req, res)) app(req, res);
     },
     async start() {

@@ -28,9 +28,7 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
       repositories: repos.map((r) => ({
         name: r._id,
         channels: Object.fromEntries(
-          channels.channels
-            .filter((ch) => r.channels[ch])
-            .map((ch) => [ch, r.channels[ch]?.version ?? 0]),
+          channels.channels.filter((ch) => r.channels[ch]).map((ch) => [ch, r.channels[ch]?.version ?? 0]),
         ),
         ...(r.published ? { published: r.published } : {}),
       })),
@@ -55,13 +53,7 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
             ? emptyVersion(name, ch)
             : await channels.version(name, ch, query.version)
           : ((await channels.current(name, ch)) ?? emptyVersion(name, ch));
-      views.push({
-        name: ch,
-        version: version.number,
-        tags: tagsToRecord(version.tags),
-        createdAt: version.createdAt,
-        cause: version.cause,
-      });
+      views.push({ name: ch, version: version.number, tags: tagsToRecord(version.tags), createdAt: version.createdAt, cause: version.cause });
     }
     const body: Record<string, unknown> = {
       name,
