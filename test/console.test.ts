@@ -257,6 +257,10 @@ describe.skipIf(missing !== '')('web console in headless Chromium', { timeout: 6
     await expect
       .poll(() => page.locator('tbody tr').first().innerText())
       .toMatch(/^1\s+testing\s+complete/);
+    // What a publication added is fetched when its row is opened.
+    await page.locator('tbody tr').first().locator('summary').click();
+    await expect.poll(() => page.locator('tbody tr').first().innerText()).toMatch(/Repositories: \S+/);
+    await expect.poll(() => page.locator('tbody tr').first().locator('li').count()).toBeGreaterThan(0);
     await check('11-publications');
   });
 

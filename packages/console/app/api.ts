@@ -179,14 +179,21 @@ export interface Promotion {
   before: { version: number };
   after: { version: number };
 }
+/** A publication as the list answers it: counts only (the lists can be as large as a release). */
 export interface Publication {
   number: number;
   channel: string;
   state: string;
   time: string;
+  repositoryCount?: number;
+  newBlobCount?: number;
+  taskId?: string;
+}
+/** `GET /publications/<n>`: the repositories it wrote and a page of the blobs it added. */
+export interface PublicationDetail extends Publication {
   repositories: string[];
   newBlobs: string[];
-  taskId?: string;
+  next?: string;
 }
 export interface Task {
   id: string;

@@ -1,4 +1,4 @@
-import { content, ProblemError, type Publication, type Task } from './api.js';
+import { content, ProblemError, type Publication, type PublicationDetail, type Task } from './api.js';
 import {
   digestCode,
   field,
@@ -49,23 +49,8 @@ export async function renderPublications(ctx: PageContext): Promise<void> {
                   h('td', {}, p.channel),
                   h('td', {}, p.state),
                   h('td', {}, formatTime(p.time)),
-                  h('td', {}, p.repositories.length ? p.repositories.join(', ') : '—'),
-                  h(
-                    'td',
-                    {},
-                    p.newBlobs.length
-                      ? h(
-                          'details',
-                          {},
-                          h('summary', {}, `${p.newBlobs.length} new`),
-                          h(
-                            'ul',
-                            { class: 'plain' },
-                            p.newBlobs.map((d) => h('li', {}, digestCode(d))),
-                          ),
-                        )
-                      : 'none',
-                  ),
+                  h('td', {}, String(p.repositoryCount ?? 0)),
+                  h('td', {}, p.newBlobCount ? publicationDetail(p) : 'none'),
                 ),
               ),
             ),
@@ -73,6 +58,31 @@ export async function renderPublications(ctx: PageContext): Promise<void> {
         )
       : h('p', {}, 'Nothing has been published yet.'),
   );
+}
+
+/** What one publication added, fetched when the reader opens it (a release can add thousands). */
+function publicationDetail(p: Publication): HTMLElement {
+  const body = h('div', {}, 'Loading…');
+  const details = h('details', {}, h('summary', {}, `${p.newBlobCount} new`), body);
+  let loaded = false;
+  details.addEventListener('toggle', () => {
+    if (!details.open || loaded) return;
+    loaded = true;
+    content
+      .get<PublicationDetail>(`/publications/${p.number}`)
+      .then((detail) => {
+        body.replaceChildren(
+          h('p', {}, `Repositories: ${detail.repositories.join(', ') || '—'}`),
+          h('ul', { class: 'plain' }, detail.newBlobs.map((d) => h('li', {}, digestCode(d)))),
+          ...(detail.next ? [h('p', {}, `and more (first ${detail.newBlobs.length} shown)`)] : []),
+        );
+      })
+      .catch((err: unknown) => {
+        loaded = false;
+        body.replaceChildren(h('p', { role: 'alert' }, err instanceof Error ? err.message : String(err)));
+      });
+  });
+  return details;
 }
 
 function publishForm(): HTMLElement {
