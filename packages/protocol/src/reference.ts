@@ -162,3 +162,19 @@ export function parseManifestReference(ref: string): ManifestReference {
   assertTag(ref);
   return { tag: ref };
 }
+
+/**
+ * The reference of a manifest *read* (`GET`/`HEAD`): a name that is no valid tag cannot name a
+ * manifest, so reading it is a miss, 404 MANIFEST_UNKNOWN (what the OCI conformance suite
+ * expects of `.INVALID_MANIFEST_NAME`); a `PUT` with it stays 400 MANIFEST_INVALID.
+ */
+export function parseManifestReferenceToRead(ref: string): ManifestReference {
+  try {
+    return parseManifestReference(ref);
+  } catch (err) {
+    if (err instanceof OciError && err.code === 'MANIFEST_INVALID') {
+      throw new OciError('MANIFEST_UNKNOWN', undefined, { detail: { tag: ref.slice(0, 200) } });
+    }
+    throw err;
+  }
+}

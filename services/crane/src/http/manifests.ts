@@ -1,4 +1,4 @@
-import { OciError, parseManifestReference } from '@flotilla/protocol';
+import { OciError, parseManifestReferenceToRead } from '@flotilla/protocol';
 import type { RepositoryView } from '../catalog/repository.js';
 import { pulpManifestLocation, type PulpRepository } from '../catalog/pulp.js';
 import type { V2Context } from './context.js';
@@ -19,24 +19,10 @@ function acceptedOf(header: string | undefined): Accepted {
   return accepted;
 }
 
-/**
- * A reference to read: a name that is no valid tag cannot name a manifest, so reading it is a
- * miss (404 MANIFEST_UNKNOWN, what the OCI conformance suite expects).
- */
-function referenceToRead(reference: string): ReturnType<typeof parseManifestReference> {
-  try {
-    return parseManifestReference(reference);
-  } catch (err) {
-    if (err instanceof OciError && err.code === 'MANIFEST_INVALID') {
-      throw new OciError('MANIFEST_UNKNOWN', undefined, { detail: { tag: reference.slice(0, 200) } });
-    }
-    throw err;
-  }
-}
 
 /** `GET|HEAD /v2/<name>/manifests/<tag|digest>`: exact bytes and precomputed headers from memory. */
 export function serveManifest(ctx: V2Context, repo: RepositoryView, reference: string): void {
-  const ref = referenceToRead(reference);
+  const ref = parseManifestReferenceToRead(reference);
   const byTag = ref.tag !== undefined;
   const digest = byTag ? repo.tags.get(ref.tag) : ref.digest;
   const entry = digest === undefined ? undefined : repo.manifests.get(digest);
@@ -63,6 +49,6 @@ export function serveManifest(ctx: V2Context, repo: RepositoryView, reference: s
 
 /** A Pulp 2 repository: redirect where Crane would have. */
 export function servePulpManifest(ctx: V2Context, repo: PulpRepository, reference: string): void {
-  referenceToRead(reference);
+  parseManifestReferenceToRead(reference);
   sendRedirect(ctx.res, 302, pulpManifestLocation(repo, reference, acceptedOf(ctx.req.headers.accept).types));
 }

@@ -5,6 +5,7 @@ import {
   parseDigest,
   parseManifest,
   parseManifestReference,
+  parseManifestReferenceToRead,
   assertTag,
   type ParsedDigest,
 } from '@flotilla/protocol';
@@ -54,25 +55,10 @@ async function negotiate(ctx: V2Context, manifest: StoredManifest, byTag: boolea
   return manifest;
 }
 
-/**
- * A reference to read: a name that is no valid tag cannot name a manifest, so reading it is a
- * miss (404 MANIFEST_UNKNOWN, what the OCI conformance suite expects), while a `PUT` with it
- * stays 400 MANIFEST_INVALID.
- */
-function referenceToRead(reference: string): ReturnType<typeof parseManifestReference> {
-  try {
-    return parseManifestReference(reference);
-  } catch (err) {
-    if (err instanceof OciError && err.code === 'MANIFEST_INVALID') {
-      throw new OciError('MANIFEST_UNKNOWN', undefined, { detail: { tag: reference.slice(0, 200) } });
-    }
-    throw err;
-  }
-}
 
 export async function getManifest(ctx: V2Context): Promise<void> {
   await authorize(ctx, 'pull');
-  const reference = referenceToRead(ctx.param);
+  const reference = parseManifestReferenceToRead(ctx.param);
   let digest: ParsedDigest;
   if (reference.tag !== undefined) {
     const resolved =
