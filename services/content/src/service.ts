@@ -99,13 +99,6 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     concurrency: config.syncConcurrency,
     adoptFile: (digest) => adoptStoredFile(contentStore.paths, digest),
   });
-  const gc = new ContentGc({
-    c,
-    paths: contentStore.paths,
-    logger: logger.child({ component: 'gc' }),
-    keepVersions: config.keepVersions,
-    graceMs: config.gcGraceMs,
-  });
   const publisher = new Publisher({
     c,
     channels,
@@ -119,6 +112,14 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     requestRetention: async () => {
       await tasks.submitRetention();
     },
+  });
+  const gc = new ContentGc({
+    c,
+    paths: contentStore.paths,
+    logger: logger.child({ component: 'gc' }),
+    keepVersions: config.keepVersions,
+    graceMs: config.gcGraceMs,
+    servedVersions: () => publisher.unprunedServedVersions(),
   });
   const contentMetrics = new ContentMetrics(metrics.registry);
   const leaseMs = config.taskLeaseSeconds * 1000;
