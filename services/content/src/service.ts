@@ -215,6 +215,9 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
       if (started) return;
       started = true;
       await outbox.start();
+      // A crash between a promotion's version and its audit record: the record is rebuilt.
+      const repaired = await promotions.repairAudit();
+      if (repaired > 0) logger.warn({ repaired }, 'audit records rebuilt from their versions');
       subscriptions.push(
         await bus.subscribe(deps.queues?.registryEvents ?? REGISTRY_EVENTS_QUEUE, ['registry.manifest.pushed'], async (event) => {
           if (event.type !== 'registry.manifest.pushed') return;

@@ -5,10 +5,7 @@ import { contentProblem } from './errors.js';
 /** How many times a writer re-reads and retries when another writer took the version number. */
 const MAX_COMMIT_ATTEMPTS = 50;
 
-export interface VersionCause {
-  kind: ChannelVersionDoc['cause']['kind'];
-  ref?: string;
-}
+export type VersionCause = ChannelVersionDoc['cause'];
 
 export interface CommitResult {
   version: ChannelVersionDoc;
@@ -142,7 +139,8 @@ export class ChannelStore {
     repository: string,
     channel: string,
     mutate: (current: TagEntry[], currentVersion: ChannelVersionDoc | undefined) => TagEntry[],
-    cause: VersionCause,
+    /** Or computed from the tags the change is made on (an untag's audit names their digests). */
+    cause: VersionCause | ((current: TagEntry[]) => VersionCause),
   ): Promise<CommitResult> {
     this.assertChannel(channel);
     for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
@@ -154,6 +152,7 @@ export class ChannelStore {
         return { version: emptyVersion(repository, channel), before, changed: false };
       }
       const number = (before?.number ?? 0) + 1;
+      const why = typeof cause === 'function' ? cause(currentTags) : cause;
       const doc: ChannelVersionDoc & { _id: string } = {
         _id: versionId(repository, channel, number),
         repository,
@@ -161,7 +160,11 @@ export class ChannelStore {
         number,
         tags: next,
         createdAt: new Date().toISOString(),
-        cause: cause.ref ? { kind: cause.kind, ref: cause.ref } : { kind: cause.kind },
+        cause: {
+          kind: why.kind,
+          ...(why.ref ? { ref: why.ref } : {}),
+          ...(why.audit ? { audit: why.audit } : {}),
+        },
       };
       // Only a real change creates the repository (a sync of an empty upstream leaves no trace).
       await this.ensureRepository(repository);

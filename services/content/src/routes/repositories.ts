@@ -6,6 +6,7 @@ import {
 } from '../api-schemas.js';
 import { diffTags, emptyVersion, tagsToRecord } from '../domain/channels.js';
 import type { ContentAppDeps } from '../app.js';
+import type { ChannelVersionDoc } from '../collections.js';
 import { contentProblem } from '../domain/errors.js';
 import { summarizeManifests } from '../domain/manifest-summary.js';
 
@@ -60,7 +61,7 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
         version: version.number,
         tags: tagsToRecord(version.tags),
         createdAt: version.createdAt,
-        cause: version.cause,
+        cause: presentCause(version.cause),
       });
     }
     const body: Record<string, unknown> = {
@@ -80,7 +81,7 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
       body.versions = (await channels.listVersions(name, query.channel)).map((v) => ({
         number: v.number,
         createdAt: v.createdAt,
-        cause: v.cause,
+        cause: presentCause(v.cause),
         tags: v.tags.length,
       }));
       if (query.compare !== undefined) {
@@ -97,4 +98,9 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
     }
     res.json(body);
   });
+}
+
+/** A version's cause as the API shows it: the audit record itself is served by /promotions. */
+function presentCause(cause: ChannelVersionDoc['cause']): { kind: string; ref?: string } {
+  return cause.ref ? { kind: cause.kind, ref: cause.ref } : { kind: cause.kind };
 }
