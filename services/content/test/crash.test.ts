@@ -212,7 +212,7 @@ describe('publishing killed at its named fault points', () => {
   }
 });
 
-describe('promotions, untags and rollbacks killed between the version and its audit record', () => {
+describe('promotions, untags and rollbacks killed between the version and its pointer or audit record', () => {
   const cleanups: (() => Promise<void>)[] = [];
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
@@ -220,11 +220,14 @@ describe('promotions, untags and rollbacks killed between the version and its au
 
   const cases = [
     { kind: 'promotion', point: 'promotion.version-committed' },
+    { kind: 'promotion', point: 'promotion.audited' },
+    // the sync's commit passes it first: the promotion's version is stored, its pointer not moved
+    { kind: 'promotion', point: 'channel.version-inserted:2' },
     { kind: 'untag', point: 'untag.version-committed' },
     { kind: 'rollback', point: 'rollback.version-committed' },
   ] as const;
   for (const { kind, point } of cases) {
-    it(`${point}: after a restart the audit trail names the version`, { timeout: 120_000 }, async () => {
+    it(`${point}: after a restart the channel pointer and the audit trail name the version`, { timeout: 120_000 }, async () => {
       const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'flotilla-content-audit-'));
       cleanups.push(() => fs.rm(dir, { recursive: true, force: true }));
       const upstream = await new FakeRegistry().start();
@@ -254,6 +257,9 @@ describe('promotions, untags and rollbacks killed between the version and its au
       proc = await startProcess(env);
       const repo = await api(proc.url, 'GET', '/api/v1/repositories/app?channel=testing');
       const head = repo.versions[0] as { number: number; cause: { kind: string } };
+      // the list (and publishing) read the channel pointer: it names the newest version
+      const listed = (await api(proc.url, 'GET', '/api/v1/repositories')).repositories.find((r: { name: string }) => r.name === 'app');
+      expect(listed.channels.testing).toBe(head.number);
       expect(head.cause.kind).toBe(kind);
       const trail = (await api(proc.url, 'GET', '/api/v1/promotions?repository=app')).promotions;
       const record = trail.find((p: { to: string; after: { version: number } }) => p.to === 'testing' && p.after.version === head.number);
