@@ -204,7 +204,8 @@ export class Promotions {
    * (a crash between the two writes), and announces the promotions among them. Run at start.
    */
   async repairAudit(): Promise<number> {
-    const audited = await this.c.channelVersions.find({ 'cause.audit': { $exists: true } });
+    // Causes only (no tag lists): the whole version is read for the few records missing.
+    const audited = await this.c.channelVersions.find({ 'cause.audit': { $exists: true } }, { projection: { _id: 1, cause: 1 } });
     let repaired = 0;
     for (let i = 0; i < audited.length; i += AUDIT_BATCH) {
       const batch = audited.slice(i, i + AUDIT_BATCH);
@@ -212,9 +213,11 @@ export class Promotions {
       const have = new Set(
         (await this.c.promotions.find({ _id: { $in: ids } }, { projection: { _id: 1 } })).map((p) => p._id),
       );
-      for (const version of batch) {
-        const audit = version.cause.audit as VersionAudit;
+      for (const { _id, cause } of batch) {
+        const audit = cause.audit as VersionAudit;
         if (have.has(audit.id)) continue;
+        const version = await this.c.channelVersions.findOne({ _id });
+        if (!version) continue; // gc removed it meanwhile
         // The version before it in the same channel, unless gc removed it since.
         const before = await this.channels.version(version.repository, version.channel, version.number - 1).catch(() => undefined);
         const kind = version.cause.kind as PromotionDoc['kind'];
