@@ -18,6 +18,6 @@ COPY --from=build /src/services ./services
 RUN mkdir -p /var/lib/flotilla/selection && chown -R node:node /var/lib/flotilla
 USER node
 VOLUME ["/var/lib/flotilla"]
-EXPOSE 5000 5001 5002 5003 5004
+EXPOSE 5000 5001 5002 5003 5004 5005
 ENTRYPOINT ["node", "/app/services/cli/dist/main.js"]
 CMD ["start"]

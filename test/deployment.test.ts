@@ -12,7 +12,7 @@ import { craneConfigSchema } from '@flotilla/crane';
 import { mirrorsConfigSchema } from '@flotilla/mirrors';
 import { redirectorConfigSchema } from '@flotilla/redirector';
 import { registryConfigSchema } from '@flotilla/registry';
-import { CLI_ENVIRONMENT } from '@flotilla/cli';
+import { CLI_ENVIRONMENT, TESTING_CRANE_PORT } from '@flotilla/cli';
 import { repoRoot } from './support/flotilla.js';
 
 const SERVICES = { registry: 5000, crane: 5001, mirrors: 5002, content: 5003, redirector: 5004 } as const;
@@ -207,4 +207,20 @@ describe('deploy/systemd', async () => {
       expect(unknownKeys(service, keys)).toEqual([]);
     });
   }
+});
+
+describe('default ports', () => {
+  it('the code’s defaults are the documented ones, and all-in-one’s testers’ crane clashes with none', () => {
+    const defaults = {
+      registry: registryConfigSchema.shape.FLOTILLA_REGISTRY_PORT.parse(undefined),
+      crane: craneConfigSchema.shape.FLOTILLA_CRANE_PORT.parse(undefined),
+      mirrors: mirrorsConfigSchema.shape.FLOTILLA_MIRRORS_PORT.parse(undefined),
+      content: contentConfigSchema.shape.FLOTILLA_CONTENT_PORT.parse(undefined),
+      redirector: redirectorConfigSchema.shape.FLOTILLA_REDIRECTOR_PORT.parse(undefined),
+    };
+    expect(defaults).toEqual(SERVICES);
+    const testers = Number(TESTING_CRANE_PORT);
+    expect(testers).toBe(5005);
+    expect(Object.values(SERVICES)).not.toContain(testers);
+  });
 });

@@ -220,7 +220,9 @@ export async function publishedTreeWhole(root: string): Promise<string[]> {
       violations.push(`${tree}/PUBLICATION holds ${JSON.stringify(marker)}`);
       continue;
     }
-    if (!(await exists(join(tree, 'publications', `${marker}.json`))))
+    // A channel's view (channels/<channel>/) shares the root's publication records.
+    const record = join('publications', `${marker}.json`);
+    if (!(await exists(join(tree, record))) && !(await exists(join(root, record))))
       violations.push(`${tree}: PUBLICATION ${marker} has no publications/${marker}.json`);
     for (const file of await filesUnder(join(tree, 'repositories'))) {
       let meta: { manifests?: Record<string, { data?: string }>; blobs?: Record<string, number> };

@@ -1,5 +1,5 @@
 export { buildProgram } from './program.js';
-export { startAllInOne } from './commands/start.js';
+export { startAllInOne, TESTING_CRANE_PORT } from './commands/start.js';
 export { renderProgress } from './progress.js';
 export { resolveEndpoint } from './endpoints.js';
 export { CLI_ENVIRONMENT } from './endpoints.js';

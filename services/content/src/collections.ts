@@ -54,8 +54,28 @@ export type ChannelVersionDoc = {
   tags: TagEntry[];
   createdAt: string;
   /** What made this version: sync, promotion, untag, rollback. */
-  cause: { kind: 'sync' | 'promotion' | 'untag' | 'rollback'; ref?: string };
+  cause: {
+    kind: 'sync' | 'promotion' | 'untag' | 'rollback';
+    ref?: string;
+    /** Promotions, untags and rollbacks: the audit record, written with the version. */
+    audit?: VersionAudit;
+  };
 };
+
+/**
+ * What a version made by a person or hook says of its audit record (`promotions/<id>`): the
+ * version is the commit point, the record is derived from it (and rebuilt from it at start when a
+ * crash came between the two writes).
+ */
+export interface VersionAudit {
+  id: string;
+  actor: string;
+  reason?: string;
+  from?: string;
+  tags: string[];
+  targetTags: string[];
+  digests: string[];
+}
 
 export interface BlobRef {
   digest: string;

@@ -99,13 +99,6 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     concurrency: config.syncConcurrency,
     adoptFile: (digest) => adoptStoredFile(contentStore.paths, digest),
   });
-  const gc = new ContentGc({
-    c,
-    paths: contentStore.paths,
-    logger: logger.child({ component: 'gc' }),
-    keepVersions: config.keepVersions,
-    graceMs: config.gcGraceMs,
-  });
   const publisher = new Publisher({
     c,
     channels,
@@ -119,6 +112,14 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     requestRetention: async () => {
       await tasks.submitRetention();
     },
+  });
+  const gc = new ContentGc({
+    c,
+    paths: contentStore.paths,
+    logger: logger.child({ component: 'gc' }),
+    keepVersions: config.keepVersions,
+    graceMs: config.gcGraceMs,
+    servedVersions: () => publisher.unprunedServedVersions(),
   });
   const contentMetrics = new ContentMetrics(metrics.registry);
   const leaseMs = config.taskLeaseSeconds * 1000;
@@ -214,6 +215,11 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
       if (started) return;
       started = true;
       await outbox.start();
+      // A crash between a version and its pointer, or its audit record: both are rebuilt.
+      const pointers = await channels.repairPointers();
+      if (pointers > 0) logger.warn({ pointers }, 'channel pointers moved to their newest versions');
+      const repaired = await promotions.repairAudit();
+      if (repaired > 0) logger.warn({ repaired }, 'audit records rebuilt from their versions');
       subscriptions.push(
         await bus.subscribe(deps.queues?.registryEvents ?? REGISTRY_EVENTS_QUEUE, ['registry.manifest.pushed'], async (event) => {
           if (event.type !== 'registry.manifest.pushed') return;

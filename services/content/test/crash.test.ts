@@ -211,3 +211,74 @@ describe('publishing killed at its named fault points', () => {
     });
   }
 });
+
+describe('promotions, untags and rollbacks killed between the version and its pointer or audit record', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  const cases = [
+    { kind: 'promotion', point: 'promotion.version-committed' },
+    { kind: 'promotion', point: 'promotion.audited' },
+    // the sync's commit passes it first: the promotion's version is stored, its pointer not moved
+    { kind: 'promotion', point: 'channel.version-inserted:2' },
+    { kind: 'untag', point: 'untag.version-committed' },
+    { kind: 'rollback', point: 'rollback.version-committed' },
+  ] as const;
+  for (const { kind, point } of cases) {
+    it(`${point}: after a restart the channel pointer and the audit trail name the version`, { timeout: 120_000 }, async () => {
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'flotilla-content-audit-'));
+      cleanups.push(() => fs.rm(dir, { recursive: true, force: true }));
+      const upstream = await new FakeRegistry().start();
+      cleanups.push(() => upstream.stop());
+      const env = { FLOTILLA_DATA_DIR: dir, FLOTILLA_REGISTRY_URL: upstream.url, FLOTILLA_REGISTRY_PASSWORD: 'x', FLOTILLA_CONTENT_POLICY: '{}' };
+      let proc = await startProcess({ ...env, FLOTILLA_FAULT_POINT: point });
+      cleanups.push(async () => {
+        proc.child.kill('SIGKILL');
+      });
+      const one = upstream.addImage('app', '1');
+      upstream.addImage('app', '2');
+      expect((await waitTask(proc.url, (await api(proc.url, 'POST', '/api/v1/syncs', { repository: 'app' })).task.id)).state).toBe('completed');
+      const promote = (tags: string[]) => api(proc.url, 'POST', '/api/v1/promotions', { repository: 'app', tags, from: 'candidate', to: 'testing', reason: 'ship it' });
+      const exited = new Promise((r) => proc.child.once('exit', r));
+      const killed = async (call: Promise<unknown>) => {
+        await expect(call).rejects.toThrow();
+        await exited;
+      };
+      if (kind === 'promotion') await killed(promote(['1']));
+      else await promote(['1']);
+      if (kind === 'untag') await killed(api(proc.url, 'POST', '/api/v1/untags', { repository: 'app', channel: 'testing', tags: ['1'], reason: 'ship it' }));
+      if (kind === 'rollback') {
+        await promote(['2']);
+        await killed(api(proc.url, 'POST', '/api/v1/rollbacks', { repository: 'app', channel: 'testing', version: 1, reason: 'ship it' }));
+      }
+
+      proc = await startProcess(env);
+      const repo = await api(proc.url, 'GET', '/api/v1/repositories/app?channel=testing');
+      const head = repo.versions[0] as { number: number; cause: { kind: string } };
+      // the list (and publishing) read the channel pointer: it names the newest version
+      const listed = (await api(proc.url, 'GET', '/api/v1/repositories')).repositories.find((r: { name: string }) => r.name === 'app');
+      expect(listed.channels.testing).toBe(head.number);
+      expect(head.cause.kind).toBe(kind);
+      const trail = (await api(proc.url, 'GET', '/api/v1/promotions?repository=app')).promotions;
+      const record = trail.find((p: { to: string; after: { version: number } }) => p.to === 'testing' && p.after.version === head.number);
+      expect(record, JSON.stringify(trail)).toMatchObject({
+        kind,
+        reason: 'ship it',
+        actor: expect.any(String),
+        before: { version: head.number - 1 },
+        after: { version: head.number },
+      });
+      if (kind === 'promotion') expect(record).toMatchObject({ from: 'candidate', tags: ['1'], digests: [one.digest], after: { tags: { '1': one.digest } } });
+      if (kind === 'untag') expect(record).toMatchObject({ tags: ['1'], digests: [one.digest], before: { tags: { '1': one.digest } }, after: { tags: {} } });
+      if (kind === 'rollback') expect(record.after.tags).toEqual({ '1': one.digest });
+      // a second restart finds nothing to repair: the trail holds the record once
+      proc.child.kill('SIGKILL');
+      proc = await startProcess(env);
+      const again = (await api(proc.url, 'GET', '/api/v1/promotions?repository=app')).promotions;
+      expect(again.filter((p: { id: string }) => p.id === record.id)).toHaveLength(1);
+      expect(again).toHaveLength(trail.length);
+    });
+  }
+});

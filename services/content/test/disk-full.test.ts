@@ -142,7 +142,10 @@ describe.skipIf(unavailable !== undefined)('content on a full disk', () => {
       String(done.result.publication),
     );
     const meta = JSON.parse(
-      await fs.readFile(path.join(disk.dir, 'repositories', 'full', 'pub.json'), 'utf8'),
+      await fs.readFile(
+        path.join(disk.dir, 'channels', 'stable', 'repositories', 'full', 'pub.json'),
+        'utf8',
+      ),
     ) as { tags: Record<string, string> };
     expect(meta.tags).toEqual({ '1': image.digest });
     expect(await files(path.join(disk.dir, '.staging'))).toEqual([]);

@@ -182,6 +182,92 @@ describe('content store gc', () => {
     });
   });
 
+  it('keeps every version a channel view serves, whichever channel was published last', async () => {
+    const { upstream, content, contentDir } = await setup({
+      FLOTILLA_CONTENT_KEEP_VERSIONS: '1',
+      FLOTILLA_CONTENT_GC_GRACE: '0',
+      FLOTILLA_CONTENT_RETAIN_PUBLICATIONS: '1',
+      FLOTILLA_CONTENT_BLOB_GRACE_SECONDS: '0',
+    });
+    const root = content.service.parts.config.publishDir;
+    const promote = async (from: string, to: string) => {
+      const r = await content.api('POST', '/api/v1/promotions', {
+        repository: 'app',
+        tags: ['a'],
+        from,
+        to,
+      });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+    };
+    const publish = async (channel: string) => {
+      const r = await content.api('POST', '/api/v1/publications', { channel });
+      const task = await content.waitTask(r.body.task.id);
+      expect(task.state, JSON.stringify(task.error)).toBe('completed');
+    };
+    const images = [];
+    for (let i = 0; i < 4; i++) {
+      images.push(upstream.addImage('app', 'a', { layers: 1, layerSize: 2000 + i }));
+      await syncNow(content, 'app');
+      if (i === 0) {
+        await promote('candidate', 'testing');
+        await promote('testing', 'stable');
+      }
+      if (i === 1) {
+        await promote('candidate', 'testing');
+        await publish('testing'); // testing's view: testing v2 (A1)
+      }
+      if (i === 2) {
+        await publish('stable'); // stable's view: stable v1 (A0), and the newest publication
+        await promote('candidate', 'testing');
+        await promote('testing', 'stable');
+      }
+      if (i === 3) await promote('candidate', 'testing');
+    }
+    // candidate v1..v4 = A0..A3; testing v1..v4 = A0..A3 (view: v2); stable v1 A0 (view), v2 A2
+    await new Promise((r) => setTimeout(r, 20)); // grace 0: everything so far is older than now
+    await gcNow(content, false);
+
+    const versions = async (channel: string) =>
+      (await content.api('GET', `/api/v1/repositories/app?channel=${channel}`)).body.versions.map(
+        (v: { number: number }) => v.number,
+      );
+    expect(await versions('candidate')).toEqual([4]);
+    expect(await versions('testing')).toEqual([4, 3, 2]);
+    expect(await versions('stable')).toEqual([2, 1]);
+    const store = content.service.parts.contentStore;
+    for (const image of [images[0]!, images[1]!, images[2]!, images[3]!]) {
+      expect(
+        await content.service.parts.catalog.manifest(image.digest),
+        image.digest,
+      ).not.toBeNull();
+      for (const d of [image.digest, ...image.blobs.map((b) => b.digest)])
+        expect(await store.size(d), d).toBeDefined();
+    }
+    // retention (which reads every served version) still works, and each view stays whole
+    await content.service.parts.publisher.applyRetention();
+    await content.service.parts.publisher.applyRetention(new Date(Date.now() + 1000));
+    const treeFile = (d: string) => path.join(root, 'blobs/sha256', d.slice(7, 9), d.slice(7));
+    for (const [channel, image] of [
+      ['testing', images[1]!],
+      ['stable', images[0]!],
+    ] as const) {
+      const meta = JSON.parse(
+        await fs.readFile(path.join(root, `channels/${channel}/repositories/app.json`), 'utf8'),
+      );
+      expect(meta.tags.a).toBe(image.digest);
+      for (const d of [image.digest, ...image.blobs.map((b) => b.digest)])
+        expect((await fs.stat(treeFile(d))).size, `${channel} ${d}`).toBeGreaterThan(0);
+    }
+    // a served version can still be rolled back to, and publishing it again changes nothing
+    const rollback = await content.api('POST', '/api/v1/rollbacks', {
+      repository: 'app',
+      channel: 'testing',
+      version: 2,
+    });
+    expect(rollback.status, JSON.stringify(rollback.body)).toBe(201);
+    expect(total(await files(contentDir))).toBeGreaterThan(0);
+  });
+
   it('a sync running while gc runs completes with every file it wrote', async () => {
     const { upstream, content } = await setup({ FLOTILLA_CONTENT_GC_GRACE: '0' });
     const image = upstream.addImage('app', 'a', { layers: 6, layerSize: 4096 });
@@ -224,6 +310,8 @@ describe('content store gc', () => {
     });
     await new Promise((res) => setTimeout(res, 20));
     const catalog = content.service.parts.catalog;
+    // gc's "now" is taken before the use, so the use is newer than the cutoff however slow the run
+    const gcNowAt = new Date();
     expect(await catalog.useManifest(image.digest)).not.toBeNull();
     // what a sync just relied on is "used now": newer than gc's cutoff
     const gc = content.service.parts.gc;
@@ -236,7 +324,7 @@ describe('content store gc', () => {
       { dryRun: false },
       noProgress,
       new AbortController().signal,
-      new Date(Date.now() - 10),
+      gcNowAt,
     );
     expect(report.manifests).toBe(0);
     expect(await catalog.manifest(image.digest)).not.toBeNull();

@@ -83,11 +83,14 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   await runUntilSignal({ logger, closers });
 }
 
-/** Testers' crane unless `FLOTILLA_CRANE_TESTING_PORT` is `off`. */
-const TESTING_CRANE_PORT = '5004';
+/**
+ * Testers' crane unless `FLOTILLA_CRANE_TESTING_PORT` is `off`: the port after the suite's five
+ * (5004 is the redirector's in suite mode).
+ */
+export const TESTING_CRANE_PORT = '5005';
 
 /**
- * A second crane on `FLOTILLA_CRANE_TESTING_PORT` (default 5004) serving the testing channel's
+ * A second crane on `FLOTILLA_CRANE_TESTING_PORT` (default 5005) serving the testing channel's
  * view, so testers pull what was published to testing while the crane port serves stable only.
  * Its own instance id gives it its own reload queue.
  */

@@ -1,14 +1,15 @@
+import { faultPoint } from '@flotilla/kit';
 import { DuplicateKeyError } from '@flotilla/store';
 import type { ChannelVersionDoc, ContentCollections, RepositoryDoc, TagEntry } from '../collections.js';
 import { contentProblem } from './errors.js';
 
+/** Repositories whose pointers the start-up repair checks with one query. */
+const POINTER_BATCH = 500;
+
 /** How many times a writer re-reads and retries when another writer took the version number. */
 const MAX_COMMIT_ATTEMPTS = 50;
 
-export interface VersionCause {
-  kind: ChannelVersionDoc['cause']['kind'];
-  ref?: string;
-}
+export type VersionCause = ChannelVersionDoc['cause'];
 
 export interface CommitResult {
   version: ChannelVersionDoc;
@@ -60,8 +61,8 @@ function sameTags(a: TagEntry[], b: TagEntry[]): boolean {
  * A new version is committed by inserting `<repo>|<channel>|<n+1>`: the unique `_id` is the
  * optimistic lock (a writer that read version n and lost the race gets a duplicate key, re-reads
  * and retries), so concurrent writers never lose an update. The pointer in `repositories` is then
- * advanced, filtered on being older, so it never moves backwards; readers take the newest version
- * document, so a crash between the two writes loses nothing.
+ * advanced, filtered on being older, so it never moves backwards; a crash between the two writes
+ * leaves the pointer behind until the next commit of that channel or `repairPointers` at start.
  */
 export class ChannelStore {
   constructor(
@@ -142,7 +143,8 @@ export class ChannelStore {
     repository: string,
     channel: string,
     mutate: (current: TagEntry[], currentVersion: ChannelVersionDoc | undefined) => TagEntry[],
-    cause: VersionCause,
+    /** Or computed from the tags the change is made on (an untag's audit names their digests). */
+    cause: VersionCause | ((current: TagEntry[]) => VersionCause),
   ): Promise<CommitResult> {
     this.assertChannel(channel);
     for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
@@ -154,6 +156,7 @@ export class ChannelStore {
         return { version: emptyVersion(repository, channel), before, changed: false };
       }
       const number = (before?.number ?? 0) + 1;
+      const why = typeof cause === 'function' ? cause(currentTags) : cause;
       const doc: ChannelVersionDoc & { _id: string } = {
         _id: versionId(repository, channel, number),
         repository,
@@ -161,7 +164,11 @@ export class ChannelStore {
         number,
         tags: next,
         createdAt: new Date().toISOString(),
-        cause: cause.ref ? { kind: cause.kind, ref: cause.ref } : { kind: cause.kind },
+        cause: {
+          kind: why.kind,
+          ...(why.ref ? { ref: why.ref } : {}),
+          ...(why.audit ? { audit: why.audit } : {}),
+        },
       };
       // Only a real change creates the repository (a sync of an empty upstream leaves no trace).
       await this.ensureRepository(repository);
@@ -171,10 +178,34 @@ export class ChannelStore {
         if (err instanceof DuplicateKeyError) continue;
         throw err;
       }
+      faultPoint('channel.version-inserted');
       await this.advancePointer(repository, channel, number);
       return { version: doc, before, changed: true };
     }
     throw contentProblem('concurrent-update', `too many concurrent changes to ${repository} ${channel}; retry`);
+  }
+
+  /**
+   * Moves every pointer a crash left behind (between a version's insert and its pointer's
+   * advance) to its channel's newest version: the list, search and publish read pointers. Run at
+   * start; one lookup by id per batch of repositories.
+   */
+  async repairPointers(): Promise<number> {
+    const repos = await this.c.repositories.find({}, { projection: { _id: 1, channels: 1 } });
+    let repaired = 0;
+    for (let i = 0; i < repos.length; i += POINTER_BATCH) {
+      const next = repos
+        .slice(i, i + POINTER_BATCH)
+        .flatMap((r) => this.channels.map((ch) => versionId(r._id, ch, (r.channels?.[ch]?.version ?? 0) + 1)));
+      const behind = await this.c.channelVersions.find({ _id: { $in: next } }, { projection: { repository: 1, channel: 1 } });
+      for (const v of behind) {
+        const newest = await this.current(v.repository, v.channel);
+        if (!newest) continue;
+        await this.advancePointer(v.repository, v.channel, newest.number);
+        repaired++;
+      }
+    }
+    return repaired;
   }
 
   private async advancePointer(repository: string, channel: string, number: number): Promise<void> {

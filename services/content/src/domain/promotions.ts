@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { createEvent, type EventEnvelope } from '@flotilla/protocol';
 import type { Filter } from '@flotilla/store';
 import type { ChannelPolicy } from '../config.js';
-import type { ChannelVersionDoc, ContentCollections, PromotionDoc, TagEntry } from '../collections.js';
+import { DuplicateKeyError } from '@flotilla/store';
+import type { ChannelVersionDoc, ContentCollections, PromotionDoc, TagEntry, VersionAudit } from '../collections.js';
 import type { Catalog } from './catalog.js';
 import type { ChannelStore } from './channels.js';
 import { contentProblem } from './errors.js';
@@ -125,47 +126,40 @@ export class Promotions {
   async apply(plan: PromotionPlan): Promise<ChangeResult> {
     const { request, moves } = plan;
     const moved = new Map(moves.map((m) => [m.tag, m.digest]));
+    const audit = auditOf({
+      actor: request.actor,
+      reason: request.reason,
+      from: request.from,
+      tags: plan.sourceTags,
+      targetTags: moves.map((m) => m.tag),
+      digests: [...new Set(moves.map((m) => m.digest))],
+    });
     const commit = await this.channels.commit(
       request.repository,
       request.to,
       (current) => [...current.filter((t) => !moved.has(t.tag)), ...moves],
-      { kind: 'promotion' },
+      { kind: 'promotion', audit },
     );
     faultPoint('promotion.version-committed');
-    const promotion = await this.audit({
-      kind: 'promotion',
-      repository: request.repository,
-      from: request.from,
-      to: request.to,
-      tags: plan.sourceTags,
-      targetTags: moves.map((m) => m.tag),
-      digests: [...new Set(moves.map((m) => m.digest))],
-      actor: request.actor,
-      reason: request.reason,
-      before: snapshot(commit.before),
-      after: snapshot(commit.version),
-    });
+    const promotion = await this.record('promotion', commit, audit);
     faultPoint('promotion.audited');
-    for (const digest of promotion.digests) {
-      await this.events.enqueue(
-        createEvent('content.promoted', 'content', {
-          repository: request.repository,
-          from: request.from,
-          to: request.to,
-          tags: moves.filter((m) => m.digest === digest).map((m) => m.tag),
-          digest,
-          version: commit.version.number,
-          actor: request.actor,
-          ...(request.reason ? { reason: request.reason } : {}),
-        }),
-      );
-    }
+    await this.announce(promotion);
     return { promotion, version: commit.version, changed: commit.changed };
   }
 
   async untag(input: { repository: string; channel: string; tags: string[]; actor: string; reason?: string }): Promise<ChangeResult> {
     this.channels.assertChannel(input.channel);
     await this.channels.repository(input.repository);
+    const id = randomUUID();
+    const auditFor = (current: TagEntry[]): VersionAudit =>
+      auditOf({
+        id,
+        actor: input.actor,
+        reason: input.reason,
+        tags: input.tags,
+        targetTags: [],
+        digests: [...new Set(current.filter((t) => input.tags.includes(t.tag)).map((t) => t.digest))],
+      });
     const commit = await this.channels.commit(
       input.repository,
       input.channel,
@@ -177,20 +171,10 @@ export class Promotions {
         }
         return current.filter((t) => !input.tags.includes(t.tag));
       },
-      { kind: 'untag' },
+      (current) => ({ kind: 'untag', audit: auditFor(current) }),
     );
-    const promotion = await this.audit({
-      kind: 'untag',
-      repository: input.repository,
-      to: input.channel,
-      tags: input.tags,
-      targetTags: [],
-      digests: [...new Set((commit.before?.tags ?? []).filter((t) => input.tags.includes(t.tag)).map((t) => t.digest))],
-      actor: input.actor,
-      reason: input.reason,
-      before: snapshot(commit.before),
-      after: snapshot(commit.version),
-    });
+    faultPoint('untag.version-committed');
+    const promotion = await this.record('untag', commit, auditFor(commit.before?.tags ?? []));
     return { promotion, version: commit.version, changed: commit.changed };
   }
 
@@ -198,23 +182,51 @@ export class Promotions {
     this.channels.assertChannel(input.channel);
     await this.channels.repository(input.repository);
     const target = await this.channels.version(input.repository, input.channel, input.version);
-    const commit = await this.channels.commit(input.repository, input.channel, () => target.tags, {
-      kind: 'rollback',
-      ref: String(input.version),
-    });
-    const promotion = await this.audit({
-      kind: 'rollback',
-      repository: input.repository,
-      to: input.channel,
+    const audit = auditOf({
+      actor: input.actor,
+      reason: input.reason ?? `rollback to version ${input.version}`,
       tags: target.tags.map((t) => t.tag),
       targetTags: target.tags.map((t) => t.tag),
       digests: [...new Set(target.tags.map((t) => t.digest))],
-      actor: input.actor,
-      reason: input.reason ?? `rollback to version ${input.version}`,
-      before: snapshot(commit.before),
-      after: snapshot(commit.version),
     });
+    const commit = await this.channels.commit(input.repository, input.channel, () => target.tags, {
+      kind: 'rollback',
+      ref: String(input.version),
+      audit,
+    });
+    faultPoint('rollback.version-committed');
+    const promotion = await this.record('rollback', commit, audit);
     return { promotion, version: commit.version, changed: commit.changed };
+  }
+
+  /**
+   * Writes the audit record of every version whose change was committed but whose record was not
+   * (a crash between the two writes), and announces the promotions among them. Run at start.
+   */
+  async repairAudit(): Promise<number> {
+    // Causes only (no tag lists): the whole version is read for the few records missing.
+    const audited = await this.c.channelVersions.find({ 'cause.audit': { $exists: true } }, { projection: { _id: 1, cause: 1 } });
+    let repaired = 0;
+    for (let i = 0; i < audited.length; i += AUDIT_BATCH) {
+      const batch = audited.slice(i, i + AUDIT_BATCH);
+      const ids = batch.map((v) => (v.cause.audit as VersionAudit).id);
+      const have = new Set(
+        (await this.c.promotions.find({ _id: { $in: ids } }, { projection: { _id: 1 } })).map((p) => p._id),
+      );
+      for (const { _id, cause } of batch) {
+        const audit = cause.audit as VersionAudit;
+        if (have.has(audit.id)) continue;
+        const version = await this.c.channelVersions.findOne({ _id });
+        if (!version) continue; // gc removed it meanwhile
+        // The version before it in the same channel, unless gc removed it since.
+        const before = await this.channels.version(version.repository, version.channel, version.number - 1).catch(() => undefined);
+        const kind = version.cause.kind as PromotionDoc['kind'];
+        const promotion = await this.record(kind, { version, before: before ?? { ...version, number: version.number - 1, tags: [] }, changed: true }, audit, version.createdAt);
+        if (kind === 'promotion') await this.announce(promotion);
+        repaired++;
+      }
+    }
+    return repaired;
   }
 
   async trail(filter: { repository?: string; channel?: string; limit?: number }): Promise<(PromotionDoc & { _id: string })[]> {
@@ -224,18 +236,73 @@ export class Promotions {
     return this.c.promotions.find(query, { sort: { seq: -1 }, limit: filter.limit ?? 100 });
   }
 
-  private async audit(record: Omit<PromotionDoc, 'time' | 'seq'>): Promise<PromotionDoc & { _id: string }> {
-    this.lastSeq = Math.max(Date.now() * 1000, this.lastSeq + 1);
-    const doc: PromotionDoc & { _id: string } = { _id: randomUUID(), ...record, time: new Date().toISOString(), seq: this.lastSeq };
-    if (doc.reason === undefined) delete doc.reason;
-    if (doc.from === undefined) delete doc.from;
-    return this.c.promotions.insertOne(doc);
+  /**
+   * The audit record of a committed change, under the id its version names: written once whoever
+   * writes it (the change itself, or the repair after a crash).
+   */
+  private async record(
+    kind: PromotionDoc['kind'],
+    commit: { version: ChannelVersionDoc; before: ChannelVersionDoc | undefined; changed: boolean },
+    audit: VersionAudit,
+    time?: string,
+  ): Promise<PromotionDoc & { _id: string }> {
+    const at = time ?? new Date().toISOString();
+    this.lastSeq = Math.max(Date.parse(at) * 1000, this.lastSeq + 1);
+    const doc: PromotionDoc & { _id: string } = {
+      _id: audit.id,
+      kind,
+      repository: commit.version.repository,
+      ...(audit.from !== undefined ? { from: audit.from } : {}),
+      to: commit.version.channel,
+      tags: audit.tags,
+      targetTags: audit.targetTags,
+      digests: audit.digests,
+      actor: audit.actor,
+      ...(audit.reason !== undefined ? { reason: audit.reason } : {}),
+      time: at,
+      seq: this.lastSeq,
+      before: snapshot(commit.before),
+      after: snapshot(commit.version),
+    };
+    try {
+      return await this.c.promotions.insertOne(doc);
+    } catch (err) {
+      if (!(err instanceof DuplicateKeyError)) throw err;
+      return (await this.c.promotions.findOne({ _id: audit.id })) ?? doc;
+    }
+  }
+
+  private async announce(promotion: PromotionDoc): Promise<void> {
+    for (const digest of promotion.digests) {
+      await this.events.enqueue(
+        createEvent('content.promoted', 'content', {
+          repository: promotion.repository,
+          from: promotion.from as string,
+          to: promotion.to,
+          tags: promotion.after.tags.filter((t) => t.digest === digest && promotion.targetTags.includes(t.tag)).map((t) => t.tag),
+          digest,
+          version: promotion.after.version,
+          actor: promotion.actor,
+          ...(promotion.reason ? { reason: promotion.reason } : {}),
+        }),
+      );
+    }
   }
 
   private async reachable(tags: TagEntry[], digest: string): Promise<boolean> {
     const { manifests } = await this.catalog.closure(tags.map((t) => t.digest));
     return manifests.has(digest);
   }
+}
+
+/** Batch of audit ids looked up at once by the repair. */
+const AUDIT_BATCH = 500;
+
+function auditOf(fields: Omit<VersionAudit, 'id' | 'reason'> & { id?: string; reason?: string | undefined }): VersionAudit {
+  const audit: VersionAudit = { ...fields, id: fields.id ?? randomUUID() };
+  if (audit.reason === undefined) delete audit.reason;
+  if (audit.from === undefined) delete audit.from;
+  return audit;
 }
 
 function snapshot(version: ChannelVersionDoc | undefined): { version: number; tags: TagEntry[] } {

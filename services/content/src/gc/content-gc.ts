@@ -2,7 +2,12 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { ContentPaths } from '../blobstore/paths.js';
-import type { ChannelVersionDoc, ContentCollections, ManifestDoc } from '../collections.js';
+import type {
+  ChannelVersionDoc,
+  ContentCollections,
+  ManifestDoc,
+  PublicationSnapshotEntry,
+} from '../collections.js';
 import type { ProgressReporter } from '../tasks/progress.js';
 
 /** Largest `$in` list sent to the store at once. */
@@ -16,6 +21,11 @@ export interface ContentGcOptions {
   keepVersions: number;
   /** Records and files used (written, or relied on by a sync) more recently than this are kept. */
   graceMs: number;
+  /**
+   * Every version a view of the published tree serves or a publication not yet pruned served
+   * (the publisher's `unprunedServedVersions`): kept whatever `keepVersions` says.
+   */
+  servedVersions: () => Promise<PublicationSnapshotEntry[]>;
 }
 
 export interface GcReport {
@@ -60,7 +70,8 @@ export async function adoptStoredFile(paths: ContentPaths, digest: string): Prom
  * blob records and files nothing kept references.
  *
  * Kept always: the newest `keepVersions` versions of every channel (so every head), every version
- * the published tree or a pending/complete publication holds, and everything those reference;
+ * any channel's view of the published tree serves or a pending/complete publication served, and
+ * everything those reference;
  * every record and file used within the grace period (or since the oldest running sync started),
  * so what an in-flight sync wrote or relies on stays. Syncs mark what they rely on (`usedAt`);
  * each record goes by a delete conditional on not having been used since the cutoff, and a file
@@ -194,8 +205,8 @@ export class ContentGc {
   }
 
   /**
-   * Per channel: keep from the oldest version anything needs (the newest `keepVersions`, the
-   * published tree's, pending or complete publications') up to the head; drop older ones.
+   * Per channel: keep from the oldest version anything needs (the newest `keepVersions`, every
+   * view's, pending or complete publications') up to the head; drop older ones.
    * Kept versions stay contiguous.
    */
   private async planVersions(): Promise<{ kept: ChannelVersionDoc[]; dropped: string[] }> {
@@ -205,15 +216,7 @@ export class ContentGc {
       const key = `${repository}|${channel}`;
       needed.set(key, Math.min(needed.get(key) ?? Number.MAX_SAFE_INTEGER, version));
     };
-    for (const r of await c.repositories.find({}, { projection: { published: 1 } })) {
-      if (r.published) need(r._id, r.published.channel, r.published.version);
-    }
-    for (const p of await c.publications.find(
-      { state: { $in: ['pending', 'complete'] } },
-      { projection: { snapshot: 1 } },
-    )) {
-      for (const s of p.snapshot ?? []) need(s.repository, s.channel, s.version);
-    }
+    for (const s of await this.o.servedVersions()) need(s.repository, s.channel, s.version);
     const all = await c.channelVersions.find({}, { sort: { number: -1 } });
     const byChannel = new Map<string, (ChannelVersionDoc & { _id: string })[]>();
     for (const v of all) {

@@ -458,6 +458,18 @@ export class Publisher {
     return out;
   }
 
+  /**
+   * What every publication not yet pruned (complete, or pending) and every channel's current view
+   * serves: the versions content gc must keep whatever its policy.
+   */
+  async unprunedServedVersions(): Promise<PublicationSnapshotEntry[]> {
+    const unpruned = await this.deps.c.publications.find(
+      { state: { $in: ['pending', 'complete'] } },
+      { projection: { number: 1, snapshot: 1 } },
+    );
+    return this.servedVersions(unpruned);
+  }
+
   async get(n: number): Promise<PublicationDoc & { _id: string }> {
     const doc = await this.deps.c.publications.findOne(
       { _id: String(n) },

@@ -6,6 +6,7 @@ import {
 } from '../api-schemas.js';
 import { diffTags, emptyVersion, tagsToRecord } from '../domain/channels.js';
 import type { ContentAppDeps } from '../app.js';
+import type { ChannelVersionDoc } from '../collections.js';
 import { contentProblem } from '../domain/errors.js';
 import { summarizeManifests } from '../domain/manifest-summary.js';
 
@@ -53,7 +54,13 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
             ? emptyVersion(name, ch)
             : await channels.version(name, ch, query.version)
           : ((await channels.current(name, ch)) ?? emptyVersion(name, ch));
-      views.push({ name: ch, version: version.number, tags: tagsToRecord(version.tags), createdAt: version.createdAt, cause: version.cause });
+      views.push({
+        name: ch,
+        version: version.number,
+        tags: tagsToRecord(version.tags),
+        createdAt: version.createdAt,
+        cause: presentCause(version.cause),
+      });
     }
     const body: Record<string, unknown> = {
       name,
@@ -72,7 +79,7 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
       body.versions = (await channels.listVersions(name, query.channel)).map((v) => ({
         number: v.number,
         createdAt: v.createdAt,
-        cause: v.cause,
+        cause: presentCause(v.cause),
         tags: v.tags.length,
       }));
       if (query.compare !== undefined) {
@@ -89,4 +96,9 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
     }
     res.json(body);
   });
+}
+
+/** A version's cause as the API shows it: the audit record itself is served by /promotions. */
+function presentCause(cause: ChannelVersionDoc['cause']): { kind: string; ref?: string } {
+  return cause.ref ? { kind: cause.kind, ref: cause.ref } : { kind: cause.kind };
 }
