@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { isDigest } from './digest.js';
 import { isValidRepositoryName, isValidTag } from './reference.js';
@@ -155,6 +155,16 @@ function issuesOf(error: z.ZodError, prefix: string): { path: string; message: s
     path: [prefix, ...issue.path.map(String)].filter((p) => p !== '').join('.'),
     message: issue.message,
   }));
+}
+
+/**
+ * A uuid (RFC 9562 version 8) that is a function of `key`: an event announced again after a
+ * crash gets the id it had, so an outbox that still holds it takes it once.
+ */
+export function eventIdFor(key: string): string {
+  const hex = createHash('sha256').update(key).digest('hex');
+  const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
 /** Builds an envelope with a fresh uuid and the current time; validates `data` for its type. */

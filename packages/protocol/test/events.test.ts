@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import {
   EVENT_DATA_SCHEMAS,
   EVENT_TYPES,
@@ -153,5 +154,15 @@ describe('events', () => {
     const err = errorOf(() => createEvent('content.published', 'content', bad));
     expect(err.code).toBe('EVENT_INVALID');
     expect(err.issues[0]?.path).toBe('data.publication');
+  });
+});
+
+describe('eventIdFor', () => {
+  it('is a uuid that depends on its key alone', async () => {
+    const { eventIdFor } = await import('../src/events.js');
+    const a = eventIdFor('content.promoted|p1|sha256:aa');
+    expect(a).toBe(eventIdFor('content.promoted|p1|sha256:aa'));
+    expect(a).not.toBe(eventIdFor('content.promoted|p1|sha256:ab'));
+    expect(z.uuid().safeParse(a).success).toBe(true);
   });
 });

@@ -203,6 +203,8 @@ export type PromotionDoc = {
   seq: number;
   before: { version: number; tags: TagEntry[] };
   after: { version: number; tags: TagEntry[] };
+  /** Promotions: false until its `content.promoted` events are in the outbox (set true after). */
+  announced?: boolean;
 };
 
 /** `_id` = `bodhi|<signature>`: a delivery seen within the skew window. */

@@ -273,6 +273,21 @@ describe('promotions, untags and rollbacks killed between the version and its po
       if (kind === 'promotion') expect(record).toMatchObject({ from: 'candidate', tags: ['1'], digests: [one.digest], after: { tags: { '1': one.digest } } });
       if (kind === 'untag') expect(record).toMatchObject({ tags: ['1'], digests: [one.digest], before: { tags: { '1': one.digest } }, after: { tags: {} } });
       if (kind === 'rollback') expect(record.after.tags).toEqual({ '1': one.digest });
+      if (kind === 'promotion') {
+        // its content.promoted event reached the outbox (the local bus marks it sent there)
+        const outbox = async () =>
+          (await fs.readFile(path.join(dir, 'db', 'outbox.db'), 'utf8'))
+            .split('\n')
+            .filter(Boolean)
+            .map((line) => JSON.parse(line) as { event?: { type: string; data: { version: number; digest: string } } })
+            .filter((r) => r.event?.type === 'content.promoted' && r.event.data.version === head.number);
+        let announced = await outbox();
+        for (let i = 0; i < 100 && announced.length === 0; i++) {
+          await new Promise((r) => setTimeout(r, 50));
+          announced = await outbox();
+        }
+        expect(announced.map((r) => r.event?.data.digest)).toContain(one.digest);
+      }
       // a second restart finds nothing to repair: the trail holds the record once
       proc.child.kill('SIGKILL');
       proc = await startProcess(env);

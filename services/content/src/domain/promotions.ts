@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createEvent, type EventEnvelope } from '@flotilla/protocol';
+import { createEvent, eventIdFor, type EventEnvelope } from '@flotilla/protocol';
 import type { Filter } from '@flotilla/store';
 import type { ChannelPolicy } from '../config.js';
 import { DuplicateKeyError } from '@flotilla/store';
@@ -221,11 +221,12 @@ export class Promotions {
         // The version before it in the same channel, unless gc removed it since.
         const before = await this.channels.version(version.repository, version.channel, version.number - 1).catch(() => undefined);
         const kind = version.cause.kind as PromotionDoc['kind'];
-        const promotion = await this.record(kind, { version, before: before ?? { ...version, number: version.number - 1, tags: [] }, changed: true }, audit, version.createdAt);
-        if (kind === 'promotion') await this.announce(promotion);
+        await this.record(kind, { version, before: before ?? { ...version, number: version.number - 1, tags: [] }, changed: true }, audit, version.createdAt);
         repaired++;
       }
     }
+    // Promotions recorded whose events a crash kept out of the outbox (repaired ones included).
+    for (const promotion of await this.c.promotions.find({ kind: 'promotion', announced: false })) await this.announce(promotion);
     return repaired;
   }
 
@@ -263,6 +264,7 @@ export class Promotions {
       seq: this.lastSeq,
       before: snapshot(commit.before),
       after: snapshot(commit.version),
+      ...(kind === 'promotion' ? { announced: false } : {}),
     };
     try {
       return await this.c.promotions.insertOne(doc);
@@ -272,10 +274,11 @@ export class Promotions {
     }
   }
 
-  private async announce(promotion: PromotionDoc): Promise<void> {
+  /** Enqueues the promotion's events under ids derived from it, then marks it announced. */
+  private async announce(promotion: PromotionDoc & { _id: string }): Promise<void> {
     for (const digest of promotion.digests) {
-      await this.events.enqueue(
-        createEvent('content.promoted', 'content', {
+      await this.events.enqueue({
+        ...createEvent('content.promoted', 'content', {
           repository: promotion.repository,
           from: promotion.from as string,
           to: promotion.to,
@@ -285,8 +288,10 @@ export class Promotions {
           actor: promotion.actor,
           ...(promotion.reason ? { reason: promotion.reason } : {}),
         }),
-      );
+        id: eventIdFor(`content.promoted|${promotion._id}|${digest}`),
+      });
     }
+    if (promotion.announced === false) await this.c.promotions.updateOne({ _id: promotion._id }, { $set: { announced: true } });
   }
 
   private async reachable(tags: TagEntry[], digest: string): Promise<boolean> {

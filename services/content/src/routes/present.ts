@@ -30,7 +30,7 @@ export function presentTask(t: StoredTask): TaskView {
 }
 
 export function presentPromotion(p: PromotionDoc & { _id: string }) {
-  const { _id, before, after, ...rest } = p;
+  const { _id, before, after, announced: _announced, ...rest } = p;
   return {
     id: _id,
     ...rest,
