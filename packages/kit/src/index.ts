@@ -9,3 +9,4 @@ export * from './shutdown.js';
 export * from './secrets.js';
 export * from './http-client.js';
 export * from './fault-points.js';
+export * from './signing-keys.js';

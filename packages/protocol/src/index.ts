@@ -5,3 +5,4 @@ export * from './media-types.js';
 export * from './manifest.js';
 export * from './events.js';
 export * from './published-tree.js';
+export * from './cosign.js';

@@ -12,6 +12,7 @@ import { assertRepositoryName, isValidRepositoryName, isValidTag } from './refer
  *   repositories/<name>.json              crane metadata for one repository
  *   publications/<n>.json                 publication record n
  *   PUBLICATION                           n of the newest complete publication, written last
+ *   keys/index.json, keys/<id>.pub        the public keys published images are signed with
  *
  * Every path is built here and from validated input only, so no `..` can get in.
  */
@@ -41,7 +42,16 @@ export const PublishedPaths = {
     return `publications/${n}.json`;
   },
   marker: 'PUBLICATION',
+  /** The public keys Flotilla signs with (current and retired): `keys/index.json`. */
+  keys: 'keys/index.json',
+  /** One public key as PEM: `keys/<id>.pub` (id = 16 hex, see `publicKeyId`). */
+  key(id: string): string {
+    if (!KEY_ID.test(id)) throw new PublishedTreeError('METADATA_INVALID', 'a key id is 16 lowercase hex');
+    return `keys/${id}.pub`;
+  },
 } as const;
+
+const KEY_ID = /^[a-f0-9]{16}$/;
 
 export type PublishedTreeErrorCode = 'PUBLICATION_INVALID' | 'MARKER_INVALID' | 'METADATA_INVALID';
 
@@ -210,4 +220,25 @@ export function formatPublicationMarker(n: number): string {
     );
   }
   return `${n}\n`;
+}
+
+export const publishedKeysSchema = z.object({
+  schemaVersion: z.literal(1),
+  /** The key new signatures are made with. */
+  current: z.string().regex(KEY_ID),
+  keys: z.array(
+    z.object({
+      id: z.string().regex(KEY_ID),
+      /** PEM (`-----BEGIN PUBLIC KEY-----`). */
+      publicKey: z.string().min(1).max(10_000),
+      status: z.enum(['current', 'retired']),
+    }),
+  ),
+});
+
+export type PublishedKeys = z.infer<typeof publishedKeysSchema>;
+
+/** Parses `keys/index.json` (text, bytes or an already-parsed value). */
+export function parsePublishedKeys(input: string | Uint8Array | unknown): PublishedKeys {
+  return parseJsonDocument(publishedKeysSchema, input, 'published keys');
 }
