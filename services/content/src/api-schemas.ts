@@ -32,6 +32,7 @@ export const syncRequestSchema = z
     includeTags: z.array(tagGlob).max(100).optional(),
     excludeTags: z.array(tagGlob).max(100).optional(),
     mirror: z.boolean().optional().meta({ description: 'Drop tags the upstream no longer has' }),
+    signedOnly: z.boolean().optional().meta({ description: 'Skip tags without a cosign signature upstream' }),
   })
   .strict();
 
@@ -73,6 +74,13 @@ export const publicationRequestSchema = z
   })
   .strict();
 
+export const signRequestSchema = z
+  .object({
+    channel: channelName.meta({ description: 'Re-sign what this channel holds with the current key' }),
+    repositories: z.array(repositoryName).min(1).max(10_000).optional(),
+  })
+  .strict();
+
 const intParam = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 export const repositoryQuerySchema = z
@@ -90,7 +98,7 @@ export const promotionsQuerySchema = z
 export const tasksQuerySchema = z
   .object({
     state: z.enum(['waiting', 'running', 'completed', 'failed', 'canceled']).optional(),
-    kind: z.enum(['sync', 'publish', 'retention']).optional(),
+    kind: z.enum(['sync', 'publish', 'retention', 'sign']).optional(),
     repository: repositoryName.optional(),
     limit: z.coerce.number().int().min(1).max(1000).optional(),
   })
@@ -99,7 +107,7 @@ export const tasksQuerySchema = z
 export const taskSchema = z
   .object({
     id: z.string(),
-    kind: z.enum(['sync', 'publish', 'retention']),
+    kind: z.enum(['sync', 'publish', 'retention', 'sign']),
     state: z.enum(['waiting', 'running', 'completed', 'failed', 'canceled']),
     repository: z.string().optional(),
     channel: z.string().optional(),

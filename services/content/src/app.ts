@@ -13,9 +13,11 @@ import { mountPromotions } from './routes/promotions.js';
 import { mountPublications } from './routes/publications.js';
 import { mountRepositories } from './routes/repositories.js';
 import { mountRollbacks } from './routes/rollbacks.js';
+import { mountSignatures } from './routes/signatures.js';
 import { mountSyncs } from './routes/syncs.js';
 import { mountTasks } from './routes/tasks.js';
 import { mountUntags } from './routes/untags.js';
+import type { Signatures } from './signing/signatures.js';
 import type { ContentTasks } from './tasks/submit.js';
 import type { TaskQueue } from './tasks/task-queue.js';
 import type { TaskWorker } from './tasks/worker.js';
@@ -33,6 +35,7 @@ export interface ContentAppDeps {
   queue: TaskQueue;
   worker: TaskWorker;
   tasks: ContentTasks;
+  signatures: Signatures;
 }
 
 /** The content API under `/api/v1`, one router file per resource; problem JSON for every error. */
@@ -56,6 +59,7 @@ export function createApp(deps: ContentAppDeps): Express {
         mountRollbacks,
         mountPublications,
         mountTasks,
+        mountSignatures,
         mountHooks,
       ]) {
         mount(router, deps);

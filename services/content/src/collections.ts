@@ -40,8 +40,8 @@ export type ChannelVersionDoc = {
   number: number;
   tags: TagEntry[];
   createdAt: string;
-  /** What made this version: sync, promotion, untag, rollback. */
-  cause: { kind: 'sync' | 'promotion' | 'untag' | 'rollback'; ref?: string };
+  /** What made this version: sync, promotion, untag, rollback, sign (re-signed with the current key). */
+  cause: { kind: 'sync' | 'promotion' | 'untag' | 'rollback' | 'sign'; ref?: string };
 };
 
 export interface BlobRef {
@@ -77,7 +77,7 @@ export type BlobDoc = {
   unreferencedSince?: string;
 };
 
-export type TaskKind = 'sync' | 'publish' | 'retention';
+export type TaskKind = 'sync' | 'publish' | 'retention' | 'sign';
 export type TaskState = 'waiting' | 'running' | 'completed' | 'failed' | 'canceled';
 
 export interface TaskProgress {

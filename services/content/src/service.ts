@@ -14,6 +14,9 @@ import { ChannelStore } from './domain/channels.js';
 import { Promotions } from './domain/promotions.js';
 import { PublishedTree } from './publish/published-tree.js';
 import { Publisher, type PublishParams } from './publish/publisher.js';
+import { loadSigningKeys, type SigningKeys } from './signing/keys.js';
+import { Resigner, type ResignParams } from './signing/resigner.js';
+import { Signatures } from './signing/signatures.js';
 import { Synchronizer } from './sync/synchronizer.js';
 import { ContentTasks } from './tasks/submit.js';
 import { TaskQueue } from './tasks/task-queue.js';
@@ -49,6 +52,7 @@ export interface ContentService extends ServiceInstance {
     synchronizer: Synchronizer;
     contentStore: ContentStore;
     tree: PublishedTree;
+    signatures: Signatures;
     flushEvents(): Promise<void>;
   };
 }
@@ -80,7 +84,14 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
   });
   const channels = new ChannelStore(c, config.channels);
   const catalog = new Catalog(c);
-  const promotions = new Promotions(c, channels, catalog, config.policy, outbox);
+  const keys: SigningKeys = await loadSigningKeys(config);
+  if (keys.current.created) logger.info({ key: keys.current.id, path: keys.current.source }, 'generated a signing key');
+  const signatures = new Signatures({ catalog, contentStore, keys, identity: config.signing.identity });
+  const promotions = new Promotions(c, channels, catalog, config.policy, outbox, {
+    signatures,
+    channels: config.signing.channels,
+  });
+  const resigner = new Resigner({ channels, catalog, signatures, logger: logger.child({ component: 'sign' }) });
   const synchronizer = new Synchronizer({
     channels,
     catalog,
@@ -96,6 +107,7 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     contentStore,
     tree,
     events: outbox,
+    keys,
     logger: logger.child({ component: 'publish' }),
     retainPublications: config.retainPublications,
     blobGraceSeconds: config.blobGraceSeconds,
@@ -127,6 +139,7 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
         return result;
       },
       retention: async () => ({ ...(await publisher.applyRetention()) }),
+      sign: async (task, ctx) => ({ ...(await resigner.resign(task.params as unknown as ResignParams, ctx.progress, ctx.signal)) }),
     },
   });
   const app = createApp({
@@ -142,6 +155,7 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     queue,
     worker,
     tasks,
+    signatures,
   });
 
   const subscriptions: Subscription[] = [];
@@ -164,6 +178,7 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
       synchronizer,
       contentStore,
       tree,
+      signatures,
       flushEvents: () => outbox.flush(),
     },
     async start() {

@@ -11,13 +11,15 @@ import { PublishedPaths } from '@flotilla/protocol';
  *   repositories/<name>.json
  *   publications/<n>.json
  *   PUBLICATION
+ *   keys/index.json, keys/<id>.pub
  *   .staging/<uuid>            same filesystem as the tree, so rename is atomic; mirrors exclude it
  * ```
  */
 export class PublishPaths {
   constructor(readonly root: string) {}
 
-  private abs(relative: string): string {
+  /** Any tree-relative path `PublishedPaths` builds, made absolute. */
+  abs(relative: string): string {
     return path.join(this.root, ...relative.split('/'));
   }
 

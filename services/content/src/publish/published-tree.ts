@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DigestHasher, formatPublicationMarker, parsePublicationMarker } from '@flotilla/protocol';
+import { DigestHasher, formatPublicationMarker, parsePublicationMarker, PublishedPaths, type PublishedKeys } from '@flotilla/protocol';
 import { PublishPaths } from './paths.js';
 
 /**
@@ -75,6 +75,26 @@ export class PublishedTree {
 
   async writePublicationRecord(n: number, value: unknown): Promise<void> {
     await this.writeAtomically(this.paths.publication(n), `${JSON.stringify(value, null, 2)}\n`);
+  }
+
+  /**
+   * The public keys under `keys/`: each `<id>.pub` first, then `index.json`, then the removal
+   * of keys no longer listed. Files whose content is unchanged are left alone (mirrors copy
+   * only what changed).
+   */
+  async writeKeys(index: PublishedKeys): Promise<void> {
+    for (const key of index.keys) await this.writeIfChanged(this.paths.abs(PublishedPaths.key(key.id)), key.publicKey);
+    await this.writeIfChanged(this.paths.abs(PublishedPaths.keys), `${JSON.stringify(index, null, 2)}\n`);
+    const listed = new Set(index.keys.map((k) => `${k.id}.pub`));
+    const dir = path.dirname(this.paths.abs(PublishedPaths.keys));
+    for (const name of await fs.readdir(dir)) {
+      if (name.endsWith('.pub') && !listed.has(name)) await fs.rm(path.join(dir, name), { force: true });
+    }
+  }
+
+  private async writeIfChanged(dest: string, text: string): Promise<void> {
+    const existing = await fs.readFile(dest, 'utf8').catch(() => undefined);
+    if (existing !== text) await this.writeAtomically(dest, text);
   }
 
   /** Moves `PUBLICATION` to n: the last write of a publication. */

@@ -7,6 +7,7 @@ import type { Catalog } from '../domain/catalog.js';
 import { tagsToRecord, type ChannelStore } from '../domain/channels.js';
 import { contentProblem } from '../domain/errors.js';
 import type { EventSink } from '../domain/promotions.js';
+import type { SigningKeys } from '../signing/keys.js';
 import type { ProgressReporter } from '../tasks/progress.js';
 import type { PublishedTree } from './published-tree.js';
 
@@ -40,6 +41,8 @@ export interface PublisherDeps {
   contentStore: ContentStore;
   tree: PublishedTree;
   events: EventSink;
+  /** Published under `keys/` with every publication, so clients can fetch what verifies it. */
+  keys?: SigningKeys;
   logger: Logger;
   retainPublications: number;
   blobGraceSeconds: number;
@@ -73,6 +76,17 @@ export class Publisher {
     const { channel } = params;
     channels.assertChannel(channel);
     await tree.init();
+    const { keys } = this.deps;
+    if (keys) {
+      await tree.writeKeys({
+        schemaVersion: 1,
+        current: keys.current.id,
+        keys: [
+          { id: keys.current.id, publicKey: keys.current.pem, status: 'current' },
+          ...keys.retired.map((k) => ({ id: k.id, publicKey: k.pem, status: 'retired' as const })),
+        ],
+      });
+    }
 
     const last = await this.lastComplete();
     const n = (last?.number ?? 0) + 1;

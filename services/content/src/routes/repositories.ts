@@ -1,5 +1,7 @@
 import type { Router } from 'express';
+import { isSignatureTag, signatureTag } from '@flotilla/protocol';
 import { repositoryName, repositoryQuerySchema } from '../api-schemas.js';
+import type { TagEntry } from '../collections.js';
 import { diffTags, emptyVersion, tagsToRecord } from '../domain/channels.js';
 import type { ContentAppDeps } from '../app.js';
 import { contentProblem } from '../domain/errors.js';
@@ -20,6 +22,17 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
     });
   });
 
+  /** Tagged digest → ids of the known keys whose signature of it the channel carries. */
+  async function signedBy(tags: TagEntry[]): Promise<Record<string, string[]>> {
+    const byTag = new Map(tags.map((t) => [t.tag, t.digest]));
+    const out: Record<string, string[]> = {};
+    for (const { tag, digest } of tags) {
+      if (isSignatureTag(tag) || digest in out) continue;
+      out[digest] = await deps.signatures.signers(byTag.get(signatureTag(digest)), digest);
+    }
+    return out;
+  }
+
   router.get('/repositories/*name', auth.require('read'), async (req, res) => {
     const raw = (req.params as { name: string[] | string }).name;
     const name = repositoryName.parse(Array.isArray(raw) ? raw.join('/') : raw);
@@ -38,7 +51,14 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
             ? emptyVersion(name, ch)
             : await channels.version(name, ch, query.version)
           : ((await channels.current(name, ch)) ?? emptyVersion(name, ch));
-      views.push({ name: ch, version: version.number, tags: tagsToRecord(version.tags), createdAt: version.createdAt, cause: version.cause });
+      views.push({
+        name: ch,
+        version: version.number,
+        tags: tagsToRecord(version.tags),
+        signedBy: await signedBy(version.tags),
+        createdAt: version.createdAt,
+        cause: version.cause,
+      });
     }
     const body: Record<string, unknown> = {
       name,

@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
-import { blobDescriptors, childManifests, createEvent, digestOf, parseManifest } from '@flotilla/protocol';
+import { blobDescriptors, childManifests, createEvent, digestOf, isSignatureTag, parseManifest, signatureTag } from '@flotilla/protocol';
 import type { ContentStore } from '../blobstore/content-store.js';
 import type { TagEntry } from '../collections.js';
 import type { Catalog } from '../domain/catalog.js';
@@ -18,6 +18,8 @@ export interface SyncParams {
   excludeTags?: string[];
   /** Mirror mode: the channel ends up with exactly the upstream's (filtered) tags. */
   mirror?: boolean;
+  /** Skip tags whose manifest has no cosign signature (`sha256-<hex>.sig`) upstream. */
+  signedOnly?: boolean;
 }
 
 export type SyncResult = {
@@ -28,6 +30,10 @@ export type SyncResult = {
   removed: number;
   tags: number;
   unchanged: number;
+  /** Tags left out by `signedOnly`. */
+  unsigned: string[];
+  /** Cosign signature tags synced with what they sign. */
+  signatures: number;
   manifestsFetched: number;
   blobsFetched: number;
   bytesFetched: number;
@@ -69,7 +75,11 @@ export class Synchronizer {
     const log = logger.child({ repository: params.repository, upstream: params.upstream.url });
     const filter = createTagFilter(params.includeTags, params.excludeTags);
 
-    const upstreamTags = (await client.listTags(upstreamRepo, signal)).filter(filter).sort();
+    const listed = await client.listTags(upstreamRepo, signal);
+    // Signature tags are not synced for themselves: they come with the digests they sign.
+    const upstreamSignatures = new Set(listed.filter(isSignatureTag));
+    const upstreamTags = listed.filter((t) => !isSignatureTag(t) && filter(t)).sort();
+    const unsigned: string[] = [];
     const current = await channels.current(params.repository, channel);
     const currentMap = new Map((current?.tags ?? []).map((t) => [t.tag, t.digest]));
     progress.update({ done: 0, total: upstreamTags.length, bytesDone: 0, message: 'checking tags' });
@@ -157,6 +167,10 @@ export class Synchronizer {
       signal.throwIfAborted();
       const head = await client.headManifest(upstreamRepo, tag, signal);
       if (!head) return;
+      if (params.signedOnly && !isSignatureTag(tag) && !(head.digest && upstreamSignatures.has(signatureTag(head.digest)))) {
+        unsigned.push(tag);
+        return;
+      }
       if (head.digest && currentMap.get(tag) === head.digest) {
         stats.unchanged++;
         resolved.push({ tag, digest: head.digest });
@@ -194,6 +208,28 @@ export class Synchronizer {
       ),
     );
     signal.throwIfAborted();
+
+    // The signatures of every manifest synced (index children included), where the upstream has them.
+    let signatures = 0;
+    if (upstreamSignatures.size > 0) {
+      const { manifests } = await catalog.closure(resolved.map((t) => t.digest));
+      const wanted = [...manifests.keys()].map(signatureTag).filter((t) => upstreamSignatures.has(t));
+      await Promise.all(
+        wanted.map((tag) =>
+          tagLimit(async () => {
+            try {
+              await syncTag(tag);
+              signatures++;
+            } catch (err) {
+              if (signal.aborted) throw err;
+              log.warn({ err, tag }, 'failed to sync signature');
+              failures.push({ tag, error: err instanceof Error ? err.message : String(err) });
+            }
+          }),
+        ),
+      );
+      signal.throwIfAborted();
+    }
 
     const synced = new Map(resolved.map((t) => [t.tag, t.digest]));
     const commit = await channels.commit(
@@ -238,6 +274,8 @@ export class Synchronizer {
       removed: diff.removed.length,
       tags: upstreamTags.length,
       failures,
+      unsigned,
+      signatures,
       ...stats,
     };
   }

@@ -8,6 +8,7 @@ export interface SyncSubmission {
   includeTags?: string[];
   excludeTags?: string[];
   mirror?: boolean;
+  signedOnly?: boolean;
 }
 
 /**
@@ -28,6 +29,7 @@ export class ContentTasks {
     if (request.includeTags) params.includeTags = request.includeTags;
     if (request.excludeTags) params.excludeTags = request.excludeTags;
     if (request.mirror !== undefined) params.mirror = request.mirror;
+    if (request.signedOnly !== undefined) params.signedOnly = request.signedOnly;
     const out = await this.queue.submit({
       kind: 'sync',
       key: `sync:${request.repository}`,
@@ -43,6 +45,15 @@ export class ContentTasks {
     const params: Record<string, unknown> = { channel: request.channel };
     if (request.repositories) params.repositories = request.repositories;
     const { task } = await this.queue.submit({ kind: 'publish', key: 'publish', channel: request.channel, params });
+    this.onSubmitted();
+    return task;
+  }
+
+  /** Re-signing a channel: one at a time per channel. */
+  async submitSign(request: { channel: string; repositories?: string[] }): Promise<StoredTask> {
+    const params: Record<string, unknown> = { channel: request.channel };
+    if (request.repositories) params.repositories = request.repositories;
+    const { task } = await this.queue.submit({ kind: 'sign', key: `sign:${request.channel}`, channel: request.channel, params });
     this.onSubmitted();
     return task;
   }
@@ -64,6 +75,7 @@ export class ContentTasks {
       includeTags: p.includeTags,
       excludeTags: p.excludeTags,
       mirror: p.mirror,
+      signedOnly: p.signedOnly,
     };
   }
 }
