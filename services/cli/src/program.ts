@@ -11,6 +11,8 @@ interface GlobalFlags extends EndpointFlags {
   json?: boolean;
 }
 
+const SIGNATURE_TAG = /^sha256-[a-f0-9]{64}\.sig$/;
+
 const csv = (v: string): string[] =>
   v
     .split(',')
@@ -85,13 +87,15 @@ export function buildProgram(): Command {
         return;
       }
       const repo = await client.repository(repository, opts.channel ? { channel: opts.channel } : {});
+      // Signature tags (`sha256-<hex>.sig`) show as the SIGNED BY column of what they sign.
+      const shown = (tags: Record<string, string>) => Object.entries(tags).filter(([t]) => !SIGNATURE_TAG.test(t));
       emit(repo, flags(cmd), (r) =>
         table(
-          ['channel', 'version', 'tag', 'digest'],
+          ['channel', 'version', 'tag', 'digest', 'signed by'],
           r.channels.flatMap((c) =>
-            Object.keys(c.tags).length === 0
-              ? [[c.name, c.version, undefined, undefined]]
-              : Object.entries(c.tags).map(([t, d]) => [c.name, c.version, t, d]),
+            shown(c.tags).length === 0
+              ? [[c.name, c.version, undefined, undefined, undefined]]
+              : shown(c.tags).map(([t, d]) => [c.name, c.version, t, d, c.signedBy?.[d]?.join(',') || undefined]),
           ),
         ),
       );
@@ -133,6 +137,49 @@ export function buildProgram(): Command {
         return;
       }
       await watchTask(client, task.id, flags(cmd));
+    });
+
+  program
+    .command('sign')
+    .description('re-sign what a channel holds with the current signing key (after a rotation)')
+    .option('--channel <channel>', 'channel to sign', 'stable')
+    .option('--repositories <names>', 'only these repositories', csv)
+    .option('--wait', 'follow the task until it ends')
+    .action(async (opts: { channel: string; repositories?: string[]; wait?: boolean }, cmd: Command) => {
+      const client = content(cmd);
+      const task = await client.sign({ channel: opts.channel, ...(opts.repositories ? { repositories: opts.repositories } : {}) });
+      if (!opts.wait) {
+        emit(task, flags(cmd), (t) => `sign task ${t.id} ${t.state}`);
+        return;
+      }
+      await watchTask(client, task.id, flags(cmd));
+    });
+
+  const keys = program.command('keys').description('signing keys (sigstore / cosign compatible, ECDSA P-256)');
+  keys
+    .command('generate')
+    .description('write <prefix>.key (encrypted, for Flotilla, cosign and skopeo) and <prefix>.pub')
+    .option('--output <prefix>', 'file name prefix', 'flotilla')
+    .option('--passphrase-file <file>', 'read the passphrase from this file (else FLOTILLA_KEY_PASSPHRASE)')
+    .action(async (opts: { output: string; passphraseFile?: string }, cmd: Command) => {
+      const { generateKeyFiles } = await import('./commands/keys.js');
+      const written = await generateKeyFiles(opts);
+      emit(written, flags(cmd), (w) => `wrote ${w.privateKey} and ${w.publicKey} (key ${w.id})`);
+    });
+  keys
+    .command('list')
+    .description('the keys content signs with (current, retired) and the trusted build keys')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const view = await content(cmd).keys();
+      emit(view, flags(cmd), (v) =>
+        table(
+          ['id', 'status', 'for'],
+          [
+            ...v.keys.map((k) => [k.id, k.status, `signs ${v.signingChannels.join(',') || '-'} as ${v.identity}/<repository>`]),
+            ...v.trusted.map((k) => [k.id, 'trusted build key', k.repository ?? 'every repository']),
+          ],
+        ),
+      );
     });
 
   const tasks = program

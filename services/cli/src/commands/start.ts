@@ -25,6 +25,9 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
     if (s.created) generated.push(s.path);
   }
 
+  // Signatures name the public endpoint: crane as this process serves it, unless configured.
+  env.FLOTILLA_CONTENT_SIGNING_IDENTITY ??= `${env.FLOTILLA_CRANE_HOST ?? '127.0.0.1'}:${env.FLOTILLA_CRANE_PORT ?? '5001'}`;
+
   // Every service's configuration is checked before anything is opened or started.
   const modules = await Promise.all(SERVICE_NAMES.map(async (name) => ({ name, module: await loadService(name) })));
   const configured = modules.map(({ name, module }) => ({ name, ...module.configure(env) }));
@@ -55,7 +58,12 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   for (const s of [...started].reverse()) closers.push(() => s.stop());
   closers.push(() => bus.close(), () => store.close());
 
+  const keys = await signingKeys(urls.content ?? '', env.FLOTILLA_API_TOKEN ?? '').catch((err: unknown) => {
+    logger.warn({ err }, 'failed to read the signing keys for the banner');
+    return undefined;
+  });
   process.stdout.write(banner({ dataDir, urls, generated, storeKind: store.kind, busKind: bus.kind }));
+  if (keys) process.stdout.write(trustBanner(urls.crane ?? '', keys));
   await runUntilSignal({ logger, closers });
 }
 
@@ -94,6 +102,56 @@ function banner(o: {
     `  podman pull --tls-verify=false ${craneHost}/fedora/httpd:39`,
     '',
     'Ctrl-C stops everything cleanly.',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+interface KeysAnswer {
+  current: string;
+  identity: string;
+  signingChannels: string[];
+  keys: { id: string; status: string; publicKey: string }[];
+}
+
+async function signingKeys(contentUrl: string, token: string): Promise<KeysAnswer> {
+  const res = await fetch(`${contentUrl}/api/v1/keys`, { headers: { authorization: `Bearer ${token}` } });
+  if (!res.ok) throw new Error(`GET /api/v1/keys answered ${res.status}`);
+  return (await res.json()) as KeysAnswer;
+}
+
+/** The public keys and what a client needs to verify pulls: a policy.json and a registries.d file. */
+function trustBanner(craneUrl: string, keys: KeysAnswer): string {
+  const craneHost = craneUrl.replace(/^https?:\/\//, '');
+  const current = keys.keys.find((k) => k.id === keys.current);
+  const policy = {
+    default: [{ type: 'insecureAcceptAnything' }],
+    transports: {
+      docker: {
+        [keys.identity]: [
+          {
+            type: 'sigstoreSigned',
+            keyPath: `/etc/pki/containers/flotilla-${keys.current}.pub`,
+            signedIdentity: { type: 'matchRepository' },
+          },
+        ],
+      },
+    },
+  };
+  const lines = [
+    `Signing: promotion into ${keys.signingChannels.join(', ') || '(no channel)'} signs as ${keys.identity}/<repository>`,
+    `  public keys: ${craneUrl}/keys  (current: ${craneUrl}/keys/${keys.current}.pub, after the first publish)`,
+    ...keys.keys.map((k) => `  ${k.id} ${k.status}`),
+    '',
+    ...(current ? current.publicKey.trimEnd().split('\n').map((l) => `  ${l}`) : []),
+    '',
+    `Verify pulls: save the key as /etc/pki/containers/flotilla-${keys.current}.pub, then`,
+    '  /etc/containers/policy.json:',
+    ...JSON.stringify(policy, null, 2).split('\n').map((l) => `    ${l}`),
+    `  /etc/containers/registries.d/flotilla.yaml:`,
+    '    docker:',
+    `      ${craneHost}:`,
+    '        use-sigstore-attachments: true',
     '',
   ];
   return lines.join('\n');
