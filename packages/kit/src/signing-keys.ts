@@ -82,6 +82,21 @@ export async function decryptPrivateKey(pem: string, passphrase: string): Promis
   if (type !== SIGSTORE_PRIVATE_KEY_PEM_TYPE && type !== COSIGN_PRIVATE_KEY_PEM_TYPE) {
     throw new SigningKeyError(`unsupported PEM type ${type}`);
   }
+  const der = await openKeyEnvelope(body, passphrase);
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+  } catch {
+    throw new SigningKeyError('the encrypted key is not a PKCS#8 private key');
+  }
+  if (privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    throw new SigningKeyError('the key is not ECDSA P-256');
+  }
+  return privateKey;
+}
+
+/** Opens go-securesystemslib's `encrypted` JSON (scrypt + nacl/secretbox): the plaintext bytes. */
+export async function openKeyEnvelope(body: Buffer, passphrase: string): Promise<Buffer> {
   let parsed: {
     kdf?: { name?: unknown; params?: { N?: unknown; r?: unknown; p?: unknown }; salt?: unknown };
     cipher?: { name?: unknown; nonce?: unknown };
@@ -110,11 +125,7 @@ export async function decryptPrivateKey(pem: string, passphrase: string): Promis
   if (nonce.length !== nacl.secretbox.nonceLength) throw new SigningKeyError('malformed nonce');
   const der = nacl.secretbox.open(new Uint8Array(Buffer.from(ciphertext, 'base64')), new Uint8Array(nonce), new Uint8Array(key));
   if (!der) throw new SigningKeyError('wrong passphrase or damaged key');
-  const privateKey = createPrivateKey({ key: Buffer.from(der), format: 'der', type: 'pkcs8' });
-  if (privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-    throw new SigningKeyError('the key is not ECDSA P-256');
-  }
-  return privateKey;
+  return Buffer.from(der);
 }
 
 /** Reads a public key PEM; throws SigningKeyError unless it is ECDSA P-256. */
