@@ -74,7 +74,10 @@ export const contentConfigSchema = z.object({
   FLOTILLA_CONTENT_WORKERS: intFromEnv(2, 0, 32),
   FLOTILLA_CONTENT_TASK_LEASE_SECONDS: intFromEnv(30, 2, 3600),
   FLOTILLA_WEBHOOK_MAX_SKEW_SECONDS: intFromEnv(300, 1, 3600),
-  FLOTILLA_CONTENT_SIGNING_CHANNELS: csv('stable').pipe(z.array(z.string().regex(CHANNEL_NAME))),
+  /** `none` turns signing on promotion off (a blank variable means the default, like every other). */
+  FLOTILLA_CONTENT_SIGNING_CHANNELS: csv('stable')
+    .transform((list) => (list.length === 1 && list[0] === 'none' ? [] : list))
+    .pipe(z.array(z.string().regex(CHANNEL_NAME))),
   FLOTILLA_CONTENT_SIGNING_KEY: z.string().min(1).optional(),
   FLOTILLA_CONTENT_SIGNING_PASSPHRASE: z.string().optional(),
   FLOTILLA_CONTENT_SIGNING_PASSPHRASE_FILE: z.string().min(1).optional(),
