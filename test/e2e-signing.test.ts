@@ -275,6 +275,11 @@ describe.skipIf(!need.ok)('signed images: skopeo signs, Flotilla signs on promot
 
     // `flotilla repos` names the keys that signed each tag: the build key and Flotilla's.
     const keys = await cliJson<{ current: string; keys: Array<{ id: string }> }>('keys', 'list');
+    // `flotilla start` printed the key with a policy.json and a registries.d snippet for crane.
+    const banner = flotilla!.output();
+    expect(banner).toContain(`${keys.current} current`);
+    expect(banner).toContain('"type": "sigstoreSigned"');
+    expect(banner).toContain(`    docker:\n      ${crane()}:\n        use-sigstore-attachments: true`);
     const table = await cli('repos', 'fedora/signed');
     expect(table).toMatch(/SIGNED BY/);
     const stableRow = table.split('\n').find((l) => l.startsWith('stable'));

@@ -62,8 +62,8 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
     logger.warn({ err }, 'failed to read the signing keys for the banner');
     return undefined;
   });
-  process.stdout.write(banner({ dataDir, urls, generated, storeKind: store.kind, busKind: bus.kind }));
-  if (keys) process.stdout.write(trustBanner(urls.crane ?? '', keys));
+  const trust = keys ? trustBanner(urls.crane ?? '', keys) : '';
+  process.stdout.write(banner({ dataDir, urls, generated, storeKind: store.kind, busKind: bus.kind, trust }));
   await runUntilSignal({ logger, closers });
 }
 
@@ -73,6 +73,8 @@ function banner(o: {
   generated: string[];
   storeKind: string;
   busKind: string;
+  /** The signing keys and client configuration (empty when they could not be read). */
+  trust: string;
 }): string {
   const fromCwd = relative(process.cwd(), o.dataDir) || '.';
   const rel = fromCwd.startsWith('..') ? o.dataDir : fromCwd;
@@ -89,6 +91,7 @@ function banner(o: {
     `  content   ${o.urls.content}   sync, promote, publish API`,
     '',
     `Secrets: ${secrets}/{admin-password,api-token,webhook-secret}${o.generated.length ? ' (generated now, mode 0600)' : ''}`,
+    `Signing key: ${secrets}/signing-key (encrypted; passphrase in signing-key-passphrase) unless FLOTILLA_CONTENT_SIGNING_KEY is set`,
     '',
     'Try it:',
     '  ctr=$(buildah from scratch) && echo hello > hello.txt && buildah copy $ctr hello.txt /hello.txt \\',
@@ -101,6 +104,7 @@ function banner(o: {
     '  npx flotilla publish --channel stable --wait',
     `  podman pull --tls-verify=false ${craneHost}/fedora/httpd:39`,
     '',
+    ...(o.trust ? [o.trust] : []),
     'Ctrl-C stops everything cleanly.',
     '',
   ];
