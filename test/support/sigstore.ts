@@ -53,10 +53,16 @@ export async function pushSignature(
     mediaType: COSIGN_SIMPLESIGNING_MEDIA_TYPE,
     digest: digestOf(payload),
     size: payload.length,
-    annotations: { [COSIGN_SIGNATURE_ANNOTATION]: sign('sha256', payload, o.privateKey).toString('base64') },
+    annotations: {
+      [COSIGN_SIGNATURE_ANNOTATION]: sign('sha256', payload, o.privateKey).toString('base64'),
+    },
   };
   const { manifest, config } = signatureManifest([layer]);
-  const blob = (mediaType: string, bytes: Buffer) => ({ mediaType, digest: digestOf(bytes), bytes });
+  const blob = (mediaType: string, bytes: Buffer) => ({
+    mediaType,
+    digest: digestOf(bytes),
+    bytes,
+  });
   const image: TestImage = {
     images: [
       {
@@ -71,7 +77,10 @@ export async function pushSignature(
   await pushImage(registryUrl, repository, signatureTag(digest), { image, auth: o.auth });
 }
 
-async function get(url: string, accept?: string): Promise<{ status: number; body: Buffer; contentType: string }> {
+async function get(
+  url: string,
+  accept?: string,
+): Promise<{ status: number; body: Buffer; contentType: string }> {
   let target = url;
   for (let hop = 0; hop < 5; hop++) {
     const res = await request(target, { method: 'GET', headers: accept ? { accept } : {} });
@@ -81,7 +90,11 @@ async function get(url: string, accept?: string): Promise<{ status: number; body
       target = new URL(location, target).toString();
       continue;
     }
-    return { status: res.statusCode, body: Buffer.from(await res.body.arrayBuffer()), contentType: String(res.headers['content-type'] ?? '') };
+    return {
+      status: res.statusCode,
+      body: Buffer.from(await res.body.arrayBuffer()),
+      contentType: String(res.headers['content-type'] ?? ''),
+    };
   }
   throw new Error(`too many redirects from ${url}`);
 }
@@ -102,23 +115,33 @@ export async function sigstoreAccepts(
   const top = await get(`${base}/manifests/${tag}`, ACCEPT);
   if (top.status !== 200) throw new Error(`manifest ${repository}:${tag}: ${top.status}`);
   let digest = digestOf(top.body);
-  const parsed = JSON.parse(top.body.toString('utf8')) as { manifests?: Array<{ digest: string; platform?: { architecture?: string } }> };
+  const parsed = JSON.parse(top.body.toString('utf8')) as {
+    manifests?: Array<{ digest: string; platform?: { architecture?: string } }>;
+  };
   if (parsed.manifests) {
     const arch = o.arch ?? 'amd64';
     const child = parsed.manifests.find((m) => m.platform?.architecture === arch);
     if (!child) throw new Error(`no ${arch} instance in ${repository}:${tag}`);
     digest = child.digest;
   }
-  const attachment = await get(`${base}/manifests/${signatureTag(digest)}`, 'application/vnd.oci.image.manifest.v1+json');
+  const attachment = await get(
+    `${base}/manifests/${signatureTag(digest)}`,
+    'application/vnd.oci.image.manifest.v1+json',
+  );
   if (attachment.status === 404) return false;
   if (attachment.status !== 200) throw new Error(`signature of ${digest}: ${attachment.status}`);
   const host = new URL(craneUrl).host;
-  const layers = (JSON.parse(attachment.body.toString('utf8')) as { layers: Array<{ mediaType: string; digest: string; annotations?: Record<string, string> }> }).layers;
+  const layers = (
+    JSON.parse(attachment.body.toString('utf8')) as {
+      layers: Array<{ mediaType: string; digest: string; annotations?: Record<string, string> }>;
+    }
+  ).layers;
   for (const layer of layers) {
     const signature = layer.annotations?.[COSIGN_SIGNATURE_ANNOTATION];
     if (layer.mediaType !== COSIGN_SIMPLESIGNING_MEDIA_TYPE || !signature) continue;
     const payload = await get(`${base}/blobs/${layer.digest}`);
-    if (payload.status !== 200 || digestOf(payload.body) !== layer.digest) throw new Error(`payload ${layer.digest}: ${payload.status}`);
+    if (payload.status !== 200 || digestOf(payload.body) !== layer.digest)
+      throw new Error(`payload ${layer.digest}: ${payload.status}`);
     if (!publicKeys.some((key) => verifyPayloadSignature(payload.body, signature, key))) continue;
     const claims = parseSimpleSigningPayload(payload.body);
     if (claims?.digest === digest && claims.identity === `${host}/${repository}`) return true;

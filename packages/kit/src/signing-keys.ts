@@ -7,7 +7,14 @@
  * "nacl/secretbox","nonce":…},"ciphertext":…}`, byte fields base64), the plaintext being the
  * key's PKCS#8 DER. scrypt comes from node's crypto, secretbox (XSalsa20-Poly1305) from tweetnacl.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, scrypt, type KeyObject } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  scrypt,
+  type KeyObject,
+} from 'node:crypto';
 import { chmod, link, mkdir, open, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import nacl from 'tweetnacl';
@@ -40,11 +47,19 @@ export function publicKeyPem(key: KeyObject): string {
   return pub.export({ type: 'spki', format: 'pem' }).toString();
 }
 
-function deriveKey(passphrase: string, salt: Buffer, params: { N: number; r: number; p: number }): Promise<Buffer> {
+function deriveKey(
+  passphrase: string,
+  salt: Buffer,
+  params: { N: number; r: number; p: number },
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     // 128·N·r bytes are needed; node's default ceiling is exactly that, so leave room.
-    scrypt(passphrase, salt, KEY_BYTES, { ...params, maxmem: 256 * params.N * params.r }, (err, key) =>
-      err ? reject(err) : resolve(key),
+    scrypt(
+      passphrase,
+      salt,
+      KEY_BYTES,
+      { ...params, maxmem: 256 * params.N * params.r },
+      (err, key) => (err ? reject(err) : resolve(key)),
     );
   });
 }
@@ -57,19 +72,33 @@ function pemBlock(type: string, body: Buffer): string {
 function readPemBlock(pem: string): { type: string; body: Buffer } {
   const m = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)\r?\n?-----END \1-----/.exec(pem);
   if (!m) throw new SigningKeyError('not a PEM block');
-  return { type: m[1] as string, body: Buffer.from((m[2] as string).replace(/\s+/g, ''), 'base64') };
+  return {
+    type: m[1] as string,
+    body: Buffer.from((m[2] as string).replace(/\s+/g, ''), 'base64'),
+  };
 }
 
 /** The private key as an `ENCRYPTED SIGSTORE PRIVATE KEY` PEM block. */
-export async function encryptPrivateKey(privateKey: KeyObject, passphrase: string): Promise<string> {
+export async function encryptPrivateKey(
+  privateKey: KeyObject,
+  passphrase: string,
+): Promise<string> {
   const der = privateKey.export({ type: 'pkcs8', format: 'der' });
   const salt = randomBytes(SALT_BYTES);
   const nonce = randomBytes(nacl.secretbox.nonceLength);
   const key = await deriveKey(passphrase, salt, SCRYPT);
-  const ciphertext = nacl.secretbox(new Uint8Array(der), new Uint8Array(nonce), new Uint8Array(key));
+  const ciphertext = nacl.secretbox(
+    new Uint8Array(der),
+    new Uint8Array(nonce),
+    new Uint8Array(key),
+  );
   // Field order as Go's encoding/json writes the struct.
   const json = JSON.stringify({
-    kdf: { name: 'scrypt', params: { N: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p }, salt: salt.toString('base64') },
+    kdf: {
+      name: 'scrypt',
+      params: { N: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p },
+      salt: salt.toString('base64'),
+    },
     cipher: { name: 'nacl/secretbox', nonce: nonce.toString('base64') },
     ciphertext: Buffer.from(ciphertext).toString('base64'),
   });
@@ -89,7 +118,10 @@ export async function decryptPrivateKey(pem: string, passphrase: string): Promis
   } catch {
     throw new SigningKeyError('the encrypted key is not a PKCS#8 private key');
   }
-  if (privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+  if (
+    privateKey.asymmetricKeyType !== 'ec' ||
+    privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1'
+  ) {
     throw new SigningKeyError('the key is not ECDSA P-256');
   }
   return privateKey;
@@ -109,8 +141,13 @@ export async function openKeyEnvelope(body: Buffer, passphrase: string): Promise
   }
   const { kdf, cipher, ciphertext } = parsed;
   const params = kdf?.params;
-  if (kdf?.name !== 'scrypt' || cipher?.name !== 'nacl/secretbox') throw new SigningKeyError('unsupported key encryption');
-  if (typeof kdf.salt !== 'string' || typeof cipher.nonce !== 'string' || typeof ciphertext !== 'string') {
+  if (kdf?.name !== 'scrypt' || cipher?.name !== 'nacl/secretbox')
+    throw new SigningKeyError('unsupported key encryption');
+  if (
+    typeof kdf.salt !== 'string' ||
+    typeof cipher.nonce !== 'string' ||
+    typeof ciphertext !== 'string'
+  ) {
     throw new SigningKeyError('malformed encrypted key');
   }
   const N = Number(params?.N);
@@ -123,7 +160,11 @@ export async function openKeyEnvelope(body: Buffer, passphrase: string): Promise
   const key = await deriveKey(passphrase, Buffer.from(kdf.salt, 'base64'), { N, r, p });
   const nonce = Buffer.from(cipher.nonce, 'base64');
   if (nonce.length !== nacl.secretbox.nonceLength) throw new SigningKeyError('malformed nonce');
-  const der = nacl.secretbox.open(new Uint8Array(Buffer.from(ciphertext, 'base64')), new Uint8Array(nonce), new Uint8Array(key));
+  const der = nacl.secretbox.open(
+    new Uint8Array(Buffer.from(ciphertext, 'base64')),
+    new Uint8Array(nonce),
+    new Uint8Array(key),
+  );
   if (!der) throw new SigningKeyError('wrong passphrase or damaged key');
   return Buffer.from(der);
 }
@@ -179,11 +220,22 @@ export async function loadOrCreateSigningKey(
   options: { keyFile?: string | undefined; passphrase?: string | undefined } = {},
 ): Promise<LoadedSigningKey> {
   if (options.keyFile) {
-    if (options.passphrase === undefined) throw new SigningKeyError(`no passphrase for the signing key ${options.keyFile}`);
-    const privateKey = await decryptPrivateKey(await readFile(options.keyFile, 'utf8'), options.passphrase);
-    return { privateKey, publicKeyPem: publicKeyPem(privateKey), path: options.keyFile, created: false };
+    if (options.passphrase === undefined)
+      throw new SigningKeyError(`no passphrase for the signing key ${options.keyFile}`);
+    const privateKey = await decryptPrivateKey(
+      await readFile(options.keyFile, 'utf8'),
+      options.passphrase,
+    );
+    return {
+      privateKey,
+      publicKeyPem: publicKeyPem(privateKey),
+      path: options.keyFile,
+      created: false,
+    };
   }
-  const passphrase = (await loadOrCreateSecret(dataDir, 'signing-key-passphrase', { env: options.passphrase })).value;
+  const passphrase = (
+    await loadOrCreateSecret(dataDir, 'signing-key-passphrase', { env: options.passphrase })
+  ).value;
   const dir = secretsDir(dataDir);
   const path = join(dir, 'signing-key');
   try {

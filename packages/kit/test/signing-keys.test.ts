@@ -31,7 +31,9 @@ describe('sigstore-encrypted signing keys', () => {
     const pair = generateSigningKeyPair();
     const text = await encryptPrivateKey(pair.privateKey, 'correct horse');
     expect(text).toMatch(/^-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n/);
-    const body = JSON.parse(Buffer.from(text.split('\n').slice(1, -2).join(''), 'base64').toString('utf8')) as Record<string, unknown>;
+    const body = JSON.parse(
+      Buffer.from(text.split('\n').slice(1, -2).join(''), 'base64').toString('utf8'),
+    ) as Record<string, unknown>;
     expect(Object.keys(body)).toEqual(['kdf', 'cipher', 'ciphertext']);
     expect(body.kdf).toMatchObject({ name: 'scrypt', params: { N: 32768, r: 8, p: 1 } });
     expect(Buffer.from((body.kdf as { salt: string }).salt, 'base64')).toHaveLength(32);
@@ -48,13 +50,18 @@ describe('sigstore-encrypted signing keys', () => {
     const vector =
       '{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},"salt":"N9a7x5JFGbrtB2uBR81jPwp0eiLR4A7FV3mjVAQrg1g="},' +
       '"cipher":{"name":"nacl/secretbox","nonce":"2h8HxMmgRfuYdpswZBQaU3xJ1nkA/5Ik"},"ciphertext":"SEW6sUh0jf2wfdjJGPNS9+bkk2uB+Cxamf32zR8XkQ=="}';
-    expect((await openKeyEnvelope(Buffer.from(vector), 'supersecret')).toString()).toBe('reallyimportant');
+    expect((await openKeyEnvelope(Buffer.from(vector), 'supersecret')).toString()).toBe(
+      'reallyimportant',
+    );
     await expect(decryptPrivateKey(pem(vector), 'supersecre')).rejects.toThrow(/wrong passphrase/);
   });
 
   it('refuses scrypt parameters outside the accepted sets (unbounded memory)', async () => {
-    const json = '{"kdf":{"name":"scrypt","params":{"N":1073741824,"r":8,"p":1},"salt":"AA=="},"cipher":{"name":"nacl/secretbox","nonce":"AA=="},"ciphertext":"AA=="}';
-    await expect(decryptPrivateKey(pem(json), 'x')).rejects.toThrow(/unsupported scrypt parameters/);
+    const json =
+      '{"kdf":{"name":"scrypt","params":{"N":1073741824,"r":8,"p":1},"salt":"AA=="},"cipher":{"name":"nacl/secretbox","nonce":"AA=="},"ciphertext":"AA=="}';
+    await expect(decryptPrivateKey(pem(json), 'x')).rejects.toThrow(
+      /unsupported scrypt parameters/,
+    );
   });
 
   it('generates the all-in-one key once, into the secrets directory, and loads it after', async () => {
@@ -74,7 +81,9 @@ describe('sigstore-encrypted signing keys', () => {
     await writeFile(join(dir, 'k'), await encryptPrivateKey(pair.privateKey, 'p'));
     const loaded = await loadOrCreateSigningKey(dir, { keyFile: join(dir, 'k'), passphrase: 'p' });
     expect(loaded.publicKeyPem).toBe(publicKeyPem(pair.publicKey));
-    await expect(loadOrCreateSigningKey(dir, { keyFile: join(dir, 'k') })).rejects.toThrow(/no passphrase/);
+    await expect(loadOrCreateSigningKey(dir, { keyFile: join(dir, 'k') })).rejects.toThrow(
+      /no passphrase/,
+    );
     expect(() => parsePublicKeyPem('nonsense')).toThrow(SigningKeyError);
   });
 });

@@ -66,11 +66,20 @@ export function parseSimpleSigningPayload(bytes: Uint8Array): SimpleSigningClaim
     return undefined;
   }
   const critical = (value as { critical?: unknown } | null)?.critical as
-    | { identity?: { 'docker-reference'?: unknown }; image?: { 'docker-manifest-digest'?: unknown }; type?: unknown }
+    | {
+        identity?: { 'docker-reference'?: unknown };
+        image?: { 'docker-manifest-digest'?: unknown };
+        type?: unknown;
+      }
     | undefined;
   const identity = critical?.identity?.['docker-reference'];
   const digest = critical?.image?.['docker-manifest-digest'];
-  if (critical?.type !== SIMPLE_SIGNING_TYPE || typeof identity !== 'string' || typeof digest !== 'string') return undefined;
+  if (
+    critical?.type !== SIMPLE_SIGNING_TYPE ||
+    typeof identity !== 'string' ||
+    typeof digest !== 'string'
+  )
+    return undefined;
   return { identity, digest };
 }
 
@@ -115,14 +124,20 @@ export function signatureManifest(
         digest: l.digest,
         ...(l.annotations ? { annotations: l.annotations } : {}),
       })),
-      ...(subject ? { subject: { mediaType: subject.mediaType, size: subject.size, digest: subject.digest } } : {}),
+      ...(subject
+        ? { subject: { mediaType: subject.mediaType, size: subject.size, digest: subject.digest } }
+        : {}),
     }),
   );
   return { manifest, config };
 }
 
 /** True when `signatureBase64` is a valid ECDSA/SHA-256 signature of `payload` by `publicKey`. */
-export function verifyPayloadSignature(payload: Uint8Array, signatureBase64: string, publicKey: KeyObject | string): boolean {
+export function verifyPayloadSignature(
+  payload: Uint8Array,
+  signatureBase64: string,
+  publicKey: KeyObject | string,
+): boolean {
   const key = typeof publicKey === 'string' ? createPublicKey(publicKey) : publicKey;
   const signature = Buffer.from(signatureBase64, 'base64');
   if (signature.length === 0) return false;

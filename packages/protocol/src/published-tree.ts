@@ -46,7 +46,8 @@ export const PublishedPaths = {
   keys: 'keys/index.json',
   /** One public key as PEM: `keys/<id>.pub` (id = 16 hex, see `publicKeyId`). */
   key(id: string): string {
-    if (!KEY_ID.test(id)) throw new PublishedTreeError('METADATA_INVALID', 'a key id is 16 lowercase hex');
+    if (!KEY_ID.test(id))
+      throw new PublishedTreeError('METADATA_INVALID', 'a key id is 16 lowercase hex');
     return `keys/${id}.pub`;
   },
 } as const;

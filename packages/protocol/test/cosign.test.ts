@@ -30,8 +30,13 @@ describe('cosign signatures', () => {
     expect(payload.toString()).toBe(
       `{"critical":{"identity":{"docker-reference":"registry.example.org/fedora/httpd"},"image":{"docker-manifest-digest":"${digest}"},"type":"cosign container image signature"},"optional":null}`,
     );
-    expect(parseSimpleSigningPayload(payload)).toEqual({ identity: 'registry.example.org/fedora/httpd', digest });
-    expect(parseSimpleSigningPayload(Buffer.from('{"critical":{"type":"atomic container signature"}}'))).toBeUndefined();
+    expect(parseSimpleSigningPayload(payload)).toEqual({
+      identity: 'registry.example.org/fedora/httpd',
+      digest,
+    });
+    expect(
+      parseSimpleSigningPayload(Buffer.from('{"critical":{"type":"atomic container signature"}}')),
+    ).toBeUndefined();
     expect(parseSimpleSigningPayload(Buffer.from('not json'))).toBeUndefined();
   });
 
@@ -42,7 +47,9 @@ describe('cosign signatures', () => {
     const signature = sign('sha256', payload, ours.privateKey).toString('base64');
     expect(verifyPayloadSignature(payload, signature, ours.publicKey)).toBe(true);
     expect(verifyPayloadSignature(payload, signature, other.publicKey)).toBe(false);
-    expect(verifyPayloadSignature(Buffer.concat([payload, Buffer.from(' ')]), signature, ours.publicKey)).toBe(false);
+    expect(
+      verifyPayloadSignature(Buffer.concat([payload, Buffer.from(' ')]), signature, ours.publicKey),
+    ).toBe(false);
     expect(verifyPayloadSignature(payload, '', ours.publicKey)).toBe(false);
     expect(publicKeyId(ours.publicKey)).toMatch(/^[a-f0-9]{16}$/);
     expect(publicKeyId(ours.publicKey)).not.toBe(publicKeyId(other.publicKey));
@@ -56,12 +63,24 @@ describe('cosign signatures', () => {
       size: payload.length,
       annotations: { [COSIGN_SIGNATURE_ANNOTATION]: 'c2ln' },
     };
-    const { manifest, config } = signatureManifest([layer, layer], { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: 10 });
+    const { manifest, config } = signatureManifest([layer, layer], {
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest,
+      size: 10,
+    });
     const parsed = parseManifest(manifest);
     expect(parsed.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
     expect(parsed.config?.digest).toBe(digestOf(config));
-    expect(parsed.layers.map((l) => l.annotations?.[COSIGN_SIGNATURE_ANNOTATION])).toEqual(['c2ln', 'c2ln']);
+    expect(parsed.layers.map((l) => l.annotations?.[COSIGN_SIGNATURE_ANNOTATION])).toEqual([
+      'c2ln',
+      'c2ln',
+    ]);
     expect(parsed.subject?.digest).toBe(digest);
-    expect(JSON.parse(config.toString())).toEqual({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: [layer.digest, layer.digest] } });
+    expect(JSON.parse(config.toString())).toEqual({
+      architecture: '',
+      os: '',
+      config: {},
+      rootfs: { type: 'layers', diff_ids: [layer.digest, layer.digest] },
+    });
   });
 });

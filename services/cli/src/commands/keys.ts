@@ -1,6 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { encryptPrivateKey, generateSigningKeyPair, publicKeyPem, writeNewFile } from '@flotilla/kit';
+import {
+  encryptPrivateKey,
+  generateSigningKeyPair,
+  publicKeyPem,
+  writeNewFile,
+} from '@flotilla/kit';
 import { publicKeyId } from '@flotilla/protocol';
 import { CliError } from '../output.js';
 
@@ -18,10 +23,14 @@ export async function generateKeyFiles(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ id: string; privateKey: string; publicKey: string }> {
   let passphrase: string | undefined;
-  if (opts.passphraseFile) passphrase = (await readFile(opts.passphraseFile, 'utf8')).replace(/\r?\n$/, '');
+  if (opts.passphraseFile)
+    passphrase = (await readFile(opts.passphraseFile, 'utf8')).replace(/\r?\n$/, '');
   else passphrase = env[KEY_PASSPHRASE_ENV];
   if (passphrase === undefined) {
-    throw new CliError(`no passphrase: pass --passphrase-file <file> or set ${KEY_PASSPHRASE_ENV}`, 2);
+    throw new CliError(
+      `no passphrase: pass --passphrase-file <file> or set ${KEY_PASSPHRASE_ENV}`,
+      2,
+    );
   }
   const pair = generateSigningKeyPair();
   const privatePath = resolve(`${opts.output}.key`);
@@ -30,7 +39,8 @@ export async function generateKeyFiles(
     await writeNewFile(privatePath, await encryptPrivateKey(pair.privateKey, passphrase), 0o600);
     await writeNewFile(publicPath, publicKeyPem(pair.publicKey), 0o644);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new CliError(`${opts.output}.key or .pub exists; not overwriting it`);
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new CliError(`${opts.output}.key or .pub exists; not overwriting it`);
     throw err;
   }
   return { id: publicKeyId(pair.publicKey), privateKey: privatePath, publicKey: publicPath };

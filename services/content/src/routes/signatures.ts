@@ -19,7 +19,9 @@ export function mountSignatures(router: Router, deps: ContentAppDeps): void {
       ],
       trusted: [
         ...keys.trusted.map((k) => ({ id: k.id, source: k.source })),
-        ...[...keys.trustedByRepository].flatMap(([repository, list]) => list.map((k) => ({ id: k.id, source: k.source, repository }))),
+        ...[...keys.trustedByRepository].flatMap(([repository, list]) =>
+          list.map((k) => ({ id: k.id, source: k.source, repository })),
+        ),
       ],
     });
   });
@@ -30,9 +32,13 @@ export function mountSignatures(router: Router, deps: ContentAppDeps): void {
     if (body.repositories) {
       const known = new Set((await deps.channels.listRepositories()).map((r) => r._id));
       const unknown = body.repositories.filter((r) => !known.has(r));
-      if (unknown.length > 0) throw contentProblem('unknown-repository', `unknown repositories: ${unknown.join(', ')}`);
+      if (unknown.length > 0)
+        throw contentProblem('unknown-repository', `unknown repositories: ${unknown.join(', ')}`);
     }
     const task = await deps.tasks.submitSign(body);
-    res.status(202).location(`/api/v1/tasks/${task._id}`).json({ task: presentTask(task) });
+    res
+      .status(202)
+      .location(`/api/v1/tasks/${task._id}`)
+      .json({ task: presentTask(task) });
   });
 }

@@ -33,7 +33,9 @@ async function readPublicKey(path: string): Promise<PublicKeyEntry> {
 
 export async function loadSigningKeys(config: ContentConfig): Promise<SigningKeys> {
   const s = config.signing;
-  const passphrase = s.passphraseFile ? (await readFile(s.passphraseFile, 'utf8')).replace(/\r?\n$/, '') : s.passphrase;
+  const passphrase = s.passphraseFile
+    ? (await readFile(s.passphraseFile, 'utf8')).replace(/\r?\n$/, '')
+    : s.passphrase;
   const loaded = await loadOrCreateSigningKey(config.dataDir, { keyFile: s.keyFile, passphrase });
   const publicKey = parsePublicKeyPem(loaded.publicKeyPem);
   const current = {
@@ -44,7 +46,9 @@ export async function loadSigningKeys(config: ContentConfig): Promise<SigningKey
     privateKey: loaded.privateKey,
     created: loaded.created,
   };
-  const retired = (await Promise.all(s.retiredKeyFiles.map(readPublicKey))).filter((k) => k.id !== current.id);
+  const retired = (await Promise.all(s.retiredKeyFiles.map(readPublicKey))).filter(
+    (k) => k.id !== current.id,
+  );
   const trusted = await Promise.all(s.trustedKeyFiles.map(readPublicKey));
   const trustedByRepository = new Map<string, PublicKeyEntry[]>();
   for (const [repository, files] of Object.entries(s.trustedKeyFilesByRepository)) {
@@ -61,7 +65,12 @@ export function trustedKeysFor(keys: SigningKeys, repository: string): PublicKey
 /** Every key whose signature a person may want named: current, retired and trusted build keys. */
 export function knownKeys(keys: SigningKeys): PublicKeyEntry[] {
   const all = new Map<string, PublicKeyEntry>();
-  for (const k of [keys.current, ...keys.retired, ...keys.trusted, ...[...keys.trustedByRepository.values()].flat()]) {
+  for (const k of [
+    keys.current,
+    ...keys.retired,
+    ...keys.trusted,
+    ...[...keys.trustedByRepository.values()].flat(),
+  ]) {
     if (!all.has(k.id)) all.set(k.id, k);
   }
   return [...all.values()];

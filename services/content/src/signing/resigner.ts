@@ -33,18 +33,35 @@ const MAX_ATTEMPTS = 5;
  */
 export class Resigner {
   constructor(
-    private readonly deps: { channels: ChannelStore; catalog: Catalog; signatures: Signatures; logger: Logger },
+    private readonly deps: {
+      channels: ChannelStore;
+      catalog: Catalog;
+      signatures: Signatures;
+      logger: Logger;
+    },
   ) {}
 
-  async resign(params: ResignParams, progress: ProgressReporter, signal: AbortSignal): Promise<ResignResult> {
+  async resign(
+    params: ResignParams,
+    progress: ProgressReporter,
+    signal: AbortSignal,
+  ): Promise<ResignResult> {
     const { channels, catalog, signatures } = this.deps;
     channels.assertChannel(params.channel);
-    let repos = (await channels.listRepositories()).filter((r) => (r.channels[params.channel]?.version ?? 0) > 0).map((r) => r._id);
+    let repos = (await channels.listRepositories())
+      .filter((r) => (r.channels[params.channel]?.version ?? 0) > 0)
+      .map((r) => r._id);
     if (params.repositories) {
       const wanted = new Set(params.repositories);
       repos = repos.filter((r) => wanted.has(r));
     }
-    const result: ResignResult = { channel: params.channel, key: signatures.keys.current.id, repositories: repos.length, changed: [], signed: 0 };
+    const result: ResignResult = {
+      channel: params.channel,
+      key: signatures.keys.current.id,
+      repositories: repos.length,
+      changed: [],
+      signed: 0,
+    };
     progress.update({ done: 0, total: repos.length, message: 'signing' });
     for (const [i, repository] of repos.entries()) {
       signal.throwIfAborted();
@@ -69,7 +86,8 @@ export class Resigner {
             repository,
             params.channel,
             (current, currentVersion) => {
-              if ((currentVersion?.number ?? 0) !== (version?.number ?? 0)) throw new ChannelMoved();
+              if ((currentVersion?.number ?? 0) !== (version?.number ?? 0))
+                throw new ChannelMoved();
               return [...current.filter((t) => !replaced.has(t.tag)), ...moves];
             },
             { kind: 'sign', ref: result.key },
@@ -80,13 +98,24 @@ export class Resigner {
         } catch (err) {
           if (!(err instanceof ChannelMoved)) throw err;
           if (attempt + 1 >= MAX_ATTEMPTS) {
-            throw contentProblem('concurrent-update', `too many concurrent changes to ${repository} ${params.channel}; retry`);
+            throw contentProblem(
+              'concurrent-update',
+              `too many concurrent changes to ${repository} ${params.channel}; retry`,
+            );
           }
         }
       }
       progress.update({ done: i + 1, message: `signed ${i + 1} of ${repos.length} repositories` });
     }
-    this.deps.logger.info({ channel: params.channel, key: result.key, changed: result.changed.length, signed: result.signed }, 'channel signed');
+    this.deps.logger.info(
+      {
+        channel: params.channel,
+        key: result.key,
+        changed: result.changed.length,
+        signed: result.signed,
+      },
+      'channel signed',
+    );
     return result;
   }
 }

@@ -53,7 +53,12 @@ export class Signatures {
     const parsed = parseManifest(bytes);
     return parsed.layers
       .filter((l) => l.mediaType === COSIGN_SIMPLESIGNING_MEDIA_TYPE)
-      .map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, ...(l.annotations ? { annotations: l.annotations } : {}) }));
+      .map((l) => ({
+        mediaType: l.mediaType,
+        digest: l.digest,
+        size: l.size,
+        ...(l.annotations ? { annotations: l.annotations } : {}),
+      }));
   }
 
   /**
@@ -61,7 +66,11 @@ export class Signatures {
    * payload and the payload names `digest` (the identity is not checked: build systems sign
    * the reference they pushed to).
    */
-  async check(attachment: string | undefined, digest: string, keys: readonly PublicKeyEntry[]): Promise<SignatureCheck> {
+  async check(
+    attachment: string | undefined,
+    digest: string,
+    keys: readonly PublicKeyEntry[],
+  ): Promise<SignatureCheck> {
     if (!attachment) return { signedBy: [], reason: 'no signature' };
     let layers: SignatureLayer[];
     try {
@@ -87,7 +96,9 @@ export class Signatures {
     if (signedBy.size > 0) return { signedBy: [...signedBy] };
     return {
       signedBy: [],
-      reason: otherDigest ? 'signed by a trusted key, but for another digest' : 'no valid signature by a trusted key',
+      reason: otherDigest
+        ? 'signed by a trusted key, but for another digest'
+        : 'no valid signature by a trusted key',
     };
   }
 
@@ -129,7 +140,11 @@ export class Signatures {
         if (!signature) continue;
         const payload = await this.deps.contentStore.readBytes(layer.digest);
         const claims = parseSimpleSigningPayload(payload);
-        if (claims?.digest === digest && claims.identity === identity && verifyPayloadSignature(payload, signature, current.publicKey)) {
+        if (
+          claims?.digest === digest &&
+          claims.identity === identity &&
+          verifyPayloadSignature(payload, signature, current.publicKey)
+        ) {
           signed = true;
           break;
         }
@@ -142,7 +157,11 @@ export class Signatures {
           mediaType: COSIGN_SIMPLESIGNING_MEDIA_TYPE,
           digest: payloadDigest,
           size: payload.length,
-          annotations: { [COSIGN_SIGNATURE_ANNOTATION]: sign('sha256', payload, current.privateKey).toString('base64') },
+          annotations: {
+            [COSIGN_SIGNATURE_ANNOTATION]: sign('sha256', payload, current.privateKey).toString(
+              'base64',
+            ),
+          },
         });
         added = true;
       }
@@ -173,7 +192,8 @@ export class Signatures {
   }
 
   private async store(digest: string, bytes: Buffer): Promise<void> {
-    if ((await this.deps.contentStore.size(digest)) !== bytes.length) await this.deps.contentStore.writeBytes(digest, bytes);
+    if ((await this.deps.contentStore.size(digest)) !== bytes.length)
+      await this.deps.contentStore.writeBytes(digest, bytes);
     await this.deps.catalog.recordBlob(digest, bytes.length, 'blob');
   }
 }
