@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { faultPoint } from '@flotilla/kit';
 import { createEvent, isSignatureTag, signatureTag, type EventEnvelope } from '@flotilla/protocol';
 import { trustedKeysFor } from '../signing/keys.js';
 import type { Signatures } from '../signing/signatures.js';
@@ -270,7 +271,10 @@ export class Promotions {
       const tag = signatureTag(digest);
       const inTarget = targetMap.get(tag);
       const combined = await this.signing.signatures.combine(request.repository, digest, [inTarget, sourceMap.get(tag)], signNow);
-      if (combined && combined !== inTarget) out.push({ tag, digest: combined });
+      if (combined && combined !== inTarget) {
+        out.push({ tag, digest: combined });
+        faultPoint('content.sign.attachment-made');
+      }
     }
     return out;
   }

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { faultPoint } from '@flotilla/kit';
 import { isSignatureTag, signatureTag } from '@flotilla/protocol';
 import type { TagEntry } from '../collections.js';
 import type { Catalog } from '../domain/catalog.js';
@@ -77,7 +78,10 @@ export class Resigner {
           const tag = signatureTag(digest);
           const existing = tagMap.get(tag);
           const combined = await signatures.combine(repository, digest, [existing], true);
-          if (combined && combined !== existing) moves.push({ tag, digest: combined });
+          if (combined && combined !== existing) {
+            moves.push({ tag, digest: combined });
+            faultPoint('content.sign.attachment-made');
+          }
         }
         if (moves.length === 0) break;
         const replaced = new Set(moves.map((m) => m.tag));

@@ -15,6 +15,9 @@ import type { ContentStore } from '../blobstore/content-store.js';
 import type { Catalog } from '../domain/catalog.js';
 import { knownKeys, type PublicKeyEntry, type SigningKeys } from './keys.js';
 
+/** Attachment verdicts remembered for `GET /repositories/<name>` (cleared whole when full). */
+const SIGNERS_CACHE_ENTRIES = 10_000;
+
 export interface SignatureCheck {
   /** Ids of the given keys with a valid signature of the digest. */
   signedBy: string[];
@@ -29,6 +32,8 @@ export interface SignatureCheck {
  * content store and recorded in the catalog before any channel version can point at it.
  */
 export class Signatures {
+  private readonly signersCache = new Map<string, string[]>();
+
   constructor(
     private readonly deps: {
       catalog: Catalog;
@@ -102,9 +107,21 @@ export class Signatures {
     };
   }
 
-  /** Ids of every known key (current, retired, trusted) that signs `digest` in the attachment. */
+  /**
+   * Ids of every known key (current, retired, trusted) that signs `digest` in the attachment.
+   * Attachments are immutable and the keys fixed for the process, so answers are remembered.
+   */
   async signers(attachment: string | undefined, digest: string): Promise<string[]> {
-    return (await this.check(attachment, digest, knownKeys(this.deps.keys))).signedBy;
+    if (!attachment) return [];
+    const key = `${attachment}|${digest}`;
+    const known = this.signersCache.get(key);
+    if (known) return known;
+    const signedBy = (
+      await this.check(attachment, digest, knownKeys(this.deps.keys))
+    ).signedBy.sort();
+    if (this.signersCache.size >= SIGNERS_CACHE_ENTRIES) this.signersCache.clear();
+    this.signersCache.set(key, signedBy);
+    return signedBy;
   }
 
   /**
