@@ -54,12 +54,9 @@ async function startProcess(
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- API answers are read loosely in tests
-async function api(
-  base: string,
-  method: string,
-  p: string,
-  body?: unknown,
-): Promise<{ status: number; body: any }> {
+type Answer = { status: number; body: any };
+
+async function api(base: string, method: string, p: string, body?: unknown): Promise<Answer> {
   const res = await request(`${base}${p}`, {
     method: method as 'GET',
     headers: {
