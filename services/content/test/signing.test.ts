@@ -158,6 +158,16 @@ describe('signing: sync brings signatures, trusted keys gate stable, promotion s
     });
     expect(again.body.changed).toBe(false);
 
+    // A tag moved to another image takes its old image's signatures out of the channel with it.
+    for (const body of [
+      { tags: ['39'], from: 'candidate', to: 'testing' },
+      { digest: unsigned.digest, targetTags: ['39'], from: 'candidate', to: 'testing' },
+    ]) {
+      const p = await content.api('POST', '/api/v1/promotions', { repository: 'fedora/httpd', ...body });
+      expect(p.status, JSON.stringify(p.body)).toBe(201);
+    }
+    expect(await tags('fedora/httpd', 'testing')).toEqual({ '39': unsigned.digest });
+
     // Publish carries the signature tags, their manifests and payload blobs, and the keys.
     const pub = await content.api('POST', '/api/v1/publications', { channel: 'stable' });
     expect((await content.waitTask(pub.body.task.id)).state).toBe('completed');

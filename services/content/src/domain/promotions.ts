@@ -150,14 +150,16 @@ export class Promotions {
       const target = await this.channels.current(request.repository, request.to);
       const signatureMoves = await this.signatureMoves(plan, target?.tags ?? []);
       const all = [...moves, ...signatureMoves];
-      const replaced = new Set(all.map((m) => m.tag));
+      const orphaned = await this.orphanedSignatures(target?.tags ?? [], all);
+      const replaced = new Set([...all.map((m) => m.tag), ...orphaned]);
       try {
         commit = await this.channels.commit(
           request.repository,
           request.to,
           (current, currentVersion) => {
             // Signatures were made for the target's content as it was; never drop a newer one.
-            if (signatureMoves.length > 0 && (currentVersion?.number ?? 0) !== (target?.number ?? 0)) throw new TargetMoved();
+            const computed = signatureMoves.length > 0 || orphaned.length > 0;
+            if (computed && (currentVersion?.number ?? 0) !== (target?.number ?? 0)) throw new TargetMoved();
             return [...current.filter((t) => !replaced.has(t.tag)), ...all];
           },
           { kind: 'promotion' },
@@ -277,6 +279,21 @@ export class Promotions {
       }
     }
     return out;
+  }
+
+  /**
+   * Signature tags the target would keep after `moves` for manifests none of its tags reach any
+   * more (a tag moved to another digest): they go in the same version.
+   */
+  private async orphanedSignatures(targetTags: TagEntry[], moves: TagEntry[]): Promise<string[]> {
+    if (!this.signing) return [];
+    const moved = new Set(moves.map((m) => m.tag));
+    const after = [...targetTags.filter((t) => !moved.has(t.tag)), ...moves];
+    const signatureTags = after.filter((t) => isSignatureTag(t.tag)).map((t) => t.tag);
+    if (signatureTags.length === 0) return [];
+    const { manifests } = await this.catalog.closure(after.filter((t) => !isSignatureTag(t.tag)).map((t) => t.digest));
+    const kept = new Set([...manifests.keys()].map(signatureTag));
+    return signatureTags.filter((t) => !kept.has(t));
   }
 
   /**
