@@ -12,3 +12,4 @@ export * from './fault-points.js';
 export * from './storage-space.js';
 export * from './entry-point.js';
 export * from './client-address.js';
+export * from './signing-keys.js';

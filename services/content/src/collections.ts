@@ -53,8 +53,8 @@ export type ChannelVersionDoc = {
   number: number;
   tags: TagEntry[];
   createdAt: string;
-  /** What made this version: sync, promotion, untag, rollback. */
-  cause: { kind: 'sync' | 'promotion' | 'untag' | 'rollback'; ref?: string };
+  /** What made this version: sync, promotion, untag, rollback, sign (re-signed with the current key). */
+  cause: { kind: 'sync' | 'promotion' | 'untag' | 'rollback' | 'sign'; ref?: string };
 };
 
 export interface BlobRef {
@@ -94,7 +94,7 @@ export type BlobDoc = {
   usedAt?: string;
 };
 
-export type TaskKind = 'sync' | 'publish' | 'retention' | 'reconcile' | 'gc';
+export type TaskKind = 'sync' | 'publish' | 'retention' | 'reconcile' | 'gc' | 'sign';
 export type TaskState = 'waiting' | 'running' | 'completed' | 'failed' | 'canceled';
 
 export interface TaskProgress {
