@@ -173,7 +173,7 @@ describe('signing: sync brings signatures, trusted keys gate stable, promotion s
     expect((await content.waitTask(pub.body.task.id)).state).toBe('completed');
     const root = path.join(content.dir, 'publish');
     const metadata = parseRepositoryMetadata(
-      await fs.readFile(path.join(root, 'repositories/fedora/httpd.json'), 'utf8'),
+      await fs.readFile(path.join(root, 'channels/stable/repositories/fedora/httpd.json'), 'utf8'),
     );
     expect(Object.keys(metadata.tags).filter(isSignatureTag).sort()).toEqual(
       signed.map(signatureTag).sort(),
