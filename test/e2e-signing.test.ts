@@ -32,6 +32,7 @@ import {
   type ServicePorts,
 } from './support/flotilla.js';
 import { makeImage, pushImage, writeOciLayout, type TestImage } from './support/images.js';
+import { freePort } from './support/ports.js';
 import { pushSignature, sigstoreAccepts } from './support/sigstore.js';
 import { startStaticServer, type StaticServer } from './support/static-server.js';
 
@@ -52,6 +53,8 @@ describe.skipIf(!need.ok)(
   () => {
     let work: string;
     let ports: ServicePorts;
+    /** all-in-one's testing crane (the public crane serves stable only). */
+    let testingCranePort: number;
     let env: NodeJS.ProcessEnv;
     let flotilla: FlotillaProcess | undefined;
     let mirror: StaticServer;
@@ -60,6 +63,10 @@ describe.skipIf(!need.ok)(
     const publishDir = () => join(dataDir(), 'publish');
     const registry = () => `127.0.0.1:${ports.registry}`;
     const crane = () => `127.0.0.1:${ports.crane}`;
+    const testingCrane = () => `127.0.0.1:${testingCranePort}`;
+    /** The unsigned and forged images are published from testing, so testers' crane serves them. */
+    const servedBy = (repository: string) =>
+      ['fedora/unsigned', 'fedora/forged'].includes(repository) ? testingCrane() : crane();
     const secret = async (name: string) =>
       (await readFile(join(dataDir(), 'secrets', name), 'utf8')).trim();
     const cli = async (...args: string[]) => (await flotillaCli(env, args)).stdout;
@@ -87,7 +94,7 @@ describe.skipIf(!need.ok)(
         JSON.stringify({
           default: [{ type: 'insecureAcceptAnything' }],
           // several sigstoreSigned entries must all hold; one entry per policy here
-          transports: { docker: { [crane()]: requirements } },
+          transports: { docker: { [crane()]: requirements, [testingCrane()]: requirements } },
         }),
       );
       return file;
@@ -156,7 +163,7 @@ describe.skipIf(!need.ok)(
         `policy-${keyFiles.length}-${Math.random().toString(36).slice(2, 8)}`,
         keyFiles,
       );
-      const ref = `${crane()}/${repository}:${tag}`;
+      const ref = `${servedBy(repository)}/${repository}:${tag}`;
       const pulled = await podmanPull(policy, ref, [
         '--log-level=debug',
         ...(arch ? ['--arch', arch] : []),
@@ -190,13 +197,23 @@ describe.skipIf(!need.ok)(
       }
       const keys = await Promise.all(keyFiles.map((f) => readFile(f, 'utf8')));
       expect(
-        await sigstoreAccepts(`http://${crane()}`, repository, tag, keys, arch ? { arch } : {}),
+        await sigstoreAccepts(
+          `http://${servedBy(repository)}`,
+          repository,
+          tag,
+          keys,
+          arch ? { arch } : {},
+        ),
         what,
       ).toBe(accepted);
     };
 
     const start = async (extra: NodeJS.ProcessEnv): Promise<void> => {
-      env = flotillaEnv({ dataDir: dataDir(), ports, extra });
+      env = flotillaEnv({
+        dataDir: dataDir(),
+        ports,
+        extra: { FLOTILLA_CRANE_TESTING_PORT: String(testingCranePort), ...extra },
+      });
       flotilla = await startFlotilla(['start'], env, ports);
     };
 
@@ -216,10 +233,11 @@ describe.skipIf(!need.ok)(
     beforeAll(async () => {
       work = await mkdtemp(join(tmpdir(), 'flotilla-signing-'));
       ports = await freeServicePorts();
+      testingCranePort = await freePort();
       await mkdir(registriesD(), { recursive: true });
       await writeFile(
         join(registriesD(), 'flotilla.yaml'),
-        `docker:\n  ${crane()}:\n    use-sigstore-attachments: true\n  ${registry()}:\n    use-sigstore-attachments: true\n`,
+        `docker:\n  ${crane()}:\n    use-sigstore-attachments: true\n  ${testingCrane()}:\n    use-sigstore-attachments: true\n  ${registry()}:\n    use-sigstore-attachments: true\n`,
       );
       await writeFile(
         join(work, 'accept.json'),
@@ -423,7 +441,7 @@ describe.skipIf(!need.ok)(
       );
       await pushSignature(`http://${registry()}`, 'fedora/forged', forged.digest, {
         privateKey: flotillaPrivate,
-        identity: `${crane()}/fedora/forged`,
+        identity: `${servedBy('fedora/forged')}/fedora/forged`,
         auth: { username: 'admin', password: await secret('admin-password') },
         claimedDigest: signedDigest,
       });
