@@ -184,8 +184,9 @@ export interface Publication {
   channel: string;
   state: string;
   time: string;
-  repositories: string[];
-  newBlobs: string[];
+  /** Counts only: `GET /api/v1/publications/<n>` pages through the lists. */
+  repositoryCount?: number;
+  newBlobCount?: number;
   taskId?: string;
 }
 export interface Task {

@@ -1,6 +1,5 @@
 import { content, ProblemError, type Publication, type Task } from './api.js';
 import {
-  digestCode,
   field,
   formatBytes,
   formatTime,
@@ -49,23 +48,9 @@ export async function renderPublications(ctx: PageContext): Promise<void> {
                   h('td', {}, p.channel),
                   h('td', {}, p.state),
                   h('td', {}, formatTime(p.time)),
-                  h('td', {}, p.repositories.length ? p.repositories.join(', ') : '—'),
-                  h(
-                    'td',
-                    {},
-                    p.newBlobs.length
-                      ? h(
-                          'details',
-                          {},
-                          h('summary', {}, `${p.newBlobs.length} new`),
-                          h(
-                            'ul',
-                            { class: 'plain' },
-                            p.newBlobs.map((d) => h('li', {}, digestCode(d))),
-                          ),
-                        )
-                      : 'none',
-                  ),
+                  // the list documents hold counts; the lists are in publications/<n>.json
+                  h('td', {}, String(p.repositoryCount ?? 0)),
+                  h('td', {}, p.newBlobCount ? `${p.newBlobCount} new` : 'none'),
                 ),
               ),
             ),
