@@ -1,13 +1,5 @@
 import { content, ProblemError, type Publication, type Task } from './api.js';
-import {
-  field,
-  formatBytes,
-  formatTime,
-  h,
-  replace,
-  select,
-  scrollArea,
-} from './dom.js';
+import { field, formatBytes, formatTime, h, replace, select, scrollArea } from './dom.js';
 import { navigate, notice, problemBox, withBusy, type PageContext } from './shell.js';
 
 const FINAL = new Set(['completed', 'failed', 'canceled']);
