@@ -3,6 +3,7 @@
  * content's reconcile, at start and then on its schedule, compares the registry's catalog and
  * tags with candidate and syncs what candidate lacks.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +17,9 @@ import {
   type RegistryServiceInstance,
 } from '@flotilla/registry';
 import { startContent, type ContentHarness } from '../services/content/test/harness.js';
+import { signatureTag } from '@flotilla/protocol';
 import { pushImage } from './support/images.js';
+import { pushSignature } from './support/sigstore.js';
 
 const PASSWORD = 'registry-admin-pw';
 
@@ -106,6 +109,19 @@ describe('content reconciles with the registry', () => {
     );
     expect(await candidateTags('fedora/httpd')).toEqual({ '39': first.digest, '40': added.digest });
     expect(await candidateTags('fedora/base')).toEqual({ '40': moved.digest });
+
+    // a new signature of a tagged digest is brought over; one of a digest no tag reaches is not
+    // (a sync brings only the signatures of what it syncs), and leaves the repository level
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const signed = { privateKey, identity: 'registry.example/fedora/base', auth };
+    await pushSignature(registryServer.url, 'fedora/base', other.digest, signed);
+    await pushSignature(registryServer.url, 'fedora/base', moved.digest, signed);
+    await until(
+      async () => (await candidateTags('fedora/base'))?.[signatureTag(moved.digest)] !== undefined,
+    );
+    expect(Object.keys((await candidateTags('fedora/base')) ?? {}).sort()).toEqual(
+      ['40', signatureTag(moved.digest)].sort(),
+    );
 
     // once level, a reconcile queues nothing
     const { task } = await content.service.parts.tasks.submitReconcile();

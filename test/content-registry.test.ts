@@ -39,7 +39,8 @@ describe('registry → content, in process', () => {
     registryServer = await listen(registry.handler, { host: '127.0.0.1', port: 0, logger });
     await registry.start();
     content = await startContent(
-      { FLOTILLA_REGISTRY_URL: registryServer.url, FLOTILLA_REGISTRY_PASSWORD: PASSWORD },
+      // Counts the image's own files; signing on promotion is covered by test/e2e-signing.test.ts.
+      { FLOTILLA_REGISTRY_URL: registryServer.url, FLOTILLA_REGISTRY_PASSWORD: PASSWORD, FLOTILLA_CONTENT_SIGNING_CHANNELS: 'none' },
       { dir: path.join(dir, 'content'), store, bus },
     );
   });

@@ -10,6 +10,7 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isSignatureTag, signatureTag } from '@flotilla/protocol';
 import { buildah, podman, requireBinaries, skopeo } from './support/clients.js';
 import {
   flotillaCli,
@@ -208,6 +209,8 @@ describe.skipIf(!need.ok)('all-in-one: push → sync → promote → publish →
     expect((await stableBytes()).equals(stableBefore)).toBe(true);
     const stableInspect = JSON.parse((await skopeo(['inspect', '--tls-verify=false', `docker://${crane()}/fedora/base:1`])).stdout) as { Digest: string; RepoTags: string[] };
     expect(stableInspect.Digest).toBe(baseDigest);
-    expect(stableInspect.RepoTags).toEqual(['1']);
+    // stable's own tag, and the signature promotion into stable made (cosign's `.sig` tag)
+    expect(stableInspect.RepoTags.filter((t) => !isSignatureTag(t))).toEqual(['1']);
+    expect(stableInspect.RepoTags).toContain(signatureTag(baseDigest));
   }, 300_000);
 });

@@ -14,3 +14,4 @@ export * from './entry-point.js';
 export * from './client-address.js';
 export * from './client-ip.js';
 export * from './access-log.js';
+export * from './signing-keys.js';

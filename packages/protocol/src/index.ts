@@ -8,3 +8,4 @@ export * from './published-tree.js';
 export * from './countries.js';
 export * from './selection-snapshot.js';
 export * from './distribution-routes.js';
+export * from './cosign.js';

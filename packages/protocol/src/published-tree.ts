@@ -18,6 +18,8 @@ import { assertRepositoryName, isValidRepositoryName, isValidTag } from './refer
  *   repositories/<name>.json                     the single view of trees written before channels
  *                                                (read as the default channel's view until that
  *                                                channel has a view of its own)
+ *   keys/index.json, keys/<id>.pub               the public keys published images are signed with
+ *                                                (one set for every channel)
  *
  * Every path is built here and from validated input only, so no `..` can get in.
  */
@@ -56,6 +58,14 @@ export const PublishedPaths = {
     return `publications/${n}.json`;
   },
   marker: 'PUBLICATION',
+  /** The public keys Flotilla signs with (current and retired): `keys/index.json`. */
+  keys: 'keys/index.json',
+  /** One public key as PEM: `keys/<id>.pub` (id = 16 hex, see `publicKeyId`). */
+  key(id: string): string {
+    if (!KEY_ID.test(id))
+      throw new PublishedTreeError('METADATA_INVALID', 'a key id is 16 lowercase hex');
+    return `keys/${id}.pub`;
+  },
 } as const;
 
 /** The channel crane serves unless told otherwise, and content publishes by default. */
@@ -104,6 +114,8 @@ export function legacyView(): PublishedView {
     repository: (name) => PublishedPaths.repository(name),
   };
 }
+
+const KEY_ID = /^[a-f0-9]{16}$/;
 
 export type PublishedTreeErrorCode =
   | 'PUBLICATION_INVALID'
@@ -276,4 +288,25 @@ export function formatPublicationMarker(n: number): string {
     );
   }
   return `${n}\n`;
+}
+
+export const publishedKeysSchema = z.object({
+  schemaVersion: z.literal(1),
+  /** The key new signatures are made with. */
+  current: z.string().regex(KEY_ID),
+  keys: z.array(
+    z.object({
+      id: z.string().regex(KEY_ID),
+      /** PEM (`-----BEGIN PUBLIC KEY-----`). */
+      publicKey: z.string().min(1).max(10_000),
+      status: z.enum(['current', 'retired']),
+    }),
+  ),
+});
+
+export type PublishedKeys = z.infer<typeof publishedKeysSchema>;
+
+/** Parses `keys/index.json` (text, bytes or an already-parsed value). */
+export function parsePublishedKeys(input: string | Uint8Array | unknown): PublishedKeys {
+  return parseJsonDocument(publishedKeysSchema, input, 'published keys');
 }

@@ -31,6 +31,8 @@ const wholeNumber =
     return Number(v);
   };
 
+const SIGNATURE_TAG = /^sha256-[a-f0-9]{64}\.sig$/;
+
 const csv = (v: string): string[] =>
   v
     .split(',')
@@ -64,7 +66,11 @@ export function buildProgram(): Command {
   program
     .command('serve')
     .description('run one service on its own (suite mode: MONGODB_URL, AMQP_URL)')
-    .addArgument(new Command().createArgument('<service>', 'registry | crane | mirrors | redirector | content').choices(SERVICE_NAMES))
+    .addArgument(
+      new Command()
+        .createArgument('<service>', 'registry | crane | mirrors | redirector | content')
+        .choices(SERVICE_NAMES),
+    )
     .action(async (service: ServiceName) => {
       await (await loadService(service)).main(process.env);
     });
@@ -76,13 +82,13 @@ export function buildProgram(): Command {
     process.env.FLOTILLA_REGISTRY_STORAGE_DIR ?? join(dataDirOf(flags(cmd)), 'registry');
   registry
     .command('gc')
-    .description('purge expired uploads and remove unreferenced blobs older than the grace period, while the registry keeps serving')
+    .description(
+      'purge expired uploads and remove unreferenced blobs older than the grace period, while the registry keeps serving',
+    )
     .option('--dry-run', 'report what would be removed, remove nothing')
     .action(async (opts: { dryRun?: boolean }, cmd: Command) => {
-      const [{ runGarbageCollection, loadRegistryConfig }, { createLogger, exitOnConfigError }] = await Promise.all([
-        import('@flotilla/registry'),
-        import('@flotilla/kit'),
-      ]);
+      const [{ runGarbageCollection, loadRegistryConfig }, { createLogger, exitOnConfigError }] =
+        await Promise.all([import('@flotilla/registry'), import('@flotilla/kit')]);
       // the registry's own settings: the same grace period and upload TTL as the service
       const config = (() => {
         try {
@@ -130,10 +136,14 @@ export function buildProgram(): Command {
         throw new CliError('fsck found corrupt blobs or dangling links', EXIT.checkFailed);
     });
 
-  const storeCmd = program.command('store').description('the embedded store (its datafiles under <data-dir>/<service>/db)');
+  const storeCmd = program
+    .command('store')
+    .description('the embedded store (its datafiles under <data-dir>/<service>/db)');
   storeCmd
     .command('repair')
-    .description('drop the corrupt lines of a datafile the service refused to load, keeping a copy of them (stop the service first)')
+    .description(
+      'drop the corrupt lines of a datafile the service refused to load, keeping a copy of them (stop the service first)',
+    )
     .argument('<datafile>', 'the datafile named in the error, e.g. var/content/db/tasks.db')
     .action(async (datafile: string, _opts: unknown, cmd: Command) => {
       const { repairDatafile } = await import('@flotilla/store');
@@ -141,7 +151,8 @@ export function buildProgram(): Command {
       try {
         report = await repairDatafile(datafile);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CliError(`no datafile at ${datafile}`, 2);
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+          throw new CliError(`no datafile at ${datafile}`, 2);
         throw err;
       }
       emit(report, flags(cmd), (r) =>
@@ -172,13 +183,22 @@ export function buildProgram(): Command {
         return;
       }
       const repo = await client.repository(repository, opts.channel ? { channel: opts.channel } : {});
+      // Signature tags (`sha256-<hex>.sig`) show as the SIGNED BY column of what they sign.
+      const shown = (tags: Record<string, string>) =>
+        Object.entries(tags).filter(([t]) => !SIGNATURE_TAG.test(t));
       emit(repo, flags(cmd), (r) =>
         table(
-          ['channel', 'version', 'tag', 'digest'],
+          ['channel', 'version', 'tag', 'digest', 'signed by'],
           r.channels.flatMap((c) =>
-            Object.keys(c.tags).length === 0
-              ? [[c.name, c.version, undefined, undefined]]
-              : Object.entries(c.tags).map(([t, d]) => [c.name, c.version, t, d]),
+            shown(c.tags).length === 0
+              ? [[c.name, c.version, undefined, undefined, undefined]]
+              : shown(c.tags).map(([t, d]) => [
+                  c.name,
+                  c.version,
+                  t,
+                  d,
+                  c.signedBy?.[d]?.join(',') || undefined,
+                ]),
           ),
         ),
       );
@@ -229,21 +249,104 @@ export function buildProgram(): Command {
   const contentCmd = program.command('content').description('content store operations');
   contentCmd
     .command('gc')
-    .description('remove channel versions beyond the policy, then manifests and blobs nothing references')
+    .description(
+      'remove channel versions beyond the policy, then manifests and blobs nothing references',
+    )
     .option('--dry-run', 'report what would be removed, remove nothing')
     .action(async (opts: { dryRun?: boolean }, cmd: Command) => {
       const client = content(cmd);
       const queued = await client.gc({ dryRun: Boolean(opts.dryRun) });
       let task = queued;
       // A gc may wait behind a running one (one at a time): follow it to the end.
-      for (let i = 0; i < 10_000 && !['completed', 'failed', 'canceled'].includes(task.state); i++) {
+      for (
+        let i = 0;
+        i < 10_000 && !['completed', 'failed', 'canceled'].includes(task.state);
+        i++
+      ) {
         task = await client.task(queued.id, { waitSeconds: 30 });
       }
-      if (task.state !== 'completed') throw new CliError(`gc task ${task.id} ${task.state}${task.error ? `: ${task.error.message}` : ''}`);
-      const r = (task.result ?? {}) as { versions?: number; manifests?: number; blobs?: number; bytes?: number; tmpFiles?: number };
-      emit(task.result ?? {}, flags(cmd), () =>
-        `${opts.dryRun ? 'would remove' : 'removed'} ${r.versions ?? 0} versions, ${r.manifests ?? 0} manifests, ` +
+      if (task.state !== 'completed')
+        throw new CliError(
+          `gc task ${task.id} ${task.state}${task.error ? `: ${task.error.message}` : ''}`,
+        );
+      const r = (task.result ?? {}) as {
+        versions?: number;
+        manifests?: number;
+        blobs?: number;
+        bytes?: number;
+        tmpFiles?: number;
+      };
+      emit(
+        task.result ?? {},
+        flags(cmd),
+        () =>
+          `${opts.dryRun ? 'would remove' : 'removed'} ${r.versions ?? 0} versions, ${r.manifests ?? 0} manifests, ` +
           `${r.blobs ?? 0} blobs (${formatBytes(r.bytes ?? 0)}), ${r.tmpFiles ?? 0} stale downloads`,
+      );
+    });
+
+  program
+    .command('sign')
+    .description('re-sign what a channel holds with the current signing key (after a rotation)')
+    .option('--channel <channel>', 'channel to sign', 'stable')
+    .option(
+      '--repositories <names>',
+      'comma-separated: only these repositories (default: all)',
+      csv,
+    )
+    .option('--wait', 'follow the task until it ends (exit 1 if it fails)')
+    .action(
+      async (opts: { channel: string; repositories?: string[]; wait?: boolean }, cmd: Command) => {
+        const client = content(cmd);
+        const task = await client.sign({
+          channel: opts.channel,
+          ...(opts.repositories ? { repositories: opts.repositories } : {}),
+        });
+        if (!opts.wait) {
+          emit(task, flags(cmd), (t) => `sign task ${t.id} ${t.state}`);
+          return;
+        }
+        await watchTask(client, task.id, flags(cmd));
+      },
+    );
+
+  const keys = program
+    .command('keys')
+    .description('signing keys (sigstore / cosign compatible, ECDSA P-256)');
+  keys
+    .command('generate')
+    .description('write <prefix>.key (encrypted, for Flotilla, cosign and skopeo) and <prefix>.pub')
+    .option('--output <prefix>', 'file name prefix', 'flotilla')
+    .option(
+      '--passphrase-file <file>',
+      'read the passphrase from this file (else FLOTILLA_KEY_PASSPHRASE)',
+    )
+    .action(async (opts: { output: string; passphraseFile?: string }, cmd: Command) => {
+      const { generateKeyFiles } = await import('./commands/keys.js');
+      const written = await generateKeyFiles(opts);
+      emit(written, flags(cmd), (w) => `wrote ${w.privateKey} and ${w.publicKey} (key ${w.id})`);
+    });
+  keys
+    .command('list')
+    .description('the keys content signs with (current, retired) and the trusted build keys')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const view = await content(cmd).keys();
+      emit(view, flags(cmd), (v) =>
+        table(
+          ['id', 'status', 'for'],
+          [
+            ...v.keys.map((k) => [
+              k.id,
+              k.status,
+              `signs ${v.signingChannels.join(',') || '-'} as ${v.identity}/<repository>`,
+            ]),
+            ...v.trusted.map((k) => [
+              k.id,
+              'trusted build key',
+              k.repository ?? 'every repository',
+            ]),
+          ],
+        ),
       );
     });
 
@@ -264,6 +367,9 @@ export function buildProgram(): Command {
         'sync',
         'publish',
         'retention',
+        'reconcile',
+        'gc',
+        'sign',
       ]),
     )
     .action(async (opts: { state?: string; kind?: string }, cmd: Command) => {

@@ -36,6 +36,7 @@ export const syncRequestSchema = z
       .boolean()
       .optional()
       .meta({ description: 'Mirror mode only: allow a sync that would leave a channel with tags empty (refused otherwise)' }),
+    signedOnly: z.boolean().optional().meta({ description: 'Skip tags without a cosign signature upstream' }),
   })
   .strict();
 
@@ -83,6 +84,13 @@ export const publicationRequestSchema = z
   })
   .strict();
 
+export const signRequestSchema = z
+  .object({
+    channel: channelName.meta({ description: 'Re-sign what this channel holds with the current key' }),
+    repositories: z.array(repositoryName).min(1).max(10_000).optional(),
+  })
+  .strict();
+
 const intParam = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 export const repositoryQuerySchema = z
@@ -124,7 +132,7 @@ export const publicationQuerySchema = z
 export const tasksQuerySchema = z
   .object({
     state: z.enum(['waiting', 'running', 'completed', 'failed', 'canceled']).optional(),
-    kind: z.enum(['sync', 'publish', 'retention', 'reconcile', 'gc']).optional(),
+    kind: z.enum(['sync', 'publish', 'retention', 'reconcile', 'gc', 'sign']).optional(),
     repository: repositoryName.optional(),
     limit: z.coerce.number().int().min(1).max(1000).optional(),
   })
@@ -133,7 +141,7 @@ export const tasksQuerySchema = z
 export const taskSchema = z
   .object({
     id: z.string(),
-    kind: z.enum(['sync', 'publish', 'retention', 'reconcile', 'gc']),
+    kind: z.enum(['sync', 'publish', 'retention', 'reconcile', 'gc', 'sign']),
     state: z.enum(['waiting', 'running', 'completed', 'failed', 'canceled']),
     repository: z.string().optional(),
     channel: z.string().optional(),

@@ -17,9 +17,11 @@ import { mountPromotions } from './routes/promotions.js';
 import { mountPublications } from './routes/publications.js';
 import { mountRepositories } from './routes/repositories.js';
 import { mountRollbacks } from './routes/rollbacks.js';
+import { mountSignatures } from './routes/signatures.js';
 import { mountSyncs } from './routes/syncs.js';
 import { mountTasks } from './routes/tasks.js';
 import { mountUntags } from './routes/untags.js';
+import type { Signatures } from './signing/signatures.js';
 import type { ContentTasks } from './tasks/submit.js';
 import type { TaskQueue } from './tasks/task-queue.js';
 import type { TaskWorker } from './tasks/worker.js';
@@ -39,6 +41,7 @@ export interface ContentAppDeps {
   queue: TaskQueue;
   worker: TaskWorker;
   tasks: ContentTasks;
+  signatures: Signatures;
 }
 
 /** The content API under `/api/v1`, one router file per resource; problem JSON for every error. */
@@ -63,6 +66,7 @@ export function createApp(deps: ContentAppDeps): Express {
         mountPublications,
         mountGc,
         mountTasks,
+        mountSignatures,
         mountHooks,
       ]) {
         mount(router, deps);

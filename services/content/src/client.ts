@@ -13,9 +13,24 @@ export interface RepositorySummary {
 export interface RepositoryDetail {
   name: string;
   createdAt: string;
-  channels: { name: string; version: number; tags: Record<string, string>; createdAt: string }[];
+  channels: {
+    name: string;
+    version: number;
+    tags: Record<string, string>;
+    /** Tagged digest → ids of the known keys whose signature of it the channel carries. */
+    signedBy?: Record<string, string[]>;
+    createdAt: string;
+  }[];
   versions?: { number: number; createdAt: string; tags: number }[];
   diff?: unknown;
+}
+
+export interface KeysView {
+  current: string;
+  identity: string;
+  signingChannels: string[];
+  keys: { id: string; status: 'current' | 'retired'; publicKey: string }[];
+  trusted: { id: string; source: string; repository?: string }[];
 }
 
 export interface PromoteInput {
@@ -63,7 +78,7 @@ export class ContentClient {
     return this.call('GET', `/api/v1/repositories/${name}`, undefined, query);
   }
 
-  sync(input: { repository: string; upstream?: { url: string; repository?: string; username?: string; password?: string }; includeTags?: string[]; excludeTags?: string[]; mirror?: boolean; allowEmpty?: boolean }): Promise<TaskView> {
+  sync(input: { repository: string; upstream?: { url: string; repository?: string; username?: string; password?: string }; includeTags?: string[]; excludeTags?: string[]; mirror?: boolean; allowEmpty?: boolean; signedOnly?: boolean }): Promise<TaskView> {
     return this.call<{ task: TaskView }>('POST', '/api/v1/syncs', input).then((r) => r.task);
   }
 
@@ -95,6 +110,17 @@ export class ContentClient {
   /** Queues a content store gc (`dryRun`: report only). */
   async gc(input: { dryRun?: boolean } = {}): Promise<TaskView> {
     return (await this.call<{ task: TaskView }>('POST', '/api/v1/gc', input.dryRun ? { dryRun: true } : {})).task;
+  }
+
+  keys(): Promise<KeysView> {
+    return this.call('GET', '/api/v1/keys');
+  }
+
+  /** Re-signs what a channel holds with the current key (a task). */
+  async sign(input: { channel: string; repositories?: string[] }): Promise<TaskView> {
+    const body: Record<string, unknown> = { channel: input.channel };
+    if (input.repositories && input.repositories.length > 0) body.repositories = input.repositories;
+    return (await this.call<{ task: TaskView }>('POST', '/api/v1/signatures', body)).task;
   }
 
   async publications(): Promise<Record<string, unknown>[]> {

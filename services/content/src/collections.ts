@@ -53,9 +53,9 @@ export type ChannelVersionDoc = {
   number: number;
   tags: TagEntry[];
   createdAt: string;
-  /** What made this version: sync, promotion, untag, rollback. */
+  /** What made this version: sync, promotion, untag, rollback, sign (re-signed with the current key). */
   cause: {
-    kind: 'sync' | 'promotion' | 'untag' | 'rollback';
+    kind: 'sync' | 'promotion' | 'untag' | 'rollback' | 'sign';
     ref?: string;
     /** Promotions, untags and rollbacks: the audit record, written with the version. */
     audit?: VersionAudit;
@@ -114,7 +114,7 @@ export type BlobDoc = {
   usedAt?: string;
 };
 
-export type TaskKind = 'sync' | 'publish' | 'retention' | 'reconcile' | 'gc';
+export type TaskKind = 'sync' | 'publish' | 'retention' | 'reconcile' | 'gc' | 'sign';
 export type TaskState = 'waiting' | 'running' | 'completed' | 'failed' | 'canceled';
 
 export interface TaskProgress {

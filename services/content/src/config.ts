@@ -1,6 +1,15 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { ConfigError, csv, durationMs, host, int, loadConfig, port, sizeBytes } from '@flotilla/kit';
+import {
+  ConfigError,
+  csv,
+  durationMs,
+  host,
+  int,
+  loadConfig,
+  port,
+  sizeBytes,
+} from '@flotilla/kit';
 
 const CHANNEL_NAME = /^[a-z][a-z0-9-]{0,63}$/;
 
@@ -36,6 +45,22 @@ const policyFromEnv = z
   })
   .pipe(channelPolicySchema);
 
+const trustedByRepositoryFromEnv = z
+  .string()
+  .default('{}')
+  .transform((value, ctx) => {
+    try {
+      return JSON.parse(value) as unknown;
+    } catch {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be JSON like {"fedora/httpd":["/etc/flotilla/httpd-build.pub"]}',
+      });
+      return z.NEVER;
+    }
+  })
+  .pipe(z.record(z.string().min(1), z.array(z.string().min(1))));
+
 /** The environment content reads (zod over env names; validated once at start). */
 export const contentConfigSchema = z.object({
   FLOTILLA_CONTENT_PORT: port().default(5003),
@@ -66,9 +91,42 @@ export const contentConfigSchema = z.object({
   FLOTILLA_CONTENT_GC_INTERVAL: durationMs().default(86_400_000),
   FLOTILLA_CONTENT_RECONCILE_INTERVAL: durationMs().default(600_000),
   FLOTILLA_CONTENT_MIN_FREE_BYTES: sizeBytes().default(64 * 1024 * 1024),
+  /** `none` turns signing on promotion off (a blank variable means the default, like every other). */
+  FLOTILLA_CONTENT_SIGNING_CHANNELS: csv(z.string().regex(CHANNEL_NAME, 'is not a lowercase word'))
+    .transform((list) => (list.length === 1 && list[0] === 'none' ? [] : list))
+    .default(['stable']),
+  FLOTILLA_CONTENT_SIGNING_KEY: z.string().min(1).optional(),
+  FLOTILLA_CONTENT_SIGNING_PASSPHRASE: z.string().optional(),
+  FLOTILLA_CONTENT_SIGNING_PASSPHRASE_FILE: z.string().min(1).optional(),
+  FLOTILLA_CONTENT_RETIRED_KEYS: csv().default([]),
+  FLOTILLA_CONTENT_SIGNING_IDENTITY: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[a-z0-9._/-]+)?$/,
+      'a registry host[:port], optionally with a path prefix',
+    )
+    .default('127.0.0.1:5001'),
+  FLOTILLA_CONTENT_TRUSTED_KEYS: csv().default([]),
+  FLOTILLA_CONTENT_TRUSTED_KEYS_BY_REPOSITORY: trustedByRepositoryFromEnv,
   MONGODB_URL: z.string().min(1).optional(),
   AMQP_URL: z.string().min(1).optional(),
 });
+
+export interface SigningConfig {
+  /** Promotion into these channels signs what it promotes. */
+  channels: string[];
+  /** The current key (encrypted sigstore PEM); unset = `<dataDir>/secrets/signing-key`, generated. */
+  keyFile?: string;
+  passphrase?: string;
+  passphraseFile?: string;
+  /** Public keys of former signing keys: still published, still named in `flotilla repos`. */
+  retiredKeyFiles: string[];
+  /** `<identity>/<repository>` is the reference each signature names. */
+  identity: string;
+  /** Build keys promotion into a signing channel requires (every repository without its own). */
+  trustedKeyFiles: string[];
+  trustedKeyFilesByRepository: Record<string, string[]>;
+}
 
 export interface ContentConfig {
   port: number;
@@ -104,6 +162,7 @@ export interface ContentConfig {
   webhookMaxSkewSeconds: number;
   /** The content store and the published tree refuse writes while their volume has less free space (default 0 when unset here; the env default is 64 MiB). */
   minFreeBytes?: number;
+  signing: SigningConfig;
   mongoUrl?: string;
   amqpUrl?: string;
 }
@@ -121,6 +180,24 @@ export function loadContentConfig(env: NodeJS.ProcessEnv = process.env): Content
         ['FLOTILLA_CONTENT_POLICY'],
       );
     }
+  }
+  for (const channel of raw.FLOTILLA_CONTENT_SIGNING_CHANNELS) {
+    if (!raw.FLOTILLA_CONTENT_CHANNELS.includes(channel)) {
+      throw new ConfigError(
+        `invalid configuration: FLOTILLA_CONTENT_SIGNING_CHANNELS names ${channel}, not in FLOTILLA_CONTENT_CHANNELS`,
+        ['FLOTILLA_CONTENT_SIGNING_CHANNELS'],
+      );
+    }
+  }
+  if (
+    raw.FLOTILLA_CONTENT_SIGNING_KEY &&
+    raw.FLOTILLA_CONTENT_SIGNING_PASSPHRASE === undefined &&
+    !raw.FLOTILLA_CONTENT_SIGNING_PASSPHRASE_FILE
+  ) {
+    throw new ConfigError(
+      'invalid configuration: FLOTILLA_CONTENT_SIGNING_KEY needs FLOTILLA_CONTENT_SIGNING_PASSPHRASE or FLOTILLA_CONTENT_SIGNING_PASSPHRASE_FILE',
+      ['FLOTILLA_CONTENT_SIGNING_KEY'],
+    );
   }
   return {
     port: raw.FLOTILLA_CONTENT_PORT,
@@ -150,6 +227,27 @@ export function loadContentConfig(env: NodeJS.ProcessEnv = process.env): Content
     reconcileIntervalMs: raw.FLOTILLA_CONTENT_RECONCILE_INTERVAL,
     webhookMaxSkewSeconds: raw.FLOTILLA_WEBHOOK_MAX_SKEW_SECONDS,
     minFreeBytes: raw.FLOTILLA_CONTENT_MIN_FREE_BYTES,
+    signing: {
+      channels: raw.FLOTILLA_CONTENT_SIGNING_CHANNELS,
+      ...(raw.FLOTILLA_CONTENT_SIGNING_KEY
+        ? { keyFile: path.resolve(raw.FLOTILLA_CONTENT_SIGNING_KEY) }
+        : {}),
+      ...(raw.FLOTILLA_CONTENT_SIGNING_PASSPHRASE !== undefined
+        ? { passphrase: raw.FLOTILLA_CONTENT_SIGNING_PASSPHRASE }
+        : {}),
+      ...(raw.FLOTILLA_CONTENT_SIGNING_PASSPHRASE_FILE
+        ? { passphraseFile: path.resolve(raw.FLOTILLA_CONTENT_SIGNING_PASSPHRASE_FILE) }
+        : {}),
+      retiredKeyFiles: raw.FLOTILLA_CONTENT_RETIRED_KEYS.map((f) => path.resolve(f)),
+      identity: raw.FLOTILLA_CONTENT_SIGNING_IDENTITY,
+      trustedKeyFiles: raw.FLOTILLA_CONTENT_TRUSTED_KEYS.map((f) => path.resolve(f)),
+      trustedKeyFilesByRepository: Object.fromEntries(
+        Object.entries(raw.FLOTILLA_CONTENT_TRUSTED_KEYS_BY_REPOSITORY).map(([r, files]) => [
+          r,
+          files.map((f) => path.resolve(f)),
+        ]),
+      ),
+    },
     mongoUrl: raw.MONGODB_URL,
     amqpUrl: raw.AMQP_URL,
   };

@@ -1,7 +1,12 @@
 import type { Logger } from 'pino';
 import type { Bus, Subscription } from '@flotilla/bus';
 import { createOutbox } from '@flotilla/bus';
-import { createMetrics, createStorageSpace, loadOrCreateSecret, type ServiceInstance } from '@flotilla/kit';
+import {
+  createMetrics,
+  createStorageSpace,
+  loadOrCreateSecret,
+  type ServiceInstance,
+} from '@flotilla/kit';
 import type { Store } from '@flotilla/store';
 import { createApp } from './app.js';
 import { TokenAuth } from './auth.js';
@@ -16,6 +21,9 @@ import { adoptStoredFile, ContentGc } from './gc/content-gc.js';
 import { PublishedTree } from './publish/published-tree.js';
 import { Publisher, type PublishParams } from './publish/publisher.js';
 import { Reconciler } from './sync/reconciler.js';
+import { loadSigningKeys, type SigningKeys } from './signing/keys.js';
+import { Resigner, type ResignParams } from './signing/resigner.js';
+import { Signatures } from './signing/signatures.js';
 import { Synchronizer } from './sync/synchronizer.js';
 import { ContentTasks } from './tasks/submit.js';
 import { TaskSchedule } from './tasks/schedule.js';
@@ -54,6 +62,7 @@ export interface ContentService extends ServiceInstance {
     gc: ContentGc;
     contentStore: ContentStore;
     tree: PublishedTree;
+    signatures: Signatures;
     flushEvents(): Promise<void>;
   };
 }
@@ -66,16 +75,30 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
   const { store, bus } = deps;
   const logger = deps.logger.child({ service: 'content' });
   const config: ContentConfig = { ...deps.config, registry: { ...deps.config.registry } };
-  config.apiToken = (await loadOrCreateSecret(config.dataDir, 'api-token', { env: config.apiToken })).value;
-  config.webhookSecret = (await loadOrCreateSecret(config.dataDir, 'webhook-secret', { env: config.webhookSecret })).value;
+  config.apiToken = (
+    await loadOrCreateSecret(config.dataDir, 'api-token', { env: config.apiToken })
+  ).value;
+  config.webhookSecret = (
+    await loadOrCreateSecret(config.dataDir, 'webhook-secret', { env: config.webhookSecret })
+  ).value;
   config.registry.password ??= (await loadOrCreateSecret(config.dataDir, 'admin-password')).value;
 
   const c = contentCollections(store);
   await ensureIndexes(c);
   const metrics = createMetrics('content');
   const reserveBytes = config.minFreeBytes ?? 0;
-  const contentSpace = createStorageSpace({ directory: config.contentDir, reserveBytes, volume: 'content', metrics });
-  const publishSpace = createStorageSpace({ directory: config.publishDir, reserveBytes, volume: 'publish', metrics });
+  const contentSpace = createStorageSpace({
+    directory: config.contentDir,
+    reserveBytes,
+    volume: 'content',
+    metrics,
+  });
+  const publishSpace = createStorageSpace({
+    directory: config.publishDir,
+    reserveBytes,
+    volume: 'publish',
+    metrics,
+  });
   const contentStore = new ContentStore(config.contentDir, { space: contentSpace });
   await contentStore.init();
   const tree = new PublishedTree(config.publishDir, { space: publishSpace });
@@ -89,7 +112,25 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
   });
   const channels = new ChannelStore(c, config.channels);
   const catalog = new Catalog(c);
-  const promotions = new Promotions(c, channels, catalog, config.policy, outbox);
+  const keys: SigningKeys = await loadSigningKeys(config);
+  if (keys.current.created)
+    logger.info({ key: keys.current.id, path: keys.current.source }, 'generated a signing key');
+  const signatures = new Signatures({
+    catalog,
+    contentStore,
+    keys,
+    identity: config.signing.identity,
+  });
+  const promotions = new Promotions(c, channels, catalog, config.policy, outbox, {
+    signatures,
+    channels: config.signing.channels,
+  });
+  const resigner = new Resigner({
+    channels,
+    catalog,
+    signatures,
+    logger: logger.child({ component: 'sign' }),
+  });
   const synchronizer = new Synchronizer({
     channels,
     catalog,
@@ -106,6 +147,7 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     contentStore,
     tree,
     events: outbox,
+    keys,
     logger: logger.child({ component: 'publish' }),
     retainPublications: config.retainPublications,
     blobGraceSeconds: config.blobGraceSeconds,
@@ -139,7 +181,13 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
       submit: () => tasks.submitReconcile(),
       logger,
     }),
-    new TaskSchedule({ queue, kind: 'gc', intervalMs: config.gcIntervalMs, submit: () => tasks.submitGc(), logger }),
+    new TaskSchedule({
+      queue,
+      kind: 'gc',
+      intervalMs: config.gcIntervalMs,
+      submit: () => tasks.submitGc(),
+      logger,
+    }),
   ] as const;
   const worker: TaskWorker = new TaskWorker({
     queue,
@@ -150,18 +198,37 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     onEnded: (task, state, seconds) => contentMetrics.taskEnded(task.kind, state, seconds),
     handlers: {
       sync: async (task, ctx) => {
-        const result = await synchronizer.sync(tasks.syncParams(task), ctx.progress, ctx.signal, task._id);
+        const result = await synchronizer.sync(
+          tasks.syncParams(task),
+          ctx.progress,
+          ctx.signal,
+          task._id,
+        );
         contentMetrics.synced(result.bytesFetched);
         return result;
       },
       publish: async (task, ctx) => {
-        const result = await publisher.publish(task.params as unknown as PublishParams, ctx.progress, ctx.signal, task._id);
+        const result = await publisher.publish(
+          task.params as unknown as PublishParams,
+          ctx.progress,
+          ctx.signal,
+          task._id,
+        );
         if (result.changed) contentMetrics.published(result.publication, result.newBlobs);
         return result;
       },
       retention: async () => ({ ...(await publisher.applyRetention()) }),
       reconcile: async (_task, ctx) => ({ ...(await reconciler.run(ctx.progress, ctx.signal)) }),
-      gc: async (task, ctx) => ({ ...(await gc.run({ dryRun: task.params.dryRun === true }, ctx.progress, ctx.signal)) }),
+      gc: async (task, ctx) => ({
+        ...(await gc.run({ dryRun: task.params.dryRun === true }, ctx.progress, ctx.signal)),
+      }),
+      sign: async (task, ctx) => ({
+        ...(await resigner.resign(
+          task.params as unknown as ResignParams,
+          ctx.progress,
+          ctx.signal,
+        )),
+      }),
     },
   });
   const app = createApp({
@@ -185,6 +252,7 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
     queue,
     worker,
     tasks,
+    signatures,
   });
 
   const subscriptions: Subscription[] = [];
@@ -209,6 +277,7 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
       gc,
       contentStore,
       tree,
+      signatures,
       flushEvents: () => outbox.flush(),
     },
     async start() {
@@ -221,17 +290,25 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
       const repaired = await promotions.repairAudit();
       if (repaired > 0) logger.warn({ repaired }, 'audit records rebuilt from their versions');
       subscriptions.push(
-        await bus.subscribe(deps.queues?.registryEvents ?? REGISTRY_EVENTS_QUEUE, ['registry.manifest.pushed'], async (event) => {
-          if (event.type !== 'registry.manifest.pushed') return;
-          const data = event.data as { repository: string };
-          await tasks.submitSync({ repository: data.repository }, true);
-        }),
+        await bus.subscribe(
+          deps.queues?.registryEvents ?? REGISTRY_EVENTS_QUEUE,
+          ['registry.manifest.pushed'],
+          async (event) => {
+            if (event.type !== 'registry.manifest.pushed') return;
+            const data = event.data as { repository: string };
+            await tasks.submitSync({ repository: data.repository }, true);
+          },
+        ),
       );
       if (config.workers > 0) {
         subscriptions.push(
-          await bus.subscribe(deps.queues?.tasks ?? TASKS_QUEUE, ['content.task.queued'], async () => {
-            worker.wake();
-          }),
+          await bus.subscribe(
+            deps.queues?.tasks ?? TASKS_QUEUE,
+            ['content.task.queued'],
+            async () => {
+              worker.wake();
+            },
+          ),
         );
       }
       worker.start();

@@ -38,6 +38,8 @@ describe('per-channel views of the published tree', () => {
     const content = await startContent({
       FLOTILLA_REGISTRY_URL: upstream.url,
       FLOTILLA_CONTENT_POLICY: '{}',
+      // Views and counts of the images' own files; what signing adds to stable is signing.test.ts's.
+      FLOTILLA_CONTENT_SIGNING_CHANNELS: 'none',
       ...env,
     });
     cleanups.push(() => content.stop());
@@ -440,6 +442,8 @@ describe('publication documents stay bounded', () => {
     const content = await startContent({
       FLOTILLA_REGISTRY_URL: upstream.url,
       FLOTILLA_CONTENT_POLICY: '{}',
+      // Counts the images' own files (42), not the signatures promotion to stable adds.
+      FLOTILLA_CONTENT_SIGNING_CHANNELS: 'none',
     });
     cleanups.push(() => content.stop());
     const root = content.service.parts.config.publishDir;

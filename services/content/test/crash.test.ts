@@ -105,7 +105,9 @@ describe('publishing survives kill -9', () => {
     cleanups.push(() => fs.rm(dir, { recursive: true, force: true }));
     const upstream = await new FakeRegistry().start();
     cleanups.push(() => upstream.stop());
-    const env = { FLOTILLA_DATA_DIR: dir, FLOTILLA_REGISTRY_URL: upstream.url, FLOTILLA_REGISTRY_PASSWORD: 'x', FLOTILLA_CONTENT_POLICY: '{}', FLOTILLA_CONTENT_TASK_LEASE_SECONDS: '3' };
+    const env = { FLOTILLA_DATA_DIR: dir, FLOTILLA_REGISTRY_URL: upstream.url, FLOTILLA_REGISTRY_PASSWORD: 'x', FLOTILLA_CONTENT_POLICY: '{}', FLOTILLA_CONTENT_TASK_LEASE_SECONDS: '3',
+      // Counts files of the images alone; signing on promotion is covered by signing.test.ts.
+      FLOTILLA_CONTENT_SIGNING_CHANNELS: 'none' };
     const root = path.join(dir, 'publish');
 
     let proc = await startProcess(env);
@@ -170,7 +172,9 @@ describe('publishing killed at its named fault points', () => {
       cleanups.push(() => fs.rm(dir, { recursive: true, force: true }));
       const upstream = await new FakeRegistry().start();
       cleanups.push(() => upstream.stop());
-      const env = { FLOTILLA_DATA_DIR: dir, FLOTILLA_REGISTRY_URL: upstream.url, FLOTILLA_REGISTRY_PASSWORD: 'x', FLOTILLA_CONTENT_POLICY: '{}', FLOTILLA_CONTENT_TASK_LEASE_SECONDS: '2' };
+      const env = { FLOTILLA_DATA_DIR: dir, FLOTILLA_REGISTRY_URL: upstream.url, FLOTILLA_REGISTRY_PASSWORD: 'x', FLOTILLA_CONTENT_POLICY: '{}', FLOTILLA_CONTENT_TASK_LEASE_SECONDS: '2',
+        // Counts the images' own files, as above.
+        FLOTILLA_CONTENT_SIGNING_CHANNELS: 'none' };
       const root = path.join(dir, 'publish');
       // the second publication's call of the point kills the process
       let proc = await startProcess({ ...env, FLOTILLA_FAULT_POINT: `${point}:2` });

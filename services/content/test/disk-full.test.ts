@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createLogger } from '@flotilla/kit';
+import { isSignatureTag, signatureTag } from '@flotilla/protocol';
 import { createEmbeddedStore, type Store } from '@flotilla/store';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -142,12 +143,15 @@ describe.skipIf(unavailable !== undefined)('content on a full disk', () => {
       String(done.result.publication),
     );
     const meta = JSON.parse(
-      await fs.readFile(
-        path.join(disk.dir, 'channels', 'stable', 'repositories', 'full', 'pub.json'),
-        'utf8',
-      ),
+      await fs.readFile(path.join(disk.dir, 'channels/stable/repositories/full/pub.json'), 'utf8'),
     ) as { tags: Record<string, string> };
-    expect(meta.tags).toEqual({ '1': image.digest });
+    // the image, and the signature promotion into stable made for it
+    expect(Object.keys(meta.tags).sort()).toEqual(['1', signatureTag(image.digest)]);
+    expect(
+      Object.fromEntries(Object.entries(meta.tags).filter(([t]) => !isSignatureTag(t))),
+    ).toEqual({
+      '1': image.digest,
+    });
     expect(await files(path.join(disk.dir, '.staging'))).toEqual([]);
   });
 

@@ -34,7 +34,14 @@ function startReplicas(c: ContentCollections, handler: TaskHandler): Replica[] {
       concurrency: 3,
       leaseMs: LEASE_MS,
       pollMs: 10,
-      handlers: { sync: handler, publish: handler, retention: handler, reconcile: handler, gc: handler },
+      handlers: {
+        sync: handler,
+        publish: handler,
+        retention: handler,
+        reconcile: handler,
+        gc: handler,
+        sign: handler,
+      },
     });
     worker.start();
     return { queue, worker };
@@ -103,7 +110,8 @@ describe('content replicas over one store', () => {
     expect([...runs.values()].every((n) => n === 1)).toBe(true);
     expect(runs.size).toBe(submitted.length);
     // Every key lease is given back (just after its task's final state is written).
-    const held = async () => (await Promise.all(keys.map((key) => c.taskKeys.holder(key)))).filter(Boolean);
+    const held = async () =>
+      (await Promise.all(keys.map((key) => c.taskKeys.holder(key)))).filter(Boolean);
     for (let i = 0; i < 200 && (await held()).length > 0; i += 1) await sleep(10);
     expect(await held()).toEqual([]);
   }, 60_000);
@@ -117,7 +125,10 @@ describe('content replicas over one store', () => {
       const n = await claimPublicationNumber(c, { channel, taskId: task._id });
       await sleep(1 + (n % 3));
       numbers.push(n);
-      await c.publications.updateOne({ _id: String(n), state: 'pending' }, { $set: { state: 'complete' } });
+      await c.publications.updateOne(
+        { _id: String(n), state: 'pending' },
+        { $set: { state: 'complete' } },
+      );
       return { publication: n };
     });
     await Promise.all(
@@ -132,7 +143,9 @@ describe('content replicas over one store', () => {
       }),
     );
     await waitAllFinal(c, count);
-    expect([...numbers].sort((a, b) => a - b)).toEqual(Array.from({ length: count }, (_, i) => i + 1));
+    expect([...numbers].sort((a, b) => a - b)).toEqual(
+      Array.from({ length: count }, (_, i) => i + 1),
+    );
     expect(await c.publications.countDocuments({ state: 'complete' })).toBe(count);
   }, 60_000);
 
@@ -156,7 +169,10 @@ describe('content replicas over one store', () => {
     expect(await claimPublicationNumber(c, { channel: 'stable', taskId: running._id })).toBe(1);
     // Number 2 belongs to a task that failed: the next publish takes it over.
     expect(await claimPublicationNumber(c, { channel: 'testing', taskId: 'next-task' })).toBe(2);
-    expect(await c.publications.findOne({ _id: '2' })).toMatchObject({ taskId: 'next-task', channel: 'testing' });
+    expect(await c.publications.findOne({ _id: '2' })).toMatchObject({
+      taskId: 'next-task',
+      channel: 'testing',
+    });
     expect(await claimPublicationNumber(c, { channel: 'testing', taskId: 'later-task' })).toBe(3);
   });
 });

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Bus, Subscription } from '@flotilla/bus';
 import { createAccessLog, createMetrics, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
-import type { ContentPublishedData } from '@flotilla/protocol';
+import { parsePublishedKeys, PublishedPaths, type ContentPublishedData, type PublishedKeys } from '@flotilla/protocol';
 import type { Logger } from 'pino';
 import { createCredentialCheck, loadHtpasswd } from './access/credentials.js';
 import { compileProtectedGlobs } from './access/protected-globs.js';
@@ -101,7 +101,18 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
       if (!loader.loaded()) throw new Error('no publication loaded yet');
     },
   });
-  const app = createApp({ logger, metrics, readiness });
+  let keys: PublishedKeys | null = null;
+  const app = createApp({ logger, metrics, readiness, keys: () => keys });
+
+  /** `keys/index.json` beside the publication; a bad or unreadable file keeps the previous keys. */
+  async function reloadKeys(): Promise<void> {
+    try {
+      const text = await source.readText(PublishedPaths.keys);
+      keys = text === null ? null : parsePublishedKeys(text);
+    } catch (err) {
+      logger.warn({ err }, 'failed to load published keys, keeping the previous ones');
+    }
+  }
 
   let resolveReady!: () => void;
   const readyPromise = new Promise<void>((resolve) => {
@@ -113,6 +124,7 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
 
   async function reload(options: { full?: boolean } = {}): Promise<Catalog> {
     const catalog = await loader.reload(options);
+    await reloadKeys();
     if (loader.loaded()) resolveReady();
     return catalog;
   }

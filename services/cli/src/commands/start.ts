@@ -31,6 +31,9 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
     if (s.created) generated.push(s.path);
   }
 
+  // Signatures name the public endpoint: crane as this process serves it, unless configured.
+  env.FLOTILLA_CONTENT_SIGNING_IDENTITY ??= `${env.FLOTILLA_CRANE_HOST ?? '127.0.0.1'}:${env.FLOTILLA_CRANE_PORT ?? '5001'}`;
+
   // Every service's configuration is checked before anything is opened or started.
   const modules = await Promise.all(ALL_IN_ONE_SERVICES.map(async (name) => ({ name, module: await loadService(name) })));
   const configured: Array<{ name: string } & ConfiguredService> = modules.map(({ name, module }) => ({
@@ -79,7 +82,12 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   }
   closers.push(() => bus.close(), () => store.close());
 
-  process.stdout.write(banner({ dataDir, urls, generated, storeKind: store.kind, busKind: bus.kind }));
+  const keys = await signingKeys(urls.content ?? '', env.FLOTILLA_API_TOKEN ?? '').catch((err: unknown) => {
+    logger.warn({ err }, 'failed to read the signing keys for the banner');
+    return undefined;
+  });
+  const trust = keys ? trustBanner(urls.crane ?? '', keys) : '';
+  process.stdout.write(banner({ dataDir, urls, generated, storeKind: store.kind, busKind: bus.kind, trust }));
   await runUntilSignal({ logger, closers });
 }
 
@@ -112,6 +120,8 @@ function banner(o: {
   generated: string[];
   storeKind: string;
   busKind: string;
+  /** The signing keys and client configuration (empty when they could not be read). */
+  trust: string;
 }): string {
   const fromCwd = relative(process.cwd(), o.dataDir) || '.';
   const rel = fromCwd.startsWith('..') ? o.dataDir : fromCwd;
@@ -130,6 +140,7 @@ function banner(o: {
     `  console   ${o.urls.content}/console/   web console (log in with the api-token below)`,
     '',
     `Secrets: ${secrets}/{admin-password,api-token,webhook-secret}${o.generated.length ? ' (generated now, mode 0600)' : ''}`,
+    `Signing key: ${secrets}/signing-key (encrypted; passphrase in signing-key-passphrase) unless FLOTILLA_CONTENT_SIGNING_KEY is set`,
     '',
     'Try it:',
     '  ctr=$(buildah from scratch) && echo hello > hello.txt && buildah copy $ctr hello.txt /hello.txt \\',
@@ -142,7 +153,58 @@ function banner(o: {
     '  npx flotilla publish --channel stable --wait',
     `  podman pull --tls-verify=false ${craneHost}/fedora/httpd:39`,
     '',
+    ...(o.trust ? [o.trust] : []),
     'Ctrl-C stops everything cleanly.',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+interface KeysAnswer {
+  current: string;
+  identity: string;
+  signingChannels: string[];
+  keys: { id: string; status: string; publicKey: string }[];
+}
+
+async function signingKeys(contentUrl: string, token: string): Promise<KeysAnswer> {
+  const res = await fetch(`${contentUrl}/api/v1/keys`, { headers: { authorization: `Bearer ${token}` } });
+  if (!res.ok) throw new Error(`GET /api/v1/keys answered ${res.status}`);
+  return (await res.json()) as KeysAnswer;
+}
+
+/** The public keys and what a client needs to verify pulls: a policy.json and a registries.d file. */
+function trustBanner(craneUrl: string, keys: KeysAnswer): string {
+  const craneHost = craneUrl.replace(/^https?:\/\//, '');
+  const current = keys.keys.find((k) => k.id === keys.current);
+  const policy = {
+    default: [{ type: 'insecureAcceptAnything' }],
+    transports: {
+      docker: {
+        [keys.identity]: [
+          {
+            type: 'sigstoreSigned',
+            keyPath: `/etc/pki/containers/flotilla-${keys.current}.pub`,
+            signedIdentity: { type: 'matchRepository' },
+          },
+        ],
+      },
+    },
+  };
+  const lines = [
+    `Signing: promotion into ${keys.signingChannels.join(', ') || '(no channel)'} signs as ${keys.identity}/<repository>`,
+    `  public keys: ${craneUrl}/keys  (current: ${craneUrl}/keys/${keys.current}.pub, after the first publish)`,
+    ...keys.keys.map((k) => `  ${k.id} ${k.status}`),
+    '',
+    ...(current ? current.publicKey.trimEnd().split('\n').map((l) => `  ${l}`) : []),
+    '',
+    `Verify pulls: save the key as /etc/pki/containers/flotilla-${keys.current}.pub, then`,
+    '  /etc/containers/policy.json:',
+    ...JSON.stringify(policy, null, 2).split('\n').map((l) => `    ${l}`),
+    `  /etc/containers/registries.d/flotilla.yaml:`,
+    '    docker:',
+    `      ${craneHost}:`,
+    '        use-sigstore-attachments: true',
     '',
   ];
   return lines.join('\n');

@@ -16,6 +16,7 @@ const catalog = {
   'unknown-publication': { status: 404, title: 'Unknown publication' },
   'invalid-request': { status: 400, title: 'Invalid request' },
   'policy-refused': { status: 409, title: 'Promotion refused by policy' },
+  'signature-required': { status: 409, title: 'Promotion refused: no trusted signature' },
   'task-finished': { status: 409, title: 'Task already finished' },
   'concurrent-update': { status: 409, title: 'Concurrent update' },
   'webhook-unauthenticated': { status: 401, title: 'Webhook signature invalid' },

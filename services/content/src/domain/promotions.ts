@@ -1,13 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { createEvent, eventIdFor, type EventEnvelope } from '@flotilla/protocol';
+import { faultPoint } from '@flotilla/kit';
+import { createEvent, eventIdFor, isSignatureTag, signatureTag, type EventEnvelope } from '@flotilla/protocol';
 import type { Filter } from '@flotilla/store';
+import { trustedKeysFor } from '../signing/keys.js';
+import type { Signatures } from '../signing/signatures.js';
 import type { ChannelPolicy } from '../config.js';
 import { DuplicateKeyError } from '@flotilla/store';
 import type { ChannelVersionDoc, ContentCollections, PromotionDoc, TagEntry, VersionAudit } from '../collections.js';
 import type { Catalog } from './catalog.js';
-import type { ChannelStore } from './channels.js';
+import type { ChannelStore, CommitResult } from './channels.js';
 import { contentProblem } from './errors.js';
-import { faultPoint } from '@flotilla/kit';
 
 export interface EventSink {
   enqueue(event: EventEnvelope): Promise<void>;
@@ -32,6 +34,17 @@ export interface PromotionPlan {
   sourceTags: string[];
 }
 
+/** Signing on promotion: into these channels, every promoted manifest gets the current key's signature. */
+export interface PromotionSigning {
+  signatures: Signatures;
+  channels: readonly string[];
+}
+
+/** The target channel moved while signatures were being made for it: make them again. */
+class TargetMoved extends Error {}
+
+const MAX_SIGNING_ATTEMPTS = 5;
+
 export interface ChangeResult {
   promotion: PromotionDoc & { _id: string };
   version: ChannelVersionDoc;
@@ -51,7 +64,12 @@ export class Promotions {
     private readonly catalog: Catalog,
     private readonly policy: ChannelPolicy,
     private readonly events: EventSink,
+    private readonly signing?: PromotionSigning,
   ) {}
+
+  isSigningChannel(channel: string): boolean {
+    return this.signing?.channels.includes(channel) ?? false;
+  }
 
   /** Validates a promotion against the current content and the policy; writes nothing. */
   async plan(request: PromotionRequest): Promise<PromotionPlan> {
@@ -115,6 +133,10 @@ export class Promotions {
       }
     }
     const moves = targetTags.map((tag, i) => ({ tag, digest: digests[i] as string }));
+    if (moves.some((m) => isSignatureTag(m.tag))) {
+      throw contentProblem('invalid-request', 'signature tags move with what they sign; promote the signed tag');
+    }
+    await this.requireTrustedSignatures(request, source, moves, sourceTags);
     return { request, moves, sourceTags };
   }
 
@@ -125,7 +147,6 @@ export class Promotions {
   /** Writes a planned promotion (re-checked against the newest target content on a lost race). */
   async apply(plan: PromotionPlan): Promise<ChangeResult> {
     const { request, moves } = plan;
-    const moved = new Map(moves.map((m) => [m.tag, m.digest]));
     const audit = auditOf({
       actor: request.actor,
       reason: request.reason,
@@ -134,12 +155,32 @@ export class Promotions {
       targetTags: moves.map((m) => m.tag),
       digests: [...new Set(moves.map((m) => m.digest))],
     });
-    const commit = await this.channels.commit(
-      request.repository,
-      request.to,
-      (current) => [...current.filter((t) => !moved.has(t.tag)), ...moves],
-      { kind: 'promotion', audit },
-    );
+    let commit: CommitResult | undefined;
+    for (let attempt = 0; !commit; attempt++) {
+      const target = await this.channels.current(request.repository, request.to);
+      const signatureMoves = await this.signatureMoves(plan, target?.tags ?? []);
+      const all = [...moves, ...signatureMoves];
+      const orphaned = await this.orphanedSignatures(target?.tags ?? [], all);
+      const replaced = new Set([...all.map((m) => m.tag), ...orphaned]);
+      try {
+        commit = await this.channels.commit(
+          request.repository,
+          request.to,
+          (current, currentVersion) => {
+            // Signatures were made for the target's content as it was; never drop a newer one.
+            const computed = signatureMoves.length > 0 || orphaned.length > 0;
+            if (computed && (currentVersion?.number ?? 0) !== (target?.number ?? 0)) throw new TargetMoved();
+            return [...current.filter((t) => !replaced.has(t.tag)), ...all];
+          },
+          { kind: 'promotion', audit },
+        );
+      } catch (err) {
+        if (!(err instanceof TargetMoved)) throw err;
+        if (attempt + 1 >= MAX_SIGNING_ATTEMPTS) {
+          throw contentProblem('concurrent-update', `too many concurrent changes to ${request.repository} ${request.to}; retry`);
+        }
+      }
+    }
     faultPoint('promotion.version-committed');
     const promotion = await this.record('promotion', commit, audit);
     faultPoint('promotion.audited');
@@ -228,6 +269,78 @@ export class Promotions {
     // Promotions recorded whose events a crash kept out of the outbox (repaired ones included).
     for (const promotion of await this.c.promotions.find({ kind: 'promotion', announced: false })) await this.announce(promotion);
     return repaired;
+  }
+
+  /**
+   * The `sha256-<hex>.sig` tags that go with a promotion: for every manifest reachable from the
+   * promoted digests, the source's and the target's signatures combined, plus one by the
+   * current key when the target is a signing channel. Only tags whose target changes.
+   */
+  private async signatureMoves(plan: PromotionPlan, targetTags: TagEntry[]): Promise<TagEntry[]> {
+    if (!this.signing) return [];
+    const { request, moves } = plan;
+    const source = (await this.channels.current(request.repository, request.from))?.tags ?? [];
+    const sourceMap = new Map(source.map((t) => [t.tag, t.digest]));
+    const targetMap = new Map(targetTags.map((t) => [t.tag, t.digest]));
+    const { manifests } = await this.catalog.closure(moves.map((m) => m.digest));
+    const signNow = this.isSigningChannel(request.to);
+    const out: TagEntry[] = [];
+    for (const digest of manifests.keys()) {
+      const tag = signatureTag(digest);
+      const inTarget = targetMap.get(tag);
+      const combined = await this.signing.signatures.combine(request.repository, digest, [inTarget, sourceMap.get(tag)], signNow);
+      if (combined && combined !== inTarget) {
+        out.push({ tag, digest: combined });
+        faultPoint('content.sign.attachment-made');
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Signature tags the target would keep after `moves` for manifests none of its tags reach any
+   * more (a tag moved to another digest): they go in the same version.
+   */
+  private async orphanedSignatures(targetTags: TagEntry[], moves: TagEntry[]): Promise<string[]> {
+    if (!this.signing) return [];
+    const moved = new Set(moves.map((m) => m.tag));
+    const after = [...targetTags.filter((t) => !moved.has(t.tag)), ...moves];
+    const signatureTags = after.filter((t) => isSignatureTag(t.tag)).map((t) => t.tag);
+    if (signatureTags.length === 0) return [];
+    const { manifests } = await this.catalog.closure(after.filter((t) => !isSignatureTag(t.tag)).map((t) => t.digest));
+    const kept = new Set([...manifests.keys()].map(signatureTag));
+    return signatureTags.filter((t) => !kept.has(t));
+  }
+
+  /**
+   * Into a signing channel, a repository with trusted build keys takes only content that carries
+   * a valid signature by one of them for its digest; the refusal names every tag and why.
+   */
+  private async requireTrustedSignatures(
+    request: PromotionRequest,
+    source: TagEntry[],
+    moves: TagEntry[],
+    sourceTags: string[],
+  ): Promise<void> {
+    if (!this.signing || !this.isSigningChannel(request.to)) return;
+    const trusted = trustedKeysFor(this.signing.signatures.keys, request.repository);
+    if (trusted.length === 0) return;
+    const sourceMap = new Map(source.map((t) => [t.tag, t.digest]));
+    const refused: { tag: string; digest: string; reason: string }[] = [];
+    for (const [i, move] of moves.entries()) {
+      const check = await this.signing.signatures.check(sourceMap.get(signatureTag(move.digest)), move.digest, trusted);
+      if (check.signedBy.length === 0) {
+        refused.push({ tag: sourceTags[i] ?? move.tag, digest: move.digest, reason: check.reason ?? 'not signed' });
+      }
+    }
+    if (refused.length > 0) {
+      throw contentProblem(
+        'signature-required',
+        `${request.to} takes only content signed by a trusted build key (${trusted.map((k) => k.id).join(', ')}); ` +
+          refused.map((r) => `${r.tag}: ${r.reason}`).join('; '),
+        { tags: refused, trustedKeys: trusted.map((k) => k.id) },
+      );
+    }
   }
 
   async trail(filter: { repository?: string; channel?: string; limit?: number }): Promise<(PromotionDoc & { _id: string })[]> {

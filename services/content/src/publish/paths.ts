@@ -12,6 +12,7 @@ import { PublishedPaths, publishedView } from '@flotilla/protocol';
  *   PUBLICATION                                    newest publication of any channel
  *   channels/<channel>/repositories/<name>.json    that channel's view
  *   channels/<channel>/PUBLICATION                 newest publication of that channel
+ *   keys/index.json, keys/<id>.pub                 public keys, one set for every channel
  *   .staging/<uuid>            same filesystem as the tree, so rename is atomic; mirrors exclude it
  * ```
  */
@@ -40,6 +41,14 @@ export class PublishPaths {
 
   get marker(): string {
     return this.abs(PublishedPaths.marker);
+  }
+
+  get keysIndex(): string {
+    return this.abs(PublishedPaths.keys);
+  }
+
+  key(id: string): string {
+    return this.abs(PublishedPaths.key(id));
   }
 
   get stagingDir(): string {

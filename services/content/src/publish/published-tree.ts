@@ -5,7 +5,12 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isStorageFullError, toStorageFullError, type StorageSpace } from '@flotilla/kit';
-import { DigestHasher, formatPublicationMarker, parsePublicationMarker } from '@flotilla/protocol';
+import {
+  DigestHasher,
+  formatPublicationMarker,
+  parsePublicationMarker,
+  type PublishedKeys,
+} from '@flotilla/protocol';
 import { PublishPaths } from './paths.js';
 
 /**
@@ -163,6 +168,27 @@ export class PublishedTree {
     await this.writeAtomically(this.paths.channelMarker(channel), formatPublicationMarker(n));
   }
 
+  /**
+   * The public keys under `keys/`: each `<id>.pub` first, then `index.json`, then the removal
+   * of keys no longer listed. Files whose content is unchanged are left alone (mirrors copy
+   * only what changed).
+   */
+  async writeKeys(index: PublishedKeys): Promise<void> {
+    for (const key of index.keys) await this.writeIfChanged(this.paths.key(key.id), key.publicKey);
+    await this.writeIfChanged(this.paths.keysIndex, `${JSON.stringify(index, null, 2)}\n`);
+    const listed = new Set(index.keys.map((k) => `${k.id}.pub`));
+    const dir = path.dirname(this.paths.keysIndex);
+    for (const name of await fs.readdir(dir)) {
+      if (name.endsWith('.pub') && !listed.has(name))
+        await fs.rm(path.join(dir, name), { force: true });
+    }
+  }
+
+  private async writeIfChanged(dest: string, text: string): Promise<void> {
+    const existing = await fs.readFile(dest, 'utf8').catch(() => undefined);
+    if (existing !== text) await this.writeAtomically(dest, text);
+  }
+
   /** Moves `PUBLICATION` to n: the last write of a publication. */
   async writeMarker(n: number): Promise<void> {
     await this.writeAtomically(this.paths.marker, formatPublicationMarker(n));
@@ -201,7 +227,10 @@ export class PublishedTree {
       await fs.rename(staged, dest);
     } catch (err) {
       await fs.rm(staged, { force: true });
-      throw storageFullOr(err, `storage is full: no room for ${path.basename(dest)} in the published tree`);
+      throw storageFullOr(
+        err,
+        `storage is full: no room for ${path.basename(dest)} in the published tree`,
+      );
     }
   }
 }

@@ -21,6 +21,7 @@ import { tagsToRecord, type ChannelStore } from '../domain/channels.js';
 import { contentProblem } from '../domain/errors.js';
 import { claimPublicationNumber } from '../domain/publication-numbers.js';
 import type { EventSink } from '../domain/promotions.js';
+import type { SigningKeys } from '../signing/keys.js';
 import type { ProgressReporter } from '../tasks/progress.js';
 import type { PublishedTree, StagedFile } from './published-tree.js';
 
@@ -54,6 +55,8 @@ export interface PublisherDeps {
   contentStore: ContentStore;
   tree: PublishedTree;
   events: EventSink;
+  /** Published under `keys/` with every publication, so clients can fetch what verifies it. */
+  keys?: SigningKeys;
   logger: Logger;
   retainPublications: number;
   blobGraceSeconds: number;
@@ -128,6 +131,17 @@ export class Publisher {
     const { c, channels, catalog, contentStore, tree, logger } = this.deps;
     const { channel } = params;
     channels.assertChannel(channel);
+    const { keys } = this.deps;
+    if (keys) {
+      await tree.writeKeys({
+        schemaVersion: 1,
+        current: keys.current.id,
+        keys: [
+          { id: keys.current.id, publicKey: keys.current.pem, status: 'current' },
+          ...keys.retired.map((k) => ({ id: k.id, publicKey: k.pem, status: 'retired' as const })),
+        ],
+      });
+    }
 
     const last = await this.lastComplete();
 

@@ -1,9 +1,11 @@
 import type { Router } from 'express';
+import { isSignatureTag, signatureTag } from '@flotilla/protocol';
 import {
   repositoryListQuerySchema,
   repositoryName,
   repositoryQuerySchema,
 } from '../api-schemas.js';
+import type { TagEntry } from '../collections.js';
 import { diffTags, emptyVersion, tagsToRecord } from '../domain/channels.js';
 import type { ContentAppDeps } from '../app.js';
 import type { ChannelVersionDoc } from '../collections.js';
@@ -36,6 +38,17 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
     });
   });
 
+  /** Tagged digest → ids of the known keys whose signature of it the channel carries. */
+  async function signedBy(tags: TagEntry[]): Promise<Record<string, string[]>> {
+    const byTag = new Map(tags.map((t) => [t.tag, t.digest]));
+    const out: Record<string, string[]> = {};
+    for (const { tag, digest } of tags) {
+      if (isSignatureTag(tag) || digest in out) continue;
+      out[digest] = await deps.signatures.signers(byTag.get(signatureTag(digest)), digest);
+    }
+    return out;
+  }
+
   router.get('/repositories/*name', auth.require('read'), async (req, res) => {
     const raw = (req.params as { name: string[] | string }).name;
     const name = repositoryName.parse(Array.isArray(raw) ? raw.join('/') : raw);
@@ -58,6 +71,7 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
         name: ch,
         version: version.number,
         tags: tagsToRecord(version.tags),
+        signedBy: await signedBy(version.tags),
         createdAt: version.createdAt,
         cause: presentCause(version.cause),
       });

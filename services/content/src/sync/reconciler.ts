@@ -1,5 +1,6 @@
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
+import { isSignatureTag, signedDigestOfTag } from '@flotilla/protocol';
 import type { ChannelStore } from '../domain/channels.js';
 import type { ProgressReporter } from '../tasks/progress.js';
 import { RegistryClient, UpstreamError, type RetryPolicy } from './registry-client.js';
@@ -70,6 +71,14 @@ export class Reconciler {
       }
       const current = await channels.current(repository, channel);
       const have = new Map((current?.tags ?? []).map((t) => [t.tag, t.digest]));
+      // A sync brings only the signatures of what it syncs: a `.sig` tag of a digest candidate
+      // does not tag would make the repository look behind after every sync.
+      const tagged = new Set(
+        (current?.tags ?? []).filter((t) => !isSignatureTag(t.tag)).map((t) => t.digest),
+      );
+      tags = tags.filter(
+        (t) => !isSignatureTag(t) || have.has(t) || tagged.has(signedDigestOfTag(t) ?? ''),
+      );
       if (tags.some((t) => !have.has(t))) return true;
       const tagLimit = pLimit(TAG_CONCURRENCY);
       const moved = await Promise.all(

@@ -6,7 +6,9 @@ import {
   childManifests,
   createEvent,
   digestOf,
+  isSignatureTag,
   parseManifest,
+  signatureTag,
 } from '@flotilla/protocol';
 import type { ContentStore } from '../blobstore/content-store.js';
 import type { TagEntry } from '../collections.js';
@@ -32,6 +34,8 @@ export interface SyncParams {
   mirror?: boolean;
   /** Mirror mode may empty a channel that has tags only when this says so. */
   allowEmpty?: boolean;
+  /** Skip tags whose manifest has no cosign signature (`sha256-<hex>.sig`) upstream. */
+  signedOnly?: boolean;
 }
 
 export type SyncResult = {
@@ -42,6 +46,10 @@ export type SyncResult = {
   removed: number;
   tags: number;
   unchanged: number;
+  /** Tags left out by `signedOnly`. */
+  unsigned: string[];
+  /** Cosign signature tags synced with what they sign. */
+  signatures: number;
   manifestsFetched: number;
   blobsFetched: number;
   bytesFetched: number;
@@ -151,7 +159,10 @@ export class Synchronizer {
       if (!(err instanceof UpstreamError)) throw err;
       throw failed(err.message, [], err.details);
     }
-    const upstreamTags = listed.filter(filter).sort();
+    // Signature tags are not synced for themselves: they come with the digests they sign.
+    const upstreamSignatures = new Set(listed.filter(isSignatureTag));
+    const upstreamTags = listed.filter((t) => !isSignatureTag(t) && filter(t)).sort();
+    const unsigned: string[] = [];
     const currentMap = new Map((current?.tags ?? []).map((t) => [t.tag, t.digest]));
     progress.update({
       done: 0,
@@ -272,6 +283,14 @@ export class Synchronizer {
           { url, repository: upstreamRepo, fetching: `manifest ${tag}`, status: 404 },
         );
       }, signal);
+      if (
+        params.signedOnly &&
+        !isSignatureTag(tag) &&
+        !(head.digest && upstreamSignatures.has(signatureTag(head.digest)))
+      ) {
+        unsigned.push(tag);
+        return;
+      }
       if (head.digest && currentMap.get(tag) === head.digest) {
         stats.unchanged++;
         resolved.push({ tag, digest: head.digest });
@@ -327,6 +346,46 @@ export class Synchronizer {
       throw failed(`${first.tag}: ${first.error}`, failures, first.upstream);
     }
 
+    // The signatures of every manifest synced (index children included), where the upstream
+    // has them: all or nothing like the tags they sign.
+    let signatures = 0;
+    if (upstreamSignatures.size > 0) {
+      const { manifests } = await catalog.closure(resolved.map((t) => t.digest));
+      const wanted = [...manifests.keys()]
+        .map(signatureTag)
+        .filter((t) => upstreamSignatures.has(t));
+      await Promise.all(
+        wanted.map((tag) =>
+          tagLimit(async () => {
+            if (signal.aborted) return;
+            try {
+              await syncTag(tag);
+              signatures++;
+            } catch (err) {
+              if (taskSignal.aborted || (stop.signal.aborted && failures.length > 0)) return;
+              log.warn({ err, tag }, 'failed to sync signature');
+              const upstream = err instanceof UpstreamError ? err.details : undefined;
+              failures.push({
+                tag,
+                error: err instanceof Error ? err.message : String(err),
+                ...(upstream ? { upstream } : {}),
+              });
+              stop.abort(err);
+            }
+          }),
+        ),
+      );
+      taskSignal.throwIfAborted();
+      if (failures.length > 0) {
+        const first = failures[0] as (typeof failures)[number];
+        log.info(
+          { version: current?.number ?? 0, ...stats, failures: failures.length },
+          'sync of signatures failed; channel unchanged',
+        );
+        throw failed(`${first.tag}: ${first.error}`, failures, first.upstream);
+      }
+    }
+
     const commit = await channels.commit(
       params.repository,
       channel,
@@ -372,6 +431,8 @@ export class Synchronizer {
       removed: diff.removed.length,
       tags: upstreamTags.length,
       failures: [],
+      unsigned,
+      signatures,
       ...stats,
     };
   }

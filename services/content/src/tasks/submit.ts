@@ -9,6 +9,7 @@ export interface SyncSubmission {
   excludeTags?: string[];
   mirror?: boolean;
   allowEmpty?: boolean;
+  signedOnly?: boolean;
 }
 
 /**
@@ -30,6 +31,7 @@ export class ContentTasks {
     if (request.excludeTags) params.excludeTags = request.excludeTags;
     if (request.mirror !== undefined) params.mirror = request.mirror;
     if (request.allowEmpty !== undefined) params.allowEmpty = request.allowEmpty;
+    if (request.signedOnly !== undefined) params.signedOnly = request.signedOnly;
     const out = await this.queue.submit({
       kind: 'sync',
       key: `sync:${request.repository}`,
@@ -45,6 +47,15 @@ export class ContentTasks {
     const params: Record<string, unknown> = { channel: request.channel };
     if (request.repositories) params.repositories = request.repositories;
     const { task } = await this.queue.submit({ kind: 'publish', key: 'publish', channel: request.channel, params });
+    this.onSubmitted();
+    return task;
+  }
+
+  /** Re-signing a channel: one at a time per channel. */
+  async submitSign(request: { channel: string; repositories?: string[] }): Promise<StoredTask> {
+    const params: Record<string, unknown> = { channel: request.channel };
+    if (request.repositories) params.repositories = request.repositories;
+    const { task } = await this.queue.submit({ kind: 'sign', key: `sign:${request.channel}`, channel: request.channel, params });
     this.onSubmitted();
     return task;
   }
@@ -81,6 +92,7 @@ export class ContentTasks {
       excludeTags: p.excludeTags,
       mirror: p.mirror,
       allowEmpty: p.allowEmpty,
+      signedOnly: p.signedOnly,
     };
   }
 }
