@@ -11,8 +11,10 @@ const SECRETS = [
   { env: 'FLOTILLA_WEBHOOK_SECRET', file: 'webhook-secret' },
 ] as const;
 
-const START_ORDER = ['crane', 'mirrors', 'content', 'registry'] as const;
-const STOP_ORDER = ['registry', 'crane', 'mirrors', 'content'] as const;
+// Consumers first (the crane instances, mirrors), then content, then the registry; stopped the
+// other way round but for content, which owns the outbox the others' events travel through.
+const START_ORDER = ['crane', 'crane-testing', 'mirrors', 'content', 'registry'] as const;
+const STOP_ORDER = ['registry', 'crane', 'crane-testing', 'mirrors', 'content'] as const;
 
 /**
  * All-in-one: every service in this process on one embedded store and the in-process bus
@@ -61,9 +63,8 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
     // Consumers subscribe before producers re-send what a crash left in their outboxes: the
     // in-process bus has no queue until someone subscribes, so an event dispatched earlier
     // would reach nobody (registry events go to content, content's to crane and mirrors).
-    for (const name of START_ORDER) {
-      const instance = instances.get(name);
-      if (!instance) continue;
+    for (const name of inOrder(START_ORDER, instances.keys())) {
+      const instance = instances.get(name)!;
       await instance.start();
       started.push(instance);
     }
@@ -76,9 +77,9 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   }
   // Stop accepting everywhere first, then stop the services (content last: it owns the outbox
   // that the others' events travel through), then the bus and the store.
-  for (const name of STOP_ORDER) {
-    const instance = instances.get(name);
-    if (instance) closers.push(() => instance.stop());
+  for (const name of inOrder(STOP_ORDER, instances.keys())) {
+    const instance = instances.get(name)!;
+    closers.push(() => instance.stop());
   }
   closers.push(() => bus.close(), () => store.close());
 
@@ -89,6 +90,12 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   const trust = keys ? trustBanner(urls.crane ?? '', keys) : '';
   process.stdout.write(banner({ dataDir, urls, generated, storeKind: store.kind, busKind: bus.kind, trust }));
   await runUntilSignal({ logger, closers });
+}
+
+/** Every name in `names`, those `order` lists first and in its order: none is left out. */
+function inOrder(order: readonly string[], names: Iterable<string>): string[] {
+  const all = [...names];
+  return [...order.filter((n) => all.includes(n)), ...all.filter((n) => !order.includes(n))];
 }
 
 /**
