@@ -91,7 +91,8 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
   };
   const driver = createFilesystemDriver(config.storageDir);
   await removeTemporaryFiles(driver, logger, shared ? new Date(Date.now() - settleAgeMs) : undefined);
-  const cache = createManifestCache();
+  // A replica cannot see another's writes to invalidate its cache: replicas read manifests and tags from storage.
+  const cache = createManifestCache(shared ? { maxEntries: 0, maxBytes: 0 } : {});
   const decorators: ManifestDecorator[] = [withManifestCache(cache)];
   let outbox: Outbox | undefined;
   let ownStore: Store | undefined;
