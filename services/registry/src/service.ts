@@ -112,7 +112,8 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
   };
   if (deps.bus) {
     const store = deps.store ?? (ownStore = createEmbeddedStore({ dir: outboxDirectory(config.storageDir), logger }));
-    outbox = createOutbox({ store, bus: deps.bus, logger });
+    // in a shared store the registry's outbox has its own collection (and dispatcher lease), apart from content's
+    outbox = createOutbox({ store, bus: deps.bus, logger, ...(shared ? { collection: 'registry_outbox' } : {}) });
     journal = createManifestJournal({ driver, logger });
     decorators.push(withManifestEvents(outbox, journal, logger, replaySoon));
   }
