@@ -218,7 +218,9 @@ describe('registry replicas over one storage directory', () => {
     expect(announced.sort()).toEqual(puts.map((p) => `${p.name}:${p.tag}@${p.digest}`).sort());
     for (const r of replicas) await r.service.flushEvents();
     expect(await store.collection('registry_outbox').countDocuments({ state: 'pending' })).toBe(0);
-    expect(await store.collection('registry_outbox').countDocuments({ state: 'sent' })).toBe(events.length);
+    expect(await store.collection('registry_outbox').countDocuments({ state: 'sent' })).toBe(
+      events.length,
+    );
     expect(await readdir(join(storageDir, 'journal')).catch(() => [])).toEqual([]);
   });
 
