@@ -38,6 +38,8 @@ export const registryConfigSchema = z.object({
   FLOTILLA_REGISTRY_AUTH_RELOAD_INTERVAL: durationMs().default(5_000),
   FLOTILLA_REGISTRY_ANONYMOUS_PULL: bool().default(true),
   AMQP_URL: url({ protocols: ['amqp:', 'amqps:'] }).optional(),
+  /** Replicas over one shared storage directory share their outbox and leases here. */
+  MONGODB_URL: z.string().optional(),
   LOG_LEVEL: logLevel().optional(),
   /** One line per request at info (default), at debug, or none. */
   FLOTILLA_REGISTRY_ACCESS_LOG: z.enum(ACCESS_LOG_LEVELS).default('info'),
@@ -65,6 +67,8 @@ export interface RegistryConfig {
   authReloadIntervalMs: number;
   anonymousPull: boolean;
   amqpUrl?: string | undefined;
+  /** The shared store of replicas (outbox, leases); unset: an embedded outbox under the storage, one process. */
+  mongoUrl?: string | undefined;
   logLevel?: string | undefined;
   /** Default `info`. */
   accessLog?: AccessLogLevel;
@@ -89,6 +93,7 @@ export function loadRegistryConfig(env: Env = process.env): RegistryConfig {
     authReloadIntervalMs: raw.FLOTILLA_REGISTRY_AUTH_RELOAD_INTERVAL,
     anonymousPull: raw.FLOTILLA_REGISTRY_ANONYMOUS_PULL,
     amqpUrl: raw.AMQP_URL,
+    mongoUrl: raw.MONGODB_URL,
     logLevel: raw.LOG_LEVEL,
     accessLog: raw.FLOTILLA_REGISTRY_ACCESS_LOG,
     trustedProxies: raw.FLOTILLA_TRUSTED_PROXIES,

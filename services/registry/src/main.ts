@@ -1,5 +1,6 @@
 import { createLogger, exitOnConfigError, isEntryPoint, listen, loadOrCreateSecret, runUntilSignal, type Env } from '@flotilla/kit';
 import { openBus } from '@flotilla/bus';
+import { openStore } from '@flotilla/store';
 import { loadRegistryConfig } from './config.js';
 import { createRegistryService } from './service.js';
 
@@ -15,13 +16,23 @@ export async function main(env: Env = process.env): Promise<void> {
   const admin = await loadOrCreateSecret(config.dataDir, 'admin-password', { env: config.adminPassword });
   if (admin.created) logger.info({ path: admin.path }, 'generated admin password');
   const bus = await openBus({ ...(config.amqpUrl ? { amqpUrl: config.amqpUrl } : {}), logger });
-  const service = await createRegistryService({ config: { ...config, adminPassword: admin.value }, logger, bus });
+  // MONGODB_URL makes this one replica of several over a shared storage directory (shared outbox
+  // and leases); without it the outbox is embedded under the storage and the process its only user.
+  const store = config.mongoUrl
+    ? openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl, logger: logger.child({ component: 'store' }) })
+    : undefined;
+  const service = await createRegistryService({
+    config: { ...config, adminPassword: admin.value },
+    logger,
+    bus,
+    ...(store ? { store } : {}),
+  });
   await service.start();
   const server = await listen(service.handler, { host: config.host, port: config.port, logger });
   logger.info({ url: server.url, storage: config.storageDir }, 'registry listening');
   runUntilSignal({
     logger,
-    closers: [() => server.close(), () => service.stop(), () => bus.close()],
+    closers: [() => server.close(), () => service.stop(), () => bus.close(), async () => store?.close()],
   });
 }
 

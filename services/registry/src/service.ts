@@ -8,7 +8,8 @@ import {
   type ServiceMetrics,
 } from '@flotilla/kit';
 import { createOutbox, type Bus, type Outbox } from '@flotilla/bus';
-import { createEmbeddedStore, type Store } from '@flotilla/store';
+import { createEmbeddedStore, createLeases, runExclusive, type Store } from '@flotilla/store';
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { loadAuthFiles } from './auth/auth-files.js';
 import { createAuthenticator } from './auth/authenticator.js';
@@ -28,8 +29,17 @@ export interface RegistryServiceDeps {
   logger: Logger;
   /** Events go out through this bus; without one, no events are emitted. */
   bus?: Bus;
-  /** The outbox's store; default: an embedded store in `<storageDir>/outbox`. */
+  /**
+   * A shared store (MongoDB; `MONGODB_URL`) for the outbox and the leases: this process is then
+   * one of several replicas over one storage directory. Default: an embedded store in
+   * `<storageDir>/outbox`, and this process the storage's only user.
+   */
   store?: Store;
+  /**
+   * Replicas only: how old a journal entry or an interrupted write must be before this replica
+   * settles or removes it (younger ones may be another replica's write in progress). Default 60 s.
+   */
+  settleAgeMs?: number;
   metrics?: ServiceMetrics;
 }
 
@@ -42,6 +52,10 @@ export interface RegistryServiceInstance extends ServiceInstance {
 
 const PURGE_INTERVAL_MS = 3_600_000;
 const JOURNAL_RETRY_MS = 5_000;
+const SETTLE_AGE_MS = 60_000;
+/** Replicas: how often one of them settles what another left in the journal (a crash, a failed enqueue). */
+const JOURNAL_REPLAY_INTERVAL_MS = 30_000;
+const LEASE_MS = 60_000;
 
 /** The composition of storage, logic, auth, events and HTTP; `main.ts` adds config and listen. */
 export async function createRegistryService(deps: RegistryServiceDeps): Promise<RegistryServiceInstance> {
@@ -63,9 +77,22 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
   const authenticator = createAuthenticator({ users: authFiles.users });
   const policy = authFiles.policy;
 
+  // With a shared store this is one replica of several over one storage directory: what a crash
+  // left is cleaned up only once it is old enough not to be another replica's write in progress,
+  // and the periodic jobs run on one replica at a time (leases).
+  const shared = deps.store !== undefined;
+  const settleAgeMs = deps.settleAgeMs ?? SETTLE_AGE_MS;
+  const leases = deps.store ? createLeases(deps.store) : undefined;
+  const leaseHolder = randomUUID();
+  /** Runs `job` here, or on one replica at a time when replicas share the store. */
+  const exclusively = async (name: string, job: () => Promise<unknown>): Promise<void> => {
+    if (leases) await runExclusive(leases, name, leaseHolder, LEASE_MS, job);
+    else await job();
+  };
   const driver = createFilesystemDriver(config.storageDir);
-  await removeTemporaryFiles(driver, logger);
-  const cache = createManifestCache();
+  await removeTemporaryFiles(driver, logger, shared ? new Date(Date.now() - settleAgeMs) : undefined);
+  // A replica cannot see another's writes to invalidate its cache: replicas read manifests and tags from storage.
+  const cache = createManifestCache(shared ? { maxEntries: 0, maxBytes: 0 } : {});
   const decorators: ManifestDecorator[] = [withManifestCache(cache)];
   let outbox: Outbox | undefined;
   let ownStore: Store | undefined;
@@ -85,7 +112,8 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
   };
   if (deps.bus) {
     const store = deps.store ?? (ownStore = createEmbeddedStore({ dir: outboxDirectory(config.storageDir), logger }));
-    outbox = createOutbox({ store, bus: deps.bus, logger });
+    // in a shared store the registry's outbox has its own collection (and dispatcher lease), apart from content's
+    outbox = createOutbox({ store, bus: deps.bus, logger, ...(shared ? { collection: 'registry_outbox' } : {}) });
     journal = createManifestJournal({ driver, logger });
     decorators.push(withManifestEvents(outbox, journal, logger, replaySoon));
   }
@@ -123,11 +151,15 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
   /** Settles what a crash (or a failed enqueue) left in the event journal. */
   async function replayJournal(): Promise<void> {
     if (!journal || !outbox) return;
-    const sink = outbox;
-    const recovered = await journal.replay(
-      (name) => registry.repository(name).manifests,
-      (event) => sink.enqueue(event),
-    );
+    const [sink, entries] = [outbox, journal];
+    let recovered = 0;
+    await exclusively('registry:journal', async () => {
+      recovered = await entries.replay(
+        (name) => registry.repository(name).manifests,
+        (event) => sink.enqueue(event),
+        shared ? { minAgeMs: settleAgeMs } : {},
+      );
+    });
     if (recovered > 0) logger.info({ events: recovered }, 'enqueued events recovered from the journal');
   }
 
@@ -139,8 +171,11 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
   });
 
   let purgeTimer: NodeJS.Timeout | undefined;
+  let journalTimer: NodeJS.Timeout | undefined;
   const purge = (): void => {
-    registry.uploads.purgeExpired().then(() => undefined).catch((err: unknown) => logger.warn({ err }, 'failed to purge upload sessions'));
+    exclusively('registry:uploads', () => registry.uploads.purgeExpired()).catch((err: unknown) =>
+      logger.warn({ err }, 'failed to purge upload sessions'),
+    );
   };
 
   return {
@@ -155,12 +190,19 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     async start() {
       await replayJournal();
       await outbox?.start();
+      if (shared && journal) {
+        journalTimer = setInterval(() => {
+          replayJournal().catch((err: unknown) => logger.warn({ err }, 'failed to replay the event journal'));
+        }, JOURNAL_REPLAY_INTERVAL_MS);
+        journalTimer.unref();
+      }
       purge();
       purgeTimer = setInterval(purge, Math.min(PURGE_INTERVAL_MS, Math.max(config.uploadTtlMs, 1000)));
       purgeTimer.unref();
     },
     async stop() {
       if (purgeTimer) clearInterval(purgeTimer);
+      if (journalTimer) clearInterval(journalTimer);
       if (replayTimer) clearTimeout(replayTimer);
       authFiles.stop();
       await outbox?.stop();

@@ -46,10 +46,15 @@ export interface ManifestJournal {
   release(id: string): void;
   /** The events an entry announces that the storage shows happened (in order). */
   settle(entry: JournalEntry, manifests: ManifestService): Promise<EventEnvelope[]>;
-  /** Settles every entry not in flight here: enqueue what happened, drop the rest. Returns events enqueued. */
+  /**
+   * Settles every entry not in flight here: enqueue what happened, drop the rest. Returns events
+   * enqueued. `minAgeMs`: only entries (and interrupted writes) at least this old, so replicas
+   * sharing the storage never settle an entry whose put another replica is still making.
+   */
   replay(
     manifestsOf: (repository: string) => ManifestService,
     enqueue: (event: EventEnvelope) => Promise<void>,
+    options?: { minAgeMs?: number },
   ): Promise<number>;
 }
 
@@ -152,7 +157,19 @@ export function createManifestJournal(deps: {
       ];
     },
 
-    async replay(manifestsOf, enqueue) {
+    async replay(manifestsOf, enqueue, options = {}) {
+      const minAgeMs = options.minAgeMs ?? 0;
+      /** Written at least `minAgeMs` ago (a file gone meanwhile was settled by someone else). */
+      const oldEnough = async (name: string): Promise<boolean> => {
+        if (minAgeMs <= 0) return true;
+        try {
+          const info = await driver.stat(`${StoragePaths.journalRoot}/${name}`);
+          return Date.now() - info.modTime.getTime() >= minAgeMs;
+        } catch (err) {
+          if (err instanceof PathNotFoundError) return false;
+          throw err;
+        }
+      };
       let names: string[];
       try {
         names = await driver.list(StoragePaths.journalRoot);
@@ -162,6 +179,7 @@ export function createManifestJournal(deps: {
       }
       let enqueued = 0;
       for (const name of names) {
+        if (!(await oldEnough(name))) continue;
         if (name.includes(TEMP_MARKER)) {
           // a write the crash interrupted: its change never started
           await driver.delete(`${StoragePaths.journalRoot}/${name}`);

@@ -79,13 +79,14 @@ export async function runFsck(options: { storageDir: string; logger: Logger }): 
 /**
  * Start-up clean-up of what a crash left: temporary files are deleted; a blob parked by an
  * interrupted GC sweep (`data.sweep-*`) goes back to `data` when nothing replaced it (the
- * next GC decides again).
+ * next GC decides again). `olderThan`: only files last written before it (replicas sharing the
+ * storage leave each other's writes in progress alone).
  */
-export async function removeTemporaryFiles(driver: StorageDriver, logger: Logger): Promise<number> {
+export async function removeTemporaryFiles(driver: StorageDriver, logger: Logger, olderThan?: Date): Promise<number> {
   const found: string[] = [];
   for (const root of [StoragePaths.blobsRoot, StoragePaths.repositoriesRoot]) {
     await driver.walk(root, (info) => {
-      if (!info.isDir && isLeftover(info.path)) found.push(info.path);
+      if (!info.isDir && isLeftover(info.path) && (olderThan === undefined || info.modTime < olderThan)) found.push(info.path);
       if (info.isDir && info.path.endsWith(`/${StoragePaths.reserved.uploads}`)) return 'skip';
     });
   }
