@@ -6,7 +6,11 @@ import { configDefaults, defineConfig } from 'vitest/config';
 // Two projects: `unit` is every workspace's own tests that need neither RabbitMQ nor the real
 // container clients (`npm run test:unit`); `system` is the rest: cross-service, end-to-end,
 // real-client and broker tests. `npm test` runs both.
-const NEEDS_THE_MACHINE = ['**/amqp.test.ts', '**/outbox-replicas.test.ts', '**/real-clients.test.ts'];
+const NEEDS_THE_MACHINE = [
+  '**/amqp.test.ts',
+  '**/outbox-replicas.test.ts',
+  '**/real-clients.test.ts',
+];
 
 export default defineConfig({
   resolve: { conditions: ['source'] },

@@ -259,8 +259,12 @@ describe.skipIf(missing !== '')('web console in headless Chromium', { timeout: 6
       .toMatch(/^1\s+testing\s+complete/);
     // What a publication added is fetched when its row is opened.
     await page.locator('tbody tr').first().locator('summary').click();
-    await expect.poll(() => page.locator('tbody tr').first().innerText()).toMatch(/Repositories: \S+/);
-    await expect.poll(() => page.locator('tbody tr').first().locator('li').count()).toBeGreaterThan(0);
+    await expect
+      .poll(() => page.locator('tbody tr').first().innerText())
+      .toMatch(/Repositories: \S+/);
+    await expect
+      .poll(() => page.locator('tbody tr').first().locator('li').count())
+      .toBeGreaterThan(0);
     await check('11-publications');
   });
 
@@ -318,7 +322,10 @@ describe.skipIf(missing !== '')('web console in headless Chromium', { timeout: 6
     await expect.poll(() => edit.getByRole('status').innerText()).toBe('Saved.');
 
     // Disable it from the list.
-    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Mirrors' }).click();
+    await page
+      .getByRole('navigation', { name: 'Main' })
+      .getByRole('link', { name: 'Mirrors' })
+      .click();
     const listed = page.locator('tbody tr', { hasText: 'mirror-a' });
     await listed.getByRole('button', { name: 'Disable mirror-a' }).click();
     await expect.poll(() => listed.innerText()).toContain('disabled by admin');

@@ -11,14 +11,21 @@ import { createLocalBus, type Bus } from '@flotilla/bus';
 import { createLogger, listen, type RunningServer } from '@flotilla/kit';
 import { parseRepositoryMetadata } from '@flotilla/protocol';
 import { createEmbeddedStore, type Store } from '@flotilla/store';
-import { createRegistryService, loadRegistryConfig, type RegistryServiceInstance } from '@flotilla/registry';
+import {
+  createRegistryService,
+  loadRegistryConfig,
+  type RegistryServiceInstance,
+} from '@flotilla/registry';
 import { startContent, type ContentHarness } from '../services/content/test/harness.js';
 import { pushImage } from './support/images.js';
 
 const PASSWORD = 'registry-admin-pw';
 
 describe('registry → content, in process', () => {
-  const logger = createLogger({ name: 'content-registry-test', level: process.env.LOG_LEVEL ?? 'silent' });
+  const logger = createLogger({
+    name: 'content-registry-test',
+    level: process.env.LOG_LEVEL ?? 'silent',
+  });
   let dir: string;
   let bus: Bus;
   let store: Store;
@@ -31,7 +38,11 @@ describe('registry → content, in process', () => {
     bus = createLocalBus({ logger });
     store = createEmbeddedStore({ dir: path.join(dir, 'db'), logger });
     registry = await createRegistryService({
-      config: loadRegistryConfig({ FLOTILLA_DATA_DIR: path.join(dir, 'registry'), FLOTILLA_ADMIN_PASSWORD: PASSWORD, FLOTILLA_REGISTRY_ANONYMOUS_PULL: 'false' }),
+      config: loadRegistryConfig({
+        FLOTILLA_DATA_DIR: path.join(dir, 'registry'),
+        FLOTILLA_ADMIN_PASSWORD: PASSWORD,
+        FLOTILLA_REGISTRY_ANONYMOUS_PULL: 'false',
+      }),
       logger,
       bus,
       store,
@@ -40,7 +51,11 @@ describe('registry → content, in process', () => {
     await registry.start();
     content = await startContent(
       // Counts the image's own files; signing on promotion is covered by test/e2e-signing.test.ts.
-      { FLOTILLA_REGISTRY_URL: registryServer.url, FLOTILLA_REGISTRY_PASSWORD: PASSWORD, FLOTILLA_CONTENT_SIGNING_CHANNELS: 'none' },
+      {
+        FLOTILLA_REGISTRY_URL: registryServer.url,
+        FLOTILLA_REGISTRY_PASSWORD: PASSWORD,
+        FLOTILLA_CONTENT_SIGNING_CHANNELS: 'none',
+      },
       { dir: path.join(dir, 'content'), store, bus },
     );
   });
@@ -68,12 +83,33 @@ describe('registry → content, in process', () => {
     }
     expect(tags).toEqual({ '39': pushed.digest });
 
-    for (const [from, to] of [['candidate', 'testing'], ['testing', 'stable']]) {
-      expect((await content.api('POST', '/api/v1/promotions', { repository: 'fedora/httpd', tags: ['39'], from, to })).status).toBe(201);
+    for (const [from, to] of [
+      ['candidate', 'testing'],
+      ['testing', 'stable'],
+    ]) {
+      expect(
+        (
+          await content.api('POST', '/api/v1/promotions', {
+            repository: 'fedora/httpd',
+            tags: ['39'],
+            from,
+            to,
+          })
+        ).status,
+      ).toBe(201);
     }
-    const task = await content.waitTask((await content.api('POST', '/api/v1/publications', {})).body.task.id);
+    const task = await content.waitTask(
+      (await content.api('POST', '/api/v1/publications', {})).body.task.id,
+    );
     expect(task.state, JSON.stringify(task.error)).toBe('completed');
-    const meta = parseRepositoryMetadata(await fs.readFile(path.join(content.service.parts.config.publishDir, 'channels/stable/repositories/fedora/httpd.json')));
+    const meta = parseRepositoryMetadata(
+      await fs.readFile(
+        path.join(
+          content.service.parts.config.publishDir,
+          'channels/stable/repositories/fedora/httpd.json',
+        ),
+      ),
+    );
     expect(meta.tags).toEqual({ '39': pushed.digest });
     expect(Object.keys(meta.manifests).length).toBe(3);
     expect(Object.keys(meta.blobs).length).toBe(2 * 3);

@@ -100,9 +100,15 @@ describe.skipIf(!binaries.ok)('content sync from Docker Distribution', () => {
     );
     expect(pub.state, JSON.stringify(pub.error)).toBe('completed');
     const root = content.service.parts.config.publishDir;
-    const meta = parseRepositoryMetadata(await fs.readFile(path.join(root, 'channels/stable/repositories/fedora/base.json')));
-    expect(Object.keys(meta.manifests).sort()).toEqual([multi.top.digest, ...multi.images.map((i) => i.manifest.digest), single.top.digest].sort());
-    expect(Buffer.from(meta.manifests[multi.top.digest]!.data, 'base64').equals(multi.top.bytes)).toBe(true);
+    const meta = parseRepositoryMetadata(
+      await fs.readFile(path.join(root, 'channels/stable/repositories/fedora/base.json')),
+    );
+    expect(Object.keys(meta.manifests).sort()).toEqual(
+      [multi.top.digest, ...multi.images.map((i) => i.manifest.digest), single.top.digest].sort(),
+    );
+    expect(
+      Buffer.from(meta.manifests[multi.top.digest]!.data, 'base64').equals(multi.top.bytes),
+    ).toBe(true);
     // the bytes Distribution serves are the bytes we publish
     const raw = await skopeo([
       'inspect',

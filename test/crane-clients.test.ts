@@ -93,14 +93,25 @@ async function manifestOf(base: string, ref: string, accept: string | undefined,
 describeClients('real clients through crane', () => {
   it('skopeo copies every platform, byte for byte, with blobs from the mirror', async () => {
     const dest = path.join(work, 'oci');
-    await skopeo(['copy', '--all', '--preserve-digests', '--src-tls-verify=false', `docker://${craneHost}/${REPO}:39`, `oci:${dest}:39`]);
-    const index = JSON.parse(await readFile(path.join(dest, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+    await skopeo([
+      'copy',
+      '--all',
+      '--preserve-digests',
+      '--src-tls-verify=false',
+      `docker://${craneHost}/${REPO}:39`,
+      `oci:${dest}:39`,
+    ]);
+    const index = JSON.parse(await readFile(path.join(dest, 'index.json'), 'utf8')) as {
+      manifests: { digest: string }[];
+    };
     const published = tree.repositories[REPO]!;
     expect(index.manifests[0]!.digest).toBe(published.tags['39']);
     for (const image of published.images['39']!) {
       for (const blob of [image.digest, image.config, ...image.layers]) {
         const bytes = await readFile(path.join(dest, 'blobs', 'sha256', blob.slice(7)));
-        expect(bytes.equals(published.blobs[blob] ?? published.manifests[blob]!.bytes), blob).toBe(true);
+        expect(bytes.equals(published.blobs[blob] ?? published.manifests[blob]!.bytes), blob).toBe(
+          true,
+        );
       }
     }
     // the layers came from the mirror through crane's redirects
@@ -111,8 +122,16 @@ describeClients('real clients through crane', () => {
   it('podman pulls the index and unpacks the amd64 image', async () => {
     const storage = path.join(work, 'podman');
     const ref = `${craneHost}/${REPO}:39`;
-    await podman(storage, ['pull', '--tls-verify=false', '--arch', 'amd64', ref], { timeoutMs: 150_000 });
-    const { stdout } = await podman(storage, ['image', 'inspect', '--format', '{{.Digest}} {{.Id}}', ref]);
+    await podman(storage, ['pull', '--tls-verify=false', '--arch', 'amd64', ref], {
+      timeoutMs: 150_000,
+    });
+    const { stdout } = await podman(storage, [
+      'image',
+      'inspect',
+      '--format',
+      '{{.Digest}} {{.Id}}',
+      ref,
+    ]);
     const [digest, id] = stdout.trim().split(' ');
     const published = tree.repositories[REPO]!;
     expect(digest).toBe(published.tags['39']);
@@ -144,7 +163,9 @@ describeClients('real clients and protected repositories', () => {
     });
     await writePublishedTree(path.join(work, 'tree'), {
       publication: 2,
-      repositories: [{ name: 'private/app', tags: { v1: { kind: 'image', flavour: 'docker', layers: 1 } } }],
+      repositories: [
+        { name: 'private/app', tags: { v1: { kind: 'image', flavour: 'docker', layers: 1 } } },
+      ],
     });
     await protectedCrane.start();
     protectedServer = await listen(protectedCrane.handler, { port: 0, logger });
@@ -157,18 +178,36 @@ describeClients('real clients and protected repositories', () => {
   });
 
   it('anonymous skopeo still reads public repositories behind the Basic challenge', async () => {
-    const { stdout } = await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${host}/${REPO}:single`]);
-    expect(Buffer.from(stdout).equals(tree.repositories[REPO]!.manifests[tree.repositories[REPO]!.tags.single!]!.bytes)).toBe(true);
+    const { stdout } = await skopeo([
+      'inspect',
+      '--raw',
+      '--tls-verify=false',
+      `docker://${host}/${REPO}:single`,
+    ]);
+    expect(
+      Buffer.from(stdout).equals(
+        tree.repositories[REPO]!.manifests[tree.repositories[REPO]!.tags.single!]!.bytes,
+      ),
+    ).toBe(true);
   }, 60_000);
 
   it('protected repositories: unknown without credentials, pulled with them', async () => {
-    const without = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${host}/private/app:v1`]);
+    const without = await run('skopeo', [
+      'inspect',
+      '--raw',
+      '--tls-verify=false',
+      `docker://${host}/private/app:v1`,
+    ]);
     expect(without.code).not.toBe(0);
     expect(without.stderr).toMatch(/unknown|not found|manifest unknown|name unknown/i);
     const storage = path.join(work, 'podman-protected');
-    await podman(storage, ['pull', '--tls-verify=false', '--creds', 'puller:pull-secret', `${host}/private/app:v1`], {
-      timeoutMs: 150_000,
-    });
+    await podman(
+      storage,
+      ['pull', '--tls-verify=false', '--creds', 'puller:pull-secret', `${host}/private/app:v1`],
+      {
+        timeoutMs: 150_000,
+      },
+    );
     await podman(storage, ['rmi', '--all', '--force']).catch(() => undefined);
   }, 180_000);
 });
@@ -201,11 +240,26 @@ describeClients('crane answers like Docker Distribution', () => {
     ['OCI index by tag', () => '39', ALL, 'GET'],
     ['OCI index by tag, HEAD', () => '39', ALL, 'HEAD'],
     ['manifest list by tag', () => 'docker', ALL, 'GET'],
-    ['manifest list by tag, schema2-only client (amd64 child)', () => 'docker', DOCKER_MANIFEST, 'GET'],
-    ['manifest list by digest, schema2-only client', (t) => t.repositories[REPO]!.tags.docker!, DOCKER_MANIFEST, 'GET'],
+    [
+      'manifest list by tag, schema2-only client (amd64 child)',
+      () => 'docker',
+      DOCKER_MANIFEST,
+      'GET',
+    ],
+    [
+      'manifest list by digest, schema2-only client',
+      (t) => t.repositories[REPO]!.tags.docker!,
+      DOCKER_MANIFEST,
+      'GET',
+    ],
     ['schema2 image by tag', () => 'single', ALL, 'GET'],
     ['schema2 image by digest', (t) => t.repositories[REPO]!.tags.single!, DOCKER_MANIFEST, 'GET'],
-    ['OCI child by digest', (t) => t.repositories[REPO]!.images['39']![1]!.digest, OCI_MANIFEST, 'GET'],
+    [
+      'OCI child by digest',
+      (t) => t.repositories[REPO]!.images['39']![1]!.digest,
+      OCI_MANIFEST,
+      'GET',
+    ],
   ];
 
   it.each(cases)('%s', async (_name, ref, accept, method) => {

@@ -15,7 +15,13 @@ import { registryConfigSchema } from '@flotilla/registry';
 import { CLI_ENVIRONMENT, TESTING_CRANE_PORT } from '@flotilla/cli';
 import { repoRoot } from './support/flotilla.js';
 
-const SERVICES = { registry: 5000, crane: 5001, mirrors: 5002, content: 5003, redirector: 5004 } as const;
+const SERVICES = {
+  registry: 5000,
+  crane: 5001,
+  mirrors: 5002,
+  content: 5003,
+  redirector: 5004,
+} as const;
 type Service = keyof typeof SERVICES;
 /** Read by the service chassis (the kit's logger), not by a service schema. */
 const CHASSIS = ['LOG_LEVEL', 'NODE_ENV'];
@@ -59,7 +65,9 @@ function unknownKeys(service: Service, keys: string[]): string[] {
  * RabbitMQ vhost (whose default queue type is quorum).
  */
 function expectReplicaReadyUrls(env: Array<[string, string]>): void {
-  const mongo = env.filter(([k]) => k === 'MONGODB_URL').map(([, v]) => new URL(v.replace(/^mongodb:\/\/[^/]*/, 'mongodb://hosts')));
+  const mongo = env
+    .filter(([k]) => k === 'MONGODB_URL')
+    .map(([, v]) => new URL(v.replace(/^mongodb:\/\/[^/]*/, 'mongodb://hosts')));
   expect(mongo.length).toBeGreaterThan(0);
   for (const url of mongo) {
     expect(url.searchParams.get('replicaSet'), String(url)).toBeTruthy();
@@ -72,7 +80,15 @@ function expectReplicaReadyUrls(env: Array<[string, string]>): void {
 
 describe('docker-compose.yml', async () => {
   const compose = parseYaml(await text('docker-compose.yml'), { merge: true }) as {
-    services: Record<string, { command?: string[]; environment?: Record<string, string>; ports?: string[]; healthcheck?: { test: string[] } }>;
+    services: Record<
+      string,
+      {
+        command?: string[];
+        environment?: Record<string, string>;
+        ports?: string[];
+        healthcheck?: { test: string[] };
+      }
+    >;
   };
   const flotilla = Object.entries(compose.services).filter(([, s]) => s.command?.[0] === 'serve');
 
@@ -95,11 +111,14 @@ describe('docker-compose.yml', async () => {
     });
   }
 
-  it.each(['crane', 'redirector'])('gives %s, on the open internet, no database URL and no secret', (service) => {
-    const svc = flotilla.find(([, s]) => s.command?.[1] === service)![1];
-    const keys = Object.keys(svc.environment ?? {});
-    expect(keys.filter((k) => /MONGODB|PASSWORD|TOKEN|SECRET/.test(k))).toEqual([]);
-  });
+  it.each(['crane', 'redirector'])(
+    'gives %s, on the open internet, no database URL and no secret',
+    (service) => {
+      const svc = flotilla.find(([, s]) => s.command?.[1] === service)![1];
+      const keys = Object.keys(svc.environment ?? {});
+      expect(keys.filter((k) => /MONGODB|PASSWORD|TOKEN|SECRET/.test(k))).toEqual([]);
+    },
+  );
 
   it('runs MongoDB as a replica set written with w=majority, and every service on the quorum vhost', () => {
     expectReplicaReadyUrls(flotilla.flatMap(([, s]) => Object.entries(s.environment ?? {})));
@@ -110,9 +129,12 @@ describe('docker-compose.yml', async () => {
   });
 
   it('mirrors and the redirector share the selection snapshot', () => {
-    const of = (service: string) => flotilla.find(([, s]) => s.command?.[1] === service)![1].environment ?? {};
+    const of = (service: string) =>
+      flotilla.find(([, s]) => s.command?.[1] === service)![1].environment ?? {};
     expect(of('redirector').FLOTILLA_SELECTION_SNAPSHOT).toBeDefined();
-    expect(of('redirector').FLOTILLA_SELECTION_SNAPSHOT).toBe(of('mirrors').FLOTILLA_SELECTION_SNAPSHOT);
+    expect(of('redirector').FLOTILLA_SELECTION_SNAPSHOT).toBe(
+      of('mirrors').FLOTILLA_SELECTION_SNAPSHOT,
+    );
     expect(of('crane').FLOTILLA_CRANE_BLOB_BASE_URL).toMatch(/:5004\/pub\/containers$/);
   });
 
@@ -125,7 +147,9 @@ describe('docker-compose.yml', async () => {
 
 describe('deploy/kubernetes', async () => {
   const dir = join(repoRoot, 'deploy', 'kubernetes');
-  const kustomization = parseYaml(await readFile(join(dir, 'kustomization.yaml'), 'utf8')) as { resources: string[] };
+  const kustomization = parseYaml(await readFile(join(dir, 'kustomization.yaml'), 'utf8')) as {
+    resources: string[];
+  };
   const docs: Array<{ kind: string; metadata: { name: string }; [k: string]: unknown }> = [];
   for (const file of kustomization.resources) {
     for (const doc of parseAllDocuments(await readFile(join(dir, file), 'utf8'))) {
@@ -133,9 +157,16 @@ describe('deploy/kubernetes', async () => {
       docs.push(doc.toJSON());
     }
   }
-  const files = (await readdir(dir)).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml');
+  const files = (await readdir(dir)).filter(
+    (f) => f.endsWith('.yaml') && f !== 'kustomization.yaml',
+  );
   const byKind = (kind: string) => docs.filter((d) => d.kind === kind);
-  const configMaps = new Map(byKind('ConfigMap').map((c) => [c.metadata.name, Object.keys((c as { data?: object }).data ?? {})]));
+  const configMaps = new Map(
+    byKind('ConfigMap').map((c) => [
+      c.metadata.name,
+      Object.keys((c as { data?: object }).data ?? {}),
+    ]),
+  );
 
   it('lists every manifest in kustomization.yaml', () => {
     expect([...kustomization.resources].sort()).toEqual(files.sort());
@@ -143,24 +174,34 @@ describe('deploy/kubernetes', async () => {
 
   for (const [service, port] of Object.entries(SERVICES) as Array<[Service, number]>) {
     it(`${service}: env from its ConfigMap and Secret refs is in its schema; ports and probes match`, () => {
-      const dep = (byKind('Deployment') as unknown as Deployment[]).find((d) => d.metadata.name === `flotilla-${service}`);
+      const dep = (byKind('Deployment') as unknown as Deployment[]).find(
+        (d) => d.metadata.name === `flotilla-${service}`,
+      );
       expect(dep, `Deployment flotilla-${service}`).toBeDefined();
       const c = dep!.spec.template.spec.containers[0]!;
       expect(c.args).toEqual(['serve', service]);
       const fromMaps = (c.envFrom ?? []).flatMap((e) => {
-        expect(configMaps.has(e.configMapRef.name), `ConfigMap ${e.configMapRef.name} exists`).toBe(true);
+        expect(configMaps.has(e.configMapRef.name), `ConfigMap ${e.configMapRef.name} exists`).toBe(
+          true,
+        );
         return configMaps.get(e.configMapRef.name) ?? [];
       });
       const explicit = c.env ?? [];
       expect(unknownKeys(service, [...fromMaps, ...explicit.map((e) => e.name)])).toEqual([]);
-      expect(Number(explicit.find((e) => e.name === `FLOTILLA_${service.toUpperCase()}_PORT`)?.value)).toBe(port);
+      expect(
+        Number(explicit.find((e) => e.name === `FLOTILLA_${service.toUpperCase()}_PORT`)?.value),
+      ).toBe(port);
       expect(c.ports[0]!.containerPort).toBe(port);
       expect(c.readinessProbe.httpGet.path).toBe('/readyz');
       expect(c.livenessProbe.httpGet.path).toBe('/healthz');
       expect(c.resources.requests).toBeDefined();
-      const svc = byKind('Service').find((d) => d.metadata.name === `flotilla-${service}`) as unknown as { spec: { ports: Array<{ port: number }> } };
+      const svc = byKind('Service').find(
+        (d) => d.metadata.name === `flotilla-${service}`,
+      ) as unknown as { spec: { ports: Array<{ port: number }> } };
       expect(svc.spec.ports[0]!.port).toBe(port);
-      expect(byKind('PodDisruptionBudget').some((d) => d.metadata.name === `flotilla-${service}`)).toBe(true);
+      expect(
+        byKind('PodDisruptionBudget').some((d) => d.metadata.name === `flotilla-${service}`),
+      ).toBe(true);
     });
   }
 
@@ -168,26 +209,41 @@ describe('deploy/kubernetes', async () => {
     const policies = byKind('NetworkPolicy') as unknown as NetworkPolicy[];
     const open = policies.filter((p) => p.spec.ingress.some((r) => !r.from));
     expect(open).toHaveLength(1);
-    expect(open[0]!.spec.podSelector.matchExpressions?.[0]?.values.sort()).toEqual(['crane', 'mirrors', 'redirector']);
+    expect(open[0]!.spec.podSelector.matchExpressions?.[0]?.values.sort()).toEqual([
+      'crane',
+      'mirrors',
+      'redirector',
+    ]);
     expect(open[0]!.spec.ingress.flatMap((r) => r.ports?.map((p) => p.port) ?? []).sort()).toEqual([
       SERVICES.crane,
       SERVICES.mirrors,
       SERVICES.redirector,
     ]);
-    const hpas = byKind('HorizontalPodAutoscaler') as unknown as Array<{ spec: { scaleTargetRef: { name: string } } }>;
-    expect(hpas.map((h) => h.spec.scaleTargetRef.name).sort()).toEqual(['flotilla-crane', 'flotilla-redirector']);
+    const hpas = byKind('HorizontalPodAutoscaler') as unknown as Array<{
+      spec: { scaleTargetRef: { name: string } };
+    }>;
+    expect(hpas.map((h) => h.spec.scaleTargetRef.name).sort()).toEqual([
+      'flotilla-crane',
+      'flotilla-redirector',
+    ]);
   });
 
   it('points every service at a MongoDB replica set with w=majority and the quorum vhost', () => {
-    const env = byKind('ConfigMap').flatMap((c) => Object.entries((c as { data?: Record<string, string> }).data ?? {}));
+    const env = byKind('ConfigMap').flatMap((c) =>
+      Object.entries((c as { data?: Record<string, string> }).data ?? {}),
+    );
     expectReplicaReadyUrls(env);
   });
 
-
   it.each(['crane', 'redirector'])("gives %s's pods no database URL and no secret", (service) => {
-    const dep = (byKind('Deployment') as unknown as Deployment[]).find((d) => d.metadata.name === `flotilla-${service}`)!;
+    const dep = (byKind('Deployment') as unknown as Deployment[]).find(
+      (d) => d.metadata.name === `flotilla-${service}`,
+    )!;
     const c = dep.spec.template.spec.containers[0]!;
-    const keys = [...(c.env ?? []).map((e) => e.name), ...(c.envFrom ?? []).flatMap((e) => configMaps.get(e.configMapRef.name) ?? [])];
+    const keys = [
+      ...(c.env ?? []).map((e) => e.name),
+      ...(c.envFrom ?? []).flatMap((e) => configMaps.get(e.configMapRef.name) ?? []),
+    ];
     expect(keys.filter((k) => /MONGODB|PASSWORD|TOKEN|SECRET/.test(k))).toEqual([]);
   });
 });
@@ -196,9 +252,13 @@ describe('deploy/systemd', async () => {
   for (const service of Object.keys(SERVICES) as Service[]) {
     it(`${service}: the unit runs the service and its env file sets only variables it reads`, async () => {
       const unit = await text(`deploy/systemd/flotilla-${service}.service`);
-      expect(unit).toContain(`ExecStart=/usr/bin/node /opt/flotilla/services/cli/dist/main.js serve ${service}`);
+      expect(unit).toContain(
+        `ExecStart=/usr/bin/node /opt/flotilla/services/cli/dist/main.js serve ${service}`,
+      );
       expect(unit).toContain(`EnvironmentFile=/etc/flotilla/${service}.env`);
-      expect(unit).toContain(`Environment=FLOTILLA_${service.toUpperCase()}_PORT=${SERVICES[service]}`);
+      expect(unit).toContain(
+        `Environment=FLOTILLA_${service.toUpperCase()}_PORT=${SERVICES[service]}`,
+      );
       const keys = (await text(`deploy/systemd/${service}.env.example`))
         .split('\n')
         .filter((l) => /^[A-Z_]+=/.test(l))

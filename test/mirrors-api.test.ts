@@ -21,7 +21,10 @@ describe('mirrors admin API and public endpoints', () => {
 
   beforeAll(async () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'flotilla-mirrors-api-'));
-    tree = await writePublishedTree(work, { publication: 1, repositories: [{ name: 'fedora/httpd', tags: { '39': { kind: 'image' } } }] });
+    tree = await writePublishedTree(work, {
+      publication: 1,
+      repositories: [{ name: 'fedora/httpd', tags: { '39': { kind: 'image' } } }],
+    });
     harness = await startMirrors({ publishDir: work });
   });
 
@@ -31,7 +34,11 @@ describe('mirrors admin API and public endpoints', () => {
   });
 
   const post = (body: unknown, headers: Record<string, string> = auth) =>
-    fetchRaw(`${harness.url}/api/v1/mirrors`, { method: 'POST', headers, body: JSON.stringify(body) });
+    fetchRaw(`${harness.url}/api/v1/mirrors`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(body),
+    });
 
   it('requires the bearer token on every admin route', async () => {
     const cases: Array<[string, 'GET' | 'POST' | 'PATCH' | 'DELETE', Record<string, string>]> = [
@@ -42,7 +49,11 @@ describe('mirrors admin API and public endpoints', () => {
       ['/api/v1/statistics', 'GET', { authorization: `Bearer ${TEST_TOKEN}x` }],
     ];
     for (const [url, method, headers] of cases) {
-      const res = await fetchRaw(`${harness.url}${url}`, { method, headers, body: method === 'POST' ? '{}' : undefined });
+      const res = await fetchRaw(`${harness.url}${url}`, {
+        method,
+        headers,
+        body: method === 'POST' ? '{}' : undefined,
+      });
       expect(res.status, `${method} ${url}`).toBe(401);
       expect(res.headers['content-type']).toBe('application/problem+json');
       expect(res.headers['www-authenticate']).toMatch(/^Bearer/);
@@ -87,13 +98,24 @@ describe('mirrors admin API and public endpoints', () => {
       body: JSON.stringify({ country: 'br', private: true }),
     });
     expect(patched.status).toBe(200);
-    expect(JSON.parse(patched.text)).toMatchObject({ country: 'BR', continent: 'SA', private: true });
+    expect(JSON.parse(patched.text)).toMatchObject({
+      country: 'BR',
+      continent: 'SA',
+      private: true,
+    });
 
-    const duplicate = await post({ name: 'mirror.example-1', baseUrl: 'http://other.example', country: 'US' });
+    const duplicate = await post({
+      name: 'mirror.example-1',
+      baseUrl: 'http://other.example',
+      country: 'US',
+    });
     expect(duplicate.status).toBe(409);
 
     expect((await harness.client.list()).map((m) => m.name)).toContain('mirror.example-1');
-    const removed = await fetchRaw(`${harness.url}/api/v1/mirrors/${mirror.id}`, { method: 'DELETE', headers: auth });
+    const removed = await fetchRaw(`${harness.url}/api/v1/mirrors/${mirror.id}`, {
+      method: 'DELETE',
+      headers: auth,
+    });
     expect(removed.status).toBe(204);
     const gone = await fetchRaw(`${harness.url}/api/v1/mirrors/${mirror.id}`, { headers: auth });
     expect(gone.status).toBe(404);
@@ -126,9 +148,16 @@ describe('mirrors admin API and public endpoints', () => {
       expect(res.status, JSON.stringify(body)).toBe(400);
       expect(res.headers['content-type']).toBe('application/problem+json');
       const problem = JSON.parse(res.text);
-      expect(problem.issues.map((i: { path: string }) => i.path), JSON.stringify(body)).toContain(field);
+      expect(
+        problem.issues.map((i: { path: string }) => i.path),
+        JSON.stringify(body),
+      ).toContain(field);
     }
-    const malformed = await fetchRaw(`${harness.url}/api/v1/mirrors`, { method: 'POST', headers: auth, body: '{"name":' });
+    const malformed = await fetchRaw(`${harness.url}/api/v1/mirrors`, {
+      method: 'POST',
+      headers: auth,
+      body: '{"name":',
+    });
     expect(malformed.status).toBe(400);
     const wrongType = await fetchRaw(`${harness.url}/api/v1/mirrors`, {
       method: 'POST',
@@ -136,14 +165,31 @@ describe('mirrors admin API and public endpoints', () => {
       body: 'name=x',
     });
     expect(wrongType.status).toBe(415);
-    const emptyPatch = await fetchRaw(`${harness.url}/api/v1/mirrors/nope`, { method: 'PATCH', headers: auth, body: '{}' });
+    const emptyPatch = await fetchRaw(`${harness.url}/api/v1/mirrors/nope`, {
+      method: 'PATCH',
+      headers: auth,
+      body: '{}',
+    });
     expect(emptyPatch.status).toBe(404);
-    const crawlUnknown = await fetchRaw(`${harness.url}/api/v1/mirrors/nope/crawl`, { method: 'POST', headers: auth });
+    const crawlUnknown = await fetchRaw(`${harness.url}/api/v1/mirrors/nope/crawl`, {
+      method: 'POST',
+      headers: auth,
+    });
     expect(crawlUnknown.status).toBe(404);
-    const badLimit = await harness.client.add({ name: 'limits', baseUrl: 'http://127.0.0.1:9', country: 'US' });
-    const res = await fetchRaw(`${harness.url}/api/v1/mirrors/${badLimit.id}/crawls?limit=abc`, { headers: auth });
+    const badLimit = await harness.client.add({
+      name: 'limits',
+      baseUrl: 'http://127.0.0.1:9',
+      country: 'US',
+    });
+    const res = await fetchRaw(`${harness.url}/api/v1/mirrors/${badLimit.id}/crawls?limit=abc`, {
+      headers: auth,
+    });
     expect(res.status).toBe(400);
-    const nothing = await fetchRaw(`${harness.url}/api/v1/mirrors/${badLimit.id}`, { method: 'PATCH', headers: auth, body: '{}' });
+    const nothing = await fetchRaw(`${harness.url}/api/v1/mirrors/${badLimit.id}`, {
+      method: 'PATCH',
+      headers: auth,
+      body: '{}',
+    });
     expect(nothing.status).toBe(400);
   });
 
@@ -183,16 +229,33 @@ describe('mirrors admin API and public endpoints', () => {
       expect(res.status, url).toBe(status);
       if (status >= 400) expect(res.headers['content-type'], url).toBe('application/problem+json');
     }
-    const post = await fetchRaw(`${harness.url}/pub/containers/${blobPath(digest)}`, { method: 'POST', body: 'x' });
+    const post = await fetchRaw(`${harness.url}/pub/containers/${blobPath(digest)}`, {
+      method: 'POST',
+      body: 'x',
+    });
     expect(post.status).toBe(405);
     expect(post.headers.allow).toBe('GET, HEAD');
   });
 
   it('serves the public mirror list as escaped HTML and as JSON', async () => {
-    await harness.client.add({ name: 'public-one', baseUrl: 'http://public.example/a?b', country: 'FR' }).catch(() => undefined);
-    await harness.client.add({ name: 'public-two', baseUrl: 'http://public.example/"x"<y>', country: 'FR', bandwidth: 5 });
-    await harness.client.add({ name: 'hidden', baseUrl: 'http://hidden.example', country: 'FR', private: true });
-    const json = await fetchRaw(`${harness.url}/mirrors`, { headers: { accept: 'application/json' } });
+    await harness.client
+      .add({ name: 'public-one', baseUrl: 'http://public.example/a?b', country: 'FR' })
+      .catch(() => undefined);
+    await harness.client.add({
+      name: 'public-two',
+      baseUrl: 'http://public.example/"x"<y>',
+      country: 'FR',
+      bandwidth: 5,
+    });
+    await harness.client.add({
+      name: 'hidden',
+      baseUrl: 'http://hidden.example',
+      country: 'FR',
+      private: true,
+    });
+    const json = await fetchRaw(`${harness.url}/mirrors`, {
+      headers: { accept: 'application/json' },
+    });
     expect(json.status).toBe(200);
     const body = JSON.parse(json.text);
     expect(body.publication).toBe(1);
@@ -210,7 +273,9 @@ describe('mirrors admin API and public endpoints', () => {
     expect(html.text).toContain('public-two');
     expect(html.text).not.toContain('hidden.example');
     expect(html.text).not.toMatch(/<y>/);
-    expect(escapeHtml(`<script>"a" & 'b'</script>`)).toBe('&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;');
+    expect(escapeHtml(`<script>"a" & 'b'</script>`)).toBe(
+      '&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;',
+    );
   });
 
   it('serves the published tree at /master/ with HEAD and Range, nothing outside it', async () => {
@@ -222,7 +287,9 @@ describe('mirrors admin API and public endpoints', () => {
     const head = await fetchRaw(`${harness.url}/master/PUBLICATION`, { method: 'HEAD' });
     expect(head.status).toBe(200);
     expect(head.headers['content-length']).toBe('2');
-    const range = await fetchRaw(`${harness.url}/master/PUBLICATION`, { headers: { range: 'bytes=0-0' } });
+    const range = await fetchRaw(`${harness.url}/master/PUBLICATION`, {
+      headers: { range: 'bytes=0-0' },
+    });
     expect(range.status).toBe(206);
     expect(range.text).toBe('1');
     await writeFile(path.join(work, '.secret'), 'no');

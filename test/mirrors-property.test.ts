@@ -7,7 +7,12 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createAddressSet, parseCidr } from '@flotilla/kit';
-import { groupBlobsByPublication, parseSelectionSnapshot, SELECTION_SNAPSHOT_VERSION, type SelectionSnapshot } from '@flotilla/protocol';
+import {
+  groupBlobsByPublication,
+  parseSelectionSnapshot,
+  SELECTION_SNAPSHOT_VERSION,
+  type SelectionSnapshot,
+} from '@flotilla/protocol';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
@@ -19,10 +24,26 @@ import { RedirectStatistics } from '../services/redirector/src/statistics.js';
 import type { TreeReader } from '../services/mirrors/src/tree/reader.js';
 
 const COUNTRIES = ['DE', 'FR', 'US', 'BR', 'JP', 'KE'];
-const NETBLOCKS = ['192.0.2.0/24', '192.0.2.0/26', '198.51.100.0/24', '2001:db8::/32', '2001:db8:1::/48'];
-const CLIENTS = ['192.0.2.1', '192.0.2.100', '198.51.100.7', '203.0.113.9', '2001:db8::1', '2001:db8:1::9', '2001:db8:2::1'];
+const NETBLOCKS = [
+  '192.0.2.0/24',
+  '192.0.2.0/26',
+  '198.51.100.0/24',
+  '2001:db8::/32',
+  '2001:db8:1::/48',
+];
+const CLIENTS = [
+  '192.0.2.1',
+  '192.0.2.100',
+  '198.51.100.7',
+  '203.0.113.9',
+  '2001:db8::1',
+  '2001:db8:1::9',
+  '2001:db8:2::1',
+];
 
-const hex64 = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((bytes) => Buffer.from(bytes).toString('hex'));
+const hex64 = fc
+  .uint8Array({ minLength: 32, maxLength: 32 })
+  .map((bytes) => Buffer.from(bytes).toString('hex'));
 
 const mirrorArb = fc.record({
   publication: fc.option(fc.integer({ min: 0, max: 6 }), { nil: null }),
@@ -162,7 +183,9 @@ describe('redirector property', () => {
             expect(chosen.publication!).toBeGreaterThanOrEqual(introduced);
             expect(chosen.enabled && !chosen.autoDisabled).toBe(true);
             expect(chosen.families).toContain(r.client.includes(':') ? 'ipv6' : 'ipv4');
-            expect(res.headers.location).toBe(`${chosen.baseUrl}/blobs/sha256/${hex.slice(0, 2)}/${hex}`);
+            expect(res.headers.location).toBe(
+              `${chosen.baseUrl}/blobs/sha256/${hex.slice(0, 2)}/${hex}`,
+            );
           }
         },
       ),

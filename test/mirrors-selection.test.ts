@@ -46,8 +46,20 @@ describe('mirror selection through trusted X-Forwarded-For', () => {
 
   const both = ['ipv4', 'ipv6'] as Array<'ipv4' | 'ipv6'>;
   const mirrors = [
-    { name: 'campus', netblocks: ['198.51.100.0/24'], country: 'FR', private: true, families: both },
-    { name: 'campus-lab', netblocks: ['198.51.100.128/25'], country: 'FR', private: true, families: both },
+    {
+      name: 'campus',
+      netblocks: ['198.51.100.0/24'],
+      country: 'FR',
+      private: true,
+      families: both,
+    },
+    {
+      name: 'campus-lab',
+      netblocks: ['198.51.100.128/25'],
+      country: 'FR',
+      private: true,
+      families: both,
+    },
     { name: 'isp', asn: 64500, country: 'DE', private: true, families: both },
     { name: 'de-big', country: 'DE', bandwidth: 300, families: both },
     { name: 'de-small', country: 'DE', bandwidth: 100, families: both },
@@ -62,15 +74,26 @@ describe('mirror selection through trusted X-Forwarded-For', () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'flotilla-select-'));
     master = path.join(work, 'master');
     trees = [];
-    trees.push(await writePublishedTree(master, { publication: 1, repositories: [{ name: 'fedora/a', tags: { '1': { kind: 'image' } } }] }));
+    trees.push(
+      await writePublishedTree(master, {
+        publication: 1,
+        repositories: [{ name: 'fedora/a', tags: { '1': { kind: 'image' } } }],
+      }),
+    );
     await cp(master, path.join(work, 'old'), { recursive: true });
-    trees.push(await writePublishedTree(master, { publication: 2, repositories: [{ name: 'fedora/b', tags: { '1': { kind: 'image' } } }] }));
+    trees.push(
+      await writePublishedTree(master, {
+        publication: 2,
+        repositories: [{ name: 'fedora/b', tags: { '1': { kind: 'image' } } }],
+      }),
+    );
     blob1 = trees[0]!.newBlobs[0]!;
     blob2 = trees[1]!.newBlobs[0]!;
     // One static server carries every mirror, each under its own path.
     const root = path.join(work, 'served');
     await mkdir(root);
-    for (const m of mirrors) await symlink(m.tree === 'old' ? path.join(work, 'old') : master, path.join(root, m.name));
+    for (const m of mirrors)
+      await symlink(m.tree === 'old' ? path.join(work, 'old') : master, path.join(root, m.name));
     server = await startStaticServer(root);
     harness = await startMirrors({
       publishDir: master,
@@ -99,7 +122,9 @@ describe('mirror selection through trusted X-Forwarded-For', () => {
     expect(res.status).toBe(302);
     const mirror = String(res.headers['x-flotilla-mirror']);
     expect(res.headers.location).toBe(
-      mirror === 'master' ? `http://master.test/master/${blobPath(digest)}` : `${server.url}/${mirror}/${blobPath(digest)}`,
+      mirror === 'master'
+        ? `http://master.test/master/${blobPath(digest)}`
+        : `${server.url}/${mirror}/${blobPath(digest)}`,
     );
     return mirror;
   }
@@ -107,7 +132,9 @@ describe('mirror selection through trusted X-Forwarded-For', () => {
   async function tally(client: string, n: number, digest = blob2): Promise<Record<string, number>> {
     const counts: Record<string, number> = {};
     for (let i = 0; i < n; i += 50) {
-      const batch = await Promise.all(Array.from({ length: Math.min(50, n - i) }, () => redirect(client, digest)));
+      const batch = await Promise.all(
+        Array.from({ length: Math.min(50, n - i) }, () => redirect(client, digest)),
+      );
       for (const name of batch) counts[name] = (counts[name] ?? 0) + 1;
     }
     return counts;
@@ -139,7 +166,9 @@ describe('mirror selection through trusted X-Forwarded-For', () => {
   it('takes the right-most untrusted X-Forwarded-For entry', async () => {
     expect(await redirect('192.0.2.10, 198.51.100.200')).toBe('campus-lab');
     expect(await redirect('198.51.100.200, 10.1.2.3')).toBe('campus-lab');
-    expect((await listFor('203.0.113.5, 198.51.100.20, 10.9.9.9')).client.address).toBe('198.51.100.20');
+    expect((await listFor('203.0.113.5, 198.51.100.20, 10.9.9.9')).client.address).toBe(
+      '198.51.100.20',
+    );
     expect((await listFor('not-an-address')).client.address).toBe('127.0.0.1');
   });
 
@@ -149,13 +178,26 @@ describe('mirror selection through trusted X-Forwarded-For', () => {
     expect((await listFor('192.0.2.200')).mirrors[0]!.tier).toBe('country');
     // Argentina: no mirror in the country; Brazil is on the same continent.
     expect(await redirect('203.0.113.10')).toBe('br');
-    expect((await listFor('203.0.113.10')).mirrors[0]).toMatchObject({ name: 'br', tier: 'continent' });
+    expect((await listFor('203.0.113.10')).mirrors[0]).toMatchObject({
+      name: 'br',
+      tier: 'continent',
+    });
     // Kenya: nothing in Africa, so every public unrestricted mirror.
     const kenya = await listFor('203.0.113.200');
     expect(kenya.mirrors[0]!.tier).toBe('global');
-    expect(kenya.mirrors.map((m) => m.name).sort()).toEqual(['at', 'br', 'de-big', 'de-small', 'de-v4', 'master']);
+    expect(kenya.mirrors.map((m) => m.name).sort()).toEqual([
+      'at',
+      'br',
+      'de-big',
+      'de-small',
+      'de-v4',
+      'master',
+    ]);
     // A blob from a publication no mirror has verified yet goes to the master.
-    const third = await writePublishedTree(master, { publication: 3, repositories: [{ name: 'fedora/c', tags: { '1': { kind: 'image' } } }] });
+    const third = await writePublishedTree(master, {
+      publication: 3,
+      repositories: [{ name: 'fedora/c', tags: { '1': { kind: 'image' } } }],
+    });
     await harness.service.refresh();
     expect(await redirect('192.0.2.200', third.newBlobs[0]!)).toBe('master');
   });
@@ -179,7 +221,10 @@ describe('mirror selection through trusted X-Forwarded-For', () => {
   });
 
   it('respects countries allowed', async () => {
-    expect((await listFor('203.0.113.70')).mirrors[0]).toMatchObject({ name: 'us-for-mx', tier: 'continent' });
+    expect((await listFor('203.0.113.70')).mirrors[0]).toMatchObject({
+      name: 'us-for-mx',
+      tier: 'continent',
+    });
     const canada = await listFor('203.0.113.130');
     expect(canada.mirrors.map((m) => m.name)).not.toContain('us-for-mx');
     expect(canada.mirrors[0]!.tier).toBe('global');
@@ -209,13 +254,18 @@ describe('mirror selection through trusted X-Forwarded-For', () => {
 
   it('answers HEAD and the text mirror list', async () => {
     expect(await redirect('198.51.100.200', blob2, 'HEAD')).toBe('campus-lab');
-    const text = await fetchRaw(`${harness.url}/mirrorlist?path=/pub/containers/${blobPath(blob2)}`, {
-      headers: { 'x-forwarded-for': '198.51.100.200' },
-    });
+    const text = await fetchRaw(
+      `${harness.url}/mirrorlist?path=/pub/containers/${blobPath(blob2)}`,
+      {
+        headers: { 'x-forwarded-for': '198.51.100.200' },
+      },
+    );
     expect(text.status).toBe(200);
     expect(text.headers['content-type']).toMatch(/^text\/plain/);
     const lines = text.text.trim().split('\n');
-    expect(lines[0]).toMatch(/^# path=blobs\/sha256\/.* publication=2 client=198\.51\.100\.200 country=FR/);
+    expect(lines[0]).toMatch(
+      /^# path=blobs\/sha256\/.* publication=2 client=198\.51\.100\.200 country=FR/,
+    );
     expect(lines[1]).toBe(`${server.url}/campus-lab/${blobPath(blob2)}`);
     expect(lines.at(-1)).toBe(`http://master.test/master/${blobPath(blob2)}`);
   });
@@ -226,7 +276,9 @@ describe('mirror selection through trusted X-Forwarded-For', () => {
     expect(stats.byMirror['campus-lab']).toBeGreaterThanOrEqual(4);
     expect(stats.byCountry.DE).toBeGreaterThan(2000);
     const metrics = await fetchRaw(`${harness.url}/metrics`);
-    expect(metrics.text).toMatch(/flotilla_mirrors_redirects_total\{[^}]*mirror="campus-lab"[^}]*country="FR"[^}]*\} \d+/);
+    expect(metrics.text).toMatch(
+      /flotilla_mirrors_redirects_total\{[^}]*mirror="campus-lab"[^}]*country="FR"[^}]*\} \d+/,
+    );
   });
 
   it('on one keep-alive connection, follows each change of client, publication and mirrors', async () => {
@@ -236,11 +288,19 @@ describe('mirror selection through trusted X-Forwarded-For', () => {
     const sockets = new Set<unknown>();
     const viaOneSocket = (client: string, digest: string) =>
       new Promise<string>((resolve, reject) => {
-        const req = httpGet(`${harness.url}/pub/containers/${blobPath(digest)}`, { agent, headers: { 'x-forwarded-for': client } }, (res) => {
-          sockets.add(res.socket);
-          res.resume();
-          res.on('end', () => (res.statusCode === 302 ? resolve(String(res.headers['x-flotilla-mirror'])) : reject(new Error(`status ${res.statusCode}`))));
-        });
+        const req = httpGet(
+          `${harness.url}/pub/containers/${blobPath(digest)}`,
+          { agent, headers: { 'x-forwarded-for': client } },
+          (res) => {
+            sockets.add(res.socket);
+            res.resume();
+            res.on('end', () =>
+              res.statusCode === 302
+                ? resolve(String(res.headers['x-flotilla-mirror']))
+                : reject(new Error(`status ${res.statusCode}`)),
+            );
+          },
+        );
         req.on('error', reject);
       });
     try {
@@ -272,8 +332,15 @@ describe('mirror selection through trusted X-Forwarded-For', () => {
 describe('untrusted peers', () => {
   it('ignores X-Forwarded-For from a peer that is not a trusted proxy', async () => {
     const work = await mkdtemp(path.join(os.tmpdir(), 'flotilla-untrusted-'));
-    const tree = await writePublishedTree(work, { publication: 1, repositories: [{ name: 'x/y', tags: { a: { kind: 'image' } } }] });
-    const harness = await startMirrors({ publishDir: work, geo: fakeGeo, env: { FLOTILLA_TRUSTED_PROXIES: '10.0.0.0/8' } });
+    const tree = await writePublishedTree(work, {
+      publication: 1,
+      repositories: [{ name: 'x/y', tags: { a: { kind: 'image' } } }],
+    });
+    const harness = await startMirrors({
+      publishDir: work,
+      geo: fakeGeo,
+      env: { FLOTILLA_TRUSTED_PROXIES: '10.0.0.0/8' },
+    });
     try {
       const res = await fetchRaw(`${harness.url}/mirrorlist?path=${blobPath(tree.newBlobs[0]!)}`, {
         headers: { 'x-forwarded-for': '198.51.100.200', accept: 'application/json' },

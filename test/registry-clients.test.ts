@@ -59,7 +59,8 @@ async function startRegistry(dir: string): Promise<Running> {
   };
 }
 
-const sha256 = (bytes: string | Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+const sha256 = (bytes: string | Buffer): string =>
+  `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 describe.skipIf(!need.ok)('registry with real clients', () => {
   let work: string;
@@ -89,8 +90,17 @@ describe.skipIf(!need.ok)('registry with real clients', () => {
     await buildah(root, ['copy', ctr, join(root, 'hello.txt'), '/hello.txt']);
     await buildah(root, ['config', '--cmd', '/hello.txt', ctr]);
     await buildah(root, ['commit', ctr, 'flotilla-scratch:latest']);
-    await buildah(root, ['push', '--tls-verify=false', '--creds', creds, 'flotilla-scratch:latest', `docker://${reg.host}/build/scratch:v1`]);
-    const manifest = JSON.parse(await rawManifest(`docker://${reg.host}/build/scratch:v1`)) as { layers: Array<{ digest: string }> };
+    await buildah(root, [
+      'push',
+      '--tls-verify=false',
+      '--creds',
+      creds,
+      'flotilla-scratch:latest',
+      `docker://${reg.host}/build/scratch:v1`,
+    ]);
+    const manifest = JSON.parse(await rawManifest(`docker://${reg.host}/build/scratch:v1`)) as {
+      layers: Array<{ digest: string }>;
+    };
     expect(manifest.layers).toHaveLength(1);
     const layer = await fetch(`${reg.url}/v2/build/scratch/blobs/${manifest.layers[0]?.digest}`);
     expect(layer.status).toBe(200);
@@ -101,11 +111,31 @@ describe.skipIf(!need.ok)('registry with real clients', () => {
     const root = await mkdtemp(join(work, 'buildah-wrong-'));
     const ctr = (await buildah(root, ['from', 'scratch'])).stdout.trim();
     await buildah(root, ['commit', ctr, 'flotilla-empty:latest']);
-    const pushed = await run('buildah', ['--root', join(root, 'root'), '--runroot', join(root, 'run'), '--storage-driver', 'vfs', 'push', '--tls-verify=false', '--creds', 'admin:wrong', 'flotilla-empty:latest', `docker://${reg.host}/build/denied:v1`]);
+    const pushed = await run('buildah', [
+      '--root',
+      join(root, 'root'),
+      '--runroot',
+      join(root, 'run'),
+      '--storage-driver',
+      'vfs',
+      'push',
+      '--tls-verify=false',
+      '--creds',
+      'admin:wrong',
+      'flotilla-empty:latest',
+      `docker://${reg.host}/build/denied:v1`,
+    ]);
     expect(pushed.code).not.toBe(0);
     expect(pushed.stderr.toLowerCase()).toMatch(/unauthori[sz]ed|authentication required/);
     const layout = await writeOciLayout(join(work, 'oci-wrong'), makeImage(), 'v1');
-    const copied = await run('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', 'admin:wrong', layout, `docker://${reg.host}/build/denied:v2`]);
+    const copied = await run('skopeo', [
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      'admin:wrong',
+      layout,
+      `docker://${reg.host}/build/denied:v2`,
+    ]);
     expect(copied.code).not.toBe(0);
     const tags = await fetch(`${reg.url}/v2/build/denied/tags/list`);
     expect(tags.status).toBe(404);
@@ -114,12 +144,26 @@ describe.skipIf(!need.ok)('registry with real clients', () => {
   it('skopeo copies an OCI layout in and back out with identical digests', async () => {
     const image = makeImage({ layers: 2, layerBytes: 32 * 1024 });
     const layout = await writeOciLayout(join(work, 'oci-in'), image, 'v1');
-    await skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', creds, layout, `docker://${reg.host}/skopeo/single:v1`]);
+    await skopeo([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      creds,
+      layout,
+      `docker://${reg.host}/skopeo/single:v1`,
+    ]);
     const raw = await rawManifest(`docker://${reg.host}/skopeo/single:v1`);
     expect(sha256(raw)).toBe(image.top.digest);
     const out = join(work, 'oci-out');
-    await skopeo(['copy', '--src-tls-verify=false', `docker://${reg.host}/skopeo/single:v1`, `oci:${out}:v1`]);
-    const index = JSON.parse(await readFile(join(out, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+    await skopeo([
+      'copy',
+      '--src-tls-verify=false',
+      `docker://${reg.host}/skopeo/single:v1`,
+      `oci:${out}:v1`,
+    ]);
+    const index = JSON.parse(await readFile(join(out, 'index.json'), 'utf8')) as {
+      manifests: Array<{ digest: string }>;
+    };
     expect(index.manifests[0]?.digest).toBe(image.top.digest);
     for (const layer of image.images[0]?.layers ?? []) {
       const bytes = await readFile(join(out, 'blobs', 'sha256', layer.digest.slice(7)));
@@ -128,25 +172,53 @@ describe.skipIf(!need.ok)('registry with real clients', () => {
   });
 
   it('skopeo copy --all pushes and pulls a two-platform index', async () => {
-    const image = makeImage({ layers: 1, layerBytes: 16 * 1024, platforms: ['linux/amd64', 'linux/arm64'] });
+    const image = makeImage({
+      layers: 1,
+      layerBytes: 16 * 1024,
+      platforms: ['linux/amd64', 'linux/arm64'],
+    });
     const layout = await writeOciLayout(join(work, 'oci-multi'), image, 'v1');
-    await skopeo(['copy', '--all', '--dest-tls-verify=false', '--dest-creds', creds, layout, `docker://${reg.host}/skopeo/multi:v1`]);
-    expect(sha256(await rawManifest(`docker://${reg.host}/skopeo/multi:v1`))).toBe(image.index?.digest);
+    await skopeo([
+      'copy',
+      '--all',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      creds,
+      layout,
+      `docker://${reg.host}/skopeo/multi:v1`,
+    ]);
+    expect(sha256(await rawManifest(`docker://${reg.host}/skopeo/multi:v1`))).toBe(
+      image.index?.digest,
+    );
     for (const child of image.images) {
       const res = await fetch(`${reg.url}/v2/skopeo/multi/manifests/${child.manifest.digest}`);
       expect(res.status).toBe(200);
     }
     const out = join(work, 'oci-multi-out');
-    await skopeo(['copy', '--all', '--src-tls-verify=false', `docker://${reg.host}/skopeo/multi:v1`, `oci:${out}:v1`]);
-    const index = JSON.parse(await readFile(join(out, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+    await skopeo([
+      'copy',
+      '--all',
+      '--src-tls-verify=false',
+      `docker://${reg.host}/skopeo/multi:v1`,
+      `oci:${out}:v1`,
+    ]);
+    const index = JSON.parse(await readFile(join(out, 'index.json'), 'utf8')) as {
+      manifests: Array<{ digest: string }>;
+    };
     expect(index.manifests[0]?.digest).toBe(image.index?.digest);
     const arm = image.images[1];
-    const armLayer = await readFile(join(out, 'blobs', 'sha256', (arm?.layers[0]?.digest ?? '').slice(7)));
+    const armLayer = await readFile(
+      join(out, 'blobs', 'sha256', (arm?.layers[0]?.digest ?? '').slice(7)),
+    );
     expect(sha256(armLayer)).toBe(arm?.layers[0]?.digest);
   });
 
   it('podman pulls (anonymously) what was pushed', async () => {
-    const pushed = await pushImage(reg.url, 'podman/app', 'v1', { layers: 2, layerBytes: 8 * 1024, auth: { username: 'admin', password: PASSWORD } });
+    const pushed = await pushImage(reg.url, 'podman/app', 'v1', {
+      layers: 2,
+      layerBytes: 8 * 1024,
+      auth: { username: 'admin', password: PASSWORD },
+    });
     const root = await mkdtemp(join(work, 'podman-'));
     const pulled = await podman(root, ['pull', '--tls-verify=false', `${reg.host}/podman/app:v1`]);
     const imageId = pulled.stdout.trim().split('\n').pop() ?? '';
@@ -156,16 +228,41 @@ describe.skipIf(!need.ok)('registry with real clients', () => {
   });
 
   it('skopeo copies between our registry and Docker Distribution both ways with identical digests', async () => {
-    const image = makeImage({ layers: 2, layerBytes: 16 * 1024, platforms: ['linux/amd64', 'linux/arm64'] });
-    await pushImage(reg.url, 'peer/app', 'v1', { image, auth: { username: 'admin', password: PASSWORD } });
-    await skopeo(['copy', '--all', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${reg.host}/peer/app:v1`, `docker://${peer.host}/peer/app:v1`]);
+    const image = makeImage({
+      layers: 2,
+      layerBytes: 16 * 1024,
+      platforms: ['linux/amd64', 'linux/arm64'],
+    });
+    await pushImage(reg.url, 'peer/app', 'v1', {
+      image,
+      auth: { username: 'admin', password: PASSWORD },
+    });
+    await skopeo([
+      'copy',
+      '--all',
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      `docker://${reg.host}/peer/app:v1`,
+      `docker://${peer.host}/peer/app:v1`,
+    ]);
     const theirs = await rawManifest(`docker://${peer.host}/peer/app:v1`);
     expect(sha256(theirs)).toBe(image.index?.digest);
-    await skopeo(['copy', '--all', '--src-tls-verify=false', '--dest-tls-verify=false', '--dest-creds', creds, `docker://${peer.host}/peer/app:v1`, `docker://${reg.host}/peer/back:v1`]);
+    await skopeo([
+      'copy',
+      '--all',
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      creds,
+      `docker://${peer.host}/peer/app:v1`,
+      `docker://${reg.host}/peer/back:v1`,
+    ]);
     const back = await rawManifest(`docker://${reg.host}/peer/back:v1`);
     expect(back).toBe(theirs);
     for (const child of image.images) {
-      const ours = await fetch(`${reg.url}/v2/peer/back/manifests/${child.manifest.digest}`, { method: 'HEAD' });
+      const ours = await fetch(`${reg.url}/v2/peer/back/manifests/${child.manifest.digest}`, {
+        method: 'HEAD',
+      });
       expect(ours.headers.get('docker-content-digest')).toBe(child.manifest.digest);
     }
   });

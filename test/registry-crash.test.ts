@@ -23,7 +23,6 @@ const PASSWORD = 'crash-admin-password';
 const auth = `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`;
 const logger = pino({ level: 'silent' });
 
-
 interface Child {
   url: string;
   proc: ChildProcess;
@@ -32,19 +31,23 @@ interface Child {
 }
 
 async function startChild(dataDir: string, port: number): Promise<Child> {
-  const proc = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', 'services/registry/src/main.ts'], {
-    cwd: repoRoot,
-    env: {
-      ...process.env,
-      FLOTILLA_DATA_DIR: dataDir,
-      FLOTILLA_REGISTRY_PORT: String(port),
-      FLOTILLA_REGISTRY_HOST: '127.0.0.1',
-      FLOTILLA_ADMIN_PASSWORD: PASSWORD,
-      LOG_LEVEL: 'warn',
-      AMQP_URL: '',
+  const proc = spawn(
+    process.execPath,
+    ['--conditions=source', '--import', 'tsx', 'services/registry/src/main.ts'],
+    {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        FLOTILLA_DATA_DIR: dataDir,
+        FLOTILLA_REGISTRY_PORT: String(port),
+        FLOTILLA_REGISTRY_HOST: '127.0.0.1',
+        FLOTILLA_ADMIN_PASSWORD: PASSWORD,
+        LOG_LEVEL: 'warn',
+        AMQP_URL: '',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   let out = '';
   proc.stdout?.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-10_000)));
   proc.stderr?.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-10_000)));
@@ -94,7 +97,10 @@ describe('registry crash safety (kill -9)', () => {
 
   it('during a large streamed upload: restart, fsck clean, the upload resumes or restarts and completes', async () => {
     child = await startChild(dir, port);
-    const start = await fetch(`${child.url}/v2/crash/big/blobs/uploads/`, { method: 'POST', headers: { authorization: auth } });
+    const start = await fetch(`${child.url}/v2/crash/big/blobs/uploads/`, {
+      method: 'POST',
+      headers: { authorization: auth },
+    });
     expect(start.status).toBe(202);
     const location = start.headers.get('location') as string;
 
@@ -140,7 +146,9 @@ describe('registry crash safety (kill -9)', () => {
     const report = await runFsck({ storageDir: storageDir(), logger });
     expect(report.clean).toBe(true);
     expect(report.corrupt).toEqual([]);
-    expect((await fetch(`${child.url}/v2/crash/big/blobs/${expected}`, { method: 'HEAD' })).status).toBe(404);
+    expect(
+      (await fetch(`${child.url}/v2/crash/big/blobs/${expected}`, { method: 'HEAD' })).status,
+    ).toBe(404);
 
     // resume: the session survived the crash; offset says where (bytes past it are dropped)
     const status = await fetch(`${child.url}${location}`, { headers: { authorization: auth } });
@@ -160,7 +168,10 @@ describe('registry crash safety (kill -9)', () => {
       body: rest,
     });
     expect(patch.status).toBe(202);
-    const put = await fetch(`${child.url}${location}?digest=${expected}`, { method: 'PUT', headers: { authorization: auth } });
+    const put = await fetch(`${child.url}${location}?digest=${expected}`, {
+      method: 'PUT',
+      headers: { authorization: auth },
+    });
     expect(put.status).toBe(201);
     const head = await fetch(`${child.url}/v2/crash/big/blobs/${expected}`, { method: 'HEAD' });
     expect(head.headers.get('content-length')).toBe(String(total * block.length));
@@ -171,7 +182,8 @@ describe('registry crash safety (kill -9)', () => {
     child ??= await startChild(dir, port);
     const images = Array.from({ length: 4 }, () => makeImage({ layers: 1, layerBytes: 2048 }));
     const creds = { username: 'admin', password: PASSWORD };
-    for (const [i, image] of images.entries()) await pushImage(child.url, 'crash/tags', `base${i}`, { image, auth: creds });
+    for (const [i, image] of images.entries())
+      await pushImage(child.url, 'crash/tags', `base${i}`, { image, auth: creds });
 
     // a burst of manifest PUTs (new tags) and DELETEs, killed in the middle
     const current = child;
@@ -188,7 +200,12 @@ describe('registry crash safety (kill -9)', () => {
         }).catch(() => undefined),
       );
       if (i % 10 === 5) {
-        operations.push(fetch(`${current.url}/v2/crash/tags/manifests/t${i - 5}`, { method: 'DELETE', headers: { authorization: auth } }).catch(() => undefined));
+        operations.push(
+          fetch(`${current.url}/v2/crash/tags/manifests/t${i - 5}`, {
+            method: 'DELETE',
+            headers: { authorization: auth },
+          }).catch(() => undefined),
+        );
       }
       if (i === 60) setTimeout(() => void current.kill9(), 5);
     }
@@ -199,17 +216,29 @@ describe('registry crash safety (kill -9)', () => {
     const report = await runFsck({ storageDir: storageDir(), logger });
     expect(report.danglingLinks).toEqual([]);
     expect(report.clean).toBe(true);
-    const tags = (await (await fetch(`${child.url}/v2/crash/tags/tags/list`)).json()) as { tags: string[] };
+    const tags = (await (await fetch(`${child.url}/v2/crash/tags/tags/list`)).json()) as {
+      tags: string[];
+    };
     expect(tags.tags.length).toBeGreaterThanOrEqual(4);
     for (const tag of tags.tags) {
       const res = await fetch(`${child.url}/v2/crash/tags/manifests/${tag}`);
       expect(res.status, tag).toBe(200);
-      const manifest = (await res.json()) as { config: { digest: string }; layers: Array<{ digest: string }> };
+      const manifest = (await res.json()) as {
+        config: { digest: string };
+        layers: Array<{ digest: string }>;
+      };
       for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) {
-        expect((await fetch(`${child.url}/v2/crash/tags/blobs/${d}`, { method: 'HEAD' })).status, `${tag} ${d}`).toBe(200);
+        expect(
+          (await fetch(`${child.url}/v2/crash/tags/blobs/${d}`, { method: 'HEAD' })).status,
+          `${tag} ${d}`,
+        ).toBe(200);
       }
     }
-    const again = await pushImage(child.url, 'crash/tags', 'after', { layers: 1, layerBytes: 4096, auth: creds });
+    const again = await pushImage(child.url, 'crash/tags', 'after', {
+      layers: 1,
+      layerBytes: 4096,
+      auth: creds,
+    });
     const res = await fetch(`${child.url}/v2/crash/tags/manifests/after`);
     expect(res.headers.get('docker-content-digest')).toBe(again.digest);
     await child.kill9();

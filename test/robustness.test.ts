@@ -165,16 +165,14 @@ const mediaTypes = fc.constantFrom(
 const body = fc.oneof(
   fc.json({ maxDepth: 4 }),
   fc.uint8Array({ maxLength: 65_536 }).map((bytes) => Buffer.from(bytes)),
-  fc
-    .tuple(digest, fc.integer())
-    .map(([d, size]) =>
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: d, size },
-        layers: [{ digest: d, size }],
-      }),
-    ),
+  fc.tuple(digest, fc.integer()).map(([d, size]) =>
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: d, size },
+      layers: [{ digest: d, size }],
+    }),
+  ),
   fc.constantFrom(
     '',
     '{',

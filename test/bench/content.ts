@@ -38,7 +38,10 @@ const TOKEN = randomBytes(16).toString('hex');
 async function call(base: string, method: string, p: string, body?: unknown): Promise<any> {
   const res = await fetch(`${base}${p}`, {
     method,
-    headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    headers: {
+      authorization: `Bearer ${TOKEN}`,
+      ...(body ? { 'content-type': 'application/json' } : {}),
+    },
     body: body ? JSON.stringify(body) : undefined,
   });
   const json = await res.json();
@@ -54,7 +57,8 @@ async function syncAndWait(base: string, repository: string): Promise<any> {
   for (let i = 0; i < 120; i++) {
     const t = await call(base, 'GET', `/api/v1/tasks/${task.id}?wait=10`);
     if (t.state === 'completed') return t;
-    if (t.state !== 'waiting' && t.state !== 'running') throw new Error(`sync ${t.state}: ${JSON.stringify(t.error)}`);
+    if (t.state !== 'waiting' && t.state !== 'running')
+      throw new Error(`sync ${t.state}: ${JSON.stringify(t.error)}`);
   }
   throw new Error('sync did not finish');
 }
@@ -66,14 +70,26 @@ async function syncFigures(ctx: BenchContext): Promise<BenchRow[]> {
   try {
     ctx.log(`pushing ${images} images × 3 layers of 1 MiB into Docker Distribution`);
     for (let i = 0; i < images; i++) {
-      await pushImage(dist.url, 'bench/app', `t${String(i).padStart(3, '0')}`, { layers: 3, layerBytes: MiB });
+      await pushImage(dist.url, 'bench/app', `t${String(i).padStart(3, '0')}`, {
+        layers: 3,
+        layerBytes: MiB,
+      });
     }
     const host = new URL(dist.url).host;
 
     const skopeoDir = path.join(ctx.workDir, 'skopeo-sync');
     await mkdir(skopeoDir, { recursive: true });
     const skopeo = await timeIt(async () => {
-      const r = await runCommand('skopeo', ['sync', '--src', 'docker', '--dest', 'dir', '--src-tls-verify=false', `${host}/bench/app`, skopeoDir]);
+      const r = await runCommand('skopeo', [
+        'sync',
+        '--src',
+        'docker',
+        '--dest',
+        'dir',
+        '--src-tls-verify=false',
+        `${host}/bench/app`,
+        skopeoDir,
+      ]);
       if (r.code !== 0) throw new Error(`skopeo sync failed: ${r.stderr}`);
     });
     ctx.log(`skopeo sync: ${skopeo.toFixed(2)} s`);
@@ -97,12 +113,20 @@ async function syncFigures(ctx: BenchContext): Promise<BenchRow[]> {
     const ours = await timeIt(async () => {
       first = await syncAndWait(base, 'bench/app');
     });
-    ctx.log(`content sync: ${ours.toFixed(2)} s (${first.result.blobsFetched} blobs, ${(first.result.bytesFetched / MiB).toFixed(0)} MiB)`);
+    ctx.log(
+      `content sync: ${ours.toFixed(2)} s (${first.result.blobsFetched} blobs, ${(first.result.bytesFetched / MiB).toFixed(0)} MiB)`,
+    );
     const resync = await timeIt(() => syncAndWait(base, 'bench/app'));
     ctx.log(`content re-sync: ${resync.toFixed(3)} s`);
     return [
-      ratioRow('content', `sync ${images} images × 3 × 1 MiB vs skopeo sync`, ours, skopeo, 's', { max: 1, text: '≤ 1× skopeo' }),
-      ratioRow('content', 're-sync, nothing changed (vs first sync)', resync, ours, 's', { max: 0.05, text: '< 5%' }),
+      ratioRow('content', `sync ${images} images × 3 × 1 MiB vs skopeo sync`, ours, skopeo, 's', {
+        max: 1,
+        text: '≤ 1× skopeo',
+      }),
+      ratioRow('content', 're-sync, nothing changed (vs first sync)', resync, ours, 's', {
+        max: 0.05,
+        text: '< 5%',
+      }),
     ];
   } finally {
     await content?.stop();
@@ -139,10 +163,21 @@ async function instance(dir: string, upstream: FakeRegistry): Promise<Instance> 
 }
 
 /** Syncs `repository` and promotes `tags` candidate → testing → stable. */
-async function bringToStable(service: ContentService, repository: string, tags: string[]): Promise<void> {
+async function bringToStable(
+  service: ContentService,
+  repository: string,
+  tags: string[],
+): Promise<void> {
   const { synchronizer, promotions, config } = service.parts;
-  await synchronizer.sync({ repository, upstream: { url: config.registry.url } }, noProgress, new AbortController().signal);
-  for (const [from, to] of [['candidate', 'testing'], ['testing', 'stable']] as const) {
+  await synchronizer.sync(
+    { repository, upstream: { url: config.registry.url } },
+    noProgress,
+    new AbortController().signal,
+  );
+  for (const [from, to] of [
+    ['candidate', 'testing'],
+    ['testing', 'stable'],
+  ] as const) {
     await promotions.promote({ repository, tags, from, to, actor: 'bench' });
   }
 }
@@ -162,7 +197,11 @@ async function publishFigures(ctx: BenchContext): Promise<BenchRow[]> {
       const inst = await instance(await mkdtemp(path.join(ctx.workDir, 'empty-')), upstream);
       upstream.addImage(`solo/app${i}`, '1', layer);
       await bringToStable(inst.service, `solo/app${i}`, ['1']);
-      empty.push(await timeIt(() => inst.service.parts.publisher.publish({ channel: 'stable' }, noProgress, signal)));
+      empty.push(
+        await timeIt(() =>
+          inst.service.parts.publisher.publish({ channel: 'stable' }, noProgress, signal),
+        ),
+      );
       await inst.stop();
     }
     ctx.log(`publish 1 image into an empty tree: median ${(median(empty) * 1000).toFixed(1)} ms`);
@@ -175,17 +214,25 @@ async function publishFigures(ctx: BenchContext): Promise<BenchRow[]> {
       for (const t of tags) upstream.addImage(name, t, layer);
       await bringToStable(big.service, name, tags);
     }
-    const initial = await timeIt(() => big.service.parts.publisher.publish({ channel: 'stable' }, noProgress, signal));
+    const initial = await timeIt(() =>
+      big.service.parts.publisher.publish({ channel: 'stable' }, noProgress, signal),
+    );
     ctx.log(`initial publication of ${repos * perRepo} images: ${initial.toFixed(2)} s`);
     const incremental: number[] = [];
     for (let i = 0; i < rounds; i++) {
       const name = `big/app${String(i * 7).padStart(3, '0')}`;
       upstream.addImage(name, `new${i}`, layer);
       await bringToStable(big.service, name, [`new${i}`]);
-      incremental.push(await timeIt(() => big.service.parts.publisher.publish({ channel: 'stable' }, noProgress, signal)));
+      incremental.push(
+        await timeIt(() =>
+          big.service.parts.publisher.publish({ channel: 'stable' }, noProgress, signal),
+        ),
+      );
     }
     await big.stop();
-    ctx.log(`publish 1 new image into ${repos * perRepo}: median ${(median(incremental) * 1000).toFixed(1)} ms`);
+    ctx.log(
+      `publish 1 new image into ${repos * perRepo}: median ${(median(incremental) * 1000).toFixed(1)} ms`,
+    );
     return [
       ratioRow(
         'content',

@@ -55,17 +55,34 @@ async function writeLargeMetadata(root: string, publication: number): Promise<st
         JSON.stringify({
           schemaVersion: 2,
           mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config, size: 1200 },
-          layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer, size: 30_000_000 }],
+          config: {
+            mediaType: 'application/vnd.oci.image.config.v1+json',
+            digest: config,
+            size: 1200,
+          },
+          layers: [
+            {
+              mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+              digest: layer,
+              size: 30_000_000,
+            },
+          ],
         }),
       );
       const digest = sha256(bytes);
-      manifests[digest] = { mediaType: 'application/vnd.oci.image.manifest.v1+json', size: bytes.length, data: bytes.toString('base64') };
+      manifests[digest] = {
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        size: bytes.length,
+        data: bytes.toString('base64'),
+      };
       tags[`v${t}`] = digest;
     }
     const file = join(root, 'repositories', `${name}.json`);
     await mkdir(join(file, '..'), { recursive: true });
-    await writeFile(file, JSON.stringify({ schemaVersion: 1, repository: name, publication, tags, manifests, blobs }));
+    await writeFile(
+      file,
+      JSON.stringify({ schemaVersion: 1, repository: name, publication, tags, manifests, blobs }),
+    );
   }
   return names;
 }
@@ -89,7 +106,10 @@ export default async function craneBench(ctx: BenchContext): Promise<BenchRow[]>
   const rows: BenchRow[] = [];
   const root = join(ctx.workDir, 'tree');
   ctx.log('writing the published tree (1 real image + 10,000 tags of metadata)');
-  const tree = await writePublishedTree(root, { publication: 1, repositories: [{ name: REPO, tags: { '39': {} } }] });
+  const tree = await writePublishedTree(root, {
+    publication: 1,
+    repositories: [{ name: REPO, tags: { '39': {} } }],
+  });
   const names = await writeLargeMetadata(root, 1);
   await writeFile(
     join(root, 'publications', '1.json'),
@@ -138,7 +158,14 @@ export default async function craneBench(ctx: BenchContext): Promise<BenchRow[]>
     const loadSeconds = loadSecondsFrom(crane.output());
     const idleRss = await rssMiB(crane.pid);
     ctx.log(`loaded 10,010 tags in ${loadSeconds.toFixed(3)} s, RSS ${idleRss.toFixed(0)} MiB`);
-    rows.push({ group: 'crane', metric: 'load 10,000 tags / 1,000 repositories', ours: loadSeconds, unit: 's', target: '< 2 s', pass: loadSeconds < 2 });
+    rows.push({
+      group: 'crane',
+      metric: 'load 10,000 tags / 1,000 repositories',
+      ours: loadSeconds,
+      unit: 's',
+      target: '< 2 s',
+      pass: loadSeconds < 2,
+    });
 
     const copy = await runCommand('skopeo', [
       'copy',
@@ -159,10 +186,32 @@ export default async function craneBench(ctx: BenchContext): Promise<BenchRow[]>
     ctx.log(`wrk -t${threads} --latency, ${seconds} s per run`);
     for (const connections of [32, 256]) {
       const headers = { Accept: ACCEPT };
-      const ours = await wrk({ url: `${craneUrl}/v2/${REPO}/manifests/39`, connections, seconds, headers, threads });
-      const blob = await wrk({ url: `${craneUrl}/v2/${REPO}/blobs/${layer}`, connections, seconds, threads });
-      const theirs = await wrk({ url: `${distribution.url}/v2/${REPO}/manifests/39`, connections, seconds, headers, threads });
-      const floor = await wrk({ url: `http://127.0.0.1:${barePort}/`, connections, seconds, threads });
+      const ours = await wrk({
+        url: `${craneUrl}/v2/${REPO}/manifests/39`,
+        connections,
+        seconds,
+        headers,
+        threads,
+      });
+      const blob = await wrk({
+        url: `${craneUrl}/v2/${REPO}/blobs/${layer}`,
+        connections,
+        seconds,
+        threads,
+      });
+      const theirs = await wrk({
+        url: `${distribution.url}/v2/${REPO}/manifests/39`,
+        connections,
+        seconds,
+        headers,
+        threads,
+      });
+      const floor = await wrk({
+        url: `http://127.0.0.1:${barePort}/`,
+        connections,
+        seconds,
+        threads,
+      });
       ctx.log(
         `c=${connections}: crane manifest ${ours.rps.toFixed(0)} req/s (p99 ${ours.p99Ms} ms), blob 307 ${blob.rps.toFixed(0)} req/s (p99 ${blob.p99Ms} ms), Distribution manifest ${theirs.rps.toFixed(0)} req/s (p99 ${theirs.p99Ms} ms), bare node:http ${floor.rps.toFixed(0)} req/s (p99 ${floor.p99Ms} ms)`,
       );
@@ -171,10 +220,14 @@ export default async function craneBench(ctx: BenchContext): Promise<BenchRow[]>
         ['crane blob', blob],
         ['distribution manifest', theirs],
       ] as const) {
-        if (r.non2xx3xx > 0 || r.socketErrors > 0) ctx.log(`  ${what}: ${r.non2xx3xx} non-2xx/3xx, ${r.socketErrors} socket errors`);
+        if (r.non2xx3xx > 0 || r.socketErrors > 0)
+          ctx.log(`  ${what}: ${r.non2xx3xx} non-2xx/3xx, ${r.socketErrors} socket errors`);
       }
       rows.push(
-        ratioRow('crane', `manifest GET by tag, c=${connections}`, ours.rps, theirs.rps, 'req/s', { min: 10, text: '≥ 10× Distribution' }),
+        ratioRow('crane', `manifest GET by tag, c=${connections}`, ours.rps, theirs.rps, 'req/s', {
+          min: 10,
+          text: '≥ 10× Distribution',
+        }),
         {
           group: 'crane',
           metric: `manifest GET p99, c=${connections}`,
@@ -185,14 +238,30 @@ export default async function craneBench(ctx: BenchContext): Promise<BenchRow[]>
           pass: ours.p99Ms < 20,
           note: `peer = bare node:http handler, ${floor.rps.toFixed(0)} req/s; Distribution p99 ${theirs.p99Ms} ms`,
         },
-        ratioRow('crane', `blob GET (307), c=${connections}`, blob.rps, theirs.rps, 'req/s', {
-          min: 10,
-          text: '≥ manifest rate (≥ 10× Distribution)',
-        }, `${(blob.rps / ours.rps).toFixed(2)}× crane's manifest rate`),
+        ratioRow(
+          'crane',
+          `blob GET (307), c=${connections}`,
+          blob.rps,
+          theirs.rps,
+          'req/s',
+          {
+            min: 10,
+            text: '≥ manifest rate (≥ 10× Distribution)',
+          },
+          `${(blob.rps / ours.rps).toFixed(2)}× crane's manifest rate`,
+        ),
       );
     }
     const peakRss = peak.stop();
-    rows.push({ group: 'crane', metric: 'resident memory (peak under load)', ours: peakRss, unit: 'MiB', target: '< 300 MiB', pass: peakRss < 300, note: `idle after load ${idleRss.toFixed(0)} MiB` });
+    rows.push({
+      group: 'crane',
+      metric: 'resident memory (peak under load)',
+      ours: peakRss,
+      unit: 'MiB',
+      target: '< 300 MiB',
+      pass: peakRss < 300,
+      note: `idle after load ${idleRss.toFixed(0)} MiB`,
+    });
   } finally {
     await crane.stop();
     await distribution.stop();

@@ -87,7 +87,9 @@ export async function wrk(opts: WrkOptions): Promise<WrkResult> {
   ];
   for (const [k, v] of Object.entries(opts.headers ?? {})) args.push('-H', `${k}: ${v}`);
   args.push(opts.url);
-  const { stdout, code, stderr } = await runCommand('wrk', args, { timeoutMs: (opts.seconds + 30) * 1000 });
+  const { stdout, code, stderr } = await runCommand('wrk', args, {
+    timeoutMs: (opts.seconds + 30) * 1000,
+  });
   if (code !== 0) throw new Error(`wrk failed (${code}): ${stderr}`);
   const num = (re: RegExp) => {
     const m = re.exec(stdout);
@@ -120,7 +122,11 @@ export async function runCommand(
   opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
 ): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      env: opts.env ?? process.env,
+      cwd: opts.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -183,7 +189,11 @@ export async function startProcess(
   args: string[],
   opts: { env?: NodeJS.ProcessEnv; cwd?: string; readyUrl: string; timeoutMs?: number },
 ): Promise<RunningProcess> {
-  const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd ?? repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, {
+    env: opts.env ?? process.env,
+    cwd: opts.cwd ?? repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
   child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
@@ -220,12 +230,16 @@ export async function startProcess(
  * Node arguments that start a Flotilla service as deployments do (`flotilla serve <service>`,
  * the compiled CLI; `npm run bench` builds first).
  */
-export function serveArgs(service: 'registry' | 'content' | 'crane' | 'mirrors' | 'redirector'): string[] {
+export function serveArgs(
+  service: 'registry' | 'content' | 'crane' | 'mirrors' | 'redirector',
+): string[] {
   return [join(repoRoot, 'services', 'cli', 'dist', 'main.js'), 'serve', service];
 }
 
 /** Starts Docker Distribution (Debian's docker-registry) on a free loopback port. */
-export async function startDockerDistribution(rootDir: string): Promise<RunningProcess & { url: string }> {
+export async function startDockerDistribution(
+  rootDir: string,
+): Promise<RunningProcess & { url: string }> {
   const port = await freePort();
   await mkdir(rootDir, { recursive: true });
   const config = join(rootDir, 'distribution.yml');
@@ -263,6 +277,8 @@ export function ratioRow(
   note?: string,
 ): BenchRow {
   const ratio = theirs === 0 ? Number.POSITIVE_INFINITY : ours / theirs;
-  const pass = (target.min === undefined || ratio >= target.min) && (target.max === undefined || ratio <= target.max);
+  const pass =
+    (target.min === undefined || ratio >= target.min) &&
+    (target.max === undefined || ratio <= target.max);
   return { group, metric, ours, theirs, unit, ratio, target: target.text, pass, note };
 }

@@ -20,14 +20,43 @@ import { createRedirector } from '../../services/redirector/src/redirector.js';
 import { buildSelector } from '../../services/redirector/src/selection/selector.js';
 import { RedirectStatistics } from '../../services/redirector/src/statistics.js';
 import { createAddressSet, parseAddress, parseCidr } from '@flotilla/kit';
-import { freePort, serveArgs, startProcess, wrk, type BenchContext, type BenchRow, type WrkResult } from './lib.js';
+import {
+  freePort,
+  serveArgs,
+  startProcess,
+  wrk,
+  type BenchContext,
+  type BenchRow,
+  type WrkResult,
+} from './lib.js';
 import { seeded } from '../support/seeded.js';
 
 const MIRRORS = 1000;
 const NETBLOCKS_PER_MIRROR = 20;
 const PUBLICATIONS = 100;
 const BLOBS_PER_PUBLICATION = 1000;
-const COUNTRIES = ['US', 'DE', 'FR', 'GB', 'NL', 'SE', 'CZ', 'JP', 'CN', 'IN', 'BR', 'AR', 'ZA', 'AU', 'CA', 'RU', 'IT', 'ES', 'PL', 'KR'];
+const COUNTRIES = [
+  'US',
+  'DE',
+  'FR',
+  'GB',
+  'NL',
+  'SE',
+  'CZ',
+  'JP',
+  'CN',
+  'IN',
+  'BR',
+  'AR',
+  'ZA',
+  'AU',
+  'CA',
+  'RU',
+  'IT',
+  'ES',
+  'PL',
+  'KR',
+];
 
 /** User + system CPU seconds of a process so far (Linux /proc; clock ticks of 1/100 s). */
 async function cpuSeconds(pid: number): Promise<number> {
@@ -36,10 +65,12 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-
 const hex = (random: () => number, length: number): string => {
   let out = '';
-  while (out.length < length) out += Math.floor(random() * 0x100000000).toString(16).padStart(8, '0');
+  while (out.length < length)
+    out += Math.floor(random() * 0x100000000)
+      .toString(16)
+      .padStart(8, '0');
   return out.slice(0, length);
 };
 
@@ -48,11 +79,21 @@ async function writePublications(root: string, random: () => number): Promise<st
   await mkdir(join(root, 'publications'), { recursive: true });
   const sample: string[] = [];
   for (let n = 1; n <= PUBLICATIONS; n += 1) {
-    const newBlobs = Array.from({ length: BLOBS_PER_PUBLICATION }, () => `sha256:${hex(random, 64)}`);
+    const newBlobs = Array.from(
+      { length: BLOBS_PER_PUBLICATION },
+      () => `sha256:${hex(random, 64)}`,
+    );
     sample.push(newBlobs[0]!);
     await writeFile(
       join(root, 'publications', `${n}.json`),
-      JSON.stringify({ schemaVersion: 1, publication: n, channel: 'stable', time: new Date().toISOString(), repositories: ['bench/r'], newBlobs }),
+      JSON.stringify({
+        schemaVersion: 1,
+        publication: n,
+        channel: 'stable',
+        time: new Date().toISOString(),
+        repositories: ['bench/r'],
+        newBlobs,
+      }),
     );
   }
   await writeFile(join(root, 'PUBLICATION'), `${PUBLICATIONS}\n`);
@@ -120,11 +161,21 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
     const started = process.hrtime.bigint();
     await index.refresh();
     indexRuns.push(Number(process.hrtime.bigint() - started) / 1e9);
-    if (index.size !== PUBLICATIONS * BLOBS_PER_PUBLICATION) throw new Error(`index holds ${index.size} blobs`);
+    if (index.size !== PUBLICATIONS * BLOBS_PER_PUBLICATION)
+      throw new Error(`index holds ${index.size} blobs`);
   }
   const indexSeconds = Math.min(...indexRuns);
-  ctx.log(`blob index: 100,000 blobs in ${indexSeconds.toFixed(3)} s (best of 3: ${indexRuns.map((s) => s.toFixed(3)).join(', ')})`);
-  rows.push({ group: 'mirrors', metric: 'blob index build, 100,000 blobs', ours: indexSeconds, unit: 's', target: '< 1 s', pass: indexSeconds < 1 });
+  ctx.log(
+    `blob index: 100,000 blobs in ${indexSeconds.toFixed(3)} s (best of 3: ${indexRuns.map((s) => s.toFixed(3)).join(', ')})`,
+  );
+  rows.push({
+    group: 'mirrors',
+    metric: 'blob index build, 100,000 blobs',
+    ours: indexSeconds,
+    unit: 's',
+    target: '< 1 s',
+    pass: indexSeconds < 1,
+  });
 
   ctx.log(`registering ${MIRRORS} mirrors with ${MIRRORS * NETBLOCKS_PER_MIRROR} netblocks`);
   const docs = await registerMirrors(dataDir, random);
@@ -146,9 +197,23 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
   const pickStarted = process.hrtime.bigint();
   for (let i = 0; i < picks; i += 1) selector.pick(clients[i & 3]!, PUBLICATIONS - (i % 30));
   const pickMicros = Number(process.hrtime.bigint() - pickStarted) / 1e3 / picks;
-  ctx.log(`selector: built in ${(buildSeconds * 1000).toFixed(0)} ms, ${pickMicros.toFixed(2)} µs per pick`);
-  rows.push({ group: 'mirrors', metric: 'selection snapshot build, 1,000 mirrors / 20,000 netblocks', ours: buildSeconds * 1000, unit: 'ms', note: 'swapped on every change' });
-  rows.push({ group: 'mirrors', metric: 'selector pick (in-process)', ours: pickMicros, unit: 'µs', note: 'netblock, ASN, country and global clients mixed' });
+  ctx.log(
+    `selector: built in ${(buildSeconds * 1000).toFixed(0)} ms, ${pickMicros.toFixed(2)} µs per pick`,
+  );
+  rows.push({
+    group: 'mirrors',
+    metric: 'selection snapshot build, 1,000 mirrors / 20,000 netblocks',
+    ours: buildSeconds * 1000,
+    unit: 'ms',
+    note: 'swapped on every change',
+  });
+  rows.push({
+    group: 'mirrors',
+    metric: 'selector pick (in-process)',
+    ours: pickMicros,
+    unit: 'µs',
+    note: 'netblock, ASN, country and global clients mixed',
+  });
 
   // The whole redirect handler without the socket: path, index, X-Forwarded-For, GeoIP (the
   // bundled database), pick, counters, headers. Robust against other load on the machine.
@@ -160,7 +225,13 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
     logger: pino({ level: 'silent' }),
   });
   const hotHex = sampleBlobs[PUBLICATIONS - 5]!.slice(7);
-  const sink = { statusCode: 200, headersSent: false, writeHead: () => sink, end: () => undefined, setHeader: () => undefined };
+  const sink = {
+    statusCode: 200,
+    headersSent: false,
+    writeHead: () => sink,
+    end: () => undefined,
+    setHeader: () => undefined,
+  };
   for (const xff of ['10.0.3.7', '8.8.8.8']) {
     const req = {
       url: `/pub/containers/blobs/sha256/${hotHex.slice(0, 2)}/${hotHex}`,
@@ -174,8 +245,16 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
     const started = process.hrtime.bigint();
     for (let i = 0; i < n; i += 1) redirector.handle(req, sink as unknown as ServerResponse);
     const micros = Number(process.hrtime.bigint() - started) / 1e3 / n;
-    ctx.log(`redirect handler without the socket, client ${xff}: ${micros.toFixed(2)} µs per request`);
-    rows.push({ group: 'mirrors', metric: `redirect handler CPU per request, client ${xff} (in-process)`, ours: micros, unit: 'µs', note: 'no socket; GeoIP from the bundled MMDB' });
+    ctx.log(
+      `redirect handler without the socket, client ${xff}: ${micros.toFixed(2)} µs per request`,
+    );
+    rows.push({
+      group: 'mirrors',
+      metric: `redirect handler CPU per request, client ${xff} (in-process)`,
+      ours: micros,
+      unit: 'µs',
+      note: 'no socket; GeoIP from the bundled MMDB',
+    });
   }
 
   // The mirrors service writes the selection snapshot; the redirector process answers from it.
@@ -200,16 +279,20 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
     },
     readyUrl: `http://127.0.0.1:${mirrorsPort}/readyz`,
   });
-  const service = await startProcess(process.execPath, [...profileArgs, ...extraArgs, ...serveArgs('redirector')], {
-    env: {
-      ...process.env,
-      LOG_LEVEL: 'warn',
-      FLOTILLA_DATA_DIR: dataDir,
-      FLOTILLA_REDIRECTOR_PORT: String(port),
-      FLOTILLA_TRUSTED_PROXIES: '127.0.0.1',
+  const service = await startProcess(
+    process.execPath,
+    [...profileArgs, ...extraArgs, ...serveArgs('redirector')],
+    {
+      env: {
+        ...process.env,
+        LOG_LEVEL: 'warn',
+        FLOTILLA_DATA_DIR: dataDir,
+        FLOTILLA_REDIRECTOR_PORT: String(port),
+        FLOTILLA_TRUSTED_PROXIES: '127.0.0.1',
+      },
+      readyUrl: `${url}/readyz`,
     },
-    readyUrl: `${url}/readyz`,
-  }).catch(async (error: unknown) => {
+  ).catch(async (error: unknown) => {
     await mirrors.stop();
     throw error;
   });
@@ -238,8 +321,12 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
     }
     const blob = sampleBlobs[PUBLICATIONS - 5]!.slice(7);
     const path = `/pub/containers/blobs/sha256/${blob.slice(0, 2)}/${blob}`;
-    const probe = await fetch(`${url}${path}`, { redirect: 'manual', headers: { 'x-forwarded-for': '10.0.3.7' } });
-    if (probe.status !== 302) throw new Error(`redirect answered ${probe.status}: ${await probe.text()}`);
+    const probe = await fetch(`${url}${path}`, {
+      redirect: 'manual',
+      headers: { 'x-forwarded-for': '10.0.3.7' },
+    });
+    if (probe.status !== 302)
+      throw new Error(`redirect answered ${probe.status}: ${await probe.text()}`);
     ctx.log(`probe: 302 to ${probe.headers.get('x-flotilla-mirror')}`);
 
     const cases = [
@@ -270,18 +357,26 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
       const measure = async (which: 'ours' | 'floor'): Promise<void> => {
         const pid = which === 'ours' ? service.pid : bare.pid;
         const before = await cpuSeconds(pid);
-        const result = await wrk({ url: which === 'ours' ? oursUrl : floorUrl, connections, seconds: roundSeconds, headers });
+        const result = await wrk({
+          url: which === 'ours' ? oursUrl : floorUrl,
+          connections,
+          seconds: roundSeconds,
+          headers,
+        });
         cpu[which] += (await cpuSeconds(pid)) - before;
         runs[which].push(result);
       };
       for (let round = 0; round < rounds; round += 1) {
-        const order: Array<'ours' | 'floor'> = round % 2 === 0 ? ['ours', 'floor'] : ['floor', 'ours'];
+        const order: Array<'ours' | 'floor'> =
+          round % 2 === 0 ? ['ours', 'floor'] : ['floor', 'ours'];
         for (const which of order) await measure(which);
       }
       const requests = (results: WrkResult[]) => results.reduce((n, r) => n + r.requests, 0);
       const oursCpuMicros = (cpu.ours / requests(runs.ours)) * 1e6;
       const floorCpuMicros = (cpu.floor / requests(runs.floor)) * 1e6;
-      ctx.log(`  CPU per request: redirector ${oursCpuMicros.toFixed(1)} µs, bare ${floorCpuMicros.toFixed(1)} µs`);
+      ctx.log(
+        `  CPU per request: redirector ${oursCpuMicros.toFixed(1)} µs, bare ${floorCpuMicros.toFixed(1)} µs`,
+      );
       rows.push({
         group: 'mirrors',
         metric: `CPU per redirect, ${c.label}, c=${connections}`,
@@ -293,7 +388,8 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
         pass: floorCpuMicros / oursCpuMicros >= 0.8,
         note: 'server process CPU from /proc over all rounds',
       });
-      const best = (results: WrkResult[]): WrkResult => results.reduce((a, b) => (b.rps > a.rps ? b : a));
+      const best = (results: WrkResult[]): WrkResult =>
+        results.reduce((a, b) => (b.rps > a.rps ? b : a));
       const lowestP99 = (results: WrkResult[]): number => Math.min(...results.map((r) => r.p99Ms));
       const ours = best(runs.ours);
       const floor = best(runs.floor);
@@ -301,7 +397,10 @@ export default async function mirrorsBench(ctx: BenchContext): Promise<BenchRow[
       const medianRatio = ratios[Math.floor(ratios.length / 2)]!;
       ctx.log(
         `  rounds: ${runs.ours
-          .map((r, i) => `${r.rps.toFixed(0)}/${runs.floor[i]!.rps.toFixed(0)} req/s (p99 ${r.p99Ms}/${runs.floor[i]!.p99Ms} ms)`)
+          .map(
+            (r, i) =>
+              `${r.rps.toFixed(0)}/${runs.floor[i]!.rps.toFixed(0)} req/s (p99 ${r.p99Ms}/${runs.floor[i]!.p99Ms} ms)`,
+          )
           .join(', ')}`,
       );
       ctx.log(

@@ -32,7 +32,8 @@ import {
 const MiB = 1024 * 1024;
 const PASSWORD = 'bench-admin-password';
 const AUTH = `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`;
-const ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
+const ACCEPT =
+  'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
 
 interface Target {
   name: 'ours' | 'theirs';
@@ -58,10 +59,14 @@ async function makeFile(path: string, mib: number): Promise<string> {
 }
 
 async function startUpload(t: Target, repo: string): Promise<string> {
-  const res = await request(`${t.url}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: t.headers });
+  const res = await request(`${t.url}/v2/${repo}/blobs/uploads/`, {
+    method: 'POST',
+    headers: t.headers,
+  });
   await res.body.dump();
   const location = res.headers['location'];
-  if (res.statusCode !== 202 || typeof location !== 'string') throw new Error(`${t.name}: upload start ${res.statusCode}`);
+  if (res.statusCode !== 202 || typeof location !== 'string')
+    throw new Error(`${t.name}: upload start ${res.statusCode}`);
   return new URL(location, `${t.url}/`).toString();
 }
 
@@ -129,23 +134,47 @@ http.createServer((req, res) => {
 
 async function sinkPut(url: string, file: string, bytes: number): Promise<number> {
   await settleDisk();
-  const seconds = await timeIt(() => curl(['-o', '/dev/null', '-X', 'PUT', '-T', file, `${url}/put`]));
+  const seconds = await timeIt(() =>
+    curl(['-o', '/dev/null', '-X', 'PUT', '-T', file, `${url}/put`]),
+  );
   return bytes / MiB / seconds;
 }
 
 /** Monolithic PUT of a file; MB/s. */
-async function monolithicPut(t: Target, repo: string, file: string, digest: string, bytes: number): Promise<number> {
+async function monolithicPut(
+  t: Target,
+  repo: string,
+  file: string,
+  digest: string,
+  bytes: number,
+): Promise<number> {
   const location = await startUpload(t, repo);
   const sep = location.includes('?') ? '&' : '?';
   await settleDisk();
   const seconds = await timeIt(() =>
-    curl(['-o', '/dev/null', '-X', 'PUT', '-H', 'Content-Type: application/octet-stream', ...authArgs(t), '-T', file, `${location}${sep}digest=${digest}`]),
+    curl([
+      '-o',
+      '/dev/null',
+      '-X',
+      'PUT',
+      '-H',
+      'Content-Type: application/octet-stream',
+      ...authArgs(t),
+      '-T',
+      file,
+      `${location}${sep}digest=${digest}`,
+    ]),
   );
   return bytes / MiB / seconds;
 }
 
 /** PATCH each in-memory chunk with Content-Range (undici), then PUT ?digest; MB/s over the whole upload. */
-async function chunkedUpload(t: Target, repo: string, chunks: Buffer[], digest: string): Promise<number> {
+async function chunkedUpload(
+  t: Target,
+  repo: string,
+  chunks: Buffer[],
+  digest: string,
+): Promise<number> {
   const total = chunks.reduce((n, c) => n + c.length, 0);
   await settleDisk();
   const seconds = await timeIt(async () => {
@@ -169,7 +198,10 @@ async function chunkedUpload(t: Target, repo: string, chunks: Buffer[], digest: 
       start += chunk.length;
     }
     const sep = location.includes('?') ? '&' : '?';
-    const res = await request(`${location}${sep}digest=${digest}`, { method: 'PUT', headers: t.headers });
+    const res = await request(`${location}${sep}digest=${digest}`, {
+      method: 'PUT',
+      headers: t.headers,
+    });
     await res.body.dump();
     if (res.statusCode !== 201) throw new Error(`${t.name}: final PUT ${res.statusCode}`);
   });
@@ -179,7 +211,9 @@ async function chunkedUpload(t: Target, repo: string, chunks: Buffer[], digest: 
 /** GET of a blob to /dev/null; MB/s. */
 async function blobGet(t: Target, repo: string, digest: string, bytes: number): Promise<number> {
   await settleDisk();
-  const seconds = await timeIt(() => curl(['-o', '/dev/null', ...authArgs(t), `${t.url}/v2/${repo}/blobs/${digest}`]));
+  const seconds = await timeIt(() =>
+    curl(['-o', '/dev/null', ...authArgs(t), `${t.url}/v2/${repo}/blobs/${digest}`]),
+  );
   return bytes / MiB / seconds;
 }
 
@@ -201,9 +235,13 @@ export default async function registryBench(ctx: BenchContext): Promise<BenchRow
   const sinkPort = await freePort();
   const sinkDir = join(ctx.workDir, 'sink');
   await mkdir(sinkDir, { recursive: true });
-  const sink = await startProcess(process.execPath, ['-e', DURABLE_SINK, sinkDir, String(sinkPort)], {
-    readyUrl: `http://127.0.0.1:${sinkPort}/`,
-  }).catch(async (error: unknown) => {
+  const sink = await startProcess(
+    process.execPath,
+    ['-e', DURABLE_SINK, sinkDir, String(sinkPort)],
+    {
+      readyUrl: `http://127.0.0.1:${sinkPort}/`,
+    },
+  ).catch(async (error: unknown) => {
     await ours.stop();
     await theirs.stop();
     throw error;
@@ -224,13 +262,33 @@ export default async function registryBench(ctx: BenchContext): Promise<BenchRow
         layerBytes: 4096,
         ...(t.name === 'ours' ? { auth: { username: 'admin', password: PASSWORD } } : {}),
       });
-      await wrk({ url: `${t.url}/v2/bench/app/manifests/latest`, connections: 32, seconds: 1, headers: { Accept: ACCEPT } });
-      const result = await wrk({ url: `${t.url}/v2/bench/app/manifests/latest`, connections: 32, seconds, headers: { Accept: ACCEPT } });
-      if (result.non2xx3xx > 0) throw new Error(`${t.name}: ${result.non2xx3xx} failed manifest GETs`);
+      await wrk({
+        url: `${t.url}/v2/bench/app/manifests/latest`,
+        connections: 32,
+        seconds: 1,
+        headers: { Accept: ACCEPT },
+      });
+      const result = await wrk({
+        url: `${t.url}/v2/bench/app/manifests/latest`,
+        connections: 32,
+        seconds,
+        headers: { Accept: ACCEPT },
+      });
+      if (result.non2xx3xx > 0)
+        throw new Error(`${t.name}: ${result.non2xx3xx} failed manifest GETs`);
       rps[t.name] = result.rps;
       ctx.log(`manifest GET ${t.name}: ${result.rps.toFixed(0)} req/s (p99 ${result.p99Ms} ms)`);
     }
-    rows.push(ratioRow('registry', 'manifest GET by tag, 32 conns', rps['ours'] ?? 0, rps['theirs'] ?? 0, 'req/s', { min: 5, text: '≥ 5×' }));
+    rows.push(
+      ratioRow(
+        'registry',
+        'manifest GET by tag, 32 conns',
+        rps['ours'] ?? 0,
+        rps['theirs'] ?? 0,
+        'req/s',
+        { min: 5, text: '≥ 5×' },
+      ),
+    );
 
     // 256 MiB blob: monolithic PUT, then GET
     const bigMiB = 256;
@@ -243,16 +301,43 @@ export default async function registryBench(ctx: BenchContext): Promise<BenchRow
     const get: Record<string, number> = { ours: 0, theirs: 0 };
     let sinkRate = 0;
     for (let r = 0; r < repeats; r++) {
-      for (const t of targets) put[t.name] = Math.max(put[t.name] ?? 0, await monolithicPut(t, 'bench/big', big, bigDigest, bigMiB * MiB));
+      for (const t of targets)
+        put[t.name] = Math.max(
+          put[t.name] ?? 0,
+          await monolithicPut(t, 'bench/big', big, bigDigest, bigMiB * MiB),
+        );
       sinkRate = Math.max(sinkRate, await sinkPut(sinkUrl, big, bigMiB * MiB));
     }
     for (let r = 0; r < repeats; r++) {
-      for (const t of targets) get[t.name] = Math.max(get[t.name] ?? 0, await blobGet(t, 'bench/big', bigDigest, bigMiB * MiB));
+      for (const t of targets)
+        get[t.name] = Math.max(
+          get[t.name] ?? 0,
+          await blobGet(t, 'bench/big', bigDigest, bigMiB * MiB),
+        );
     }
-    for (const t of targets) ctx.log(`256 MiB ${t.name}: PUT ${put[t.name]?.toFixed(0)} MB/s, GET ${get[t.name]?.toFixed(0)} MB/s`);
-    rows.push(ratioRow('registry', 'blob GET 256 MiB', get['ours'] ?? 0, get['theirs'] ?? 0, 'MiB/s', { min: 1, text: '≥ 1.0×' }));
-    rows.push(ratioRow('registry', 'monolithic blob PUT 256 MiB', put['ours'] ?? 0, put['theirs'] ?? 0, 'MiB/s', { min: 2.5, text: '≥ 2.5×' }));
-    ctx.log(`256 MiB durable sink (node:http → file, flush-behind, fsync, no digest): PUT ${sinkRate.toFixed(0)} MB/s`);
+    for (const t of targets)
+      ctx.log(
+        `256 MiB ${t.name}: PUT ${put[t.name]?.toFixed(0)} MB/s, GET ${get[t.name]?.toFixed(0)} MB/s`,
+      );
+    rows.push(
+      ratioRow('registry', 'blob GET 256 MiB', get['ours'] ?? 0, get['theirs'] ?? 0, 'MiB/s', {
+        min: 1,
+        text: '≥ 1.0×',
+      }),
+    );
+    rows.push(
+      ratioRow(
+        'registry',
+        'monolithic blob PUT 256 MiB',
+        put['ours'] ?? 0,
+        put['theirs'] ?? 0,
+        'MiB/s',
+        { min: 2.5, text: '≥ 2.5×' },
+      ),
+    );
+    ctx.log(
+      `256 MiB durable sink (node:http → file, flush-behind, fsync, no digest): PUT ${sinkRate.toFixed(0)} MB/s`,
+    );
     rows.push({
       group: 'registry',
       metric: 'monolithic PUT 256 MiB, ours ÷ durable sink',
@@ -270,10 +355,24 @@ export default async function registryBench(ctx: BenchContext): Promise<BenchRow
     const chunkDigest = `sha256:${chunkHash.digest('hex')}`;
     const chunked: Record<string, number> = { ours: 0, theirs: 0 };
     for (let r = 0; r < repeats; r++) {
-      for (const t of targets) chunked[t.name] = Math.max(chunked[t.name] ?? 0, await chunkedUpload(t, 'bench/chunked', chunks, chunkDigest));
+      for (const t of targets)
+        chunked[t.name] = Math.max(
+          chunked[t.name] ?? 0,
+          await chunkedUpload(t, 'bench/chunked', chunks, chunkDigest),
+        );
     }
-    for (const t of targets) ctx.log(`chunked 16 × 16 MiB ${t.name}: ${chunked[t.name]?.toFixed(0)} MB/s`);
-    rows.push(ratioRow('registry', 'chunked upload 16 × 16 MiB', chunked['ours'] ?? 0, chunked['theirs'] ?? 0, 'MiB/s', { min: 2, text: '≥ 2×' }));
+    for (const t of targets)
+      ctx.log(`chunked 16 × 16 MiB ${t.name}: ${chunked[t.name]?.toFixed(0)} MB/s`);
+    rows.push(
+      ratioRow(
+        'registry',
+        'chunked upload 16 × 16 MiB',
+        chunked['ours'] ?? 0,
+        chunked['theirs'] ?? 0,
+        'MiB/s',
+        { min: 2, text: '≥ 2×' },
+      ),
+    );
 
     // RSS while pushing a 2 GiB blob (streamed from memory)
     const hugeMiB = ctx.quick ? 512 : 2048;
@@ -290,15 +389,20 @@ export default async function registryBench(ctx: BenchContext): Promise<BenchRow
         for (let i = 0; i < hugeMiB; i++) yield block;
       })(),
     );
-    const res = await request(`${location}${location.includes('?') ? '&' : '?'}digest=${hugeDigest}`, {
-      method: 'PUT',
-      headers: { ...oursT.headers, 'content-length': String(hugeMiB * MiB) },
-      body,
-    });
+    const res = await request(
+      `${location}${location.includes('?') ? '&' : '?'}digest=${hugeDigest}`,
+      {
+        method: 'PUT',
+        headers: { ...oursT.headers, 'content-length': String(hugeMiB * MiB) },
+        body,
+      },
+    );
     await res.body.dump();
     const peak = sampler.stop();
     if (res.statusCode !== 201) throw new Error(`2 GiB push failed: ${res.statusCode}`);
-    ctx.log(`peak RSS while pushing ${hugeMiB} MiB: ${peak.toFixed(0)} MiB (${before.toFixed(0)} MiB just before)`);
+    ctx.log(
+      `peak RSS while pushing ${hugeMiB} MiB: ${peak.toFixed(0)} MiB (${before.toFixed(0)} MiB just before)`,
+    );
     rows.push({
       group: 'registry',
       metric: `peak RSS while pushing ${hugeMiB === 2048 ? '2 GiB' : `${hugeMiB} MiB`}`,

@@ -17,7 +17,9 @@ const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const modules = wanted.length ? wanted : available;
 const unknown = modules.filter((m) => !available.includes(m));
 if (unknown.length) {
-  console.error(`unknown bench module(s): ${unknown.join(', ')}; available: ${available.join(', ')}`);
+  console.error(
+    `unknown bench module(s): ${unknown.join(', ')}; available: ${available.join(', ')}`,
+  );
   process.exit(2);
 }
 
@@ -45,7 +47,13 @@ for (const name of modules) {
 }
 
 const fmt = (n: number | undefined) =>
-  n === undefined ? '' : Number.isFinite(n) ? (Math.abs(n) >= 100 ? n.toFixed(0) : n.toFixed(2)) : String(n);
+  n === undefined
+    ? ''
+    : Number.isFinite(n)
+      ? Math.abs(n) >= 100
+        ? n.toFixed(0)
+        : n.toFixed(2)
+      : String(n);
 const table = [
   '| group | metric | ours | peer | unit | ratio | target | pass |',
   '|---|---|---:|---:|---|---:|---|---|',

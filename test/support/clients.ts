@@ -87,7 +87,9 @@ export function run(cmd: string, args: string[], options: RunOptions = {}): Prom
 async function checked(cmd: string, args: string[], options?: RunOptions): Promise<RunResult> {
   const result = await run(cmd, args, options);
   if (result.code !== 0) {
-    throw new Error(`${cmd} ${args.join(' ')} exited with ${result.code}:\n${result.stderr.slice(-4000)}`);
+    throw new Error(
+      `${cmd} ${args.join(' ')} exited with ${result.code}:\n${result.stderr.slice(-4000)}`,
+    );
   }
   return result;
 }
@@ -97,12 +99,23 @@ export function skopeo(args: string[], options?: RunOptions): Promise<RunResult>
 }
 
 function storageArgs(tmpRoot: string): string[] {
-  return ['--root', join(tmpRoot, 'root'), '--runroot', join(tmpRoot, 'run'), '--storage-driver', 'vfs'];
+  return [
+    '--root',
+    join(tmpRoot, 'root'),
+    '--runroot',
+    join(tmpRoot, 'run'),
+    '--storage-driver',
+    'vfs',
+  ];
 }
 
 /** podman with private storage under `tmpRoot` (cgroupfs, file events: no systemd needed). */
 export function podman(tmpRoot: string, args: string[], options?: RunOptions): Promise<RunResult> {
-  return checked('podman', [...storageArgs(tmpRoot), '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', ...args], options);
+  return checked(
+    'podman',
+    [...storageArgs(tmpRoot), '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', ...args],
+    options,
+  );
 }
 
 /** buildah with private storage under `tmpRoot`. */

@@ -42,8 +42,9 @@ export interface RunningDistribution {
   stop(): Promise<void>;
 }
 
-
-export async function startDistribution(options: DistributionOptions = {}): Promise<RunningDistribution> {
+export async function startDistribution(
+  options: DistributionOptions = {},
+): Promise<RunningDistribution> {
   const dir = await mkdtemp(join(tmpdir(), 'flotilla-distribution-'));
   const port = await freePort();
   const lines = [
@@ -66,11 +67,19 @@ export async function startDistribution(options: DistributionOptions = {}): Prom
   ];
   if (options.htpasswd) {
     const file = join(dir, 'htpasswd');
-    await writeFile(file, `${options.htpasswd.user}:${bcrypt.hashSync(options.htpasswd.password, 10)}\n`);
+    await writeFile(
+      file,
+      `${options.htpasswd.user}:${bcrypt.hashSync(options.htpasswd.password, 10)}\n`,
+    );
     lines.push('auth:', '  htpasswd:', '    realm: distribution', `    path: ${file}`);
   }
   if (options.notifyUrl) {
-    lines.push('notifications:', '  endpoints:', '    - name: flotilla', `      url: ${options.notifyUrl}`);
+    lines.push(
+      'notifications:',
+      '  endpoints:',
+      '    - name: flotilla',
+      `      url: ${options.notifyUrl}`,
+    );
     const headers = Object.entries(options.notifyHeaders ?? {});
     if (headers.length > 0) {
       lines.push('      headers:');
@@ -81,7 +90,9 @@ export async function startDistribution(options: DistributionOptions = {}): Prom
   const config = join(dir, 'config.yml');
   await writeFile(config, `${lines.join('\n')}\n`);
 
-  const child = spawn(DISTRIBUTION_BINARY, ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(DISTRIBUTION_BINARY, ['serve', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   const collect = (d: Buffer): void => {
     out = (out + d.toString()).slice(-20_000);

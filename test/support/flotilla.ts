@@ -29,7 +29,6 @@ export interface ServicePorts {
   redirector: number;
 }
 
-
 export async function freeServicePorts(): Promise<ServicePorts> {
   return {
     registry: await freePort(),
@@ -40,10 +39,15 @@ export async function freeServicePorts(): Promise<ServicePorts> {
   };
 }
 
-export function flotillaEnv(o: { dataDir: string; ports: ServicePorts; extra?: NodeJS.ProcessEnv }): NodeJS.ProcessEnv {
+export function flotillaEnv(o: {
+  dataDir: string;
+  ports: ServicePorts;
+  extra?: NodeJS.ProcessEnv;
+}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   // Never inherit a developer's suite settings or secrets by accident.
-  for (const k of Object.keys(env)) if (k.startsWith('FLOTILLA_') || k === 'MONGODB_URL' || k === 'AMQP_URL') delete env[k];
+  for (const k of Object.keys(env))
+    if (k.startsWith('FLOTILLA_') || k === 'MONGODB_URL' || k === 'AMQP_URL') delete env[k];
   const mirrors = `http://127.0.0.1:${o.ports.mirrors}`;
   return {
     ...env,
@@ -74,17 +78,23 @@ export interface FlotillaProcess {
 }
 
 /** Waits until every URL answers 200. */
-export async function waitReady(urls: string[], proc?: FlotillaProcess, timeoutMs = 60_000): Promise<void> {
+export async function waitReady(
+  urls: string[],
+  proc?: FlotillaProcess,
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (const url of urls) {
     for (;;) {
-      if (proc && proc.child.exitCode !== null) throw new Error(`flotilla exited early (${proc.child.exitCode}):\n${proc.output()}`);
+      if (proc && proc.child.exitCode !== null)
+        throw new Error(`flotilla exited early (${proc.child.exitCode}):\n${proc.output()}`);
       const ok = await fetch(url, { signal: AbortSignal.timeout(2000) }).then(
         (r) => r.status === 200,
         () => false,
       );
       if (ok) break;
-      if (Date.now() > deadline) throw new Error(`${url} not ready after ${timeoutMs} ms:\n${proc?.output() ?? ''}`);
+      if (Date.now() > deadline)
+        throw new Error(`${url} not ready after ${timeoutMs} ms:\n${proc?.output() ?? ''}`);
       await new Promise((r) => setTimeout(r, 150));
     }
   }
@@ -94,8 +104,16 @@ export async function waitReady(urls: string[], proc?: FlotillaProcess, timeoutM
  * Starts `flotilla <args>` and waits for the readiness of the services it runs (crane only
  * turns ready once a publication exists, so its /healthz is awaited instead).
  */
-export async function startFlotilla(args: string[], env: NodeJS.ProcessEnv, ports: ServicePorts): Promise<FlotillaProcess> {
-  const child = spawn(process.execPath, [...NODE_ARGS, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startFlotilla(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  ports: ServicePorts,
+): Promise<FlotillaProcess> {
+  const child = spawn(process.execPath, [...NODE_ARGS, ...args], {
+    cwd: repoRoot,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   const keep = (d: Buffer) => (out = (out + d.toString()).slice(-40_000));
   child.stdout!.on('data', keep);
@@ -119,7 +137,10 @@ export async function startFlotilla(args: string[], env: NodeJS.ProcessEnv, port
       await exited;
     },
   };
-  const which = args[0] === 'serve' ? [args[1] as keyof ServicePorts] : (['registry', 'crane', 'mirrors', 'content'] as const);
+  const which =
+    args[0] === 'serve'
+      ? [args[1] as keyof ServicePorts]
+      : (['registry', 'crane', 'mirrors', 'content'] as const);
   await waitReady(
     which.map((s) => `http://127.0.0.1:${ports[s]}/${s === 'crane' ? 'healthz' : 'readyz'}`),
     proc,
@@ -128,8 +149,16 @@ export async function startFlotilla(args: string[], env: NodeJS.ProcessEnv, port
 }
 
 /** Runs the CLI; rejects with its one-line error when it exits non-zero (unless `allowFailure`). */
-export async function flotillaCli(env: NodeJS.ProcessEnv, args: string[], o: { allowFailure?: boolean } = {}): Promise<RunResult> {
-  const result = await run(process.execPath, [...NODE_ARGS, ...args], { env, cwd: repoRoot, timeoutMs: 120_000 });
+export async function flotillaCli(
+  env: NodeJS.ProcessEnv,
+  args: string[],
+  o: { allowFailure?: boolean } = {},
+): Promise<RunResult> {
+  const result = await run(process.execPath, [...NODE_ARGS, ...args], {
+    env,
+    cwd: repoRoot,
+    timeoutMs: 120_000,
+  });
   if (result.code !== 0 && !o.allowFailure) {
     throw new Error(`flotilla ${args.join(' ')} exited ${result.code}: ${result.stderr.trim()}`);
   }
@@ -137,7 +166,12 @@ export async function flotillaCli(env: NodeJS.ProcessEnv, args: string[], o: { a
 }
 
 /** Polls `check` until it returns a value other than undefined. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000, intervalMs = 250): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 60_000,
+  intervalMs = 250,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -147,7 +181,8 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     } catch (err) {
       lastError = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }

@@ -70,7 +70,14 @@ function tarWithFile(name: string, content: Buffer): Buffer {
   header.write('0000000\0', 108, 8, 'ascii');
   header.write('0000000\0', 116, 8, 'ascii');
   header.write(`${content.length.toString(8).padStart(11, '0')}\0`, 124, 12, 'ascii');
-  header.write(`${Math.floor(Date.now() / 1000).toString(8).padStart(11, '0')}\0`, 136, 12, 'ascii');
+  header.write(
+    `${Math.floor(Date.now() / 1000)
+      .toString(8)
+      .padStart(11, '0')}\0`,
+    136,
+    12,
+    'ascii',
+  );
   header.write('        ', 148, 8, 'ascii');
   header.write('0', 156, 1, 'ascii');
   header.write('ustar\0', 257, 6, 'ascii');
@@ -113,7 +120,11 @@ export function makeImage(options: MakeImageOptions = {}): TestImage {
           schemaVersion: 2,
           mediaType: OCI_MANIFEST,
           config: { mediaType: OCI_CONFIG, digest: config.digest, size: config.bytes.length },
-          layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.bytes.length })),
+          layers: layers.map((l) => ({
+            mediaType: l.mediaType,
+            digest: l.digest,
+            size: l.bytes.length,
+          })),
         }),
       ),
     );
@@ -152,7 +163,8 @@ export function allBlobs(image: TestImage): Blob[] {
  */
 export async function writeOciLayout(dir: string, image: TestImage, tag: string): Promise<string> {
   await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
-  for (const b of allBlobs(image)) await writeFile(join(dir, 'blobs', 'sha256', b.digest.slice(7)), b.bytes);
+  for (const b of allBlobs(image))
+    await writeFile(join(dir, 'blobs', 'sha256', b.digest.slice(7)), b.bytes);
   await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   await writeFile(
     join(dir, 'index.json'),
@@ -187,26 +199,43 @@ export interface PushedImage {
 }
 
 /** Pushes an image over plain HTTP (monolithic blob uploads, manifests by digest, top by tag). */
-export async function pushImage(url: string, repository: string, tag: string, options: PushOptions = {}): Promise<PushedImage> {
+export async function pushImage(
+  url: string,
+  repository: string,
+  tag: string,
+  options: PushOptions = {},
+): Promise<PushedImage> {
   const image = options.image ?? makeImage(options);
   const headers: Record<string, string> = {};
   if (options.auth) {
-    headers['authorization'] = `Basic ${Buffer.from(`${options.auth.username}:${options.auth.password}`).toString('base64')}`;
+    headers['authorization'] =
+      `Basic ${Buffer.from(`${options.auth.username}:${options.auth.password}`).toString('base64')}`;
   }
   const base = url.replace(/\/+$/, '');
   const putBlob = async (b: Blob): Promise<void> => {
-    const head = await request(`${base}/v2/${repository}/blobs/${b.digest}`, { method: 'HEAD', headers });
+    const head = await request(`${base}/v2/${repository}/blobs/${b.digest}`, {
+      method: 'HEAD',
+      headers,
+    });
     await head.body.dump();
     if (head.statusCode === 200) return;
-    const start = await request(`${base}/v2/${repository}/blobs/uploads/`, { method: 'POST', headers });
+    const start = await request(`${base}/v2/${repository}/blobs/uploads/`, {
+      method: 'POST',
+      headers,
+    });
     await start.body.dump();
     const location = start.headers['location'];
-    if (start.statusCode !== 202 || typeof location !== 'string') throw new Error(`upload start failed: ${start.statusCode}`);
+    if (start.statusCode !== 202 || typeof location !== 'string')
+      throw new Error(`upload start failed: ${start.statusCode}`);
     const target = new URL(location, `${base}/`);
     target.searchParams.set('digest', b.digest);
     const put = await request(target, {
       method: 'PUT',
-      headers: { ...headers, 'content-type': 'application/octet-stream', 'content-length': String(b.bytes.length) },
+      headers: {
+        ...headers,
+        'content-type': 'application/octet-stream',
+        'content-length': String(b.bytes.length),
+      },
       body: b.bytes,
     });
     const text = await put.body.text();

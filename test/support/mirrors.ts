@@ -91,10 +91,21 @@ export async function startMirrors(options: HarnessOptions): Promise<Harness> {
 /** A GET (or other method) without following redirects; returns status, headers and text. */
 export async function fetchRaw(
   url: string,
-  init: { method?: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE' | 'PATCH'; headers?: Record<string, string>; body?: string } = {},
-): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
-  const response = await request(url, { method: init.method ?? 'GET', headers: init.headers, body: init.body });
+  init: {
+    method?: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE' | 'PATCH';
+    headers?: Record<string, string>;
+    body?: string;
+  } = {},
+): Promise<{
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+}> {
+  const response = await request(url, {
+    method: init.method ?? 'GET',
+    headers: init.headers,
+    body: init.body,
+  });
   const text = await response.body.text();
   return { status: response.statusCode, headers: response.headers, text };
 }
-

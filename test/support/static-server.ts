@@ -50,8 +50,12 @@ export interface StaticServer {
 
 const LOOPBACK: Record<AddressFamily, string> = { ipv4: '127.0.0.1', ipv6: '::1' };
 
-export async function startStaticServer(root: string, options: StaticServerOptions = {}): Promise<StaticServer> {
-  const families = options.families && options.families.length > 0 ? options.families : ['ipv4' as const];
+export async function startStaticServer(
+  root: string,
+  options: StaticServerOptions = {},
+): Promise<StaticServer> {
+  const families =
+    options.families && options.families.length > 0 ? options.families : ['ipv4' as const];
   const absoluteRoot = path.resolve(root);
   const requests: string[] = [];
   const sockets = new Set<Socket>();
@@ -99,7 +103,8 @@ export async function startStaticServer(root: string, options: StaticServerOptio
       if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
     }
   }
-  if (servers.length < families.length) throw new Error('static server: could not listen on one port for all families');
+  if (servers.length < families.length)
+    throw new Error('static server: could not listen on one port for all families');
 
   const urls: Partial<Record<AddressFamily, string>> = {};
   for (const family of families) {
@@ -146,7 +151,10 @@ async function serveFile(root: string, req: IncomingMessage, res: ServerResponse
   try {
     const info = await stat(file);
     if (!info.isFile()) throw new Error('not a file');
-    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(info.size) });
+    res.writeHead(200, {
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': String(info.size),
+    });
     if (req.method === 'HEAD') {
       res.end();
       return;

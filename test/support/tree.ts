@@ -106,7 +106,10 @@ export interface WrittenRepository {
   /** every layer and config, by digest */
   blobs: Record<string, Buffer>;
   /** per tag: the image manifests under it (the tag's own digest when it is an image) */
-  images: Record<string, Array<{ digest: string; platform: PlatformSpec; config: string; layers: string[] }>>;
+  images: Record<
+    string,
+    Array<{ digest: string; platform: PlatformSpec; config: string; layers: string[] }>
+  >;
   /** the referrers written, by subject digest */
   referrers: Record<string, string[]>;
   /** the metadata object written to repositories/<name>.json */
@@ -179,7 +182,8 @@ function tarOneFile(name: string, content: Buffer): Buffer {
   const put = (value: string, offset: number, length: number): void => {
     header.write(value, offset, Math.min(Buffer.byteLength(value), length), 'utf8');
   };
-  const octal = (n: number, length: number): string => n.toString(8).padStart(length - 1, '0') + '\0';
+  const octal = (n: number, length: number): string =>
+    n.toString(8).padStart(length - 1, '0') + '\0';
   put(name, 0, 100);
   put(octal(0o644, 8), 100, 8);
   put(octal(0, 8), 108, 8);
@@ -219,12 +223,19 @@ function buildImage(
   const layers: Array<{ mediaType: string; digest: string; size: number }> = [];
   const diffIds: string[] = [];
   for (let i = 0; i < layerCount; i++) {
-    const tar = tarOneFile(`layer-${i}-${randomBytes(4).toString('hex')}.bin`, randomBytes(layerSize));
+    const tar = tarOneFile(
+      `layer-${i}-${randomBytes(4).toString('hex')}.bin`,
+      randomBytes(layerSize),
+    );
     diffIds.push(sha256Digest(tar));
     const gz = gzipSync(tar);
     const digest = addBlob(ctx, gz);
     repo.blobs[digest] = gz;
-    layers.push({ mediaType: flavour === 'oci' ? MT.ociLayer : MT.dockerLayer, digest, size: gz.length });
+    layers.push({
+      mediaType: flavour === 'oci' ? MT.ociLayer : MT.dockerLayer,
+      digest,
+      size: gz.length,
+    });
   }
   const configBytes = Buffer.from(
     JSON.stringify({
@@ -260,7 +271,11 @@ function buildImage(
   return { digest, bytes, mediaType, layers: layers.map((l) => l.digest), config: configDigest };
 }
 
-function buildRepository(ctx: BuildContext, spec: RepositorySpec, publication: number): WrittenRepository {
+function buildRepository(
+  ctx: BuildContext,
+  spec: RepositorySpec,
+  publication: number,
+): WrittenRepository {
   const repo: WrittenRepository = {
     name: spec.name,
     tags: {},
@@ -277,7 +292,9 @@ function buildRepository(ctx: BuildContext, spec: RepositorySpec, publication: n
       const platform = manifestSpec.platforms?.[0] ?? DEFAULT_PLATFORMS[0]!;
       const image = buildImage(ctx, repo, flavour, platform, manifestSpec);
       repo.tags[tag] = image.digest;
-      repo.images[tag] = [{ digest: image.digest, platform, config: image.config, layers: image.layers }];
+      repo.images[tag] = [
+        { digest: image.digest, platform, config: image.config, layers: image.layers },
+      ];
       continue;
     }
     const platforms = manifestSpec.platforms ?? DEFAULT_PLATFORMS;
@@ -310,7 +327,8 @@ function buildRepository(ctx: BuildContext, spec: RepositorySpec, publication: n
   }
   for (const artifact of spec.artifacts ?? []) {
     const subjectDigest = repo.tags[artifact.subjectTag];
-    if (!subjectDigest) throw new Error(`artifact subject tag ${artifact.subjectTag} is not in ${spec.name}`);
+    if (!subjectDigest)
+      throw new Error(`artifact subject tag ${artifact.subjectTag} is not in ${spec.name}`);
     const subject = repo.manifests[subjectDigest]!;
     const payload = randomBytes(64);
     const payloadDigest = addBlob(ctx, payload);
@@ -325,8 +343,14 @@ function buildRepository(ctx: BuildContext, spec: RepositorySpec, publication: n
         mediaType: MT.ociManifest,
         artifactType,
         config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: emptyDigest, size: 2 },
-        layers: [{ mediaType: 'application/octet-stream', digest: payloadDigest, size: payload.length }],
-        subject: { mediaType: subject.mediaType, digest: subjectDigest, size: subject.bytes.length },
+        layers: [
+          { mediaType: 'application/octet-stream', digest: payloadDigest, size: payload.length },
+        ],
+        subject: {
+          mediaType: subject.mediaType,
+          digest: subjectDigest,
+          size: subject.bytes.length,
+        },
         annotations: { 'org.example.kind': 'test-referrer' },
       }),
     );
@@ -368,7 +392,10 @@ export async function writePublishedTree(root: string, spec: TreeSpec): Promise<
   newBlobs.sort();
   const viewDir = spec.layout === 'channels' ? path.join(root, 'channels', channel) : root;
   for (const repo of Object.values(repositories)) {
-    await writeAtomically(path.join(viewDir, 'repositories', `${repo.name}.json`), JSON.stringify(repo.metadata));
+    await writeAtomically(
+      path.join(viewDir, 'repositories', `${repo.name}.json`),
+      JSON.stringify(repo.metadata),
+    );
   }
   await writeAtomically(
     path.join(root, 'publications', `${spec.publication}.json`),
@@ -382,7 +409,8 @@ export async function writePublishedTree(root: string, spec: TreeSpec): Promise<
     }),
   );
   if (!spec.withoutMarker) {
-    if (spec.layout === 'channels') await writeAtomically(path.join(viewDir, 'PUBLICATION'), `${spec.publication}\n`);
+    if (spec.layout === 'channels')
+      await writeAtomically(path.join(viewDir, 'PUBLICATION'), `${spec.publication}\n`);
     await writeAtomically(path.join(root, 'PUBLICATION'), `${spec.publication}\n`);
   }
   return { root, publication: spec.publication, channel, repositories, newBlobs };
@@ -394,6 +422,10 @@ export async function writePublicationMarker(root: string, publication: number):
 }
 
 /** Overwrites repositories/<name>.json with arbitrary bytes (to test corrupt metadata). */
-export async function writeRawRepositoryMetadata(root: string, name: string, bytes: string | Buffer): Promise<void> {
+export async function writeRawRepositoryMetadata(
+  root: string,
+  name: string,
+  bytes: string | Buffer,
+): Promise<void> {
   await writeAtomically(path.join(root, 'repositories', `${name}.json`), bytes);
 }

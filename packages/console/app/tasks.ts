@@ -1,4 +1,10 @@
-import { content, ProblemError, type Publication, type PublicationDetail, type Task } from './api.js';
+import {
+  content,
+  ProblemError,
+  type Publication,
+  type PublicationDetail,
+  type Task,
+} from './api.js';
 import {
   digestCode,
   field,
@@ -73,13 +79,19 @@ function publicationDetail(p: Publication): HTMLElement {
       .then((detail) => {
         body.replaceChildren(
           h('p', {}, `Repositories: ${detail.repositories.join(', ') || '—'}`),
-          h('ul', { class: 'plain' }, detail.newBlobs.map((d) => h('li', {}, digestCode(d)))),
+          h(
+            'ul',
+            { class: 'plain' },
+            detail.newBlobs.map((d) => h('li', {}, digestCode(d))),
+          ),
           ...(detail.next ? [h('p', {}, `and more (first ${detail.newBlobs.length} shown)`)] : []),
         );
       })
       .catch((err: unknown) => {
         loaded = false;
-        body.replaceChildren(h('p', { role: 'alert' }, err instanceof Error ? err.message : String(err)));
+        body.replaceChildren(
+          h('p', { role: 'alert' }, err instanceof Error ? err.message : String(err)),
+        );
       });
   });
   return details;

@@ -5,9 +5,20 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import express, { type ErrorRequestHandler, type Express, type Request, type RequestHandler } from 'express';
+import express, {
+  type ErrorRequestHandler,
+  type Express,
+  type Request,
+  type RequestHandler,
+} from 'express';
 import type { Logger } from 'pino';
-import { errorFormatForPath, HttpProblem, problems, writeError, type ErrorFormat } from './errors.js';
+import {
+  errorFormatForPath,
+  HttpProblem,
+  problems,
+  writeError,
+  type ErrorFormat,
+} from './errors.js';
 import type { ServiceMetrics } from './metrics.js';
 import { Readiness, type ReadinessChecks } from './readiness.js';
 
@@ -80,14 +91,21 @@ export function createOperationalEndpoints(options: OperationalEndpointsOptions)
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
-    if (!OPERATIONAL_PATHS.has(path) || (req.method !== 'GET' && req.method !== 'HEAD')) return false;
+    if (!OPERATIONAL_PATHS.has(path) || (req.method !== 'GET' && req.method !== 'HEAD'))
+      return false;
     const started = performance.now();
     const id = resolveRequestId(req.headers['x-request-id']);
     const method = req.method;
     res.once('close', () => {
       const ms = performance.now() - started;
       metrics.observe(path, method, res.statusCode, ms / 1000);
-      const fields: Record<string, unknown> = { reqId: id, method, url, status: res.statusCode, ms: Math.round(ms * 10) / 10 };
+      const fields: Record<string, unknown> = {
+        reqId: id,
+        method,
+        url,
+        status: res.statusCode,
+        ms: Math.round(ms * 10) / 10,
+      };
       if (!res.writableFinished) fields.aborted = true;
       // debug: probes and scrapes would drown the access log
       logger.debug(fields, 'request completed');
@@ -108,9 +126,17 @@ export function createOperationalEndpoints(options: OperationalEndpointsOptions)
     if (path === '/healthz') {
       send(200, JSON_CONTENT_TYPE, health);
     } else if (path === '/readyz') {
-      readiness.run().then((report) => send(report.status === 'ok' ? 200 : 503, JSON_CONTENT_TYPE, JSON.stringify(report)), fail);
+      readiness
+        .run()
+        .then(
+          (report) =>
+            send(report.status === 'ok' ? 200 : 503, JSON_CONTENT_TYPE, JSON.stringify(report)),
+          fail,
+        );
     } else {
-      metrics.registry.metrics().then((text) => send(200, metrics.registry.contentType, text), fail);
+      metrics.registry
+        .metrics()
+        .then((text) => send(200, metrics.registry.contentType, text), fail);
     }
     return true;
   };
@@ -126,7 +152,10 @@ function pathOf(req: Request): string {
   return q === -1 ? url : url.slice(0, q);
 }
 
-export function createServiceApp(options: ServiceAppOptions, mount: (app: Express) => void): ServiceApp {
+export function createServiceApp(
+  options: ServiceAppOptions,
+  mount: (app: Express) => void,
+): ServiceApp {
   const { logger, metrics } = options;
   const app = express();
   app.set('x-powered-by', false);
@@ -137,7 +166,10 @@ export function createServiceApp(options: ServiceAppOptions, mount: (app: Expres
   const readiness =
     options.readiness instanceof Readiness
       ? options.readiness
-      : new Readiness(options.readiness, options.readinessTimeoutMs === undefined ? {} : { timeoutMs: options.readinessTimeoutMs });
+      : new Readiness(
+          options.readiness,
+          options.readinessTimeoutMs === undefined ? {} : { timeoutMs: options.readinessTimeoutMs },
+        );
   app.locals.readiness = readiness;
 
   const chooseFormat = options.errorFormat;
@@ -160,7 +192,12 @@ export function createServiceApp(options: ServiceAppOptions, mount: (app: Expres
     },
   });
 
-  const operational = createOperationalEndpoints({ name: options.name, logger, metrics, readiness });
+  const operational = createOperationalEndpoints({
+    name: options.name,
+    logger,
+    metrics,
+    readiness,
+  });
   app.use((req, res, next) => {
     if (!operational(req, res)) next();
   });
@@ -203,11 +240,19 @@ export function createServiceApp(options: ServiceAppOptions, mount: (app: Expres
       res.destroy();
       return;
     }
-    const rendered = writeError(res, err, { format: formatFor(req), requestId: req.id, instance: pathOf(req) });
+    const rendered = writeError(res, err, {
+      format: formatFor(req),
+      requestId: req.id,
+      instance: pathOf(req),
+    });
     if (rendered === undefined) return;
     if (rendered.unexpected) log.error({ err }, 'failed to handle request');
     else if (rendered.status >= 500) log.warn({ err }, 'request failed');
-    else log.debug({ status: rendered.status, error: err instanceof Error ? err.message : String(err) }, 'request rejected');
+    else
+      log.debug(
+        { status: rendered.status, error: err instanceof Error ? err.message : String(err) },
+        'request rejected',
+      );
   };
   app.use(mapError);
   return Object.assign(app, { operational });
@@ -268,7 +313,10 @@ export function jsonBody(limit?: string | number, options: JsonBodyOptions = {})
       next(problems.unsupportedMediaType('expected a JSON body (Content-Type: application/json)'));
       return;
     }
-    const effective = limit ?? (req.app.get(JSON_LIMIT_SETTING) as string | number | undefined) ?? DEFAULT_JSON_LIMIT;
+    const effective =
+      limit ??
+      (req.app.get(JSON_LIMIT_SETTING) as string | number | undefined) ??
+      DEFAULT_JSON_LIMIT;
     jsonParser(effective, rawBody)(req, res, next);
   };
 }

@@ -1,4 +1,9 @@
-import { createAddressSet, forwardedClient, parseAddress, type ParsedCidr } from './client-address.js';
+import {
+  createAddressSet,
+  forwardedClient,
+  parseAddress,
+  type ParsedCidr,
+} from './client-address.js';
 
 /**
  * Resolves the client address of a request with kit's one parser and X-Forwarded-For walk:

@@ -235,7 +235,11 @@ export function parseSizeBytes(text: string): number | undefined {
 export function sizeBytes() {
   return z.string().transform((raw, ctx): number => {
     const value = parseSizeBytes(raw);
-    if (value === undefined) return fail(ctx, 'must be a size such as 0, 1048576, 64MiB, 2GiB or 500MB (a bare number is bytes)');
+    if (value === undefined)
+      return fail(
+        ctx,
+        'must be a size such as 0, 1048576, 64MiB, 2GiB or 500MB (a bare number is bytes)',
+      );
     return value;
   });
 }

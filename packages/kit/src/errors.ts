@@ -8,7 +8,13 @@
  * answers problem JSON, and a `/v2/` handler throwing `HttpProblem` still answers OCI JSON.
  */
 import { STATUS_CODES, type ServerResponse } from 'node:http';
-import { isOciErrorCode, OCI_ERROR_CATALOG, OciError, ociErrorBody, type OciErrorCode } from '@flotilla/protocol';
+import {
+  isOciErrorCode,
+  OCI_ERROR_CATALOG,
+  OciError,
+  ociErrorBody,
+  type OciErrorCode,
+} from '@flotilla/protocol';
 import { z } from 'zod';
 import { isStorageFullError } from './storage-space.js';
 
@@ -64,7 +70,8 @@ type Extras = Pick<HttpProblemInit, 'extensions' | 'headers' | 'type'>;
 
 /** Shorthands for the common problems. */
 export const problems = {
-  badRequest: (detail: string, extras: Extras = {}) => new HttpProblem({ status: 400, detail, ...extras }),
+  badRequest: (detail: string, extras: Extras = {}) =>
+    new HttpProblem({ status: 400, detail, ...extras }),
   unauthorized: (detail = 'authentication required', extras: Extras = {}) =>
     new HttpProblem({
       status: 401,
@@ -72,8 +79,10 @@ export const problems = {
       ...extras,
       headers: { 'WWW-Authenticate': 'Bearer realm="flotilla"', ...extras.headers },
     }),
-  forbidden: (detail = 'not allowed', extras: Extras = {}) => new HttpProblem({ status: 403, detail, ...extras }),
-  notFound: (detail: string, extras: Extras = {}) => new HttpProblem({ status: 404, detail, ...extras }),
+  forbidden: (detail = 'not allowed', extras: Extras = {}) =>
+    new HttpProblem({ status: 403, detail, ...extras }),
+  notFound: (detail: string, extras: Extras = {}) =>
+    new HttpProblem({ status: 404, detail, ...extras }),
   methodNotAllowed: (allow: readonly string[], extras: Extras = {}) =>
     new HttpProblem({
       status: 405,
@@ -81,18 +90,30 @@ export const problems = {
       ...extras,
       headers: { Allow: allow.join(', '), ...extras.headers },
     }),
-  conflict: (detail: string, extras: Extras = {}) => new HttpProblem({ status: 409, detail, ...extras }),
-  payloadTooLarge: (detail: string, extras: Extras = {}) => new HttpProblem({ status: 413, detail, ...extras }),
-  unsupportedMediaType: (detail: string, extras: Extras = {}) => new HttpProblem({ status: 415, detail, ...extras }),
-  unprocessable: (detail: string, extras: Extras = {}) => new HttpProblem({ status: 422, detail, ...extras }),
-  tooManyRequests: (detail = 'too many requests', retryAfterSeconds?: number, extras: Extras = {}) =>
+  conflict: (detail: string, extras: Extras = {}) =>
+    new HttpProblem({ status: 409, detail, ...extras }),
+  payloadTooLarge: (detail: string, extras: Extras = {}) =>
+    new HttpProblem({ status: 413, detail, ...extras }),
+  unsupportedMediaType: (detail: string, extras: Extras = {}) =>
+    new HttpProblem({ status: 415, detail, ...extras }),
+  unprocessable: (detail: string, extras: Extras = {}) =>
+    new HttpProblem({ status: 422, detail, ...extras }),
+  tooManyRequests: (
+    detail = 'too many requests',
+    retryAfterSeconds?: number,
+    extras: Extras = {},
+  ) =>
     new HttpProblem({
       status: 429,
       detail,
       ...extras,
-      headers: retryAfterSeconds === undefined ? extras.headers : { 'Retry-After': String(retryAfterSeconds), ...extras.headers },
+      headers:
+        retryAfterSeconds === undefined
+          ? extras.headers
+          : { 'Retry-After': String(retryAfterSeconds), ...extras.headers },
     }),
-  serviceUnavailable: (detail: string, extras: Extras = {}) => new HttpProblem({ status: 503, detail, ...extras }),
+  serviceUnavailable: (detail: string, extras: Extras = {}) =>
+    new HttpProblem({ status: 503, detail, ...extras }),
 } as const;
 
 export interface ProblemBody {
@@ -194,10 +215,24 @@ function asOciError(err: unknown): OciError | undefined {
 }
 
 /** body-parser / http-errors client errors: `{status, expose: true, type?}`. */
-function asClientHttpError(err: unknown): { status: number; type?: string; message: string; limit?: unknown } | undefined {
+function asClientHttpError(
+  err: unknown,
+): { status: number; type?: string; message: string; limit?: unknown } | undefined {
   if (typeof err !== 'object' || err === null) return undefined;
-  const e = err as { status?: unknown; statusCode?: unknown; expose?: unknown; type?: unknown; message?: unknown; limit?: unknown };
-  const status = typeof e.status === 'number' ? e.status : typeof e.statusCode === 'number' ? e.statusCode : undefined;
+  const e = err as {
+    status?: unknown;
+    statusCode?: unknown;
+    expose?: unknown;
+    type?: unknown;
+    message?: unknown;
+    limit?: unknown;
+  };
+  const status =
+    typeof e.status === 'number'
+      ? e.status
+      : typeof e.statusCode === 'number'
+        ? e.statusCode
+        : undefined;
   if (status === undefined || status < 400 || status > 499 || e.expose === false) return undefined;
   const out: { status: number; type?: string; message: string; limit?: unknown } = {
     status,
@@ -262,7 +297,10 @@ function normalise(err: unknown): Normalised {
   if (client) {
     let detail = client.message;
     if (client.type === 'entity.too.large') {
-      detail = typeof client.limit === 'number' ? `request body exceeds ${client.limit} bytes` : 'request body too large';
+      detail =
+        typeof client.limit === 'number'
+          ? `request body exceeds ${client.limit} bytes`
+          : 'request body too large';
     } else if (client.type === 'entity.parse.failed') {
       detail = 'malformed JSON body';
     }
@@ -276,7 +314,8 @@ function normalise(err: unknown): Normalised {
   }
   if (isStorageFullError(err)) {
     // a write met a full disk (or the reserve): that one operation fails, nothing is broken
-    const message = (err as Error).name === 'StorageFullError' ? (err as Error).message : 'storage is full';
+    const message =
+      (err as Error).name === 'StorageFullError' ? (err as Error).message : 'storage is full';
     return {
       status: 507,
       title: 'Insufficient Storage',
@@ -301,7 +340,8 @@ export function renderError(err: unknown, context: RenderContext): ErrorResponse
   let body: string;
   if (context.format === 'oci') {
     const entry: { code: string; message: string; detail?: unknown } = { ...n.oci };
-    if (n.unexpected && context.requestId !== undefined) entry.detail = { requestId: context.requestId };
+    if (n.unexpected && context.requestId !== undefined)
+      entry.detail = { requestId: context.requestId };
     body = JSON.stringify({ errors: [entry] } satisfies OciLikeErrorBody);
     headers['Content-Type'] = OCI_ERROR_CONTENT_TYPE;
     headers[DISTRIBUTION_API_VERSION_HEADER] = DISTRIBUTION_API_VERSION;
@@ -327,7 +367,11 @@ export function renderError(err: unknown, context: RenderContext): ErrorResponse
  * express use this so there is still one mapper). Returns undefined when headers were
  * already sent (the caller should then destroy the socket).
  */
-export function writeError(res: ServerResponse, err: unknown, context: RenderContext): ErrorResponse | undefined {
+export function writeError(
+  res: ServerResponse,
+  err: unknown,
+  context: RenderContext,
+): ErrorResponse | undefined {
   const rendered = renderError(err, context);
   if (res.headersSent) return undefined;
   res.statusCode = rendered.status;

@@ -42,7 +42,9 @@ const SECRET_KEYS = [
  */
 const REDACTED_PATHS = [
   ...SECRET_KEYS,
-  ...['config', 'options', 'upstream', 'body'].flatMap((parent) => SECRET_KEYS.map((key) => `${parent}.${key}`)),
+  ...['config', 'options', 'upstream', 'body'].flatMap((parent) =>
+    SECRET_KEYS.map((key) => `${parent}.${key}`),
+  ),
   'headers.authorization',
   'headers.cookie',
   'req.headers.authorization',
@@ -65,7 +67,10 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
       ['LOG_LEVEL'],
     );
   }
-  const pinoOptions: LoggerOptions = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
+  const pinoOptions: LoggerOptions = {
+    level,
+    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+  };
   if (options.name !== undefined) pinoOptions.name = options.name;
   if (options.destination) return pino(pinoOptions, options.destination);
   const format = env.LOG_FORMAT?.trim().toLowerCase();

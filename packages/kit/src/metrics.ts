@@ -31,7 +31,10 @@ export interface CreateMetricsOptions {
   buckets?: readonly number[];
 }
 
-export function createMetrics(serviceName: string, options: CreateMetricsOptions = {}): ServiceMetrics {
+export function createMetrics(
+  serviceName: string,
+  options: CreateMetricsOptions = {},
+): ServiceMetrics {
   const registry = new Registry();
   registry.setDefaultLabels({ service: serviceName });
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });

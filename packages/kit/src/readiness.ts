@@ -13,7 +13,11 @@ export interface ReadinessWarning {
 }
 
 function isWarning(value: unknown): value is ReadinessWarning {
-  return typeof value === 'object' && value !== null && typeof (value as { warning?: unknown }).warning === 'string';
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { warning?: unknown }).warning === 'string'
+  );
 }
 
 export interface ReadinessCheckSpec {
@@ -22,7 +26,8 @@ export interface ReadinessCheckSpec {
   timeoutMs?: number;
 }
 
-export type ReadinessChecks = Readonly<Record<string, ReadinessCheck>> | readonly ReadinessCheckSpec[] | Readiness;
+export type ReadinessChecks =
+  Readonly<Record<string, ReadinessCheck>> | readonly ReadinessCheckSpec[] | Readiness;
 
 export interface ReadinessCheckResult {
   status: 'ok' | 'warn' | 'fail';
@@ -49,9 +54,11 @@ export class Readiness {
     if (checks instanceof Readiness) {
       for (const [name, entry] of checks.#checks) this.#checks.set(name, entry);
     } else if (Array.isArray(checks)) {
-      for (const spec of checks as readonly ReadinessCheckSpec[]) this.add(spec.name, spec.check, spec);
+      for (const spec of checks as readonly ReadinessCheckSpec[])
+        this.add(spec.name, spec.check, spec);
     } else if (checks) {
-      for (const [name, check] of Object.entries(checks as Record<string, ReadinessCheck>)) this.add(name, check);
+      for (const [name, check] of Object.entries(checks as Record<string, ReadinessCheck>))
+        this.add(name, check);
     }
   }
 
@@ -72,7 +79,9 @@ export class Readiness {
 
   async run(): Promise<ReadinessReport> {
     const entries = [...this.#checks];
-    const results = await Promise.all(entries.map(([, { check, timeoutMs }]) => runCheck(check, timeoutMs)));
+    const results = await Promise.all(
+      entries.map(([, { check, timeoutMs }]) => runCheck(check, timeoutMs)),
+    );
     const checks: Record<string, ReadinessCheckResult> = {};
     let ok = true;
     entries.forEach(([name], i) => {
@@ -93,11 +102,16 @@ async function runCheck(check: ReadinessCheck, timeoutMs: number): Promise<Readi
       timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
     });
     const value = await Promise.race([Promise.resolve().then(check), timeout]);
-    if (value === false) return { status: 'fail', ms: elapsed(), error: 'check reported not ready' };
+    if (value === false)
+      return { status: 'fail', ms: elapsed(), error: 'check reported not ready' };
     if (isWarning(value)) return { status: 'warn', ms: elapsed(), detail: value.warning };
     return { status: 'ok', ms: elapsed() };
   } catch (err) {
-    return { status: 'fail', ms: elapsed(), error: err instanceof Error ? err.message : String(err) };
+    return {
+      status: 'fail',
+      ms: elapsed(),
+      error: err instanceof Error ? err.message : String(err),
+    };
   } finally {
     if (timer) clearTimeout(timer);
   }

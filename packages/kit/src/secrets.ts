@@ -34,7 +34,8 @@ export async function loadOrCreateSecret(
 ): Promise<LoadedSecret> {
   const fromEnv = options.env?.trim();
   if (fromEnv) return { value: fromEnv, path: undefined, created: false, source: 'env' };
-  if (!SECRET_FILE_NAME.test(fileName)) throw new Error(`invalid secret file name ${JSON.stringify(fileName)}`);
+  if (!SECRET_FILE_NAME.test(fileName))
+    throw new Error(`invalid secret file name ${JSON.stringify(fileName)}`);
 
   const dir = secretsDir(dataDir);
   const path = join(dir, fileName);
@@ -75,6 +76,7 @@ async function readSecret(path: string): Promise<string | undefined> {
     throw err;
   }
   const value = text.trim();
-  if (value === '') throw new Error(`secret file ${path} is empty; delete it to generate a new secret`);
+  if (value === '')
+    throw new Error(`secret file ${path} is empty; delete it to generate a new secret`);
   return value;
 }

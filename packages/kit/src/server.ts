@@ -83,7 +83,10 @@ function continueWhenRead(req: IncomingMessage, res: ServerResponse): void {
   req.once('resume', send);
 }
 
-export async function listen(handler: RequestListener, options: ListenOptions): Promise<RunningServer> {
+export async function listen(
+  handler: RequestListener,
+  options: ListenOptions,
+): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
   const log = options.logger;
   const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
@@ -98,7 +101,12 @@ export async function listen(handler: RequestListener, options: ListenOptions): 
     handler(req, res);
   };
   const server = createServer(
-    { maxHeaderSize: options.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE, headersTimeout, requestTimeout, keepAliveTimeout },
+    {
+      maxHeaderSize: options.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE,
+      headersTimeout,
+      requestTimeout,
+      keepAliveTimeout,
+    },
     onRequest,
   );
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
@@ -111,7 +119,10 @@ export async function listen(handler: RequestListener, options: ListenOptions): 
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     log.debug({ code: err.code, error: err.message }, 'client connection error');
     if (socket.writable && !socket.writableEnded) {
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      const status =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? '431 Request Header Fields Too Large'
+          : '400 Bad Request';
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     } else {
       socket.destroy();

@@ -1,5 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createAccessLog, createClientIpResolver, parseCidr, type ParsedCidr } from '../src/index.js';
+import {
+  createAccessLog,
+  createClientIpResolver,
+  parseCidr,
+  type ParsedCidr,
+} from '../src/index.js';
 import { capturingLogger, closeAll, serve } from './loopback.js';
 
 afterEach(closeAll);

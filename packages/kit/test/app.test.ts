@@ -31,7 +31,10 @@ function thrower(kind: string): () => never {
       case 'unauthorized':
         throw problems.unauthorized();
       case 'zod':
-        z.object({ repository: z.string(), tags: z.array(z.string()) }).parse({ repository: 1, tags: ['a', 2] });
+        z.object({ repository: z.string(), tags: z.array(z.string()) }).parse({
+          repository: 1,
+          tags: ['a', 2],
+        });
         throw new Error('unreachable');
       default:
         throw new Error('secret internals at /srv/db');
@@ -43,51 +46,72 @@ beforeAll(async () => {
   const metrics = createMetrics('kit-test');
   const readiness = new Readiness({ store: () => readinessState.store }, { timeoutMs: 100 });
   readiness.add('bus', () => undefined);
-  const app = createServiceApp({ name: 'kit-test', logger, metrics, readiness, jsonLimit: '64b' }, (app) => {
-    for (const kind of ['oci', 'problem', 'unauthorized', 'zod', 'crash']) {
-      app.get(`/v2/fail/${kind}`, thrower(kind));
-      app.get(`/api/v1/fail/${kind}`, thrower(kind));
-    }
-    app.get('/api/v1/async-crash', async () => {
-      await Promise.resolve();
-      throw new TypeError('cannot read properties of undefined');
-    });
-    app.get('/api/v1/things/:id', (req, res) => {
-      res.json({ id: req.params.id, requestId: req.id });
-    });
-    app.post('/api/v1/echo', jsonBody(), (req, res) => {
-      res.json({ body: req.body as unknown });
-    });
-    app.post('/api/v1/big', jsonBody('1kb'), (req, res) => {
-      res.json({ keys: Object.keys(req.body as object).length });
-    });
-    app.post('/api/v1/signed', jsonBody(undefined, { rawBody: true }), (req, res) => {
-      res.json({ raw: req.rawBody?.toString('utf8') });
-    });
-    app.post('/api/v1/validated', jsonBody(), (req, res) => {
-      const body = z.object({ name: z.string() }).parse(req.body);
-      res.status(201).json(body);
-    });
-    app.get('/api/v1/partial', (_req, res) => {
-      res.write('partial');
-      throw new Error('failed mid-stream');
-    });
-  });
+  const app = createServiceApp(
+    { name: 'kit-test', logger, metrics, readiness, jsonLimit: '64b' },
+    (app) => {
+      for (const kind of ['oci', 'problem', 'unauthorized', 'zod', 'crash']) {
+        app.get(`/v2/fail/${kind}`, thrower(kind));
+        app.get(`/api/v1/fail/${kind}`, thrower(kind));
+      }
+      app.get('/api/v1/async-crash', async () => {
+        await Promise.resolve();
+        throw new TypeError('cannot read properties of undefined');
+      });
+      app.get('/api/v1/things/:id', (req, res) => {
+        res.json({ id: req.params.id, requestId: req.id });
+      });
+      app.post('/api/v1/echo', jsonBody(), (req, res) => {
+        res.json({ body: req.body as unknown });
+      });
+      app.post('/api/v1/big', jsonBody('1kb'), (req, res) => {
+        res.json({ keys: Object.keys(req.body as object).length });
+      });
+      app.post('/api/v1/signed', jsonBody(undefined, { rawBody: true }), (req, res) => {
+        res.json({ raw: req.rawBody?.toString('utf8') });
+      });
+      app.post('/api/v1/validated', jsonBody(), (req, res) => {
+        const body = z.object({ name: z.string() }).parse(req.body);
+        res.status(201).json(body);
+      });
+      app.get('/api/v1/partial', (_req, res) => {
+        res.write('partial');
+        throw new Error('failed mid-stream');
+      });
+    },
+  );
   server = await serve(app, logger);
 });
 
 afterAll(closeAll);
 
-async function get(path: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET') {
+async function get(
+  path: string,
+  headers: Record<string, string> = {},
+  method: 'GET' | 'HEAD' = 'GET',
+) {
   const res = await request(`${server.url}${path}`, { method, headers });
   const text = await res.body.text();
-  return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) as Record<string, unknown> };
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    text,
+    json: () => JSON.parse(text) as Record<string, unknown>,
+  };
 }
 
 async function post(path: string, body: string, contentType = 'application/json') {
-  const res = await request(`${server.url}${path}`, { method: 'POST', body, headers: { 'content-type': contentType } });
+  const res = await request(`${server.url}${path}`, {
+    method: 'POST',
+    body,
+    headers: { 'content-type': contentType },
+  });
   const text = await res.body.text();
-  return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) as Record<string, unknown> };
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    text,
+    json: () => JSON.parse(text) as Record<string, unknown>,
+  };
 }
 
 describe('error mapper under /v2/ (OCI JSON)', () => {
@@ -97,27 +121,37 @@ describe('error mapper under /v2/ (OCI JSON)', () => {
     expect(r.headers['content-type']).toBe('application/json; charset=utf-8');
     expect(r.headers['docker-distribution-api-version']).toBe('registry/2.0');
     expect(r.headers['x-test']).toBe('yes');
-    expect(r.json()).toEqual({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown', detail: { tag: 'latest' } }] });
+    expect(r.json()).toEqual({
+      errors: [
+        { code: 'MANIFEST_UNKNOWN', message: 'manifest unknown', detail: { tag: 'latest' } },
+      ],
+    });
   });
 
   it('renders HttpProblem as an OCI error', async () => {
     const r = await get('/v2/fail/unauthorized');
     expect(r.status).toBe(401);
     expect(r.headers['www-authenticate']).toBe('Bearer realm="flotilla"');
-    expect(r.json()).toEqual({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] });
+    expect(r.json()).toEqual({
+      errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }],
+    });
   });
 
   it('renders a ZodError as 400 with the issues', async () => {
     const r = await get('/v2/fail/zod');
     expect(r.status).toBe(400);
-    const body = r.json() as { errors: Array<{ code: string; detail: { issues: Array<{ path: string }> } }> };
+    const body = r.json() as {
+      errors: Array<{ code: string; detail: { issues: Array<{ path: string }> } }>;
+    };
     expect(body.errors[0]?.detail.issues.map((i) => i.path)).toEqual(['repository', 'tags[1]']);
   });
 
   it('renders a crash as 500 UNKNOWN with the request id and no stack', async () => {
     const r = await get('/v2/fail/crash', { 'x-request-id': 'crash-v2' });
     expect(r.status).toBe(500);
-    expect(r.json()).toEqual({ errors: [{ code: 'UNKNOWN', message: 'unknown error', detail: { requestId: 'crash-v2' } }] });
+    expect(r.json()).toEqual({
+      errors: [{ code: 'UNKNOWN', message: 'unknown error', detail: { requestId: 'crash-v2' } }],
+    });
     expect(r.text).not.toContain('secret internals');
     expect(r.text).not.toMatch(/\bat .*\.ts/);
   });
@@ -176,29 +210,43 @@ describe('error mapper elsewhere (problem JSON)', () => {
     expect(r.headers['content-type']).toBe('application/problem+json');
     const body = r.json() as { detail: string; issues: Array<{ path: string; message: string }> };
     expect(body.issues).toHaveLength(2);
-    expect(body.issues[0]).toEqual({ path: 'repository', message: expect.stringContaining('expected string') });
+    expect(body.issues[0]).toEqual({
+      path: 'repository',
+      message: expect.stringContaining('expected string'),
+    });
     expect(body.issues[1]?.path).toBe('tags[1]');
     expect(body.detail).toMatch(/^repository: .* \(and 1 more\)$/);
   });
 
-  it.each(['/api/v1/fail/crash', '/api/v1/async-crash'])('renders %s as 500 without internals and logs it', async (path) => {
-    const r = await get(path, { 'x-request-id': `crash-${path.length}` });
-    expect(r.status).toBe(500);
-    const body = r.json();
-    expect(body).toMatchObject({ status: 500, title: 'Internal Server Error', requestId: `crash-${path.length}` });
-    expect(body).not.toHaveProperty('stack');
-    expect(r.text).not.toContain('internals');
-    expect(r.text).not.toContain('undefined');
-    const logged = lines.find((l) => l.reqId === `crash-${path.length}` && l.level === 50);
-    expect(logged?.msg).toBe('failed to handle request');
-    expect((logged?.err as { stack?: string } | undefined)?.stack).toContain('Error');
-  });
+  it.each(['/api/v1/fail/crash', '/api/v1/async-crash'])(
+    'renders %s as 500 without internals and logs it',
+    async (path) => {
+      const r = await get(path, { 'x-request-id': `crash-${path.length}` });
+      expect(r.status).toBe(500);
+      const body = r.json();
+      expect(body).toMatchObject({
+        status: 500,
+        title: 'Internal Server Error',
+        requestId: `crash-${path.length}`,
+      });
+      expect(body).not.toHaveProperty('stack');
+      expect(r.text).not.toContain('internals');
+      expect(r.text).not.toContain('undefined');
+      const logged = lines.find((l) => l.reqId === `crash-${path.length}` && l.level === 50);
+      expect(logged?.msg).toBe('failed to handle request');
+      expect((logged?.err as { stack?: string } | undefined)?.stack).toContain('Error');
+    },
+  );
 
   it('answers an unknown path with a problem 404', async () => {
     const r = await get('/nothing/here');
     expect(r.status).toBe(404);
     expect(r.headers['content-type']).toBe('application/problem+json');
-    expect(r.json()).toMatchObject({ status: 404, title: 'Not Found', detail: 'no route for GET /nothing/here' });
+    expect(r.json()).toMatchObject({
+      status: 404,
+      title: 'Not Found',
+      detail: 'no route for GET /nothing/here',
+    });
   });
 
   it('cuts the connection when the response had already started', async () => {
@@ -218,7 +266,12 @@ describe('request ids and access log', () => {
     expect(r.headers['x-request-id']).toBe('abc-123.x');
     expect(r.json()).toEqual({ id: '7', requestId: 'abc-123.x' });
     const access = lines.find((l) => l.reqId === 'abc-123.x' && l.msg === 'request completed');
-    expect(access).toMatchObject({ method: 'GET', url: '/api/v1/things/7', status: 200, level: 30 });
+    expect(access).toMatchObject({
+      method: 'GET',
+      url: '/api/v1/things/7',
+      status: 200,
+      level: 30,
+    });
     expect(typeof access?.ms).toBe('number');
   });
 
@@ -248,11 +301,17 @@ describe('health, readiness, metrics', () => {
     readinessState = { store: true };
     const ok = await get('/readyz');
     expect(ok.status).toBe(200);
-    expect(ok.json()).toMatchObject({ status: 'ok', checks: { store: { status: 'ok' }, bus: { status: 'ok' } } });
+    expect(ok.json()).toMatchObject({
+      status: 'ok',
+      checks: { store: { status: 'ok' }, bus: { status: 'ok' } },
+    });
     readinessState = { store: false };
     const bad = await get('/readyz');
     expect(bad.status).toBe(503);
-    expect(bad.json()).toMatchObject({ status: 'fail', checks: { store: { status: 'fail' }, bus: { status: 'ok' } } });
+    expect(bad.json()).toMatchObject({
+      status: 'fail',
+      checks: { store: { status: 'fail' }, bus: { status: 'ok' } },
+    });
     readinessState = { store: true };
   });
 
@@ -282,7 +341,11 @@ describe('JSON bodies', () => {
     const r = await post('/api/v1/echo', JSON.stringify({ a: 'x'.repeat(100) }));
     expect(r.status).toBe(413);
     expect(r.headers['content-type']).toBe('application/problem+json');
-    expect(r.json()).toMatchObject({ status: 413, title: 'Payload Too Large', detail: 'request body exceeds 64 bytes' });
+    expect(r.json()).toMatchObject({
+      status: 413,
+      title: 'Payload Too Large',
+      detail: 'request body exceeds 64 bytes',
+    });
   });
 
   it('honours a per-route limit', async () => {
@@ -337,9 +400,15 @@ describe('operational endpoints without express', () => {
   beforeAll(async () => {
     const metrics = createMetrics('lean-test', { defaultMetrics: false });
     const scrape = metrics.registry.metrics.bind(metrics.registry);
-    metrics.registry.metrics = () => (brokenMetrics ? Promise.reject(new Error('collector failed')) : scrape());
+    metrics.registry.metrics = () =>
+      brokenMetrics ? Promise.reject(new Error('collector failed')) : scrape();
     const readiness = new Readiness({ tree: () => ready });
-    const operational = createOperationalEndpoints({ name: 'lean-test', logger, metrics, readiness });
+    const operational = createOperationalEndpoints({
+      name: 'lean-test',
+      logger,
+      metrics,
+      readiness,
+    });
     passedOn = [];
     lean = await serve((req, res) => {
       if (operational(req, res)) return;
@@ -368,18 +437,28 @@ describe('operational endpoints without express', () => {
     ready = false;
     const notReady = await call('/readyz?verbose=1');
     expect(notReady.status).toBe(503);
-    expect(JSON.parse(notReady.text)).toMatchObject({ status: 'fail', checks: { tree: { status: 'fail' } } });
+    expect(JSON.parse(notReady.text)).toMatchObject({
+      status: 'fail',
+      checks: { tree: { status: 'fail' } },
+    });
     ready = true;
     expect((await call('/readyz')).status).toBe(200);
 
     const scraped = await call('/metrics');
     expect(scraped.status).toBe(200);
     expect(scraped.headers['content-type']).toContain('text/plain');
-    expect(scraped.text).toMatch(/flotilla_http_request_duration_seconds_count\{service="lean-test",route="\/readyz",method="GET",status="503"\} 1/);
+    expect(scraped.text).toMatch(
+      /flotilla_http_request_duration_seconds_count\{service="lean-test",route="\/readyz",method="GET",status="503"\} 1/,
+    );
   });
 
   it('leaves every other path and method to the next handler', async () => {
-    for (const [path, method] of [['/healthzz', 'GET'], ['/readyz/x', 'GET'], ['/readyz', 'POST'], ['/', 'GET']] as const) {
+    for (const [path, method] of [
+      ['/healthzz', 'GET'],
+      ['/readyz/x', 'GET'],
+      ['/readyz', 'POST'],
+      ['/', 'GET'],
+    ] as const) {
       expect((await call(path, method)).status).toBe(418);
     }
     expect(passedOn).toEqual(['GET /healthzz', 'GET /readyz/x', 'POST /readyz', 'GET /']);

@@ -92,7 +92,9 @@ describe('loadConfig', () => {
     ['FLOTILLA_WORKERS', '0', 'must be an integer between 1 and 64'],
     ['LOG_LEVEL', 'loud', 'must be one of fatal, error, warn, info, debug, trace, silent'],
   ])('rejects %s=%s', (name, value, expected) => {
-    expect(() => loadConfig(schema, { [name]: value })).toThrow(`invalid configuration: ${name} ${expected}`);
+    expect(() => loadConfig(schema, { [name]: value })).toThrow(
+      `invalid configuration: ${name} ${expected}`,
+    );
   });
 
   it('reports every failing variable, once each', () => {
@@ -101,14 +103,19 @@ describe('loadConfig', () => {
       expect.unreachable();
     } catch (err) {
       expect(err).toBeInstanceOf(ConfigError);
-      expect((err as ConfigError).variables).toEqual(['FLOTILLA_REGISTRY_PORT', 'FLOTILLA_WORKERS']);
+      expect((err as ConfigError).variables).toEqual([
+        'FLOTILLA_REGISTRY_PORT',
+        'FLOTILLA_WORKERS',
+      ]);
       expect((err as Error).message).toMatch(/FLOTILLA_REGISTRY_PORT .*; FLOTILLA_WORKERS /);
     }
   });
 
   it('says a required variable is required', () => {
     const required = z.object({ FLOTILLA_PUBLISH_DIR: z.string() });
-    expect(() => loadConfig(required, {})).toThrow('invalid configuration: FLOTILLA_PUBLISH_DIR is required');
+    expect(() => loadConfig(required, {})).toThrow(
+      'invalid configuration: FLOTILLA_PUBLISH_DIR is required',
+    );
   });
 
   it('never echoes secrets or URL passwords', () => {
@@ -119,14 +126,19 @@ describe('loadConfig', () => {
       loadConfig(schema, { MONGODB_URL: 'http://user:hunter2@db/' });
       expect.unreachable();
     } catch (err) {
-      expect((err as Error).message).toContain('MONGODB_URL must be an absolute mongodb or mongodb+srv URL');
+      expect((err as Error).message).toContain(
+        'MONGODB_URL must be an absolute mongodb or mongodb+srv URL',
+      );
       expect((err as Error).message).not.toContain('hunter2');
     }
   });
 
   it('names the bad item of a list', () => {
     const lists = z.object({ FLOTILLA_HOSTS: csv(host()) });
-    expect(loadConfig(lists, { FLOTILLA_HOSTS: 'a.example, ::1' }).FLOTILLA_HOSTS).toEqual(['a.example', '::1']);
+    expect(loadConfig(lists, { FLOTILLA_HOSTS: 'a.example, ::1' }).FLOTILLA_HOSTS).toEqual([
+      'a.example',
+      '::1',
+    ]);
     expect(() => loadConfig(lists, { FLOTILLA_HOSTS: 'a.example,b c' })).toThrow(
       'FLOTILLA_HOSTS must be a comma-separated list; item 2 ("b c") must be a host name or an IP address',
     );
@@ -158,7 +170,9 @@ describe('exitOnConfigError', () => {
     const exit = vi.spyOn(process, 'exit').mockImplementation((() => {
       throw new Error('exited');
     }) as never);
-    expect(() => exitOnConfigError(new ConfigError('invalid configuration: X is required', ['X']))).toThrow('exited');
+    expect(() =>
+      exitOnConfigError(new ConfigError('invalid configuration: X is required', ['X'])),
+    ).toThrow('exited');
     expect(written).toEqual(['invalid configuration: X is required\n']);
     expect(exit).toHaveBeenCalledWith(78);
   });

@@ -1,24 +1,37 @@
 import { OciError } from '@flotilla/protocol';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMetrics, createServiceApp, problems, renderError, writeError } from '../src/index.js';
+import {
+  createMetrics,
+  createServiceApp,
+  problems,
+  renderError,
+  writeError,
+} from '../src/index.js';
 import { capturingLogger, closeAll, serve } from './loopback.js';
 
 afterEach(closeAll);
 
 async function fetchJson(url: string) {
   const res = await request(url);
-  return { status: res.statusCode, headers: res.headers, body: (await res.body.json()) as Record<string, unknown> };
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    body: (await res.body.json()) as Record<string, unknown>,
+  };
 }
 
 describe('errorFormat option', () => {
   it("'oci' renders OCI JSON on every path, including 404s", async () => {
     const { logger } = capturingLogger();
-    const app = createServiceApp({ name: 'f', logger, metrics: createMetrics('f'), errorFormat: 'oci' }, (app) => {
-      app.get('/anything', () => {
-        throw problems.forbidden('no');
-      });
-    });
+    const app = createServiceApp(
+      { name: 'f', logger, metrics: createMetrics('f'), errorFormat: 'oci' },
+      (app) => {
+        app.get('/anything', () => {
+          throw problems.forbidden('no');
+        });
+      },
+    );
     const s = await serve(app, logger);
     const denied = await fetchJson(`${s.url}/anything`);
     expect(denied.status).toBe(403);
@@ -62,11 +75,21 @@ describe('writeError on a lean node:http path', () => {
     const oci = await fetchJson(`${s.url}/v2/a/blobs/x`);
     expect(oci.status).toBe(404);
     expect(oci.body).toEqual({
-      errors: [{ code: 'BLOB_UNKNOWN', message: 'blob unknown to registry', detail: { digest: 'sha256:0' } }],
+      errors: [
+        {
+          code: 'BLOB_UNKNOWN',
+          message: 'blob unknown to registry',
+          detail: { digest: 'sha256:0' },
+        },
+      ],
     });
     const problem = await fetchJson(`${s.url}/pub/x`);
     expect(problem.status).toBe(404);
-    expect(problem.body).toMatchObject({ code: 'BLOB_UNKNOWN', requestId: 'lean-1', instance: '/pub/x' });
+    expect(problem.body).toMatchObject({
+      code: 'BLOB_UNKNOWN',
+      requestId: 'lean-1',
+      instance: '/pub/x',
+    });
   });
 });
 
@@ -83,9 +106,12 @@ describe('renderError', () => {
   });
 
   it('keeps reserved problem members over extensions', () => {
-    const r = renderError(problems.conflict('real', { extensions: { status: 200, detail: 'fake', policy: 'p' } }), {
-      format: 'problem',
-    });
+    const r = renderError(
+      problems.conflict('real', { extensions: { status: 200, detail: 'fake', policy: 'p' } }),
+      {
+        format: 'problem',
+      },
+    );
     expect(JSON.parse(r.body)).toMatchObject({ status: 409, detail: 'real', policy: 'p' });
   });
 

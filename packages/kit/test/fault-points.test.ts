@@ -10,14 +10,17 @@ describe('fault points', () => {
       name: 'registry.manifest.after-link',
       remaining: 1,
     });
-    expect(parseFaultSpec('publish.after-blobs:3')).toEqual({ name: 'publish.after-blobs', remaining: 3 });
+    expect(parseFaultSpec('publish.after-blobs:3')).toEqual({
+      name: 'publish.after-blobs',
+      remaining: 3,
+    });
     expect(() => parseFaultSpec('Bad Name')).toThrow(/FLOTILLA_FAULT_POINT/);
     expect(() => parseFaultSpec('x:0')).toThrow(/FLOTILLA_FAULT_POINT/);
   });
 
   it('kills the process at the chosen hit of the chosen point, and only there', () => {
     const script = [
-      "const { faultPoint } = await import(process.env.MODULE);",
+      'const { faultPoint } = await import(process.env.MODULE);',
       "faultPoint('other'); console.log('a');",
       "faultPoint('here'); console.log('b');",
       "faultPoint('here'); console.log('c');",

@@ -14,7 +14,9 @@ describe('createLogger', () => {
 
   it('refuses an unknown level naming LOG_LEVEL', () => {
     expect(() => createLogger({ env: { LOG_LEVEL: 'chatty' } })).toThrow(ConfigError);
-    expect(() => createLogger({ env: { LOG_LEVEL: 'chatty' } })).toThrow(/LOG_LEVEL must be one of/);
+    expect(() => createLogger({ env: { LOG_LEVEL: 'chatty' } })).toThrow(
+      /LOG_LEVEL must be one of/,
+    );
   });
 
   it('writes JSON lines with the name and child bindings', () => {
@@ -22,14 +24,26 @@ describe('createLogger', () => {
     logger.child({ component: 'sync' }).info({ repository: 'fedora/httpd' }, 'sync started');
     logger.debug('hidden');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ level: 30, component: 'sync', repository: 'fedora/httpd', msg: 'sync started' });
+    expect(lines[0]).toMatchObject({
+      level: 30,
+      component: 'sync',
+      repository: 'fedora/httpd',
+      msg: 'sync started',
+    });
   });
 });
 
 describe('redaction', () => {
   it('hides secrets at the top level and one object down', () => {
     const { logger, lines } = capturingLogger('info');
-    logger.info({ password: 'p1', config: { FLOTILLA_API_TOKEN: 't1', port: 5000 }, headers: { authorization: 'Basic x' } }, 'started');
+    logger.info(
+      {
+        password: 'p1',
+        config: { FLOTILLA_API_TOKEN: 't1', port: 5000 },
+        headers: { authorization: 'Basic x' },
+      },
+      'started',
+    );
     const text = JSON.stringify(lines[0]);
     expect(text).not.toMatch(/p1|t1|Basic x/);
     expect(lines[0]).toMatchObject({ password: '[redacted]', config: { port: 5000 } });
@@ -51,7 +65,10 @@ describe('Readiness', () => {
     expect(report.status).toBe('fail');
     expect(report.checks.ok?.status).toBe('ok');
     expect(report.checks.throws).toMatchObject({ status: 'fail', error: 'connection refused' });
-    expect(report.checks.false).toMatchObject({ status: 'fail', error: 'check reported not ready' });
+    expect(report.checks.false).toMatchObject({
+      status: 'fail',
+      error: 'check reported not ready',
+    });
     expect(report.checks.hangs).toMatchObject({ status: 'fail', error: 'timed out after 30 ms' });
   });
 

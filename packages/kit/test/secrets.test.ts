@@ -36,7 +36,9 @@ describe('loadOrCreateSecret', () => {
   });
 
   it('agrees on one value when called concurrently', async () => {
-    const results = await Promise.all(Array.from({ length: 8 }, () => loadOrCreateSecret(dataDir, 'webhook-secret')));
+    const results = await Promise.all(
+      Array.from({ length: 8 }, () => loadOrCreateSecret(dataDir, 'webhook-secret')),
+    );
     expect(new Set(results.map((r) => r.value)).size).toBe(1);
     expect(results.filter((r) => r.created).length).toBeLessThanOrEqual(1);
     expect(await readdir(join(dataDir, 'secrets'))).toEqual(['webhook-secret']);

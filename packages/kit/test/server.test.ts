@@ -40,7 +40,9 @@ describe('listen', () => {
   it('rejects when the port is taken', async () => {
     const { logger } = capturingLogger();
     const s = await serve((_req, res) => res.end(), logger);
-    await expect(listen((_req, res) => res.end(), { host: '127.0.0.1', port: s.port, logger })).rejects.toMatchObject({
+    await expect(
+      listen((_req, res) => res.end(), { host: '127.0.0.1', port: s.port, logger }),
+    ).rejects.toMatchObject({
       code: 'EADDRINUSE',
     });
   });
@@ -64,7 +66,10 @@ describe('listen', () => {
       void released.then(() => res.end('finished'));
     }, logger);
 
-    const inflight = request(`${s.url}/slow`).then(async (r) => ({ status: r.statusCode, text: await r.body.text() }));
+    const inflight = request(`${s.url}/slow`).then(async (r) => ({
+      status: r.statusCode,
+      text: await r.body.text(),
+    }));
     await hasArrived;
     const closing = s.close();
     release();
@@ -101,7 +106,9 @@ describe('listen', () => {
     await hasArrived;
     await s.close();
     await expect(hung).rejects.toThrow();
-    expect(lines.some((l) => l.msg === 'drain deadline passed, closing remaining connections')).toBe(true);
+    expect(
+      lines.some((l) => l.msg === 'drain deadline passed, closing remaining connections'),
+    ).toBe(true);
   });
 
   it('close() is idempotent', async () => {
@@ -120,7 +127,11 @@ describe('Expect: 100-continue', () => {
    * `100 Continue` arrives. Resolves, when the server closes the connection (`Connection:
    * close`), with everything it wrote and whether the body went.
    */
-  function expectContinue(port: number, path: string, body: string): Promise<{ text: string; sentBody: boolean }> {
+  function expectContinue(
+    port: number,
+    path: string,
+    body: string,
+  ): Promise<{ text: string; sentBody: boolean }> {
     return new Promise((resolve, reject) => {
       const socket = connect(port, '127.0.0.1');
       let text = '';
@@ -168,7 +179,11 @@ describe('Expect: 100-continue', () => {
       res.writeHead(404, { 'Content-Type': 'text/plain' });
       res.end('unknown upload');
     }, logger);
-    const { text, sentBody } = await expectContinue(s.port, '/v2/x/blobs/uploads/nope', 'a'.repeat(100));
+    const { text, sentBody } = await expectContinue(
+      s.port,
+      '/v2/x/blobs/uploads/nope',
+      'a'.repeat(100),
+    );
     expect(sentBody).toBe(false);
     expect(text.startsWith('HTTP/1.1 404 Not Found\r\n')).toBe(true);
     expect(text).not.toContain('100 Continue');

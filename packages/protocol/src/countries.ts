@@ -24,8 +24,9 @@ const COUNTRIES_BY_CONTINENT: Record<ContinentCode, string> = {
 };
 
 const CONTINENT_OF_COUNTRY: ReadonlyMap<string, ContinentCode> = new Map(
-  (Object.entries(COUNTRIES_BY_CONTINENT) as Array<[ContinentCode, string]>).flatMap(([continent, countries]) =>
-    countries.split(' ').map((country) => [country, continent] as const),
+  (Object.entries(COUNTRIES_BY_CONTINENT) as Array<[ContinentCode, string]>).flatMap(
+    ([continent, countries]) =>
+      countries.split(' ').map((country) => [country, continent] as const),
   ),
 );
 

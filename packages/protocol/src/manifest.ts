@@ -54,7 +54,10 @@ export interface Descriptor {
 }
 
 /** A descriptor as the referrers API lists it (an entry of the returned index's `manifests`). */
-export type ReferrerDescriptor = Pick<Descriptor, 'mediaType' | 'digest' | 'size' | 'artifactType' | 'annotations'>;
+export type ReferrerDescriptor = Pick<
+  Descriptor,
+  'mediaType' | 'digest' | 'size' | 'artifactType' | 'annotations'
+>;
 
 export const ociManifestSchema = z.looseObject({
   schemaVersion: z.literal(2),

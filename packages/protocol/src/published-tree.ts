@@ -118,10 +118,7 @@ export function legacyView(): PublishedView {
 const KEY_ID = /^[a-f0-9]{16}$/;
 
 export type PublishedTreeErrorCode =
-  | 'PUBLICATION_INVALID'
-  | 'MARKER_INVALID'
-  | 'METADATA_INVALID'
-  | 'CHANNEL_INVALID';
+  'PUBLICATION_INVALID' | 'MARKER_INVALID' | 'METADATA_INVALID' | 'CHANNEL_INVALID';
 
 export class PublishedTreeError extends Error {
   readonly code: PublishedTreeErrorCode;

@@ -85,8 +85,12 @@ describe('PublishedPaths', () => {
     expect(testing.channel).toBe('testing');
     expect(testing.marker).toBe('channels/testing/PUBLICATION');
     expect(testing.repositoriesDir).toBe('channels/testing/repositories');
-    expect(testing.repository('fedora/httpd')).toBe('channels/testing/repositories/fedora/httpd.json');
-    expect(PublishedPaths.channelRepository('stable', 'a')).toBe('channels/stable/repositories/a.json');
+    expect(testing.repository('fedora/httpd')).toBe(
+      'channels/testing/repositories/fedora/httpd.json',
+    );
+    expect(PublishedPaths.channelRepository('stable', 'a')).toBe(
+      'channels/stable/repositories/a.json',
+    );
     expect(PublishedPaths.channelMarker('stable')).toBe('channels/stable/PUBLICATION');
     expect(ociCode(() => testing.repository('../x'))).toBe('NAME_INVALID');
     for (const channel of ['', '..', 'a/b', 'Stable', '-x', 'a'.repeat(65), 'x y']) {

@@ -177,12 +177,20 @@ export function buildProgram(): Command {
         emit(repos, flags(cmd), (rs) =>
           table(
             ['repository', 'channels'],
-            rs.map((r) => [r.name, Object.entries(r.channels).map(([c, v]) => `${c}@${v}`).join(' ') || '-']),
+            rs.map((r) => [
+              r.name,
+              Object.entries(r.channels)
+                .map(([c, v]) => `${c}@${v}`)
+                .join(' ') || '-',
+            ]),
           ),
         );
         return;
       }
-      const repo = await client.repository(repository, opts.channel ? { channel: opts.channel } : {});
+      const repo = await client.repository(
+        repository,
+        opts.channel ? { channel: opts.channel } : {},
+      );
       // Signature tags (`sha256-<hex>.sig`) show as the SIGNED BY column of what they sign.
       const shown = (tags: Record<string, string>) =>
         Object.entries(tags).filter(([t]) => !SIGNATURE_TAG.test(t));
@@ -221,12 +229,25 @@ export function buildProgram(): Command {
     .action(
       async (
         repository: string,
-        opts: { from: string; to: string; tags?: string[]; digest?: string; targetTags?: string[]; reason?: string },
+        opts: {
+          from: string;
+          to: string;
+          tags?: string[];
+          digest?: string;
+          targetTags?: string[];
+          reason?: string;
+        },
         cmd: Command,
       ) => {
-        if (!opts.tags && !opts.digest) throw new CliError('promote needs --tags or --digest', EXIT.usage);
+        if (!opts.tags && !opts.digest)
+          throw new CliError('promote needs --tags or --digest', EXIT.usage);
         const result = await content(cmd).promote({ repository, ...opts });
-        emit(result, flags(cmd), (r) => `promoted ${repository} ${opts.from} → ${opts.to}: ${opts.to} is now version ${r.version}`);
+        emit(
+          result,
+          flags(cmd),
+          (r) =>
+            `promoted ${repository} ${opts.from} → ${opts.to}: ${opts.to} is now version ${r.version}`,
+        );
       },
     );
 
@@ -234,17 +255,26 @@ export function buildProgram(): Command {
     .command('publish')
     .description('publish a channel into the published tree')
     .option('--channel <channel>', 'channel to publish', 'stable')
-    .option('--repositories <names>', 'comma-separated: only these repositories (default: all)', csv)
+    .option(
+      '--repositories <names>',
+      'comma-separated: only these repositories (default: all)',
+      csv,
+    )
     .option('--wait', 'follow the task until it ends (exit 1 if it fails)')
-    .action(async (opts: { channel: string; repositories?: string[]; wait?: boolean }, cmd: Command) => {
-      const client = content(cmd);
-      const task = await client.publish({ channel: opts.channel, repositories: opts.repositories });
-      if (!opts.wait) {
-        emit(task, flags(cmd), (t) => `publish task ${t.id} ${t.state}`);
-        return;
-      }
-      await watchTask(client, task.id, flags(cmd));
-    });
+    .action(
+      async (opts: { channel: string; repositories?: string[]; wait?: boolean }, cmd: Command) => {
+        const client = content(cmd);
+        const task = await client.publish({
+          channel: opts.channel,
+          repositories: opts.repositories,
+        });
+        if (!opts.wait) {
+          emit(task, flags(cmd), (t) => `publish task ${t.id} ${t.state}`);
+          return;
+        }
+        await watchTask(client, task.id, flags(cmd));
+      },
+    );
 
   const contentCmd = program.command('content').description('content store operations');
   contentCmd
@@ -438,7 +468,14 @@ export function buildProgram(): Command {
       emit(list, flags(cmd), (ms) =>
         table(
           ['id', 'name', 'country', 'enabled', 'publication', 'base url'],
-          ms.map((m) => [m.id, m.name, m.country, m.enabled ? 'yes' : 'no', m.publication ?? undefined, m.baseUrl]),
+          ms.map((m) => [
+            m.id,
+            m.name,
+            m.country,
+            m.enabled ? 'yes' : 'no',
+            m.publication ?? undefined,
+            m.baseUrl,
+          ]),
         ),
       );
     });
@@ -461,7 +498,14 @@ export function buildProgram(): Command {
       async (
         name: string,
         baseUrl: string,
-        opts: { country: string; netblocks?: string[]; asn?: number; bandwidth?: number; private?: boolean; disabled?: boolean },
+        opts: {
+          country: string;
+          netblocks?: string[];
+          asn?: number;
+          bandwidth?: number;
+          private?: boolean;
+          disabled?: boolean;
+        },
         cmd: Command,
       ) => {
         const { disabled, ...rest } = opts;

@@ -15,13 +15,19 @@ export function renderProgress(view: ProgressView, width = 30): string {
   if (view.total && view.total > 0) {
     const ratio = Math.min(1, Math.max(0, (view.done ?? 0) / view.total));
     const filled = Math.round(ratio * width);
-    parts.push(`[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.round(ratio * 100)).padStart(3)}%`);
+    parts.push(
+      `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.round(ratio * 100)).padStart(3)}%`,
+    );
     parts.push(`${view.done ?? 0}/${view.total}`);
   } else if (view.done !== undefined) {
     parts.push(`${view.done} done`);
   }
   if (view.bytesDone !== undefined) {
-    parts.push(view.bytesTotal ? `${formatBytes(view.bytesDone)}/${formatBytes(view.bytesTotal)}` : formatBytes(view.bytesDone));
+    parts.push(
+      view.bytesTotal
+        ? `${formatBytes(view.bytesDone)}/${formatBytes(view.bytesTotal)}`
+        : formatBytes(view.bytesDone),
+    );
   }
   parts.push(view.state);
   if (view.message) parts.push(view.message);

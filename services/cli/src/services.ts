@@ -26,7 +26,12 @@ export const SERVICE_NAMES = ['registry', 'crane', 'mirrors', 'redirector', 'con
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 /** What `flotilla start` runs; the redirector runs inside mirrors there (mirrors-with-redirector.ts). */
-export const ALL_IN_ONE_SERVICES = ['registry', 'crane', 'mirrors', 'content'] as const satisfies readonly ServiceName[];
+export const ALL_IN_ONE_SERVICES = [
+  'registry',
+  'crane',
+  'mirrors',
+  'content',
+] as const satisfies readonly ServiceName[];
 
 /**
  * Each service's package is loaded only when a command needs it: the CLI's other commands
@@ -61,11 +66,12 @@ const LOADERS: Record<ServiceName, () => Promise<ServiceModule>> = {
     };
   },
   async mirrors() {
-    const [{ loadMirrorsConfig, main }, { loadRedirectorConfig }, { createMirrorsWithRedirector }] = await Promise.all([
-      import('@flotilla/mirrors'),
-      import('@flotilla/redirector'),
-      import('./mirrors-with-redirector.js'),
-    ]);
+    const [{ loadMirrorsConfig, main }, { loadRedirectorConfig }, { createMirrorsWithRedirector }] =
+      await Promise.all([
+        import('@flotilla/mirrors'),
+        import('@flotilla/redirector'),
+        import('./mirrors-with-redirector.js'),
+      ]);
     return {
       configure(env) {
         const config = loadMirrorsConfig(env);
@@ -79,7 +85,8 @@ const LOADERS: Record<ServiceName, () => Promise<ServiceModule>> = {
     };
   },
   async redirector() {
-    const { createRedirectorService, loadRedirectorConfig, main } = await import('@flotilla/redirector');
+    const { createRedirectorService, loadRedirectorConfig, main } =
+      await import('@flotilla/redirector');
     return {
       configure(env) {
         const config = loadRedirectorConfig(env);

@@ -9,11 +9,15 @@ import { run } from '../../../test/support/clients.js';
 import { repoRoot } from '../../../test/support/flotilla.js';
 
 const cli = (args: string[], env: NodeJS.ProcessEnv) =>
-  run(process.execPath, ['--conditions=source', '--import', 'tsx', 'services/cli/src/main.ts', ...args], {
-    cwd: repoRoot,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'silent', ...env },
-    timeoutMs: 60_000,
-  });
+  run(
+    process.execPath,
+    ['--conditions=source', '--import', 'tsx', 'services/cli/src/main.ts', ...args],
+    {
+      cwd: repoRoot,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'silent', ...env },
+      timeoutMs: 60_000,
+    },
+  );
 
 describe('endpoints', () => {
   let dataDir: string;
@@ -25,26 +29,45 @@ describe('endpoints', () => {
   afterAll(() => rm(dataDir, { recursive: true, force: true }));
 
   it('takes flags first, then the environment, then the all-in-one secrets', () => {
-    expect(resolveEndpoint('content', { url: 'http://127.0.0.1:9/', token: 'flag' }, {})).toEqual({ url: 'http://127.0.0.1:9', token: 'flag' });
-    expect(resolveEndpoint('content', {}, { FLOTILLA_API_TOKEN: 'env', FLOTILLA_CONTENT_PORT: '7003', FLOTILLA_DATA_DIR: dataDir })).toEqual({
+    expect(resolveEndpoint('content', { url: 'http://127.0.0.1:9/', token: 'flag' }, {})).toEqual({
+      url: 'http://127.0.0.1:9',
+      token: 'flag',
+    });
+    expect(
+      resolveEndpoint(
+        'content',
+        {},
+        { FLOTILLA_API_TOKEN: 'env', FLOTILLA_CONTENT_PORT: '7003', FLOTILLA_DATA_DIR: dataDir },
+      ),
+    ).toEqual({
       url: 'http://127.0.0.1:7003',
       token: 'env',
     });
-    expect(resolveEndpoint('mirrors', { dataDir }, { FLOTILLA_MIRRORS_URL: 'http://127.0.0.1:8/' })).toEqual({ url: 'http://127.0.0.1:8', token: 'from-file' });
+    expect(
+      resolveEndpoint('mirrors', { dataDir }, { FLOTILLA_MIRRORS_URL: 'http://127.0.0.1:8/' }),
+    ).toEqual({ url: 'http://127.0.0.1:8', token: 'from-file' });
   });
 
   it('says where a token could come from when there is none', () => {
-    expect(() => resolveEndpoint('content', { dataDir: join(dataDir, 'nowhere') }, {})).toThrow(CliError);
-    expect(() => resolveEndpoint('content', { dataDir: join(dataDir, 'nowhere') }, {})).toThrow(/--token.*FLOTILLA_API_TOKEN.*api-token/);
+    expect(() => resolveEndpoint('content', { dataDir: join(dataDir, 'nowhere') }, {})).toThrow(
+      CliError,
+    );
+    expect(() => resolveEndpoint('content', { dataDir: join(dataDir, 'nowhere') }, {})).toThrow(
+      /--token.*FLOTILLA_API_TOKEN.*api-token/,
+    );
   });
 });
 
 describe('progress line', () => {
   it('draws a bar when the total is known and counters otherwise', () => {
-    expect(renderProgress({ state: 'running', done: 1, total: 4, bytesDone: 2048 }, 8)).toBe('[##......]  25%  1/4  2.0 KiB  running');
+    expect(renderProgress({ state: 'running', done: 1, total: 4, bytesDone: 2048 }, 8)).toBe(
+      '[##......]  25%  1/4  2.0 KiB  running',
+    );
     expect(renderProgress({ state: 'completed', done: 9, total: 3 }, 4)).toMatch(/^\[####\] 100%/);
     expect(renderProgress({ state: 'waiting' })).toBe('waiting');
-    expect(renderProgress({ state: 'running', done: 3, message: 'writing blobs' })).toBe('3 done  running  writing blobs');
+    expect(renderProgress({ state: 'running', done: 3, message: 'writing blobs' })).toBe(
+      '3 done  running  writing blobs',
+    );
   });
 });
 
@@ -55,7 +78,10 @@ describe('the flotilla command', () => {
       const r = await cli(['start'], { FLOTILLA_DATA_DIR: dir, FLOTILLA_CRANE_PORT: 'seventy' });
       expect(r.code).toBe(78);
       expect(r.stderr.trim().split('\n')).toEqual([expect.stringContaining('FLOTILLA_CRANE_PORT')]);
-      const served = await cli(['serve', 'mirrors'], { FLOTILLA_DATA_DIR: dir, FLOTILLA_MIRRORS_CRAWL_INTERVAL: 'often' });
+      const served = await cli(['serve', 'mirrors'], {
+        FLOTILLA_DATA_DIR: dir,
+        FLOTILLA_MIRRORS_CRAWL_INTERVAL: 'often',
+      });
       expect(served.code).toBe(78);
       expect(served.stderr).toContain('FLOTILLA_MIRRORS_CRAWL_INTERVAL');
     } finally {
@@ -71,7 +97,21 @@ describe('the flotilla command', () => {
   });
 
   it('refuses a promotion without tags or digest as a usage error', async () => {
-    const r = await cli(['--url', 'http://127.0.0.1:9', '--token', 't', 'promote', 'fedora/httpd', '--from', 'testing', '--to', 'stable'], {});
+    const r = await cli(
+      [
+        '--url',
+        'http://127.0.0.1:9',
+        '--token',
+        't',
+        'promote',
+        'fedora/httpd',
+        '--from',
+        'testing',
+        '--to',
+        'stable',
+      ],
+      {},
+    );
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('--tags or --digest');
   });
@@ -135,7 +175,9 @@ describe('flotilla store repair', () => {
       await writeFile(file, '{"_id":"a","n":1}\n{"_id":"b",\n{"_id":"c","n":3}\n');
       const r = await cli(['store', 'repair', file], {});
       expect(r.code).toBe(0);
-      expect(r.stdout).toMatch(/kept 2 lines, dropped 1 \(lines 2\), copied to .*tasks\.db\.dropped-/);
+      expect(r.stdout).toMatch(
+        /kept 2 lines, dropped 1 \(lines 2\), copied to .*tasks\.db\.dropped-/,
+      );
       expect(await readFile(file, 'utf8')).toBe('{"_id":"a","n":1}\n{"_id":"c","n":3}\n');
       const copies = (await readdir(dir)).filter((f) => f.startsWith('tasks.db.dropped-'));
       expect(copies).toHaveLength(1);
@@ -156,14 +198,31 @@ describe('content gc', () => {
     const { startContent, ADMIN } = await import('../../content/test/harness.js');
     const content = await startContent();
     try {
-      const dry = await cli(['--url', content.url, '--token', ADMIN, 'content', 'gc', '--dry-run'], {});
+      const dry = await cli(
+        ['--url', content.url, '--token', ADMIN, 'content', 'gc', '--dry-run'],
+        {},
+      );
       expect(dry.code, dry.stderr).toBe(0);
-      expect(dry.stdout.trim()).toBe('would remove 0 versions, 0 manifests, 0 blobs (0 B), 0 stale downloads');
-      const real = await cli(['--url', content.url, '--token', ADMIN, '--json', 'content', 'gc'], {});
+      expect(dry.stdout.trim()).toBe(
+        'would remove 0 versions, 0 manifests, 0 blobs (0 B), 0 stale downloads',
+      );
+      const real = await cli(
+        ['--url', content.url, '--token', ADMIN, '--json', 'content', 'gc'],
+        {},
+      );
       expect(real.code, real.stderr).toBe(0);
-      expect(JSON.parse(real.stdout)).toMatchObject({ dryRun: false, versions: 0, manifests: 0, blobs: 0, bytes: 0 });
+      expect(JSON.parse(real.stdout)).toMatchObject({
+        dryRun: false,
+        versions: 0,
+        manifests: 0,
+        blobs: 0,
+        bytes: 0,
+      });
       const tasks = (await content.api('GET', '/api/v1/tasks?kind=gc')).body.tasks;
-      expect(tasks.map((t: { params: { dryRun: boolean } }) => t.params.dryRun).sort()).toEqual([false, true]);
+      expect(tasks.map((t: { params: { dryRun: boolean } }) => t.params.dryRun).sort()).toEqual([
+        false,
+        true,
+      ]);
     } finally {
       await content.stop();
     }

@@ -71,33 +71,75 @@ export class ContentClient {
 
   /** Every repository (with `channel`: only those with content in that channel). */
   async repositories(query: { channel?: string; q?: string } = {}): Promise<RepositorySummary[]> {
-    return (await this.call<{ repositories: RepositorySummary[] }>('GET', '/api/v1/repositories', undefined, query)).repositories;
+    return (
+      await this.call<{ repositories: RepositorySummary[] }>(
+        'GET',
+        '/api/v1/repositories',
+        undefined,
+        query,
+      )
+    ).repositories;
   }
 
-  repository(name: string, query: { channel?: string; version?: number; compare?: number } = {}): Promise<RepositoryDetail> {
+  repository(
+    name: string,
+    query: { channel?: string; version?: number; compare?: number } = {},
+  ): Promise<RepositoryDetail> {
     return this.call('GET', `/api/v1/repositories/${name}`, undefined, query);
   }
 
-  sync(input: { repository: string; upstream?: { url: string; repository?: string; username?: string; password?: string }; includeTags?: string[]; excludeTags?: string[]; mirror?: boolean; allowEmpty?: boolean; signedOnly?: boolean }): Promise<TaskView> {
+  sync(input: {
+    repository: string;
+    upstream?: { url: string; repository?: string; username?: string; password?: string };
+    includeTags?: string[];
+    excludeTags?: string[];
+    mirror?: boolean;
+    allowEmpty?: boolean;
+    signedOnly?: boolean;
+  }): Promise<TaskView> {
     return this.call<{ task: TaskView }>('POST', '/api/v1/syncs', input).then((r) => r.task);
   }
 
   promote(input: PromoteInput): Promise<ChangeOutcome> {
-    const body: Record<string, unknown> = { repository: input.repository, from: input.from, to: input.to };
-    for (const key of ['tags', 'digest', 'targetTags', 'reason'] as const) if (input[key] !== undefined) body[key] = input[key];
+    const body: Record<string, unknown> = {
+      repository: input.repository,
+      from: input.from,
+      to: input.to,
+    };
+    for (const key of ['tags', 'digest', 'targetTags', 'reason'] as const)
+      if (input[key] !== undefined) body[key] = input[key];
     return this.call('POST', '/api/v1/promotions', body);
   }
 
-  untag(input: { repository: string; channel: string; tags: string[]; reason?: string }): Promise<ChangeOutcome> {
+  untag(input: {
+    repository: string;
+    channel: string;
+    tags: string[];
+    reason?: string;
+  }): Promise<ChangeOutcome> {
     return this.call('POST', '/api/v1/untags', input);
   }
 
-  rollback(input: { repository: string; channel: string; version: number; reason?: string }): Promise<ChangeOutcome> {
+  rollback(input: {
+    repository: string;
+    channel: string;
+    version: number;
+    reason?: string;
+  }): Promise<ChangeOutcome> {
     return this.call('POST', '/api/v1/rollbacks', input);
   }
 
-  async promotions(query: { repository?: string; channel?: string } = {}): Promise<Record<string, unknown>[]> {
-    return (await this.call<{ promotions: Record<string, unknown>[] }>('GET', '/api/v1/promotions', undefined, query)).promotions;
+  async promotions(
+    query: { repository?: string; channel?: string } = {},
+  ): Promise<Record<string, unknown>[]> {
+    return (
+      await this.call<{ promotions: Record<string, unknown>[] }>(
+        'GET',
+        '/api/v1/promotions',
+        undefined,
+        query,
+      )
+    ).promotions;
   }
 
   async publish(input: { channel?: string; repositories?: string[] } = {}): Promise<TaskView> {
@@ -109,7 +151,13 @@ export class ContentClient {
 
   /** Queues a content store gc (`dryRun`: report only). */
   async gc(input: { dryRun?: boolean } = {}): Promise<TaskView> {
-    return (await this.call<{ task: TaskView }>('POST', '/api/v1/gc', input.dryRun ? { dryRun: true } : {})).task;
+    return (
+      await this.call<{ task: TaskView }>(
+        'POST',
+        '/api/v1/gc',
+        input.dryRun ? { dryRun: true } : {},
+      )
+    ).task;
   }
 
   keys(): Promise<KeysView> {
@@ -124,10 +172,14 @@ export class ContentClient {
   }
 
   async publications(): Promise<Record<string, unknown>[]> {
-    return (await this.call<{ publications: Record<string, unknown>[] }>('GET', '/api/v1/publications')).publications;
+    return (
+      await this.call<{ publications: Record<string, unknown>[] }>('GET', '/api/v1/publications')
+    ).publications;
   }
 
-  async tasks(query: { state?: string; kind?: string; repository?: string } = {}): Promise<TaskView[]> {
+  async tasks(
+    query: { state?: string; kind?: string; repository?: string } = {},
+  ): Promise<TaskView[]> {
     return (await this.call<{ tasks: TaskView[] }>('GET', '/api/v1/tasks', undefined, query)).tasks;
   }
 
@@ -141,9 +193,15 @@ export class ContentClient {
     return this.call('DELETE', `/api/v1/tasks/${encodeURIComponent(id)}`);
   }
 
-  private async call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, query?: Record<string, unknown>): Promise<T> {
+  private async call<T>(
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    body?: unknown,
+    query?: Record<string, unknown>,
+  ): Promise<T> {
     const url = new URL(this.base + path);
-    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    for (const [k, v] of Object.entries(query ?? {}))
+      if (v !== undefined) url.searchParams.set(k, String(v));
     const res = await request(url, {
       method,
       headers: {
@@ -160,7 +218,8 @@ export class ContentClient {
     } catch {
       parsed = { detail: text.slice(0, 300) };
     }
-    if (res.statusCode >= 400) throw new ContentApiError(res.statusCode, (parsed ?? {}) as ContentApiError['problem']);
+    if (res.statusCode >= 400)
+      throw new ContentApiError(res.statusCode, (parsed ?? {}) as ContentApiError['problem']);
     return parsed as T;
   }
 }

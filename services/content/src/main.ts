@@ -1,11 +1,20 @@
 import { openBus } from '@flotilla/bus';
-import { createLogger, exitOnConfigError, isEntryPoint, listen, runUntilSignal, type RunningServer } from '@flotilla/kit';
+import {
+  createLogger,
+  exitOnConfigError,
+  isEntryPoint,
+  listen,
+  runUntilSignal,
+  type RunningServer,
+} from '@flotilla/kit';
 import { openStore } from '@flotilla/store';
 import { loadContentConfig, type ContentConfig } from './config.js';
 import { createContentService, type ContentService } from './service.js';
 
 /** Suite mode (`flotilla serve content`): config, logger, store, bus, service, listen, signals. */
-export async function main(env: NodeJS.ProcessEnv = process.env): Promise<{ service: ContentService; server: RunningServer }> {
+export async function main(
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ service: ContentService; server: RunningServer }> {
   let config: ContentConfig;
   try {
     config = loadContentConfig(env);
@@ -28,7 +37,9 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<{ serv
 
 if (isEntryPoint(import.meta.url)) {
   main().catch((err: unknown) => {
-    process.stderr.write(`content: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(
+      `content: failed to start: ${err instanceof Error ? err.message : String(err)}\n`,
+    );
     process.exit(1);
   });
 }

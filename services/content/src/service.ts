@@ -286,7 +286,8 @@ export async function createContentService(deps: ContentServiceDeps): Promise<Co
       await outbox.start();
       // A crash between a version and its pointer, or its audit record: both are rebuilt.
       const pointers = await channels.repairPointers();
-      if (pointers > 0) logger.warn({ pointers }, 'channel pointers moved to their newest versions');
+      if (pointers > 0)
+        logger.warn({ pointers }, 'channel pointers moved to their newest versions');
       const repaired = await promotions.repairAudit();
       if (repaired > 0) logger.warn({ repaired }, 'audit records rebuilt from their versions');
       subscriptions.push(

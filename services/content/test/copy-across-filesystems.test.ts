@@ -33,20 +33,44 @@ describe('publishing across filesystems', () => {
     cleanups.push(() => fs.rm(publishDir, { recursive: true, force: true }));
     const upstream = await new FakeRegistry().start();
     cleanups.push(() => upstream.stop());
-    const content = await startContent({ FLOTILLA_REGISTRY_URL: upstream.url, FLOTILLA_PUBLISH_DIR: publishDir, FLOTILLA_CONTENT_POLICY: '{}' });
+    const content = await startContent({
+      FLOTILLA_REGISTRY_URL: upstream.url,
+      FLOTILLA_PUBLISH_DIR: publishDir,
+      FLOTILLA_CONTENT_POLICY: '{}',
+    });
     cleanups.push(() => content.stop());
 
     const img = upstream.addImage('app', 'v1', { layers: 2, layerSize: 200_000 });
-    const sync = await content.waitTask((await content.api('POST', '/api/v1/syncs', { repository: 'app' })).body.task.id);
-    expect(sync.progress).toMatchObject({ bytesTotal: sync.result.bytesFetched, bytesDone: sync.result.bytesFetched });
-    expect((await content.api('POST', '/api/v1/promotions', { repository: 'app', tags: ['v1'], from: 'candidate', to: 'stable' })).status).toBe(201);
-    const pub = await content.waitTask((await content.api('POST', '/api/v1/publications', {})).body.task.id);
+    const sync = await content.waitTask(
+      (await content.api('POST', '/api/v1/syncs', { repository: 'app' })).body.task.id,
+    );
+    expect(sync.progress).toMatchObject({
+      bytesTotal: sync.result.bytesFetched,
+      bytesDone: sync.result.bytesFetched,
+    });
+    expect(
+      (
+        await content.api('POST', '/api/v1/promotions', {
+          repository: 'app',
+          tags: ['v1'],
+          from: 'candidate',
+          to: 'stable',
+        })
+      ).status,
+    ).toBe(201);
+    const pub = await content.waitTask(
+      (await content.api('POST', '/api/v1/publications', {})).body.task.id,
+    );
     expect(pub.state, JSON.stringify(pub.error)).toBe('completed');
     for (const d of [img.digest, ...img.blobs.map((b) => b.digest)]) {
       const file = path.join(publishDir, 'blobs/sha256', d.slice(7, 9), d.slice(7));
       const st = await fs.stat(file);
       expect(st.nlink).toBe(1); // a copy, not a link into the content store
-      expect(`sha256:${createHash('sha256').update(await fs.readFile(file)).digest('hex')}`).toBe(d);
+      expect(
+        `sha256:${createHash('sha256')
+          .update(await fs.readFile(file))
+          .digest('hex')}`,
+      ).toBe(d);
     }
   });
 });

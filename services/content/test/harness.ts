@@ -22,7 +22,12 @@ export interface ContentHarness {
   bus: Bus;
   server: RunningServer;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- API answers are read loosely in tests
-  api<T = any>(method: string, p: string, body?: unknown, options?: { token?: string | null; headers?: Record<string, string>; raw?: string }): Promise<{ status: number; body: T; headers: Record<string, unknown> }>;
+  api<T = any>(
+    method: string,
+    p: string,
+    body?: unknown,
+    options?: { token?: string | null; headers?: Record<string, string>; raw?: string },
+  ): Promise<{ status: number; body: T; headers: Record<string, unknown> }>;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- API answers are read loosely in tests
   waitTask(id: string, timeoutMs?: number): Promise<any>;
   stop(): Promise<void>;
@@ -37,7 +42,10 @@ export interface StartOptions {
   queues?: { tasks?: string; registryEvents?: string };
 }
 
-export async function startContent(env: Record<string, string> = {}, options: StartOptions = {}): Promise<ContentHarness> {
+export async function startContent(
+  env: Record<string, string> = {},
+  options: StartOptions = {},
+): Promise<ContentHarness> {
   const dir = options.dir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'flotilla-content-')));
   const config = loadContentConfig({
     FLOTILLA_DATA_DIR: dir,

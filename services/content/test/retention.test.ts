@@ -4,7 +4,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FakeRegistry } from './fake-registry.js';
 import { startContent } from './harness.js';
 
-const exists = (p: string) => fs.access(p).then(() => true, () => false);
+const exists = (p: string) =>
+  fs.access(p).then(
+    () => true,
+    () => false,
+  );
 
 describe('publication retention', () => {
   const cleanups: (() => Promise<void>)[] = [];
@@ -28,14 +32,32 @@ describe('publication retention', () => {
     const blobPath = (d: string) => path.join(root, 'blobs/sha256', d.slice(7, 9), d.slice(7));
 
     const images = ['v1', 'v2', 'v3'].map((t) => upstream.addImage('app', t, { layers: 1 }));
-    expect((await content.waitTask((await content.api('POST', '/api/v1/syncs', { repository: 'app' })).body.task.id)).state).toBe('completed');
+    expect(
+      (
+        await content.waitTask(
+          (await content.api('POST', '/api/v1/syncs', { repository: 'app' })).body.task.id,
+        )
+      ).state,
+    ).toBe('completed');
 
     const publishOnly = async (tag: string, n: number) => {
-      const r = await content.api('POST', '/api/v1/rollbacks', { repository: 'app', channel: 'candidate', version: 1 });
+      const r = await content.api('POST', '/api/v1/rollbacks', {
+        repository: 'app',
+        channel: 'candidate',
+        version: 1,
+      });
       expect(r.status).toBe(201);
-      const promo = await content.api('POST', '/api/v1/promotions', { repository: 'app', tags: [tag], targetTags: ['latest'], from: 'candidate', to: 'stable' });
+      const promo = await content.api('POST', '/api/v1/promotions', {
+        repository: 'app',
+        tags: [tag],
+        targetTags: ['latest'],
+        from: 'candidate',
+        to: 'stable',
+      });
       expect(promo.status, JSON.stringify(promo.body)).toBe(201);
-      const task = await content.waitTask((await content.api('POST', '/api/v1/publications', {})).body.task.id);
+      const task = await content.waitTask(
+        (await content.api('POST', '/api/v1/publications', {})).body.task.id,
+      );
       expect(task.state, JSON.stringify(task.error)).toBe('completed');
       expect(task.result.publication).toBe(n);
       return task.result;
@@ -53,19 +75,25 @@ describe('publication retention', () => {
     expect(await exists(path.join(root, 'publications/2.json'))).toBe(true);
     // v1's blobs are unreferenced by publications 2 and 3 but still inside the grace period
     expect(retention.markedUnreferenced).toBe(3);
-    for (const b of [images[0]!.digest, ...images[0]!.blobs.map((x) => x.digest)]) expect(await exists(blobPath(b))).toBe(true);
+    for (const b of [images[0]!.digest, ...images[0]!.blobs.map((x) => x.digest)])
+      expect(await exists(blobPath(b))).toBe(true);
 
     // after the grace period they go; what publication 2 and 3 need stays
-    const later = await content.service.parts.publisher.applyRetention(new Date(Date.now() + 3601_000));
+    const later = await content.service.parts.publisher.applyRetention(
+      new Date(Date.now() + 3601_000),
+    );
     expect(later.removedBlobs).toBe(3);
-    for (const b of [images[0]!.digest, ...images[0]!.blobs.map((x) => x.digest)]) expect(await exists(blobPath(b))).toBe(false);
+    for (const b of [images[0]!.digest, ...images[0]!.blobs.map((x) => x.digest)])
+      expect(await exists(blobPath(b))).toBe(false);
     for (const img of images.slice(1)) {
-      for (const b of [img.digest, ...img.blobs.map((x) => x.digest)]) expect(await exists(blobPath(b))).toBe(true);
+      for (const b of [img.digest, ...img.blobs.map((x) => x.digest)])
+        expect(await exists(blobPath(b))).toBe(true);
     }
 
     // v1 comes back: its blobs are written again and listed as new
     const again = await publishOnly('v1', 4);
     expect(again.newBlobs).toBe(3);
-    for (const b of [images[0]!.digest, ...images[0]!.blobs.map((x) => x.digest)]) expect(await exists(blobPath(b))).toBe(true);
+    for (const b of [images[0]!.digest, ...images[0]!.blobs.map((x) => x.digest)])
+      expect(await exists(blobPath(b))).toBe(true);
   });
 });

@@ -163,7 +163,10 @@ describe('signing: sync brings signatures, trusted keys gate stable, promotion s
       { tags: ['39'], from: 'candidate', to: 'testing' },
       { digest: unsigned.digest, targetTags: ['39'], from: 'candidate', to: 'testing' },
     ]) {
-      const p = await content.api('POST', '/api/v1/promotions', { repository: 'fedora/httpd', ...body });
+      const p = await content.api('POST', '/api/v1/promotions', {
+        repository: 'fedora/httpd',
+        ...body,
+      });
       expect(p.status, JSON.stringify(p.body)).toBe(201);
     }
     expect(await tags('fedora/httpd', 'testing')).toEqual({ '39': unsigned.digest });

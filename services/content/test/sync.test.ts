@@ -7,7 +7,10 @@ describe('sync from V2 registries', () => {
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
-  const setup = async (options: ConstructorParameters<typeof FakeRegistry>[0] = {}, env: Record<string, string> = {}) => {
+  const setup = async (
+    options: ConstructorParameters<typeof FakeRegistry>[0] = {},
+    env: Record<string, string> = {},
+  ) => {
     const upstream = await new FakeRegistry(options).start();
     cleanups.push(() => upstream.stop());
     const content = await startContent({ FLOTILLA_REGISTRY_URL: upstream.url, ...env });
@@ -21,11 +24,20 @@ describe('sync from V2 registries', () => {
   };
 
   it('answers a Bearer challenge with a token from the realm (credentials given per sync)', async () => {
-    const { upstream, content } = await setup({ auth: 'bearer', username: 'bob', password: 's3cret' });
+    const { upstream, content } = await setup({
+      auth: 'bearer',
+      username: 'bob',
+      password: 's3cret',
+    });
     upstream.addImage('quay/thing', '1.0');
     const task = await syncNow(content, {
       repository: 'mirror/thing',
-      upstream: { url: upstream.url, repository: 'quay/thing', username: 'bob', password: 's3cret' },
+      upstream: {
+        url: upstream.url,
+        repository: 'quay/thing',
+        username: 'bob',
+        password: 's3cret',
+      },
     });
     expect(task.state, JSON.stringify(task.error)).toBe('completed');
     expect(task.params.upstream.password).toBe('***');
@@ -35,18 +47,29 @@ describe('sync from V2 registries', () => {
   });
 
   it('uses Basic auth with the configured registry credentials; wrong ones fail the task', async () => {
-    const { upstream, content } = await setup({ auth: 'basic', username: 'admin', password: 'pw' }, { FLOTILLA_REGISTRY_PASSWORD: 'pw' });
+    const { upstream, content } = await setup(
+      { auth: 'basic', username: 'admin', password: 'pw' },
+      { FLOTILLA_REGISTRY_PASSWORD: 'pw' },
+    );
     upstream.addImage('app', 'a');
     expect((await syncNow(content, { repository: 'app' })).state).toBe('completed');
-    const bad = await syncNow(content, { repository: 'app', upstream: { url: upstream.url, username: 'admin', password: 'wrong' } });
+    const bad = await syncNow(content, {
+      repository: 'app',
+      upstream: { url: upstream.url, username: 'admin', password: 'wrong' },
+    });
     expect(bad.state).toBe('failed');
     expect(bad.error.message).toMatch(/401|authentication/);
   });
 
   it('follows Link pagination, applies include/exclude globs, and mirror mode drops vanished tags', async () => {
     const { upstream, content } = await setup();
-    for (const t of ['1.0', '1.1', '2.0', '2.0-debug', 'latest']) upstream.addImage('app', t, { layers: 1 });
-    const filtered = await syncNow(content, { repository: 'app', includeTags: ['1.*', '2.*'], excludeTags: ['*-debug'] });
+    for (const t of ['1.0', '1.1', '2.0', '2.0-debug', 'latest'])
+      upstream.addImage('app', t, { layers: 1 });
+    const filtered = await syncNow(content, {
+      repository: 'app',
+      includeTags: ['1.*', '2.*'],
+      excludeTags: ['*-debug'],
+    });
     expect(filtered.state).toBe('completed');
     expect(upstream.count('GET', 'last=')).toBeGreaterThan(0);
     let repo = await content.api('GET', '/api/v1/repositories/app?channel=candidate');
@@ -96,11 +119,19 @@ describe('sync from V2 registries', () => {
     // serve other bytes under the tag's digest
     (evil as unknown as { repos: Map<string, { manifests: Map<string, unknown> }> }).repos
       .get('app')!
-      .manifests.set(real.digest, { bytes: Buffer.from(`${real.bytes.toString()} `), mediaType: real.mediaType });
-    const bad = await syncNow(content, { repository: 'evil', upstream: { url: evil.url, repository: 'app' } });
+      .manifests.set(real.digest, {
+        bytes: Buffer.from(`${real.bytes.toString()} `),
+        mediaType: real.mediaType,
+      });
+    const bad = await syncNow(content, {
+      repository: 'evil',
+      upstream: { url: evil.url, repository: 'app' },
+    });
     expect(bad.state).toBe('failed');
     expect(bad.error.message).toMatch(/hashed to/);
-    expect((await content.api('GET', '/api/v1/repositories/evil?channel=candidate')).status).toBe(404);
+    expect((await content.api('GET', '/api/v1/repositories/evil?channel=candidate')).status).toBe(
+      404,
+    );
     expect(img.digest).toMatch(/^sha256:/);
   });
 });

@@ -16,7 +16,12 @@ async function setup(env: Record<string, string> = {}) {
   return { upstream, content };
 }
 /** Starts a sync of `images` tags whose blobs the upstream serves slowly; returns its task id. */
-async function startSlowSync(repository: string, images: number, layers: number, blobDelayMs: number) {
+async function startSlowSync(
+  repository: string,
+  images: number,
+  layers: number,
+  blobDelayMs: number,
+) {
   const { upstream, content } = await setup();
   for (let i = 0; i < images; i++) upstream.addImage(repository, `t${i}`, { layers });
   upstream.blobDelayMs = blobDelayMs;
@@ -36,12 +41,16 @@ async function until<T>(fn: () => Promise<T | undefined>, timeoutMs = 10_000): P
 describe('tasks', () => {
   it('cancels a running sync (state canceled, no version made) and refuses to cancel a finished task', async () => {
     const { content, id } = await startSlowSync('slow', 6, 2, 400);
-    await until(async () => ((await content.api('GET', `/api/v1/tasks/${id}`)).body.state === 'running' ? true : undefined));
+    await until(async () =>
+      (await content.api('GET', `/api/v1/tasks/${id}`)).body.state === 'running' ? true : undefined,
+    );
     const cancel = await content.api('DELETE', `/api/v1/tasks/${id}`);
     expect([200, 202]).toContain(cancel.status);
     const done = await content.waitTask(id);
     expect(done.state).toBe('canceled');
-    expect((await content.api('GET', '/api/v1/repositories/slow?channel=candidate')).status).toBe(404);
+    expect((await content.api('GET', '/api/v1/repositories/slow?channel=candidate')).status).toBe(
+      404,
+    );
     const again = await content.api('DELETE', `/api/v1/tasks/${id}`);
     expect(again.status).toBe(409);
     expect(again.headers['content-type']).toMatch(/problem\+json/);
@@ -65,7 +74,10 @@ describe('tasks', () => {
       expect(res.status).toBe(400);
       expect(res.headers['content-type']).toMatch(/problem\+json/);
     }
-    expect((await content.api('GET', '/api/v1/tasks/00000000-0000-0000-0000-000000000000?wait=1')).status).toBe(404);
+    expect(
+      (await content.api('GET', '/api/v1/tasks/00000000-0000-0000-0000-000000000000?wait=1'))
+        .status,
+    ).toBe(404);
   });
 
   it('wakes a waiting GET when the task is canceled', async () => {
@@ -118,12 +130,26 @@ describe('registry events and notifications', () => {
     upstream.addImage('burst', 'v1');
     upstream.blobDelayMs = 1000;
     const push = (tag: string) =>
-      content.bus.publish(createEvent('registry.manifest.pushed', 'registry', { repository: 'burst', digest: `sha256:${'b'.repeat(64)}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10, tag }));
+      content.bus.publish(
+        createEvent('registry.manifest.pushed', 'registry', {
+          repository: 'burst',
+          digest: `sha256:${'b'.repeat(64)}`,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          size: 10,
+          tag,
+        }),
+      );
     await push('v1');
-    await until(async () => ((await content.api('GET', '/api/v1/tasks?state=running')).body.tasks.length > 0 ? true : undefined));
+    await until(async () =>
+      (await content.api('GET', '/api/v1/tasks?state=running')).body.tasks.length > 0
+        ? true
+        : undefined,
+    );
     for (let i = 0; i < 5; i++) await push('v1');
     const all = await until(async () => {
-      const tasks = (await content.api('GET', '/api/v1/tasks?repository=burst')).body.tasks as { state: string }[];
+      const tasks = (await content.api('GET', '/api/v1/tasks?repository=burst')).body.tasks as {
+        state: string;
+      }[];
       return tasks.every((t) => t.state === 'completed') ? tasks : undefined;
     });
     expect(all.length).toBe(2);
@@ -134,13 +160,43 @@ describe('registry events and notifications', () => {
     upstream.addImage('dist/app', 'v1');
     const envelope = {
       events: [
-        { id: '1', action: 'push', target: { mediaType: 'application/vnd.oci.image.manifest.v1+json', repository: 'dist/app', digest: 'sha256:x', tag: 'v1' } },
-        { id: '2', action: 'push', target: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', repository: 'dist/layer-only' } },
-        { id: '3', action: 'pull', target: { mediaType: 'application/vnd.oci.image.manifest.v1+json', repository: 'dist/pulled' } },
+        {
+          id: '1',
+          action: 'push',
+          target: {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            repository: 'dist/app',
+            digest: 'sha256:x',
+            tag: 'v1',
+          },
+        },
+        {
+          id: '2',
+          action: 'push',
+          target: {
+            mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+            repository: 'dist/layer-only',
+          },
+        },
+        {
+          id: '3',
+          action: 'pull',
+          target: {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            repository: 'dist/pulled',
+          },
+        },
       ],
     };
     const type = { 'content-type': 'application/vnd.docker.distribution.events.v2+json' };
-    expect((await content.api('POST', '/api/v1/hooks/registry', envelope, { token: null, headers: type })).status).toBe(401);
+    expect(
+      (
+        await content.api('POST', '/api/v1/hooks/registry', envelope, {
+          token: null,
+          headers: type,
+        })
+      ).status,
+    ).toBe(401);
     const r = await content.api('POST', '/api/v1/hooks/registry', envelope, { headers: type });
     expect(r.status).toBe(202);
     expect(r.body.tasks.map((t: { repository: string }) => t.repository)).toEqual(['dist/app']);
@@ -150,7 +206,11 @@ describe('registry events and notifications', () => {
 
 describe('Bodhi webhook', () => {
   const post = (content: ContentHarness, body: string, headers: Record<string, string>) =>
-    content.api('POST', '/api/v1/hooks/bodhi', undefined, { token: null, raw: body, headers: { 'content-type': 'application/json', ...headers } });
+    content.api('POST', '/api/v1/hooks/bodhi', undefined, {
+      token: null,
+      raw: body,
+      headers: { 'content-type': 'application/json', ...headers },
+    });
   const signed = (body: string, at = Math.floor(Date.now() / 1000)) => ({
     'x-flotilla-signature': signBody(HOOK_SECRET, body),
     'x-flotilla-timestamp': String(at),
@@ -159,22 +219,53 @@ describe('Bodhi webhook', () => {
   it('promotes the builds and publishes on a good signature; refuses bad, stale and replayed deliveries', async () => {
     const { upstream, content } = await setup();
     const img = upstream.addImage('fedora/web', '1.0');
-    expect((await content.waitTask((await content.api('POST', '/api/v1/syncs', { repository: 'fedora/web' })).body.task.id)).state).toBe('completed');
+    expect(
+      (
+        await content.waitTask(
+          (await content.api('POST', '/api/v1/syncs', { repository: 'fedora/web' })).body.task.id,
+        )
+      ).state,
+    ).toBe('completed');
 
-    const body = JSON.stringify({ update: 'FEDORA-2026-1', status: 'testing', builds: [{ repository: 'fedora/web', tag: '1.0' }] });
-    expect((await post(content, body, { ...signed(body), 'x-flotilla-signature': signBody('wrong', body) })).status).toBe(401);
+    const body = JSON.stringify({
+      update: 'FEDORA-2026-1',
+      status: 'testing',
+      builds: [{ repository: 'fedora/web', tag: '1.0' }],
+    });
+    expect(
+      (
+        await post(content, body, {
+          ...signed(body),
+          'x-flotilla-signature': signBody('wrong', body),
+        })
+      ).status,
+    ).toBe(401);
     expect((await post(content, body, {})).status).toBe(401);
-    expect((await post(content, body, signed(body, Math.floor(Date.now() / 1000) - 600))).status).toBe(401);
+    expect(
+      (await post(content, body, signed(body, Math.floor(Date.now() / 1000) - 600))).status,
+    ).toBe(401);
     expect((await post(content, `${body} `, signed(body))).status).toBe(401);
-    expect((await content.api('GET', '/api/v1/repositories/fedora/web?channel=testing')).body.channels[0].version).toBe(0);
+    expect(
+      (await content.api('GET', '/api/v1/repositories/fedora/web?channel=testing')).body.channels[0]
+        .version,
+    ).toBe(0);
 
     const headers = signed(body);
     const ok = await post(content, body, headers);
     expect(ok.status, JSON.stringify(ok.body)).toBe(202);
-    expect(ok.body.promotions[0]).toMatchObject({ actor: 'bodhi', from: 'candidate', to: 'testing', version: 1 });
+    expect(ok.body.promotions[0]).toMatchObject({
+      actor: 'bodhi',
+      from: 'candidate',
+      to: 'testing',
+      version: 1,
+    });
     const task = await content.waitTask(ok.body.task.id);
     expect(task.state).toBe('completed');
-    expect(task.result).toMatchObject({ channel: 'testing', publication: 1, repositories: ['fedora/web'] });
+    expect(task.result).toMatchObject({
+      channel: 'testing',
+      publication: 1,
+      repositories: ['fedora/web'],
+    });
 
     const replay = await post(content, body, headers);
     expect(replay.status).toBe(409);
@@ -184,10 +275,16 @@ describe('Bodhi webhook', () => {
     const refused = JSON.stringify({
       update: 'FEDORA-2026-2',
       status: 'stable',
-      builds: [{ repository: 'fedora/web', digest: img.digest }, { repository: 'fedora/web', tag: 'nope' }],
+      builds: [
+        { repository: 'fedora/web', digest: img.digest },
+        { repository: 'fedora/web', tag: 'nope' },
+      ],
     });
     expect((await post(content, refused, signed(refused))).status).toBe(404);
-    expect((await content.api('GET', '/api/v1/repositories/fedora/web?channel=stable')).body.channels[0].version).toBe(0);
+    expect(
+      (await content.api('GET', '/api/v1/repositories/fedora/web?channel=stable')).body.channels[0]
+        .version,
+    ).toBe(0);
     const bad = JSON.stringify({ update: 'x', status: 'bogus', builds: [] });
     expect((await post(content, bad, signed(bad))).status).toBe(400);
   });

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { diffTags } from '../src/domain/channels.js';
-import { parseTimestamp, rememberDelivery, signBody, verifySignedDelivery } from '../src/hooks/bodhi.js';
+import {
+  parseTimestamp,
+  rememberDelivery,
+  signBody,
+  verifySignedDelivery,
+} from '../src/hooks/bodhi.js';
 import { contentCollections } from '../src/collections.js';
 import { createEmbeddedStore } from '@flotilla/store';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,16 +19,29 @@ import pino from 'pino';
 
 describe('registry client parsing', () => {
   it('parses Bearer and Basic challenges', () => {
-    expect(parseChallenge('Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"')).toEqual({
+    expect(
+      parseChallenge(
+        'Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"',
+      ),
+    ).toEqual({
       scheme: 'bearer',
-      params: { realm: 'https://auth.example/token', service: 'registry.example', scope: 'repository:a/b:pull' },
+      params: {
+        realm: 'https://auth.example/token',
+        service: 'registry.example',
+        scope: 'repository:a/b:pull',
+      },
     });
-    expect(parseChallenge('Basic realm="Registry Realm"')).toEqual({ scheme: 'basic', params: { realm: 'Registry Realm' } });
+    expect(parseChallenge('Basic realm="Registry Realm"')).toEqual({
+      scheme: 'basic',
+      params: { realm: 'Registry Realm' },
+    });
     expect(parseChallenge(undefined)).toBeUndefined();
   });
 
   it('resolves the next Link against the request URL', () => {
-    expect(nextLink('</v2/a/tags/list?n=2&last=b>; rel="next"', 'http://r.example/v2/a/tags/list?n=2')).toBe('http://r.example/v2/a/tags/list?n=2&last=b');
+    expect(
+      nextLink('</v2/a/tags/list?n=2&last=b>; rel="next"', 'http://r.example/v2/a/tags/list?n=2'),
+    ).toBe('http://r.example/v2/a/tags/list?n=2&last=b');
     expect(nextLink('<https://other/x>; rel="prev"', 'http://r.example/')).toBeUndefined();
     expect(nextLink(undefined, 'http://r.example/')).toBeUndefined();
   });
@@ -53,7 +71,11 @@ describe('version diffs', () => {
         { tag: 'c', digest: 'sha256:4' },
       ],
     );
-    expect(d).toEqual({ added: [{ tag: 'c', digest: 'sha256:4' }], removed: [{ tag: 'a', digest: 'sha256:1' }], changed: [{ tag: 'b', from: 'sha256:2', to: 'sha256:3' }] });
+    expect(d).toEqual({
+      added: [{ tag: 'c', digest: 'sha256:4' }],
+      removed: [{ tag: 'a', digest: 'sha256:1' }],
+      changed: [{ tag: 'b', from: 'sha256:2', to: 'sha256:3' }],
+    });
   });
 });
 
@@ -73,8 +95,12 @@ describe('webhook verification', () => {
       const c = contentCollections(store);
       const t0 = new Date('2026-01-01T00:00:00Z');
       await rememberDelivery(c, 'a'.repeat(64), t0);
-      await expect(rememberDelivery(c, 'a'.repeat(64), new Date(t0.getTime() + 7 * 86_400_000))).rejects.toThrow(/already received/);
-      await expect(rememberDelivery(c, 'b'.repeat(64), new Date(t0.getTime() + 7 * 86_400_000))).resolves.toBeUndefined();
+      await expect(
+        rememberDelivery(c, 'a'.repeat(64), new Date(t0.getTime() + 7 * 86_400_000)),
+      ).rejects.toThrow(/already received/);
+      await expect(
+        rememberDelivery(c, 'b'.repeat(64), new Date(t0.getTime() + 7 * 86_400_000)),
+      ).resolves.toBeUndefined();
     } finally {
       await store.close();
       await rm(dir, { recursive: true, force: true });
@@ -82,11 +108,22 @@ describe('webhook verification', () => {
   });
 
   it('checks signature and skew', () => {
-    const ok = { secret: 's', rawBody: body, signature: signBody('s', body), timestamp: String(now / 1000), maxSkewSeconds: 300, now };
+    const ok = {
+      secret: 's',
+      rawBody: body,
+      signature: signBody('s', body),
+      timestamp: String(now / 1000),
+      maxSkewSeconds: 300,
+      now,
+    };
     expect(verifySignedDelivery(ok)).toMatch(/^[0-9a-f]{64}$/);
-    expect(() => verifySignedDelivery({ ...ok, signature: signBody('t', body) })).toThrow(/does not match/);
+    expect(() => verifySignedDelivery({ ...ok, signature: signBody('t', body) })).toThrow(
+      /does not match/,
+    );
     expect(() => verifySignedDelivery({ ...ok, signature: 'sha1=abc' })).toThrow(/malformed/);
-    expect(() => verifySignedDelivery({ ...ok, timestamp: String(now / 1000 - 301) })).toThrow(/away from now/);
+    expect(() => verifySignedDelivery({ ...ok, timestamp: String(now / 1000 - 301) })).toThrow(
+      /away from now/,
+    );
     expect(() => verifySignedDelivery({ ...ok, timestamp: undefined })).toThrow(/Timestamp/);
   });
 });
@@ -114,7 +151,13 @@ describe('task queue long poll', () => {
     const store = createEmbeddedStore({ dir });
     try {
       // a poll interval far beyond the test's timeout: only the in-process wake-up can answer
-      const queue = new TaskQueue(contentCollections(store), undefined, pino({ level: 'silent' }), 60_000, 3_600_000);
+      const queue = new TaskQueue(
+        contentCollections(store),
+        undefined,
+        pino({ level: 'silent' }),
+        60_000,
+        3_600_000,
+      );
       const { task: first } = await queue.submit({ kind: 'publish', key: 'publish:a', params: {} });
       const claimed = await queue.claim('me');
       expect(claimed?._id).toBe(first._id);
@@ -122,7 +165,11 @@ describe('task queue long poll', () => {
       await queue.finish(first._id, 'me', { state: 'completed', result: { ok: true } });
       expect((await finished).state).toBe('completed');
 
-      const { task: second } = await queue.submit({ kind: 'publish', key: 'publish:b', params: {} });
+      const { task: second } = await queue.submit({
+        kind: 'publish',
+        key: 'publish:b',
+        params: {},
+      });
       const canceled = queue.waitFinal(second._id, 3_600_000);
       await queue.cancel(second._id);
       expect((await canceled).state).toBe('canceled');

@@ -50,7 +50,9 @@ export const craneConfigSchema = z.object({
   FLOTILLA_CRANE_TAG_MAX_AGE: int({ min: 0 }).default(30),
   FLOTILLA_CRANE_INSTANCE_ID: z
     .string()
-    .regex(/^[A-Za-z0-9._-]{1,100}$/, { message: 'must be letters, digits, dot, dash or underscore' })
+    .regex(/^[A-Za-z0-9._-]{1,100}$/, {
+      message: 'must be letters, digits, dot, dash or underscore',
+    })
     .optional(),
   AMQP_URL: url({ protocols: ['amqp:', 'amqps:'] }).optional(),
 });
@@ -105,14 +107,20 @@ export function loadCraneConfig(env: Env = process.env): CraneConfig {
     accessLog: raw.FLOTILLA_CRANE_ACCESS_LOG,
     protectedGlobs: raw.FLOTILLA_CRANE_PROTECTED,
     ...(raw.FLOTILLA_CRANE_HTPASSWD ? { htpasswdFile: raw.FLOTILLA_CRANE_HTPASSWD } : {}),
-    ...(raw.FLOTILLA_CRANE_CLIENT_CERT_HEADER ? { clientCertHeader: raw.FLOTILLA_CRANE_CLIENT_CERT_HEADER } : {}),
+    ...(raw.FLOTILLA_CRANE_CLIENT_CERT_HEADER
+      ? { clientCertHeader: raw.FLOTILLA_CRANE_CLIENT_CERT_HEADER }
+      : {}),
     clientCertValue: raw.FLOTILLA_CRANE_CLIENT_CERT_VALUE,
     maxUrlLength: raw.FLOTILLA_CRANE_MAX_URL_LENGTH,
     maxHeaderSize: raw.FLOTILLA_CRANE_MAX_HEADER_SIZE,
     headersTimeoutMs: raw.FLOTILLA_CRANE_HEADERS_TIMEOUT,
     requestTimeoutMs: raw.FLOTILLA_CRANE_REQUEST_TIMEOUT,
     tagMaxAgeSeconds: raw.FLOTILLA_CRANE_TAG_MAX_AGE,
-    instanceId: raw.FLOTILLA_CRANE_INSTANCE_ID ?? hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 100),
+    instanceId:
+      raw.FLOTILLA_CRANE_INSTANCE_ID ??
+      hostname()
+        .replace(/[^A-Za-z0-9._-]/g, '-')
+        .slice(0, 100),
     ...(raw.AMQP_URL ? { amqpUrl: raw.AMQP_URL } : {}),
   };
 }

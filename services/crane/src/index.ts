@@ -1,4 +1,9 @@
-export { createCraneService, reloadQueueName, type CraneService, type CraneServiceDeps } from './service.js';
+export {
+  createCraneService,
+  reloadQueueName,
+  type CraneService,
+  type CraneServiceDeps,
+} from './service.js';
 export { craneConfigSchema, loadCraneConfig, type CraneConfig } from './config.js';
 export { createApp } from './app.js';
 export { main } from './main.js';

@@ -1,5 +1,12 @@
 import { openBus } from '@flotilla/bus';
-import { createLogger, exitOnConfigError, isEntryPoint, listen, runUntilSignal, type Env } from '@flotilla/kit';
+import {
+  createLogger,
+  exitOnConfigError,
+  isEntryPoint,
+  listen,
+  runUntilSignal,
+  type Env,
+} from '@flotilla/kit';
 import { loadCraneConfig, type CraneConfig } from './config.js';
 import { createCraneService } from './service.js';
 
@@ -37,7 +44,9 @@ export async function main(env: Env = process.env): Promise<void> {
 
 if (isEntryPoint(import.meta.url)) {
   main().catch((err: unknown) => {
-    process.stderr.write(`crane failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `crane failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     process.exit(1);
   });
 }

@@ -4,7 +4,9 @@ import type { Catalog } from './catalog/catalog.js';
 import type { LoaderMetrics } from './catalog/loader.js';
 
 /** Crane's own series, on the service's registry (requests by route and status come from kit). */
-export function createCraneMetrics(metrics: ServiceMetrics): LoaderMetrics & { rateLimited(): void } {
+export function createCraneMetrics(
+  metrics: ServiceMetrics,
+): LoaderMetrics & { rateLimited(): void } {
   const registers = [metrics.registry];
   const repositories = new Gauge({
     name: 'flotilla_crane_repositories',
@@ -12,7 +14,11 @@ export function createCraneMetrics(metrics: ServiceMetrics): LoaderMetrics & { r
     labelNames: ['origin'],
     registers,
   });
-  const tags = new Gauge({ name: 'flotilla_crane_tags', help: 'Tags loaded from the published tree', registers });
+  const tags = new Gauge({
+    name: 'flotilla_crane_tags',
+    help: 'Tags loaded from the published tree',
+    registers,
+  });
   const publication = new Gauge({
     name: 'flotilla_crane_publication',
     help: 'The publication being served (-1 before the first load)',

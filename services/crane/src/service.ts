@@ -1,7 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Bus, Subscription } from '@flotilla/bus';
-import { createAccessLog, createMetrics, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
-import { parsePublishedKeys, PublishedPaths, type ContentPublishedData, type PublishedKeys } from '@flotilla/protocol';
+import {
+  createAccessLog,
+  createMetrics,
+  Readiness,
+  type ServiceInstance,
+  type ServiceMetrics,
+} from '@flotilla/kit';
+import {
+  parsePublishedKeys,
+  PublishedPaths,
+  type ContentPublishedData,
+  type PublishedKeys,
+} from '@flotilla/protocol';
 import type { Logger } from 'pino';
 import { createCredentialCheck, loadHtpasswd } from './access/credentials.js';
 import { compileProtectedGlobs } from './access/protected-globs.js';
@@ -63,7 +74,10 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
     private: 'private, no-store',
   };
   const source =
-    deps.source ?? (config.sourceUrl ? createHttpSource(config.sourceUrl) : createDirectorySource(config.publishDir));
+    deps.source ??
+    (config.sourceUrl
+      ? createHttpSource(config.sourceUrl)
+      : createDirectorySource(config.publishDir));
   const loader = createCatalogLoader({
     source,
     channel: config.channel,
@@ -74,7 +88,10 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
     cache: { byDigest: cache.byDigest, byTag: cache.byTag },
     privateCache: { byDigest: cache.private, byTag: cache.private },
   });
-  const rateLimiter = config.rateLimit > 0 ? createRateLimiter({ rate: config.rateLimit, burst: config.rateBurst }) : null;
+  const rateLimiter =
+    config.rateLimit > 0
+      ? createRateLimiter({ rate: config.rateLimit, burst: config.rateBurst })
+      : null;
   const clientIp = createClientIpResolver(config.trustedProxies);
   const v2 = createV2Handler({
     catalog: loader.current,
@@ -84,7 +101,9 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
     clientIp,
     rateLimiter,
     credentials,
-    ...(config.clientCertHeader ? { certificateHeader: config.clientCertHeader.toLowerCase() } : {}),
+    ...(config.clientCertHeader
+      ? { certificateHeader: config.clientCertHeader.toLowerCase() }
+      : {}),
     blobBaseUrl: config.blobBaseUrl,
     cache,
     maxUrlLength: config.maxUrlLength,
@@ -93,7 +112,8 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
   const accessLog = createAccessLog({
     logger: logger.child({ component: 'access' }),
     level: config.accessLog ?? 'info',
-    clientAddress: (req) => clientIp.resolve(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for']),
+    clientAddress: (req) =>
+      clientIp.resolve(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for']),
   });
 
   const readiness = new Readiness({
@@ -159,20 +179,29 @@ export async function createCraneService(deps: CraneServiceDeps): Promise<CraneS
         timers.push(sweep);
       }
       if (deps.bus) {
-        subscription = await deps.bus.subscribe(reloadQueueName(config.instanceId), ['content.published'], async (event) => {
-          if (stopped) return;
-          const data = event.data as ContentPublishedData;
-          // another channel's publication never changes this view
-          if (data.channel !== config.channel) return;
-          const served = loader.current().publication;
-          if (served !== null && data.publication <= served) return; // already serving it (redelivery)
-          logger.info({ publication: data.publication, channel: data.channel }, 'reloading on content.published');
-          const catalog = await reload();
-          if ((catalog.publication ?? -1) < data.publication) {
-            // the tree we read is behind the event (a lagging master copy): let the bus retry
-            throw new Error(`publication ${data.publication} announced, ${catalog.publication} readable`);
-          }
-        });
+        subscription = await deps.bus.subscribe(
+          reloadQueueName(config.instanceId),
+          ['content.published'],
+          async (event) => {
+            if (stopped) return;
+            const data = event.data as ContentPublishedData;
+            // another channel's publication never changes this view
+            if (data.channel !== config.channel) return;
+            const served = loader.current().publication;
+            if (served !== null && data.publication <= served) return; // already serving it (redelivery)
+            logger.info(
+              { publication: data.publication, channel: data.channel },
+              'reloading on content.published',
+            );
+            const catalog = await reload();
+            if ((catalog.publication ?? -1) < data.publication) {
+              // the tree we read is behind the event (a lagging master copy): let the bus retry
+              throw new Error(
+                `publication ${data.publication} announced, ${catalog.publication} readable`,
+              );
+            }
+          },
+        );
       }
     },
     async stop() {

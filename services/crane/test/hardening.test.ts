@@ -33,7 +33,8 @@ async function start(env: Record<string, string>): Promise<Crane> {
   return crane;
 }
 
-const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+const basic = (user: string, password: string) =>
+  `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 
 describe('rate limiting', () => {
   it('answers 429 TOOMANYREQUESTS with Retry-After once the bucket is empty', async () => {
@@ -48,14 +49,19 @@ describe('rate limiting', () => {
     expect(r.json<{ errors: { code: string }[] }>().errors[0]!.code).toBe('TOOMANYREQUESTS');
     // health and metrics are not rate limited
     expect((await crane.get('/healthz')).status).toBe(200);
-    expect((await crane.get('/metrics')).body.toString()).toMatch(/flotilla_crane_rate_limited_total\{[^}]*\} 3/);
+    expect((await crane.get('/metrics')).body.toString()).toMatch(
+      /flotilla_crane_rate_limited_total\{[^}]*\} 3/,
+    );
   });
 
   it('ignores X-Forwarded-For from an untrusted peer (one bucket for the peer)', async () => {
     const crane = await start({ FLOTILLA_CRANE_RATE_LIMIT: '1', FLOTILLA_CRANE_RATE_BURST: '2' });
     const statuses: number[] = [];
     for (let i = 0; i < 4; i++) {
-      statuses.push((await crane.get('/v2/public/app/tags/list', { 'x-forwarded-for': `192.0.2.${i + 1}` })).status);
+      statuses.push(
+        (await crane.get('/v2/public/app/tags/list', { 'x-forwarded-for': `192.0.2.${i + 1}` }))
+          .status,
+      );
     }
     expect(statuses).toEqual([200, 200, 429, 429]);
   });
@@ -68,14 +74,21 @@ describe('rate limiting', () => {
     });
     const statuses: number[] = [];
     for (let i = 0; i < 4; i++) {
-      statuses.push((await crane.get('/v2/public/app/tags/list', { 'x-forwarded-for': `192.0.2.${i + 1}` })).status);
+      statuses.push(
+        (await crane.get('/v2/public/app/tags/list', { 'x-forwarded-for': `192.0.2.${i + 1}` }))
+          .status,
+      );
     }
     expect(statuses).toEqual([200, 200, 200, 200]);
     // the right-most untrusted hop is the client: a spoofed left-most entry changes nothing
     const spoofed: number[] = [];
     for (let i = 0; i < 3; i++) {
       spoofed.push(
-        (await crane.get('/v2/public/app/tags/list', { 'x-forwarded-for': `2001:db8::${i + 1}, 192.0.2.200, 127.0.0.5` })).status,
+        (
+          await crane.get('/v2/public/app/tags/list', {
+            'x-forwarded-for': `2001:db8::${i + 1}, 192.0.2.200, 127.0.0.5`,
+          })
+        ).status,
       );
     }
     expect(spoofed).toEqual([200, 200, 429]);
@@ -84,7 +97,10 @@ describe('rate limiting', () => {
 
 describe('protected repositories', () => {
   it('answers 404 NAME_UNKNOWN to anonymous clients and hides them from the catalog', async () => {
-    const crane = await start({ FLOTILLA_CRANE_PROTECTED: 'private/*', FLOTILLA_CRANE_HTPASSWD: path.join(root, 'htpasswd') });
+    const crane = await start({
+      FLOTILLA_CRANE_PROTECTED: 'private/*',
+      FLOTILLA_CRANE_HTPASSWD: path.join(root, 'htpasswd'),
+    });
     for (const p of ['/v2/private/secret/manifests/v1', '/v2/private/secret/tags/list']) {
       const r = await crane.get(p, { accept: ALL_MANIFESTS });
       expect(r.status, p).toBe(404);
@@ -92,16 +108,25 @@ describe('protected repositories', () => {
     }
     const layer = tree.repositories['private/secret']!.images.v1![0]!.layers[0]!;
     expect((await crane.get(`/v2/private/secret/blobs/${layer}`)).status).toBe(404);
-    const wrong = await crane.get('/v2/private/secret/tags/list', { authorization: basic('alice', 'nope') });
+    const wrong = await crane.get('/v2/private/secret/tags/list', {
+      authorization: basic('alice', 'nope'),
+    });
     expect(wrong.status).toBe(404);
-    expect((await crane.get('/v2/_catalog')).json()).toEqual({ repositories: ['private/deep/er', 'public/app'] });
-    expect((await crane.get('/v2/public/app/manifests/v1', { accept: ALL_MANIFESTS })).status).toBe(200);
+    expect((await crane.get('/v2/_catalog')).json()).toEqual({
+      repositories: ['private/deep/er', 'public/app'],
+    });
+    expect((await crane.get('/v2/public/app/manifests/v1', { accept: ALL_MANIFESTS })).status).toBe(
+      200,
+    );
     // `*` stops at a slash
     expect((await crane.get('/v2/private/deep/er/tags/list')).status).toBe(200);
   });
 
   it('serves them with Basic credentials from the htpasswd file', async () => {
-    const crane = await start({ FLOTILLA_CRANE_PROTECTED: 'private/**', FLOTILLA_CRANE_HTPASSWD: path.join(root, 'htpasswd') });
+    const crane = await start({
+      FLOTILLA_CRANE_PROTECTED: 'private/**',
+      FLOTILLA_CRANE_HTPASSWD: path.join(root, 'htpasswd'),
+    });
     const auth = { authorization: basic('alice', 's3cret'), accept: ALL_MANIFESTS };
     const r = await crane.get('/v2/private/secret/manifests/v1', auth);
     expect(r.status).toBe(200);
@@ -113,7 +138,10 @@ describe('protected repositories', () => {
   });
 
   it('challenges anonymous clients at /v2/ when an htpasswd file is configured', async () => {
-    const crane = await start({ FLOTILLA_CRANE_PROTECTED: 'private/**', FLOTILLA_CRANE_HTPASSWD: path.join(root, 'htpasswd') });
+    const crane = await start({
+      FLOTILLA_CRANE_PROTECTED: 'private/**',
+      FLOTILLA_CRANE_HTPASSWD: path.join(root, 'htpasswd'),
+    });
     const anonymous = await crane.get('/v2/');
     expect(anonymous.status).toBe(401);
     expect(anonymous.headers['www-authenticate']).toBe('Basic realm="flotilla-crane"');
@@ -127,10 +155,22 @@ describe('protected repositories', () => {
       FLOTILLA_CRANE_CLIENT_CERT_HEADER: 'X-SSL-Client-Verify',
     };
     const untrusted = await start(env);
-    expect((await untrusted.get('/v2/private/secret/tags/list', { 'x-ssl-client-verify': 'SUCCESS' })).status).toBe(404);
+    expect(
+      (await untrusted.get('/v2/private/secret/tags/list', { 'x-ssl-client-verify': 'SUCCESS' }))
+        .status,
+    ).toBe(404);
     const trusted = await start({ ...env, FLOTILLA_TRUSTED_PROXIES: '127.0.0.1,::1' });
-    expect((await trusted.get('/v2/private/secret/tags/list', { 'x-ssl-client-verify': 'SUCCESS' })).status).toBe(200);
-    expect((await trusted.get('/v2/private/secret/tags/list', { 'x-ssl-client-verify': 'FAILED:expired' })).status).toBe(404);
+    expect(
+      (await trusted.get('/v2/private/secret/tags/list', { 'x-ssl-client-verify': 'SUCCESS' }))
+        .status,
+    ).toBe(200);
+    expect(
+      (
+        await trusted.get('/v2/private/secret/tags/list', {
+          'x-ssl-client-verify': 'FAILED:expired',
+        })
+      ).status,
+    ).toBe(404);
     expect((await trusted.get('/v2/private/secret/tags/list')).status).toBe(404);
   });
 });

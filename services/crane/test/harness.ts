@@ -51,7 +51,11 @@ export async function startCrane(
     ...(extra.source ? { source: extra.source } : {}),
   });
   if (extra.start ?? true) await service.start();
-  const server = await listen(service.handler, { port: 0, logger, maxHeaderSize: config.maxHeaderSize });
+  const server = await listen(service.handler, {
+    port: 0,
+    logger,
+    maxHeaderSize: config.maxHeaderSize,
+  });
   return {
     service,
     server,

@@ -2,7 +2,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writePublishedTree } from '../../../test/support/tree.js';
-import { DOCKER_LIST, DOCKER_MANIFEST, removeDir, startCrane, tempDir, type Crane } from './harness.js';
+import {
+  DOCKER_LIST,
+  DOCKER_MANIFEST,
+  removeDir,
+  startCrane,
+  tempDir,
+  type Crane,
+} from './harness.js';
 
 const LIST = `sha256:${'3e'.repeat(32)}`;
 const AMD64 = `sha256:${'c5'.repeat(32)}`;
@@ -31,12 +38,26 @@ beforeAll(async () => {
   await writeFile(path.join(pulpDir, 'zoo.json'), JSON.stringify(zoo));
   await writeFile(
     path.join(pulpDir, 'nested', 'hidden.json'),
-    JSON.stringify({ ...zoo, 'repo-registry-id': 'redhat/hidden', protected: true, url: 'http://cdn.example.com/hidden' }),
+    JSON.stringify({
+      ...zoo,
+      'repo-registry-id': 'redhat/hidden',
+      protected: true,
+      url: 'http://cdn.example.com/hidden',
+    }),
   );
-  await writeFile(path.join(pulpDir, 'broken.json'), '{"type": "pulp-docker-redirect", "version": 3');
-  await writeFile(path.join(pulpDir, 'v2.json'), JSON.stringify({ ...zoo, version: 2, 'repo-registry-id': 'old/v2' }));
+  await writeFile(
+    path.join(pulpDir, 'broken.json'),
+    '{"type": "pulp-docker-redirect", "version": 3',
+  );
+  await writeFile(
+    path.join(pulpDir, 'v2.json'),
+    JSON.stringify({ ...zoo, version: 2, 'repo-registry-id': 'old/v2' }),
+  );
   const tree = path.join(root, 'tree');
-  await writePublishedTree(tree, { publication: 1, repositories: [{ name: 'fedora/httpd', tags: { x: { kind: 'image' } } }] });
+  await writePublishedTree(tree, {
+    publication: 1,
+    repositories: [{ name: 'fedora/httpd', tags: { x: { kind: 'image' } } }],
+  });
   crane = await startCrane(tree, { FLOTILLA_CRANE_PULP_DIR: pulpDir });
 });
 
@@ -47,11 +68,15 @@ afterAll(async () => {
 
 describe('Pulp 2 redirect files', () => {
   it('lists Pulp repositories next to published ones, without protected or invalid ones', async () => {
-    expect((await crane.get('/v2/_catalog')).json()).toEqual({ repositories: ['fedora/httpd', 'redhat/zoo'] });
+    expect((await crane.get('/v2/_catalog')).json()).toEqual({
+      repositories: ['fedora/httpd', 'redhat/zoo'],
+    });
   });
 
   it('redirects a manifest list to manifests/list when the client accepts lists', async () => {
-    const r = await crane.get('/v2/redhat/zoo/manifests/latest', { accept: `${DOCKER_LIST}, ${DOCKER_MANIFEST}` });
+    const r = await crane.get('/v2/redhat/zoo/manifests/latest', {
+      accept: `${DOCKER_LIST}, ${DOCKER_MANIFEST}`,
+    });
     expect(r.status).toBe(302);
     expect(r.headers.location).toBe('http://cdn.example.com/zoo/bar/manifests/list/latest');
   });
@@ -66,7 +91,9 @@ describe('Pulp 2 redirect files', () => {
   });
 
   it('redirects schema2 tags and digests to manifests/2, the rest to manifests/1', async () => {
-    const tag = await crane.get('/v2/redhat/zoo/manifests/1.25.1-musl', { accept: DOCKER_MANIFEST });
+    const tag = await crane.get('/v2/redhat/zoo/manifests/1.25.1-musl', {
+      accept: DOCKER_MANIFEST,
+    });
     expect(tag.headers.location).toBe('http://cdn.example.com/zoo/bar/manifests/2/1.25.1-musl');
     const digest = await crane.get(`/v2/redhat/zoo/manifests/${S2}`, { accept: DOCKER_MANIFEST });
     expect(digest.headers.location).toBe(`http://cdn.example.com/zoo/bar/manifests/2/${S2}`);
@@ -92,7 +119,9 @@ describe('Pulp 2 redirect files', () => {
 
   it('is ready on Pulp content alone, before any Flotilla publication', async () => {
     const empty = await tempDir();
-    const alone = await startCrane(path.join(empty, 'no-tree'), { FLOTILLA_CRANE_PULP_DIR: path.join(root, 'pulp') });
+    const alone = await startCrane(path.join(empty, 'no-tree'), {
+      FLOTILLA_CRANE_PULP_DIR: path.join(root, 'pulp'),
+    });
     try {
       expect((await alone.get('/readyz')).status).toBe(200);
       expect((await alone.get('/v2/_catalog')).json()).toEqual({ repositories: ['redhat/zoo'] });
@@ -109,7 +138,10 @@ describe('Pulp 2 redirect files', () => {
     await writeFile(path.join(dir, 'zoo.json'), JSON.stringify(zoo));
     const alone = await startCrane(path.join(empty, 'no-tree'), { FLOTILLA_CRANE_PULP_DIR: dir });
     try {
-      await writeFile(path.join(dir, 'zoo.json'), JSON.stringify({ ...zoo, url: 'https://cdn2.example.com/zoo' }));
+      await writeFile(
+        path.join(dir, 'zoo.json'),
+        JSON.stringify({ ...zoo, url: 'https://cdn2.example.com/zoo' }),
+      );
       await alone.service.reload();
       const r = await alone.get(`/v2/redhat/zoo/blobs/${S2}`);
       expect(r.headers.location).toBe(`https://cdn2.example.com/zoo/blobs/${S2}`);
@@ -120,6 +152,8 @@ describe('Pulp 2 redirect files', () => {
   });
 
   it('counts the invalid files', async () => {
-    expect((await crane.get('/metrics')).body.toString()).toMatch(/flotilla_crane_metadata_errors_total\{[^}]*kind="pulp"[^}]*\} 2/);
+    expect((await crane.get('/metrics')).body.toString()).toMatch(
+      /flotilla_crane_metadata_errors_total\{[^}]*kind="pulp"[^}]*\} 2/,
+    );
   });
 });

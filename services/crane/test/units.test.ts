@@ -29,11 +29,15 @@ describe('parseAccept', () => {
 });
 
 describe('client IP', () => {
-  const resolver = createClientIpResolver(['10.0.0.0/8', '2001:db8:ffff::/48'].map((cidr) => parseCidr(cidr)!));
+  const resolver = createClientIpResolver(
+    ['10.0.0.0/8', '2001:db8:ffff::/48'].map((cidr) => parseCidr(cidr)!),
+  );
   it('believes X-Forwarded-For only from trusted peers, right-most untrusted hop', () => {
     expect(resolver.resolve('192.0.2.9', '192.0.2.1')).toBe('192.0.2.9');
     expect(resolver.resolve('10.1.2.3', '192.0.2.1')).toBe('192.0.2.1');
-    expect(resolver.resolve('::ffff:10.1.2.3', '192.0.2.66, 192.0.2.1, 10.9.9.9')).toBe('192.0.2.1');
+    expect(resolver.resolve('::ffff:10.1.2.3', '192.0.2.66, 192.0.2.1, 10.9.9.9')).toBe(
+      '192.0.2.1',
+    );
     expect(resolver.resolve('2001:db8:ffff::1', '2001:db8::5')).toBe('2001:db8::5');
     expect(resolver.resolve('10.1.2.3', '10.4.4.4')).toBe('10.4.4.4');
     expect(resolver.resolve('10.1.2.3', 'garbage, 192.0.2.1')).toBe('192.0.2.1');
@@ -83,7 +87,11 @@ describe('protected globs', () => {
 
 describe('credentials', () => {
   it('parses bcrypt htpasswd files and refuses other schemes', () => {
-    expect(parseHtpasswd('# c\nalice:$2y$05$abcdefghijklmnopqrstuuJ1E8Lr3ZmTkzN0uHrZrWUWVvIcy1KQa\n').get('alice')).toMatch(/^\$2b\$/);
+    expect(
+      parseHtpasswd(
+        '# c\nalice:$2y$05$abcdefghijklmnopqrstuuJ1E8Lr3ZmTkzN0uHrZrWUWVvIcy1KQa\n',
+      ).get('alice'),
+    ).toMatch(/^\$2b\$/);
     expect(() => parseHtpasswd('bob:{SHA}abc')).toThrow(/line 1/);
   });
 
@@ -94,7 +102,12 @@ describe('credentials', () => {
     const header = `Basic ${Buffer.from('alice:pw').toString('base64')}`;
     expect(await check.verify({ authorization: header }, false)).toBe(true);
     expect(check.verify({ authorization: header }, false)).toBe(true); // synchronous: cached
-    expect(await check.verify({ authorization: `Basic ${Buffer.from('alice:no').toString('base64')}` }, false)).toBe(false);
+    expect(
+      await check.verify(
+        { authorization: `Basic ${Buffer.from('alice:no').toString('base64')}` },
+        false,
+      ),
+    ).toBe(false);
     expect(await check.verify({ authorization: 'Bearer x' }, false)).toBe(false);
   });
 });
@@ -123,8 +136,14 @@ describe('loadCraneConfig', () => {
 
   it('names the variable that is wrong', async () => {
     const { loadCraneConfig } = await import('../src/config.js');
-    expect(() => loadCraneConfig({ FLOTILLA_CRANE_POLL_INTERVAL: 'soon' })).toThrow(/FLOTILLA_CRANE_POLL_INTERVAL/);
-    expect(() => loadCraneConfig({ FLOTILLA_TRUSTED_PROXIES: '192.0.2.0/24, nope' })).toThrow(/FLOTILLA_TRUSTED_PROXIES/);
-    expect(loadCraneConfig({ FLOTILLA_CRANE_BLOB_BASE_URL: 'https://pull.example/pub/' }).blobBaseUrl).toBe('https://pull.example/pub');
+    expect(() => loadCraneConfig({ FLOTILLA_CRANE_POLL_INTERVAL: 'soon' })).toThrow(
+      /FLOTILLA_CRANE_POLL_INTERVAL/,
+    );
+    expect(() => loadCraneConfig({ FLOTILLA_TRUSTED_PROXIES: '192.0.2.0/24, nope' })).toThrow(
+      /FLOTILLA_TRUSTED_PROXIES/,
+    );
+    expect(
+      loadCraneConfig({ FLOTILLA_CRANE_BLOB_BASE_URL: 'https://pull.example/pub/' }).blobBaseUrl,
+    ).toBe('https://pull.example/pub');
   });
 });

@@ -32,9 +32,19 @@ beforeAll(async () => {
   tree = await writePublishedTree(root, {
     publication: 7,
     repositories: [
-      { name: REPO, tags, artifacts: [{ subjectTag: '39', artifactType: 'application/vnd.example.sbom' }, { subjectTag: '39' }] },
+      {
+        name: REPO,
+        tags,
+        artifacts: [
+          { subjectTag: '39', artifactType: 'application/vnd.example.sbom' },
+          { subjectTag: '39' },
+        ],
+      },
       { name: 'fedora/other', tags: { latest: { kind: 'image', layers: 1 } } },
-      ...['a', 'b', 'c', 'd', 'e'].map((n) => ({ name: `list/${n}`, tags: { x: { kind: 'image' as const, layers: 1, layerSize: 8 } } })),
+      ...['a', 'b', 'c', 'd', 'e'].map((n) => ({
+        name: `list/${n}`,
+        tags: { x: { kind: 'image' as const, layers: 1, layerSize: 8 } },
+      })),
     ],
   });
   crane = await startCrane(root);
@@ -58,11 +68,14 @@ describe('GET /v2/', () => {
 });
 
 describe('the /v2 path grammar (protocol parseV2Path, shared with the registry)', () => {
-  it.each([`/v2/${REPO}/manifests/%zz`, `/v2/${REPO}/blobs/sha256%3`])('answers a malformed %% in %s with 400 NAME_INVALID', async (path) => {
-    const r = await crane.get(path);
-    expect(r.status).toBe(400);
-    expect(r.json<{ errors: Array<{ code: string }> }>().errors[0]!.code).toBe('NAME_INVALID');
-  });
+  it.each([`/v2/${REPO}/manifests/%zz`, `/v2/${REPO}/blobs/sha256%3`])(
+    'answers a malformed %% in %s with 400 NAME_INVALID',
+    async (path) => {
+      const r = await crane.get(path);
+      expect(r.status).toBe(400);
+      expect(r.json<{ errors: Array<{ code: string }> }>().errors[0]!.code).toBe('NAME_INVALID');
+    },
+  );
 });
 
 describe('manifests', () => {
@@ -100,12 +113,18 @@ describe('manifests', () => {
   it('answers 304 to If-None-Match, quoted or not', async () => {
     const digest = repo().tags['39']!;
     for (const inm of [`"${digest}"`, digest]) {
-      const r = await crane.get(`/v2/${REPO}/manifests/39`, { accept: ALL_MANIFESTS, 'if-none-match': inm });
+      const r = await crane.get(`/v2/${REPO}/manifests/39`, {
+        accept: ALL_MANIFESTS,
+        'if-none-match': inm,
+      });
       expect(r.status).toBe(304);
       expect(r.body.length).toBe(0);
       expect(r.headers['docker-content-digest']).toBe(digest);
     }
-    const other = await crane.get(`/v2/${REPO}/manifests/39`, { accept: ALL_MANIFESTS, 'if-none-match': '"sha256:00"' });
+    const other = await crane.get(`/v2/${REPO}/manifests/39`, {
+      accept: ALL_MANIFESTS,
+      'if-none-match': '"sha256:00"',
+    });
     expect(other.status).toBe(200);
   });
 
@@ -113,18 +132,24 @@ describe('manifests', () => {
     const r = await crane.get(`/v2/${REPO}/manifests/nope`, { accept: ALL_MANIFESTS });
     expect(r.status).toBe(404);
     expect(r.json<{ errors: { code: string }[] }>().errors[0]!.code).toBe('MANIFEST_UNKNOWN');
-    const d = await crane.get(`/v2/${REPO}/manifests/sha256:${'0'.repeat(64)}`, { accept: ALL_MANIFESTS });
+    const d = await crane.get(`/v2/${REPO}/manifests/sha256:${'0'.repeat(64)}`, {
+      accept: ALL_MANIFESTS,
+    });
     expect(d.status).toBe(404);
     // a manifest of another repository is not this repository's
     const foreign = tree.repositories['fedora/other']!.tags.latest!;
-    expect((await crane.get(`/v2/${REPO}/manifests/${foreign}`, { accept: ALL_MANIFESTS })).status).toBe(404);
+    expect(
+      (await crane.get(`/v2/${REPO}/manifests/${foreign}`, { accept: ALL_MANIFESTS })).status,
+    ).toBe(404);
   });
 
   it('answers a reference that is no tag with 404 MANIFEST_UNKNOWN, a malformed digest with 400', async () => {
     for (const ref of ['-bad', '.INVALID_MANIFEST_NAME']) {
       const badTag = await crane.get(`/v2/${REPO}/manifests/${ref}`);
       expect(badTag.status).toBe(404);
-      expect(badTag.json<{ errors: { code: string }[] }>().errors[0]!.code).toBe('MANIFEST_UNKNOWN');
+      expect(badTag.json<{ errors: { code: string }[] }>().errors[0]!.code).toBe(
+        'MANIFEST_UNKNOWN',
+      );
     }
     const badDigest = await crane.get(`/v2/${REPO}/manifests/sha256:xyz`);
     expect(badDigest.status).toBe(400);
@@ -134,7 +159,8 @@ describe('manifests', () => {
 
 describe('Accept negotiation', () => {
   const digestOf = (tag: string) => repo().tags[tag]!;
-  const amd64Of = (tag: string) => repo().images[tag]!.find((i) => i.platform.architecture === 'amd64')!.digest;
+  const amd64Of = (tag: string) =>
+    repo().images[tag]!.find((i) => i.platform.architecture === 'amd64')!.digest;
 
   it('serves the stored type when accepted', async () => {
     const r = await crane.get(`/v2/${REPO}/manifests/docker`, { accept: DOCKER_LIST });
@@ -143,7 +169,9 @@ describe('Accept negotiation', () => {
   });
 
   it('accepts a comma list with parameters across several Accept headers', async () => {
-    const r = await crane.get(`/v2/${REPO}/manifests/39`, { accept: `${DOCKER_MANIFEST};q=0.5, ${OCI_INDEX};q=0.9` });
+    const r = await crane.get(`/v2/${REPO}/manifests/39`, {
+      accept: `${DOCKER_MANIFEST};q=0.5, ${OCI_INDEX};q=0.9`,
+    });
     expect(r.headers['content-type']).toBe(OCI_INDEX);
   });
 
@@ -178,9 +206,13 @@ describe('Accept negotiation', () => {
   });
 
   it('by digest never substitutes another manifest', async () => {
-    const ociIndex = await crane.get(`/v2/${REPO}/manifests/${digestOf('39')}`, { accept: OCI_MANIFEST });
+    const ociIndex = await crane.get(`/v2/${REPO}/manifests/${digestOf('39')}`, {
+      accept: OCI_MANIFEST,
+    });
     expect(ociIndex.status).toBe(404);
-    const dockerList = await crane.get(`/v2/${REPO}/manifests/${digestOf('docker')}`, { accept: DOCKER_MANIFEST });
+    const dockerList = await crane.get(`/v2/${REPO}/manifests/${digestOf('docker')}`, {
+      accept: DOCKER_MANIFEST,
+    });
     expect(dockerList.status).toBe(200);
     expect(dockerList.headers['docker-content-digest']).toBe(digestOf('docker'));
   });
@@ -206,7 +238,9 @@ describe('blobs', () => {
     const hex = layer.slice(7);
     const r = await crane.get(`/v2/${REPO}/blobs/${layer}`);
     expect(r.status).toBe(307);
-    expect(r.headers.location).toBe(`http://mirrors.test/pub/containers/blobs/sha256/${hex.slice(0, 2)}/${hex}`);
+    expect(r.headers.location).toBe(
+      `http://mirrors.test/pub/containers/blobs/sha256/${hex.slice(0, 2)}/${hex}`,
+    );
     expect(r.headers['docker-content-digest']).toBe(layer);
   });
 
@@ -257,7 +291,9 @@ describe('tags/list and _catalog', () => {
     const all = [REPO, 'fedora/other', 'list/a', 'list/b', 'list/c', 'list/d', 'list/e'].sort();
     const first = await crane.get('/v2/_catalog?n=4');
     expect(first.json()).toEqual({ repositories: all.slice(0, 4) });
-    expect(first.headers.link).toBe(`</v2/_catalog?last=${encodeURIComponent(all[3]!)}&n=4>; rel="next"`);
+    expect(first.headers.link).toBe(
+      `</v2/_catalog?last=${encodeURIComponent(all[3]!)}&n=4>; rel="next"`,
+    );
     const second = await crane.get(`/v2/_catalog?last=${encodeURIComponent(all[3]!)}&n=4`);
     expect(second.json()).toEqual({ repositories: all.slice(4) });
     expect(second.headers.link).toBeUndefined();
@@ -277,8 +313,12 @@ describe('referrers', () => {
     expect(r.status).toBe(200);
     expect(r.headers['content-type']).toBe(OCI_INDEX);
     const index = r.json<{ manifests: { digest: string; artifactType: string }[] }>();
-    expect(index.manifests.map((m) => m.digest).sort()).toEqual([...repo().referrers[subject]!].sort());
-    const filtered = await crane.get(`/v2/${REPO}/referrers/${subject}?artifactType=application%2Fvnd.example.sbom`);
+    expect(index.manifests.map((m) => m.digest).sort()).toEqual(
+      [...repo().referrers[subject]!].sort(),
+    );
+    const filtered = await crane.get(
+      `/v2/${REPO}/referrers/${subject}?artifactType=application%2Fvnd.example.sbom`,
+    );
     expect(filtered.headers['oci-filters-applied']).toBe('artifactType');
     expect(filtered.json<{ manifests: unknown[] }>().manifests).toHaveLength(1);
   });
@@ -306,7 +346,10 @@ describe('method and name checks', () => {
       expect(r.json<{ errors: { code: string }[] }>().errors[0]!.code).toBe('NAME_INVALID');
     }
     // a raw request line, since HTTP clients normalise dot segments away
-    const raw = await rawRequest(crane.url, 'GET /v2/fedora/../httpd/tags/list HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const raw = await rawRequest(
+      crane.url,
+      'GET /v2/fedora/../httpd/tags/list HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
     expect(raw).toMatch(/^HTTP\/1\.1 400 /);
     expect(raw).toContain('NAME_INVALID');
   });
@@ -318,7 +361,12 @@ describe('method and name checks', () => {
   });
 
   it('serves nothing outside the metadata', async () => {
-    for (const p of ['/v2/PUBLICATION', '/v2/repositories/fedora/httpd.json', '/v2/../PUBLICATION', '/v2/fedora/httpd/blobs/']) {
+    for (const p of [
+      '/v2/PUBLICATION',
+      '/v2/repositories/fedora/httpd.json',
+      '/v2/../PUBLICATION',
+      '/v2/fedora/httpd/blobs/',
+    ]) {
       const r = await crane.get(p);
       expect(r.status, p).toBeGreaterThanOrEqual(400);
       expect(r.body.toString()).not.toContain('schemaVersion');
@@ -335,7 +383,9 @@ describe('method and name checks', () => {
     expect((await crane.get('/readyz')).status).toBe(200);
     const metrics = await crane.get('/metrics');
     expect(metrics.body.toString()).toContain('flotilla_crane_publication');
-    expect(metrics.body.toString()).toMatch(/flotilla_http_request_duration_seconds_count\{[^}]*route="\/v2\/:name\/manifests\/:reference"/);
+    expect(metrics.body.toString()).toMatch(
+      /flotilla_http_request_duration_seconds_count\{[^}]*route="\/v2\/:name\/manifests\/:reference"/,
+    );
   });
 });
 

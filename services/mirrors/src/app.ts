@@ -1,4 +1,9 @@
-import { createServiceApp, type ReadinessChecks, type ServiceApp, type ServiceMetrics } from '@flotilla/kit';
+import {
+  createServiceApp,
+  type ReadinessChecks,
+  type ServiceApp,
+  type ServiceMetrics,
+} from '@flotilla/kit';
 import type { RedirectStatisticsSummary } from '@flotilla/protocol';
 import type { Logger } from 'pino';
 import type { Crawler } from './crawler/crawler.js';
@@ -29,9 +34,20 @@ export interface AppDeps {
 
 export function createApp(deps: AppDeps): ServiceApp {
   return createServiceApp(
-    { name: 'mirrors', logger: deps.logger, metrics: deps.metrics, readiness: deps.readiness, errorFormat: 'problem' },
+    {
+      name: 'mirrors',
+      logger: deps.logger,
+      metrics: deps.metrics,
+      readiness: deps.readiness,
+      errorFormat: 'problem',
+    },
     (app) => {
-      app.use(publicListRouter({ repository: deps.repository, currentPublication: deps.currentPublication }));
+      app.use(
+        publicListRouter({
+          repository: deps.repository,
+          currentPublication: deps.currentPublication,
+        }),
+      );
       if (deps.masterDir !== undefined) app.use(masterRouter(deps.masterDir));
       app.use('/api/v1', requireApiToken(deps.apiToken));
       app.use(

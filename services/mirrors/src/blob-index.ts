@@ -98,7 +98,10 @@ export class BlobIndex {
       return changed;
     }
     if (this.currentMarker !== null && marker < this.currentMarker) {
-      this.logger.warn({ marker, previous: this.currentMarker }, 'publication marker went backwards, rebuilding index');
+      this.logger.warn(
+        { marker, previous: this.currentMarker },
+        'publication marker went backwards, rebuilding index',
+      );
       this.reset();
     }
     if (marker === this.currentMarker && this.loadedUpTo === marker) return false;
@@ -134,7 +137,8 @@ export class BlobIndex {
       const known = this.introduced.get(hex);
       // A blob in two records was removed by retention and published again: mirrors that
       // synced in between deleted it, so only the latest (re)introduction proves a mirror has it.
-      if (known === undefined || record.publication > known) this.introduced.set(hex, record.publication);
+      if (known === undefined || record.publication > known)
+        this.introduced.set(hex, record.publication);
     }
   }
 

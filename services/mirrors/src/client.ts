@@ -83,7 +83,10 @@ export class MirrorsClient {
   }
 
   private async call<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown): Promise<T> {
-    const headers: Record<string, string> = { authorization: `Bearer ${this.options.token}`, accept: 'application/json' };
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${this.options.token}`,
+      accept: 'application/json',
+    };
     if (body !== undefined) headers['content-type'] = 'application/json';
     const response = await request(`${this.base}${path}`, {
       method,
@@ -102,8 +105,14 @@ export class MirrorsClient {
     }
     if (response.statusCode >= 400) {
       const detail =
-        typeof parsed === 'object' && parsed !== null && 'detail' in parsed ? String((parsed as { detail: unknown }).detail) : text;
-      throw new MirrorsApiError(response.statusCode, `mirrors API ${method} ${path}: ${response.statusCode} ${detail}`, parsed);
+        typeof parsed === 'object' && parsed !== null && 'detail' in parsed
+          ? String((parsed as { detail: unknown }).detail)
+          : text;
+      throw new MirrorsApiError(
+        response.statusCode,
+        `mirrors API ${method} ${path}: ${response.statusCode} ${detail}`,
+        parsed,
+      );
     }
     return parsed as T;
   }

@@ -59,7 +59,9 @@ export function loadMirrorsConfig(env: Env = process.env): MirrorsConfig {
     masterUrl: raw.FLOTILLA_MIRRORS_MASTER_URL,
     treeSource: raw.FLOTILLA_MIRRORS_TREE_SOURCE,
     serveMaster: raw.FLOTILLA_MIRRORS_SERVE_MASTER,
-    snapshotFile: path.resolve(raw.FLOTILLA_SELECTION_SNAPSHOT ?? path.join(dataDir, DEFAULT_SELECTION_SNAPSHOT)),
+    snapshotFile: path.resolve(
+      raw.FLOTILLA_SELECTION_SNAPSHOT ?? path.join(dataDir, DEFAULT_SELECTION_SNAPSHOT),
+    ),
     apiToken: raw.FLOTILLA_API_TOKEN,
     crawlIntervalMs: raw.FLOTILLA_MIRRORS_CRAWL_INTERVAL,
     crawlSample: raw.FLOTILLA_MIRRORS_CRAWL_SAMPLE,

@@ -1,5 +1,12 @@
 import { openBus } from '@flotilla/bus';
-import { createLogger, exitOnConfigError, isEntryPoint, listen, loadOrCreateSecret, runUntilSignal } from '@flotilla/kit';
+import {
+  createLogger,
+  exitOnConfigError,
+  isEntryPoint,
+  listen,
+  loadOrCreateSecret,
+  runUntilSignal,
+} from '@flotilla/kit';
 import { openStore } from '@flotilla/store';
 import { loadMirrorsConfig } from './config.js';
 import { createMirrorsService } from './service.js';
@@ -18,8 +25,15 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     config = { ...config, apiToken: secret.value };
     if (secret.created) logger.info({ path: secret.path }, 'api token generated');
   }
-  const store = openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl, logger: logger.child({ component: 'store' }) });
-  const bus = await openBus({ amqpUrl: config.amqpUrl, logger: logger.child({ component: 'bus' }) });
+  const store = openStore({
+    dataDir: config.dataDir,
+    mongoUrl: config.mongoUrl,
+    logger: logger.child({ component: 'store' }),
+  });
+  const bus = await openBus({
+    amqpUrl: config.amqpUrl,
+    logger: logger.child({ component: 'bus' }),
+  });
   const service = await createMirrorsService({ config, logger, store, bus });
   const server = await listen(service.handler, { host: config.host, port: config.port, logger });
   runUntilSignal({

@@ -124,7 +124,10 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
         eligibleNow = eligible;
         indexChanged = false;
         await publishSnapshot();
-        logger.debug({ mirrors: docs.length, eligible: eligible.length }, 'selection snapshot rebuilt');
+        logger.debug(
+          { mirrors: docs.length, eligible: eligible.length },
+          'selection snapshot rebuilt',
+        );
       } while (rebuildAgain);
     })().finally(() => {
       rebuilding = null;
@@ -148,7 +151,8 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
         createEvent('mirrors.crawled', 'mirrors', {
           mirror: mirror.name,
           publication: mirror.publication ?? 0,
-          upToDate: mirror.publication !== null && current !== null && mirror.publication >= current,
+          upToDate:
+            mirror.publication !== null && current !== null && mirror.publication >= current,
         }),
       );
       logger.debug({ mirror: mirror.name, crawl: record._id }, 'crawl event enqueued');
@@ -191,7 +195,13 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
     crawlAllRunning = (async () => {
       do {
         crawlAllAgain = false;
-        const { ran } = await runExclusive(leases, 'mirrors:crawl', leaseHolder, CRAWL_LEASE_MS, () => crawler.crawlAll());
+        const { ran } = await runExclusive(
+          leases,
+          'mirrors:crawl',
+          leaseHolder,
+          CRAWL_LEASE_MS,
+          () => crawler.crawlAll(),
+        );
         if (!ran) logger.debug('another replica is crawling');
       } while (crawlAllAgain);
     })()
@@ -233,13 +243,19 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
         await repository.ensureIndexes();
         await crawlLog.ensureIndexes();
         // An unreadable tree must not keep the service down: the poll and the next event retry.
-        await refresh().catch((error: unknown) => logger.error({ err: error }, 'failed to read the published tree'));
+        await refresh().catch((error: unknown) =>
+          logger.error({ err: error }, 'failed to read the published tree'),
+        );
         await outbox.start();
-        subscription = await bus.subscribe(PUBLISHED_QUEUE, ['content.published'], async (event) => {
-          logger.info({ event: event.id, type: event.type }, 'publication announced');
-          await refresh();
-          crawlAllInBackground();
-        });
+        subscription = await bus.subscribe(
+          PUBLISHED_QUEUE,
+          ['content.published'],
+          async (event) => {
+            logger.info({ event: event.id, type: event.type }, 'publication announced');
+            await refresh();
+            crawlAllInBackground();
+          },
+        );
         if (config.crawlIntervalMs > 0) {
           const timer = setInterval(crawlAllInBackground, config.crawlIntervalMs);
           timer.unref();
@@ -255,12 +271,17 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
                 treeRead = true;
                 return rebuild();
               })
-              .catch((error: unknown) => logger.error({ err: error }, 'failed to poll the published tree'));
+              .catch((error: unknown) =>
+                logger.error({ err: error }, 'failed to poll the published tree'),
+              );
           }, config.treePollIntervalMs);
           timer.unref();
           timers.push(timer);
         }
-        logger.info({ marker: index.marker, blobs: index.size, tree: reader.location }, 'mirrors service started');
+        logger.info(
+          { marker: index.marker, blobs: index.size, tree: reader.location },
+          'mirrors service started',
+        );
       })();
       return started;
     },

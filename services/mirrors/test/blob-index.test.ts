@@ -6,7 +6,11 @@ import type { TreeReader } from '../src/tree/reader.js';
 const hex = (n: number) => n.toString(16).padStart(64, '0');
 
 /** An in-memory tree: publication n adds the blobs listed; `broken` records fail to read. */
-function memoryTree(records: Record<number, number[]>, marker: { value: number | null }, broken = new Set<number>()): TreeReader {
+function memoryTree(
+  records: Record<number, number[]>,
+  marker: { value: number | null },
+  broken = new Set<number>(),
+): TreeReader {
   return {
     location: 'memory',
     readMarker: async () => marker.value,
@@ -17,7 +21,14 @@ function memoryTree(records: Record<number, number[]>, marker: { value: number |
         .sort((a, b) => a - b),
     readPublication: async (n) => {
       if (broken.has(n)) throw new Error('bad record');
-      return { schemaVersion: 1, publication: n, channel: 'stable', time: new Date(0).toISOString(), repositories: [], newBlobs: records[n]!.map((b) => `sha256:${hex(b)}`) };
+      return {
+        schemaVersion: 1,
+        publication: n,
+        channel: 'stable',
+        time: new Date(0).toISOString(),
+        repositories: [],
+        newBlobs: records[n]!.map((b) => `sha256:${hex(b)}`),
+      };
     },
     blobSize: async () => 1,
   };
@@ -46,7 +57,10 @@ describe('BlobIndex', () => {
 
   it('retries a record that failed to load and never counts past it', async () => {
     const broken = new Set([2]);
-    const index = new BlobIndex(memoryTree({ 1: [1], 2: [2], 3: [3] }, { value: 3 }, broken), logger);
+    const index = new BlobIndex(
+      memoryTree({ 1: [1], 2: [2], 3: [3] }, { value: 3 }, broken),
+      logger,
+    );
     await index.refresh();
     expect(index.introducedIn(hex(2))).toBeUndefined();
     expect(index.introducedIn(hex(3))).toBe(3);

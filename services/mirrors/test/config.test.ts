@@ -23,8 +23,14 @@ describe('loadMirrorsConfig', () => {
   });
 
   it('names the variable that is wrong', () => {
-    expect(() => loadMirrorsConfig({ FLOTILLA_MIRRORS_CRAWL_INTERVAL: 'often' })).toThrow(/FLOTILLA_MIRRORS_CRAWL_INTERVAL/);
-    expect(() => loadMirrorsConfig({ FLOTILLA_MIRRORS_TREE_SOURCE: 'ftp' })).toThrow(/FLOTILLA_MIRRORS_TREE_SOURCE/);
-    expect(() => loadMirrorsConfig({ FLOTILLA_MIRRORS_MASTER_URL: 'ftp://x' })).toThrow(/FLOTILLA_MIRRORS_MASTER_URL/);
+    expect(() => loadMirrorsConfig({ FLOTILLA_MIRRORS_CRAWL_INTERVAL: 'often' })).toThrow(
+      /FLOTILLA_MIRRORS_CRAWL_INTERVAL/,
+    );
+    expect(() => loadMirrorsConfig({ FLOTILLA_MIRRORS_TREE_SOURCE: 'ftp' })).toThrow(
+      /FLOTILLA_MIRRORS_TREE_SOURCE/,
+    );
+    expect(() => loadMirrorsConfig({ FLOTILLA_MIRRORS_MASTER_URL: 'ftp://x' })).toThrow(
+      /FLOTILLA_MIRRORS_MASTER_URL/,
+    );
   });
 });

@@ -1,4 +1,12 @@
-import { createLogger, exitOnConfigError, isEntryPoint, listen, loadOrCreateSecret, runUntilSignal, type Env } from '@flotilla/kit';
+import {
+  createLogger,
+  exitOnConfigError,
+  isEntryPoint,
+  listen,
+  loadOrCreateSecret,
+  runUntilSignal,
+  type Env,
+} from '@flotilla/kit';
 import { openBus } from '@flotilla/bus';
 import { openStore } from '@flotilla/store';
 import { loadRegistryConfig } from './config.js';
@@ -12,14 +20,23 @@ export async function main(env: Env = process.env): Promise<void> {
   } catch (err) {
     exitOnConfigError(err);
   }
-  const logger = createLogger({ name: 'registry', ...(config.logLevel ? { level: config.logLevel } : {}) });
-  const admin = await loadOrCreateSecret(config.dataDir, 'admin-password', { env: config.adminPassword });
+  const logger = createLogger({
+    name: 'registry',
+    ...(config.logLevel ? { level: config.logLevel } : {}),
+  });
+  const admin = await loadOrCreateSecret(config.dataDir, 'admin-password', {
+    env: config.adminPassword,
+  });
   if (admin.created) logger.info({ path: admin.path }, 'generated admin password');
   const bus = await openBus({ ...(config.amqpUrl ? { amqpUrl: config.amqpUrl } : {}), logger });
   // MONGODB_URL makes this one replica of several over a shared storage directory (shared outbox
   // and leases); without it the outbox is embedded under the storage and the process its only user.
   const store = config.mongoUrl
-    ? openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl, logger: logger.child({ component: 'store' }) })
+    ? openStore({
+        dataDir: config.dataDir,
+        mongoUrl: config.mongoUrl,
+        logger: logger.child({ component: 'store' }),
+      })
     : undefined;
   const service = await createRegistryService({
     config: { ...config, adminPassword: admin.value },
@@ -32,13 +49,20 @@ export async function main(env: Env = process.env): Promise<void> {
   logger.info({ url: server.url, storage: config.storageDir }, 'registry listening');
   runUntilSignal({
     logger,
-    closers: [() => server.close(), () => service.stop(), () => bus.close(), async () => store?.close()],
+    closers: [
+      () => server.close(),
+      () => service.stop(),
+      () => bus.close(),
+      async () => store?.close(),
+    ],
   });
 }
 
 if (isEntryPoint(import.meta.url)) {
   main().catch((err: unknown) => {
-    process.stderr.write(`registry failed to start: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.stderr.write(
+      `registry failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     process.exit(1);
   });
 }

@@ -58,7 +58,9 @@ const JOURNAL_REPLAY_INTERVAL_MS = 30_000;
 const LEASE_MS = 60_000;
 
 /** The composition of storage, logic, auth, events and HTTP; `main.ts` adds config and listen. */
-export async function createRegistryService(deps: RegistryServiceDeps): Promise<RegistryServiceInstance> {
+export async function createRegistryService(
+  deps: RegistryServiceDeps,
+): Promise<RegistryServiceInstance> {
   const { config } = deps;
   const logger = deps.logger.child({ service: 'registry' });
   const metrics = deps.metrics ?? createMetrics('registry');
@@ -90,7 +92,11 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     else await job();
   };
   const driver = createFilesystemDriver(config.storageDir);
-  await removeTemporaryFiles(driver, logger, shared ? new Date(Date.now() - settleAgeMs) : undefined);
+  await removeTemporaryFiles(
+    driver,
+    logger,
+    shared ? new Date(Date.now() - settleAgeMs) : undefined,
+  );
   // A replica cannot see another's writes to invalidate its cache: replicas read manifests and tags from storage.
   const cache = createManifestCache(shared ? { maxEntries: 0, maxBytes: 0 } : {});
   const decorators: ManifestDecorator[] = [withManifestCache(cache)];
@@ -111,14 +117,26 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     replayTimer.unref();
   };
   if (deps.bus) {
-    const store = deps.store ?? (ownStore = createEmbeddedStore({ dir: outboxDirectory(config.storageDir), logger }));
+    const store =
+      deps.store ??
+      (ownStore = createEmbeddedStore({ dir: outboxDirectory(config.storageDir), logger }));
     // in a shared store the registry's outbox has its own collection (and dispatcher lease), apart from content's
-    outbox = createOutbox({ store, bus: deps.bus, logger, ...(shared ? { collection: 'registry_outbox' } : {}) });
+    outbox = createOutbox({
+      store,
+      bus: deps.bus,
+      logger,
+      ...(shared ? { collection: 'registry_outbox' } : {}),
+    });
     journal = createManifestJournal({ driver, logger });
     decorators.push(withManifestEvents(outbox, journal, logger, replaySoon));
   }
   const digester = createDigester();
-  const space = createStorageSpace({ directory: config.storageDir, reserveBytes: config.minFreeBytes ?? 0, volume: 'registry', metrics });
+  const space = createStorageSpace({
+    directory: config.storageDir,
+    reserveBytes: config.minFreeBytes ?? 0,
+    volume: 'registry',
+    metrics,
+  });
   const registry = createRegistry({
     driver,
     logger,
@@ -128,7 +146,14 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
     ensureWritable: () => space.ensureWritable(),
   });
   const v2 = createV2Handler(
-    { registry, cache, authenticator, policy, deleteEnabled: config.deleteEnabled, logger: logger.child({ component: 'http' }) },
+    {
+      registry,
+      cache,
+      authenticator,
+      policy,
+      deleteEnabled: config.deleteEnabled,
+      logger: logger.child({ component: 'http' }),
+    },
     metrics,
   );
   const app = createServiceApp(
@@ -160,14 +185,16 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
         shared ? { minAgeMs: settleAgeMs } : {},
       );
     });
-    if (recovered > 0) logger.info({ events: recovered }, 'enqueued events recovered from the journal');
+    if (recovered > 0)
+      logger.info({ events: recovered }, 'enqueued events recovered from the journal');
   }
 
   const clientIp = createClientIpResolver(config.trustedProxies ?? []);
   const accessLog = createAccessLog({
     logger: logger.child({ component: 'access' }),
     level: config.accessLog ?? 'info',
-    clientAddress: (req) => clientIp.resolve(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for']),
+    clientAddress: (req) =>
+      clientIp.resolve(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for']),
   });
 
   let purgeTimer: NodeJS.Timeout | undefined;
@@ -192,12 +219,17 @@ export async function createRegistryService(deps: RegistryServiceDeps): Promise<
       await outbox?.start();
       if (shared && journal) {
         journalTimer = setInterval(() => {
-          replayJournal().catch((err: unknown) => logger.warn({ err }, 'failed to replay the event journal'));
+          replayJournal().catch((err: unknown) =>
+            logger.warn({ err }, 'failed to replay the event journal'),
+          );
         }, JOURNAL_REPLAY_INTERVAL_MS);
         journalTimer.unref();
       }
       purge();
-      purgeTimer = setInterval(purge, Math.min(PURGE_INTERVAL_MS, Math.max(config.uploadTtlMs, 1000)));
+      purgeTimer = setInterval(
+        purge,
+        Math.min(PURGE_INTERVAL_MS, Math.max(config.uploadTtlMs, 1000)),
+      );
       purgeTimer.unref();
     },
     async stop() {

@@ -25,7 +25,8 @@ async function brokerReachable(): Promise<boolean> {
     await connection.close();
     return true;
   } catch {
-    if (process.env['CI'] === 'true') throw new Error(`RabbitMQ not reachable at ${AMQP_URL} (required when CI=true)`);
+    if (process.env['CI'] === 'true')
+      throw new Error(`RabbitMQ not reachable at ${AMQP_URL} (required when CI=true)`);
     console.warn(`skipping: RabbitMQ not reachable at ${AMQP_URL}`);
     return false;
   }
@@ -79,7 +80,8 @@ describe.skipIf(!reachable)('registry events over RabbitMQ', () => {
     await bus?.close();
     const connection = await amqp.connect(AMQP_URL);
     const channel = await connection.createChannel();
-    for (const q of [queue, `${queue}.retry`, topology.deadQueue]) await channel.deleteQueue(q).catch(() => undefined);
+    for (const q of [queue, `${queue}.retry`, topology.deadQueue])
+      await channel.deleteQueue(q).catch(() => undefined);
     await channel.deleteExchange(topology.exchange).catch(() => undefined);
     await channel.deleteExchange(topology.deadExchange).catch(() => undefined);
     await connection.close();
@@ -101,12 +103,19 @@ describe.skipIf(!reachable)('registry events over RabbitMQ', () => {
       body: manifest.bytes,
     });
     expect(put.status).toBe(201);
-    for (let i = 0; i < 100 && events.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 100 && events.length === 0; i++)
+      await new Promise((r) => setTimeout(r, 50));
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({
       type: 'registry.manifest.pushed',
       source: 'registry',
-      data: { repository: 'amqp/app', digest: manifest.digest, tag: 'v1', mediaType: OCI_MANIFEST, size: manifest.size },
+      data: {
+        repository: 'amqp/app',
+        digest: manifest.digest,
+        tag: 'v1',
+        mediaType: OCI_MANIFEST,
+        size: manifest.size,
+      },
     });
   });
 });

@@ -9,7 +9,15 @@ import { request as httpRequest } from 'node:http';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminAuth, startTestRegistry, type TestRegistry } from './harness.js';
-import { content, imageManifest, indexManifest, makeApi, OCI_INDEX, OCI_MANIFEST, raw } from './http.js';
+import {
+  content,
+  imageManifest,
+  indexManifest,
+  makeApi,
+  OCI_INDEX,
+  OCI_MANIFEST,
+  raw,
+} from './http.js';
 import { runFsck } from '../src/ops/fsck.js';
 import pino from 'pino';
 
@@ -26,17 +34,24 @@ afterAll(async () => {
 });
 
 async function pushBlob(name: string, blob: { bytes: Buffer; digest: string }): Promise<void> {
-  const res = await api('POST', `/v2/${name}/blobs/uploads/?digest=${blob.digest}`, { body: blob.bytes });
+  const res = await api('POST', `/v2/${name}/blobs/uploads/?digest=${blob.digest}`, {
+    body: blob.bytes,
+  });
   expect(res.status).toBe(201);
 }
 
 async function pushImage(name: string, tag: string, layerBytes = 1024) {
-  const config = content(JSON.stringify({ architecture: 'amd64', os: 'linux', salt: randomBytes(8).toString('hex') }));
+  const config = content(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', salt: randomBytes(8).toString('hex') }),
+  );
   const layer = content(randomBytes(layerBytes));
   await pushBlob(name, config);
   await pushBlob(name, layer);
   const manifest = imageManifest(config, [layer]);
-  const res = await api('PUT', `/v2/${name}/manifests/${tag}`, { body: manifest.bytes, headers: { 'content-type': OCI_MANIFEST } });
+  const res = await api('PUT', `/v2/${name}/manifests/${tag}`, {
+    body: manifest.bytes,
+    headers: { 'content-type': OCI_MANIFEST },
+  });
   expect(res.status).toBe(201);
   return { config, layer, manifest };
 }
@@ -53,14 +68,15 @@ async function snapshot(): Promise<string[]> {
 }
 
 describe('the /v2 path grammar (protocol parseV2Path, shared with crane)', () => {
-  it.each(['/v2/api/repo/manifests/%zz', '/v2/api/repo/blobs/sha256%3', '/v2/api/repo/blobs/uploads/%'])(
-    'answers a malformed %% in %s with 400 NAME_INVALID',
-    async (path) => {
-      const res = await api('GET', path);
-      expect(res.status).toBe(400);
-      expect(res.errorCode()).toBe('NAME_INVALID');
-    },
-  );
+  it.each([
+    '/v2/api/repo/manifests/%zz',
+    '/v2/api/repo/blobs/sha256%3',
+    '/v2/api/repo/blobs/uploads/%',
+  ])('answers a malformed %% in %s with 400 NAME_INVALID', async (path) => {
+    const res = await api('GET', path);
+    expect(res.status).toBe(400);
+    expect(res.errorCode()).toBe('NAME_INVALID');
+  });
 });
 
 describe('headers', () => {
@@ -83,7 +99,9 @@ describe('headers', () => {
     expect(anon.errorCode()).toBe('UNAUTHORIZED');
     expect((await api('GET', '/v2/')).status).toBe(200);
     // containers/image sends empty credentials when it has none: anonymous, allowed to pull
-    expect((await api('GET', '/v2/', { auth: `Basic ${Buffer.from(':').toString('base64')}` })).status).toBe(200);
+    expect(
+      (await api('GET', '/v2/', { auth: `Basic ${Buffer.from(':').toString('base64')}` })).status,
+    ).toBe(200);
   });
 
   it('manifests carry Content-Type as pushed, Docker-Content-Digest, ETag; If-None-Match gives 304', async () => {
@@ -92,7 +110,9 @@ describe('headers', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe(OCI_MANIFEST);
     expect(res.headers.get('etag')).toBe(`"${manifest.digest}"`);
-    const again = await api('GET', `/v2/${NAME}/manifests/etag`, { headers: { 'if-none-match': `"${manifest.digest}"` } });
+    const again = await api('GET', `/v2/${NAME}/manifests/etag`, {
+      headers: { 'if-none-match': `"${manifest.digest}"` },
+    });
     expect(again.status).toBe(304);
     expect(again.body.length).toBe(0);
   });
@@ -103,7 +123,9 @@ describe('headers', () => {
     });
     expect(res.status).toBe(404);
     expect(res.errorCode()).toBe('MANIFEST_UNKNOWN');
-    const ok = await api('GET', `/v2/${NAME}/manifests/etag`, { headers: { accept: `application/vnd.docker.distribution.manifest.v2+json, ${OCI_MANIFEST}` } });
+    const ok = await api('GET', `/v2/${NAME}/manifests/etag`, {
+      headers: { accept: `application/vnd.docker.distribution.manifest.v2+json, ${OCI_MANIFEST}` },
+    });
     expect(ok.status).toBe(200);
   });
 
@@ -118,27 +140,56 @@ describe('headers', () => {
         JSON.stringify({
           schemaVersion: 2,
           mediaType: DOCKER_MANIFEST,
-          config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest: config.digest, size: config.size },
+          config: {
+            mediaType: 'application/vnd.docker.container.image.v1+json',
+            digest: config.digest,
+            size: config.size,
+          },
           layers: [],
         }),
       );
-      expect((await api('PUT', `/v2/${NAME}/manifests/${m.digest}`, { body: m.bytes, headers: { 'content-type': DOCKER_MANIFEST } })).status).toBe(201);
+      expect(
+        (
+          await api('PUT', `/v2/${NAME}/manifests/${m.digest}`, {
+            body: m.bytes,
+            headers: { 'content-type': DOCKER_MANIFEST },
+          })
+        ).status,
+      ).toBe(201);
       children.push({ arch, m });
     }
     const list = content(
       JSON.stringify({
         schemaVersion: 2,
         mediaType: DOCKER_LIST,
-        manifests: children.map(({ arch, m }) => ({ mediaType: DOCKER_MANIFEST, digest: m.digest, size: m.size, platform: { architecture: arch, os: 'linux' } })),
+        manifests: children.map(({ arch, m }) => ({
+          mediaType: DOCKER_MANIFEST,
+          digest: m.digest,
+          size: m.size,
+          platform: { architecture: arch, os: 'linux' },
+        })),
       }),
     );
-    expect((await api('PUT', `/v2/${NAME}/manifests/dockerlist`, { body: list.bytes, headers: { 'content-type': DOCKER_LIST } })).status).toBe(201);
-    const full = await api('GET', `/v2/${NAME}/manifests/dockerlist`, { headers: { accept: `${DOCKER_LIST}, ${DOCKER_MANIFEST}` } });
+    expect(
+      (
+        await api('PUT', `/v2/${NAME}/manifests/dockerlist`, {
+          body: list.bytes,
+          headers: { 'content-type': DOCKER_LIST },
+        })
+      ).status,
+    ).toBe(201);
+    const full = await api('GET', `/v2/${NAME}/manifests/dockerlist`, {
+      headers: { accept: `${DOCKER_LIST}, ${DOCKER_MANIFEST}` },
+    });
     expect(full.headers.get('docker-content-digest')).toBe(list.digest);
-    const old = await api('GET', `/v2/${NAME}/manifests/dockerlist`, { headers: { accept: DOCKER_MANIFEST } });
+    const old = await api('GET', `/v2/${NAME}/manifests/dockerlist`, {
+      headers: { accept: DOCKER_MANIFEST },
+    });
     expect(old.status).toBe(200);
     expect(old.headers.get('content-type')).toBe(DOCKER_MANIFEST);
-    expect(old.headers.get('docker-content-digest')).toBe(children.find((c) => c.arch === 'amd64')?.m.digest);
+    expect(old.headers.get('docker-content-digest')).toBe(
+      children.find((c) => c.arch === 'amd64')?.m.digest,
+    );
   });
 
   it('blobs carry ETag, long-lived Cache-Control, Accept-Ranges; Range gives 206 / 416', async () => {
@@ -147,25 +198,37 @@ describe('headers', () => {
     expect(full.headers.get('etag')).toBe(`"${layer.digest}"`);
     expect(full.headers.get('cache-control')).toContain('max-age=31536000');
     expect(full.headers.get('accept-ranges')).toBe('bytes');
-    const part = await api('GET', `/v2/${NAME}/blobs/${layer.digest}`, { headers: { range: 'bytes=100-199' } });
+    const part = await api('GET', `/v2/${NAME}/blobs/${layer.digest}`, {
+      headers: { range: 'bytes=100-199' },
+    });
     expect(part.status).toBe(206);
     expect(part.headers.get('content-range')).toBe(`bytes 100-199/${layer.size}`);
     expect(part.body.equals(layer.bytes.subarray(100, 200))).toBe(true);
-    const suffix = await api('GET', `/v2/${NAME}/blobs/${layer.digest}`, { headers: { range: 'bytes=-10' } });
+    const suffix = await api('GET', `/v2/${NAME}/blobs/${layer.digest}`, {
+      headers: { range: 'bytes=-10' },
+    });
     expect(suffix.body.equals(layer.bytes.subarray(layer.size - 10))).toBe(true);
-    const open = await api('GET', `/v2/${NAME}/blobs/${layer.digest}`, { headers: { range: 'bytes=4000-' } });
+    const open = await api('GET', `/v2/${NAME}/blobs/${layer.digest}`, {
+      headers: { range: 'bytes=4000-' },
+    });
     expect(open.body.equals(layer.bytes.subarray(4000))).toBe(true);
-    const bad = await api('GET', `/v2/${NAME}/blobs/${layer.digest}`, { headers: { range: `bytes=${layer.size}-` } });
+    const bad = await api('GET', `/v2/${NAME}/blobs/${layer.digest}`, {
+      headers: { range: `bytes=${layer.size}-` },
+    });
     expect(bad.status).toBe(416);
     expect(bad.headers.get('content-range')).toBe(`bytes */${layer.size}`);
-    const notModified = await api('GET', `/v2/${NAME}/blobs/${layer.digest}`, { headers: { 'if-none-match': `"${layer.digest}"` } });
+    const notModified = await api('GET', `/v2/${NAME}/blobs/${layer.digest}`, {
+      headers: { 'if-none-match': `"${layer.digest}"` },
+    });
     expect(notModified.status).toBe(304);
   });
 
   it('a client that goes away mid-download does not disturb the registry', async () => {
     const { layer } = await pushImage(NAME, 'abort', 8 * 1024 * 1024);
     const controller = new AbortController();
-    const res = await fetch(`${reg.url}/v2/${NAME}/blobs/${layer.digest}`, { signal: controller.signal });
+    const res = await fetch(`${reg.url}/v2/${NAME}/blobs/${layer.digest}`, {
+      signal: controller.signal,
+    });
     const reader = res.body?.getReader();
     await reader?.read();
     controller.abort();
@@ -184,8 +247,13 @@ describe('headers', () => {
     expect(names).toEqual(expect.arrayContaining(['api/aa', 'api/repo', 'api/zz']));
     const page = await api('GET', '/v2/_catalog?n=1');
     expect(page.json<{ repositories: string[] }>().repositories).toEqual([names[0]]);
-    expect(page.headers.get('link')).toBe(`</v2/_catalog?n=1&last=${encodeURIComponent(names[0] as string)}>; rel="next"`);
-    const next = await api('GET', `/v2/_catalog?n=1&last=${encodeURIComponent(names[0] as string)}`);
+    expect(page.headers.get('link')).toBe(
+      `</v2/_catalog?n=1&last=${encodeURIComponent(names[0] as string)}>; rel="next"`,
+    );
+    const next = await api(
+      'GET',
+      `/v2/_catalog?n=1&last=${encodeURIComponent(names[0] as string)}`,
+    );
     expect(next.json<{ repositories: string[] }>().repositories).toEqual([names[1]]);
   });
 
@@ -193,11 +261,21 @@ describe('headers', () => {
     const a = await pushImage(NAME, 'child-a');
     const missing = imageManifest(content('{"never":"pushed"}'), []);
     const bad = indexManifest([a.manifest, missing]);
-    const res = await api('PUT', `/v2/${NAME}/manifests/multi`, { body: bad.bytes, headers: { 'content-type': OCI_INDEX } });
+    const res = await api('PUT', `/v2/${NAME}/manifests/multi`, {
+      body: bad.bytes,
+      headers: { 'content-type': OCI_INDEX },
+    });
     expect(res.status).toBe(400);
     expect(res.errorCode()).toBe('MANIFEST_BLOB_UNKNOWN');
     const good = indexManifest([a.manifest]);
-    expect((await api('PUT', `/v2/${NAME}/manifests/multi`, { body: good.bytes, headers: { 'content-type': OCI_INDEX } })).status).toBe(201);
+    expect(
+      (
+        await api('PUT', `/v2/${NAME}/manifests/multi`, {
+          body: good.bytes,
+          headers: { 'content-type': OCI_INDEX },
+        })
+      ).status,
+    ).toBe(201);
     const got = await api('GET', `/v2/${NAME}/manifests/multi`);
     expect(got.headers.get('content-type')).toBe(OCI_INDEX);
   });
@@ -257,18 +335,38 @@ describe('bad input leaves storage unchanged', () => {
     const start = await api('POST', `/v2/${NAME}/blobs/uploads/`);
     const location = start.headers.get('location') as string;
     for (const range of ['garbage', '0-', '-5', 'bytes=a-b', '5-2']) {
-      const res = await api('PATCH', location, { body: 'abc', headers: { 'content-range': range } });
+      const res = await api('PATCH', location, {
+        body: 'abc',
+        headers: { 'content-range': range },
+      });
       expect(res.status, range).toBe(416);
       expect(res.errorCode(), range).toBe('BLOB_UPLOAD_INVALID');
       expect(res.headers.get('range'), range).toBe('0-0');
     }
-    const mismatch = await raw(reg.url, 'PATCH', location, { authorization: adminAuth, 'content-range': '0-9', 'content-length': '3' }, 'abc');
+    const mismatch = await raw(
+      reg.url,
+      'PATCH',
+      location,
+      { authorization: adminAuth, 'content-range': '0-9', 'content-length': '3' },
+      'abc',
+    );
     expect(mismatch.status).toBe(400);
     expect(JSON.parse(mismatch.body).errors[0].code).toBe('SIZE_INVALID');
-    const chunkedWithRange = await raw(reg.url, 'PATCH', location, { authorization: adminAuth, 'content-range': '0-2', 'transfer-encoding': 'chunked' }, 'abc');
+    const chunkedWithRange = await raw(
+      reg.url,
+      'PATCH',
+      location,
+      { authorization: adminAuth, 'content-range': '0-2', 'transfer-encoding': 'chunked' },
+      'abc',
+    );
     expect(chunkedWithRange.status).toBe(400);
     expect(JSON.parse(chunkedWithRange.body).errors[0].code).toBe('SIZE_INVALID');
-    const monolithic = await raw(reg.url, 'POST', `/v2/${NAME}/blobs/uploads/?digest=sha256:${'1'.repeat(64)}`, { authorization: adminAuth });
+    const monolithic = await raw(
+      reg.url,
+      'POST',
+      `/v2/${NAME}/blobs/uploads/?digest=sha256:${'1'.repeat(64)}`,
+      { authorization: adminAuth },
+    );
     expect(monolithic.status).toBe(400);
     expect(JSON.parse(monolithic.body).errors[0].code).toBe('SIZE_INVALID');
     const status = await api('GET', location);
@@ -278,11 +376,26 @@ describe('bad input leaves storage unchanged', () => {
 
   it('oversized manifests: 413 SIZE_INVALID; malformed: MANIFEST_INVALID; schema 1: UNSUPPORTED', async () => {
     const big = Buffer.alloc(4 * 1024 * 1024 + 1, 0x20);
-    const tooBig = await api('PUT', `/v2/${NAME}/manifests/big`, { body: big, headers: { 'content-type': OCI_MANIFEST } });
+    const tooBig = await api('PUT', `/v2/${NAME}/manifests/big`, {
+      body: big,
+      headers: { 'content-type': OCI_MANIFEST },
+    });
     expect(tooBig.status).toBe(413);
     expect(tooBig.errorCode()).toBe('SIZE_INVALID');
-    for (const body of ['{not json', '[]', JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { digest: 'nope' }, layers: [] })]) {
-      const res = await api('PUT', `/v2/${NAME}/manifests/bad`, { body, headers: { 'content-type': OCI_MANIFEST } });
+    for (const body of [
+      '{not json',
+      '[]',
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: { digest: 'nope' },
+        layers: [],
+      }),
+    ]) {
+      const res = await api('PUT', `/v2/${NAME}/manifests/bad`, {
+        body,
+        headers: { 'content-type': OCI_MANIFEST },
+      });
       expect(res.status, body).toBe(400);
       expect(res.errorCode(), body).toBe('MANIFEST_INVALID');
     }
@@ -297,7 +410,10 @@ describe('bad input leaves storage unchanged', () => {
     });
     expect(schema1.errorCode()).toBe('UNSUPPORTED');
     expect(schema1.status).toBeGreaterThanOrEqual(400);
-    const badTag = await api('PUT', `/v2/${NAME}/manifests/-bad-tag`, { body: '{}', headers: { 'content-type': OCI_MANIFEST } });
+    const badTag = await api('PUT', `/v2/${NAME}/manifests/-bad-tag`, {
+      body: '{}',
+      headers: { 'content-type': OCI_MANIFEST },
+    });
     expect(badTag.status).toBe(400);
     const badDigestRef = await api('PUT', `/v2/${NAME}/manifests/sha256:${'2'.repeat(64)}`, {
       body: imageManifest(content('{}'), []).bytes,
@@ -309,7 +425,10 @@ describe('bad input leaves storage unchanged', () => {
   it('manifests naming missing blobs: MANIFEST_BLOB_UNKNOWN (400) with the missing digests', async () => {
     const ghost = content('ghost layer');
     const m = imageManifest(content('{"ghost":1}'), [ghost]);
-    const res = await api('PUT', `/v2/${NAME}/manifests/ghost`, { body: m.bytes, headers: { 'content-type': OCI_MANIFEST } });
+    const res = await api('PUT', `/v2/${NAME}/manifests/ghost`, {
+      body: m.bytes,
+      headers: { 'content-type': OCI_MANIFEST },
+    });
     expect(res.status).toBe(400);
     expect(res.errorCode()).toBe('MANIFEST_BLOB_UNKNOWN');
     expect(JSON.stringify(res.json())).toContain(ghost.digest);
@@ -319,7 +438,10 @@ describe('bad input leaves storage unchanged', () => {
     const { config, layer } = await pushImage('api/other', 'x');
     const m = imageManifest(config, [layer]);
     before = await snapshot();
-    const res = await api('PUT', `/v2/${NAME}/manifests/borrowed`, { body: m.bytes, headers: { 'content-type': OCI_MANIFEST } });
+    const res = await api('PUT', `/v2/${NAME}/manifests/borrowed`, {
+      body: m.bytes,
+      headers: { 'content-type': OCI_MANIFEST },
+    });
     expect(res.errorCode()).toBe('MANIFEST_BLOB_UNKNOWN');
   });
 
@@ -331,7 +453,10 @@ describe('bad input leaves storage unchanged', () => {
       ['PUT', `/v2/${NAME}/manifests/stable`],
       ['DELETE', `/v2/${NAME}/manifests/stable`],
     ] as const) {
-      const res = await api(method, path, { auth: wrong, ...(method === 'PUT' ? { body: '{}' } : {}) });
+      const res = await api(method, path, {
+        auth: wrong,
+        ...(method === 'PUT' ? { body: '{}' } : {}),
+      });
       expect(res.status).toBe(401);
       expect(res.errorCode()).toBe('UNAUTHORIZED');
       expect(res.headers.get('www-authenticate')).toBe('Basic realm="flotilla"');
@@ -391,7 +516,10 @@ describe('upload sessions', () => {
     expect(offset).toBeGreaterThan(0);
     expect(offset).toBeLessThanOrEqual(half);
     const rest = blob.bytes.subarray(offset);
-    const patch = await api('PATCH', location, { body: rest, headers: { 'content-range': `${offset}-${blob.size - 1}` } });
+    const patch = await api('PATCH', location, {
+      body: rest,
+      headers: { 'content-range': `${offset}-${blob.size - 1}` },
+    });
     expect(patch.status).toBe(202);
     const put = await api('PUT', `${location}?digest=${blob.digest}`);
     expect(put.status).toBe(201);
@@ -402,7 +530,9 @@ describe('upload sessions', () => {
   it('a wrong final digest answers DIGEST_INVALID and discards the session', async () => {
     const start = await api('POST', `/v2/${NAME}/blobs/uploads/`);
     const location = start.headers.get('location') as string;
-    const res = await api('PUT', `${location}?digest=sha256:${'3'.repeat(64)}`, { body: 'some bytes' });
+    const res = await api('PUT', `${location}?digest=sha256:${'3'.repeat(64)}`, {
+      body: 'some bytes',
+    });
     expect(res.status).toBe(400);
     expect(res.errorCode()).toBe('DIGEST_INVALID');
     const status = await api('GET', location);
@@ -445,19 +575,30 @@ describe('upload sessions', () => {
   it('concurrent uploads of the same blob and concurrent pushes of the same tag are safe', async () => {
     const blob = content(randomBytes(256 * 1024));
     const results = await Promise.all(
-      Array.from({ length: 6 }, () => api('POST', `/v2/${NAME}/blobs/uploads/?digest=${blob.digest}`, { body: blob.bytes })),
+      Array.from({ length: 6 }, () =>
+        api('POST', `/v2/${NAME}/blobs/uploads/?digest=${blob.digest}`, { body: blob.bytes }),
+      ),
     );
     expect(results.map((r) => r.status)).toEqual(Array(6).fill(201));
     const config = content('{"race":true}');
     await pushBlob(NAME, config);
-    const manifests = Array.from({ length: 6 }, (_, i) => imageManifest(config, [blob], { annotations: { n: String(i) } }));
+    const manifests = Array.from({ length: 6 }, (_, i) =>
+      imageManifest(config, [blob], { annotations: { n: String(i) } }),
+    );
     const pushes = await Promise.all(
-      manifests.map((m) => api('PUT', `/v2/${NAME}/manifests/race`, { body: m.bytes, headers: { 'content-type': OCI_MANIFEST } })),
+      manifests.map((m) =>
+        api('PUT', `/v2/${NAME}/manifests/race`, {
+          body: m.bytes,
+          headers: { 'content-type': OCI_MANIFEST },
+        }),
+      ),
     );
     expect(pushes.map((r) => r.status)).toEqual(Array(6).fill(201));
     const got = await api('GET', `/v2/${NAME}/manifests/race`);
     expect(manifests.map((m) => m.digest)).toContain(got.headers.get('docker-content-digest'));
-    expect((await api('GET', `/v2/${NAME}/blobs/${blob.digest}`)).body.equals(blob.bytes)).toBe(true);
+    expect((await api('GET', `/v2/${NAME}/blobs/${blob.digest}`)).body.equals(blob.bytes)).toBe(
+      true,
+    );
     const report = await runFsck({ storageDir: join(reg.dir, 'registry'), logger });
     expect(report.clean).toBe(true);
   });
@@ -467,7 +608,14 @@ describe('events', () => {
   it('push, tag delete and manifest delete are announced after the change', async () => {
     reg.events.length = 0;
     const { manifest } = await pushImage('api/events', 'v1');
-    expect((await api('PUT', `/v2/api/events/manifests/v2`, { body: manifest.bytes, headers: { 'content-type': OCI_MANIFEST } })).status).toBe(201);
+    expect(
+      (
+        await api('PUT', `/v2/api/events/manifests/v2`, {
+          body: manifest.bytes,
+          headers: { 'content-type': OCI_MANIFEST },
+        })
+      ).status,
+    ).toBe(201);
     expect((await api('DELETE', `/v2/api/events/manifests/v2`)).status).toBe(202);
     expect((await api('DELETE', `/v2/api/events/manifests/${manifest.digest}`)).status).toBe(202);
     for (let i = 0; i < 50 && reg.events.length < 4; i++) {
@@ -476,10 +624,34 @@ describe('events', () => {
     }
     const seen = reg.events.map((e) => ({ type: e.type, data: e.data }));
     expect(seen).toEqual([
-      { type: 'registry.manifest.pushed', data: { repository: 'api/events', digest: manifest.digest, mediaType: OCI_MANIFEST, size: manifest.size, tag: 'v1' } },
-      { type: 'registry.manifest.pushed', data: { repository: 'api/events', digest: manifest.digest, mediaType: OCI_MANIFEST, size: manifest.size, tag: 'v2' } },
-      { type: 'registry.manifest.deleted', data: { repository: 'api/events', digest: manifest.digest, tag: 'v2' } },
-      { type: 'registry.manifest.deleted', data: { repository: 'api/events', digest: manifest.digest } },
+      {
+        type: 'registry.manifest.pushed',
+        data: {
+          repository: 'api/events',
+          digest: manifest.digest,
+          mediaType: OCI_MANIFEST,
+          size: manifest.size,
+          tag: 'v1',
+        },
+      },
+      {
+        type: 'registry.manifest.pushed',
+        data: {
+          repository: 'api/events',
+          digest: manifest.digest,
+          mediaType: OCI_MANIFEST,
+          size: manifest.size,
+          tag: 'v2',
+        },
+      },
+      {
+        type: 'registry.manifest.deleted',
+        data: { repository: 'api/events', digest: manifest.digest, tag: 'v2' },
+      },
+      {
+        type: 'registry.manifest.deleted',
+        data: { repository: 'api/events', digest: manifest.digest },
+      },
     ]);
     expect(reg.events[0]?.source).toBe('registry');
   });
@@ -487,7 +659,14 @@ describe('events', () => {
   it('a refused push emits nothing', async () => {
     reg.events.length = 0;
     const m = imageManifest(content('{"no":"blobs"}'), [content('missing')]);
-    expect((await api('PUT', `/v2/api/events/manifests/nope`, { body: m.bytes, headers: { 'content-type': OCI_MANIFEST } })).status).toBe(400);
+    expect(
+      (
+        await api('PUT', `/v2/api/events/manifests/nope`, {
+          body: m.bytes,
+          headers: { 'content-type': OCI_MANIFEST },
+        })
+      ).status,
+    ).toBe(400);
     await reg.service.flushEvents();
     await new Promise((r) => setTimeout(r, 50));
     expect(reg.events).toEqual([]);

@@ -18,7 +18,8 @@ import { startTestRegistry, type TestRegistry } from './harness.js';
 import { content, imageManifest, makeApi, OCI_MANIFEST } from './http.js';
 
 const logger = pino({ level: 'silent' });
-const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+const basic = (user: string, password: string): string =>
+  `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 
 describe('auth', () => {
   let reg: TestRegistry;
@@ -30,7 +31,10 @@ describe('auth', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'flotilla-auth-'));
     const htpasswd = join(dir, 'htpasswd');
-    await writeFile(htpasswd, `alice:${bcrypt.hashSync('alice-secret', 4).replace('$2b$', '$2y$')}\nbob:${bcrypt.hashSync('bob-secret', 4)}\n`);
+    await writeFile(
+      htpasswd,
+      `alice:${bcrypt.hashSync('alice-secret', 4).replace('$2b$', '$2y$')}\nbob:${bcrypt.hashSync('bob-secret', 4)}\n`,
+    );
     const access = join(dir, 'access.json');
     await writeFile(
       access,
@@ -41,7 +45,11 @@ describe('auth', () => {
         ],
       }),
     );
-    reg = await startTestRegistry({ htpasswdFile: htpasswd, accessFile: access, anonymousPull: false });
+    reg = await startTestRegistry({
+      htpasswdFile: htpasswd,
+      accessFile: access,
+      anonymousPull: false,
+    });
   });
   afterAll(async () => {
     await reg?.stop();
@@ -49,11 +57,25 @@ describe('auth', () => {
   });
 
   async function push(name: string, auth: string, tag = 'v1') {
-    const config = content(JSON.stringify({ os: 'linux', architecture: 'amd64', name, r: randomBytes(4).toString('hex') }));
-    const post = await api('POST', `/v2/${name}/blobs/uploads/?digest=${config.digest}`, { body: config.bytes, auth });
+    const config = content(
+      JSON.stringify({
+        os: 'linux',
+        architecture: 'amd64',
+        name,
+        r: randomBytes(4).toString('hex'),
+      }),
+    );
+    const post = await api('POST', `/v2/${name}/blobs/uploads/?digest=${config.digest}`, {
+      body: config.bytes,
+      auth,
+    });
     if (post.status !== 201) return post;
     const manifest = imageManifest(config, []);
-    return api('PUT', `/v2/${name}/manifests/${tag}`, { body: manifest.bytes, auth, headers: { 'content-type': OCI_MANIFEST } });
+    return api('PUT', `/v2/${name}/manifests/${tag}`, {
+      body: manifest.bytes,
+      auth,
+      headers: { 'content-type': OCI_MANIFEST },
+    });
   }
 
   it('htpasswd users ($2y$ and $2b$ bcrypt) authenticate; wrong passwords get 401', async () => {
@@ -87,7 +109,9 @@ describe('auth', () => {
 
   it('the catalog lists only what the caller may pull', async () => {
     const forAlice = await api('GET', '/v2/_catalog', { auth: alice });
-    expect(forAlice.json()).toEqual({ repositories: ['alice/app', 'alice/deep/app', 'shared/base'] });
+    expect(forAlice.json()).toEqual({
+      repositories: ['alice/app', 'alice/deep/app', 'shared/base'],
+    });
     const forBob = await api('GET', '/v2/_catalog', { auth: bob });
     expect(forBob.json()).toEqual({ repositories: ['shared/base'] });
   });
@@ -95,13 +119,30 @@ describe('auth', () => {
   it('automatic cross-mount never mounts from a repository the caller may not read', async () => {
     const secret = content(randomBytes(64));
     const admin = basic('admin', 'test-admin-password');
-    expect((await api('POST', `/v2/secret/repo/blobs/uploads/?digest=${secret.digest}`, { body: secret.bytes, auth: admin })).status).toBe(201);
-    const guess = await api('POST', `/v2/alice/app/blobs/uploads/?mount=${secret.digest}`, { auth: alice });
+    expect(
+      (
+        await api('POST', `/v2/secret/repo/blobs/uploads/?digest=${secret.digest}`, {
+          body: secret.bytes,
+          auth: admin,
+        })
+      ).status,
+    ).toBe(201);
+    const guess = await api('POST', `/v2/alice/app/blobs/uploads/?mount=${secret.digest}`, {
+      auth: alice,
+    });
     expect(guess.status).toBe(202);
-    const explicit = await api('POST', `/v2/alice/app/blobs/uploads/?mount=${secret.digest}&from=secret/repo`, { auth: alice });
+    const explicit = await api(
+      'POST',
+      `/v2/alice/app/blobs/uploads/?mount=${secret.digest}&from=secret/repo`,
+      { auth: alice },
+    );
     expect(explicit.status).toBe(202);
-    expect((await api('HEAD', `/v2/alice/app/blobs/${secret.digest}`, { auth: alice })).status).toBe(404);
-    const adminMount = await api('POST', `/v2/alice/app/blobs/uploads/?mount=${secret.digest}`, { auth: admin });
+    expect(
+      (await api('HEAD', `/v2/alice/app/blobs/${secret.digest}`, { auth: alice })).status,
+    ).toBe(404);
+    const adminMount = await api('POST', `/v2/alice/app/blobs/uploads/?mount=${secret.digest}`, {
+      auth: admin,
+    });
     expect(adminMount.status).toBe(201);
   });
 
@@ -116,12 +157,18 @@ describe('auth', () => {
     };
     const authenticator = createAuthenticator({ users: counting });
     const header = basic('carol', 'pw');
-    const results = await Promise.all(Array.from({ length: 20 }, () => authenticator.authenticate(header)));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => authenticator.authenticate(header)),
+    );
     expect(results).toEqual(Array(20).fill('carol'));
     for (let i = 0; i < 20; i++) expect(await authenticator.authenticate(header)).toBe('carol');
     expect(calls).toBe(1);
-    await expect(authenticator.authenticate(basic('carol', 'bad'))).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
-    await expect(authenticator.authenticate(basic('carol', 'bad'))).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    await expect(authenticator.authenticate(basic('carol', 'bad'))).rejects.toMatchObject({
+      code: 'UNAUTHORIZED',
+    });
+    await expect(authenticator.authenticate(basic('carol', 'bad'))).rejects.toMatchObject({
+      code: 'UNAUTHORIZED',
+    });
     expect(calls).toBe(2);
   });
 });
@@ -139,7 +186,11 @@ describe('auth files are re-read when they change', () => {
   it('a user added to or removed from htpasswd takes effect without a restart, forgetting verified headers', async () => {
     const htpasswd = join(dir, 'htpasswd-live');
     await writeFile(htpasswd, entry('alice', 'a'));
-    const reg = await startTestRegistry({ htpasswdFile: htpasswd, anonymousPull: false, authReloadIntervalMs: 25 });
+    const reg = await startTestRegistry({
+      htpasswdFile: htpasswd,
+      anonymousPull: false,
+      authReloadIntervalMs: 25,
+    });
     const api = makeApi(() => reg.url);
     try {
       expect((await api('GET', '/v2/', { auth: basic('alice', 'a') })).status).toBe(200); // now cached
@@ -161,7 +212,8 @@ describe('auth files are re-read when they change', () => {
   it('a file that no longer parses, or is gone, leaves the previous version in force', async () => {
     const htpasswd = join(dir, 'htpasswd-typo');
     const access = join(dir, 'access-typo.json');
-    const rules = (repositories: string[]) => JSON.stringify({ rules: [{ users: ['carol'], repositories, actions: ['pull'] }] });
+    const rules = (repositories: string[]) =>
+      JSON.stringify({ rules: [{ users: ['carol'], repositories, actions: ['pull'] }] });
     await writeFile(htpasswd, entry('carol', 'c'));
     await writeFile(access, rules(['team/*']));
     let forgotten = 0;
@@ -229,17 +281,30 @@ describe('gc and fsck', () => {
   });
 
   async function pushImage(name: string, tag: string) {
-    const config = content(JSON.stringify({ os: 'linux', architecture: 'amd64', r: randomBytes(4).toString('hex') }));
+    const config = content(
+      JSON.stringify({ os: 'linux', architecture: 'amd64', r: randomBytes(4).toString('hex') }),
+    );
     const layer = content(randomBytes(1500));
     for (const b of [config, layer]) {
-      expect((await api('POST', `/v2/${name}/blobs/uploads/?digest=${b.digest}`, { body: b.bytes })).status).toBe(201);
+      expect(
+        (await api('POST', `/v2/${name}/blobs/uploads/?digest=${b.digest}`, { body: b.bytes }))
+          .status,
+      ).toBe(201);
     }
     const manifest = imageManifest(config, [layer]);
-    expect((await api('PUT', `/v2/${name}/manifests/${tag}`, { body: manifest.bytes, headers: { 'content-type': OCI_MANIFEST } })).status).toBe(201);
+    expect(
+      (
+        await api('PUT', `/v2/${name}/manifests/${tag}`, {
+          body: manifest.bytes,
+          headers: { 'content-type': OCI_MANIFEST },
+        })
+      ).status,
+    ).toBe(201);
     return { config, layer, manifest };
   }
 
-  const hexPath = (digest: string) => join(storageDir, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7), 'data');
+  const hexPath = (digest: string) =>
+    join(storageDir, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7), 'data');
 
   /** Pretend everything was written three hours ago, older than GC's grace period (2 h). */
   async function age(paths: string[]): Promise<void> {
@@ -250,18 +315,28 @@ describe('gc and fsck', () => {
   it('removes blobs no manifest needs, keeps the rest, and leaves fsck clean', async () => {
     const kept = await pushImage('gc/app', 'keep');
     const dropped = await pushImage('gc/app', 'drop');
-    expect((await api('DELETE', `/v2/gc/app/manifests/${dropped.manifest.digest}`)).status).toBe(202);
-    const all = [kept, dropped].flatMap((i) => [i.config, i.layer, i.manifest]).map((c) => hexPath(c.digest));
-    const links = [dropped.config, dropped.layer].map((c) => join(storageDir, 'repositories', 'gc/app', '_layers', 'sha256', c.digest.slice(7), 'link'));
+    expect((await api('DELETE', `/v2/gc/app/manifests/${dropped.manifest.digest}`)).status).toBe(
+      202,
+    );
+    const all = [kept, dropped]
+      .flatMap((i) => [i.config, i.layer, i.manifest])
+      .map((c) => hexPath(c.digest));
+    const links = [dropped.config, dropped.layer].map((c) =>
+      join(storageDir, 'repositories', 'gc/app', '_layers', 'sha256', c.digest.slice(7), 'link'),
+    );
     await age([...all, ...links]);
 
     const dry = await runGarbageCollection({ storageDir, dryRun: true, logger });
-    expect(dry.swept.map((s) => s.digest).sort()).toEqual([dropped.config.digest, dropped.layer.digest, dropped.manifest.digest].sort());
+    expect(dry.swept.map((s) => s.digest).sort()).toEqual(
+      [dropped.config.digest, dropped.layer.digest, dropped.manifest.digest].sort(),
+    );
     expect((await api('GET', `/v2/gc/app/blobs/${dropped.layer.digest}`)).status).toBe(200);
 
     const report = await runGarbageCollection({ storageDir, logger });
     expect(report.swept.map((s) => s.digest).sort()).toEqual(dry.swept.map((s) => s.digest).sort());
-    expect(report.bytesFreed).toBe(dropped.config.size + dropped.layer.size + dropped.manifest.size);
+    expect(report.bytesFreed).toBe(
+      dropped.config.size + dropped.layer.size + dropped.manifest.size,
+    );
     expect((await api('GET', `/v2/gc/app/blobs/${dropped.layer.digest}`)).status).toBe(404);
     const pulled = await api('GET', `/v2/gc/app/blobs/${kept.layer.digest}`);
     expect(pulled.body.equals(kept.layer.bytes)).toBe(true);
@@ -273,20 +348,49 @@ describe('gc and fsck', () => {
 
   it('never sweeps a blob uploaded or linked after the mark began', async () => {
     const fresh = content(randomBytes(900));
-    expect((await api('POST', `/v2/gc/app/blobs/uploads/?digest=${fresh.digest}`, { body: fresh.bytes })).status).toBe(201);
+    expect(
+      (await api('POST', `/v2/gc/app/blobs/uploads/?digest=${fresh.digest}`, { body: fresh.bytes }))
+        .status,
+    ).toBe(201);
     const report = await runGarbageCollection({ storageDir, logger });
     expect(report.swept.map((s) => s.digest)).not.toContain(fresh.digest);
     expect(report.recent).toBeGreaterThanOrEqual(1);
     // an old blob freshly mounted into another repository is in use again
-    await age([hexPath(fresh.digest), join(storageDir, 'repositories', 'gc/app', '_layers', 'sha256', fresh.digest.slice(7), 'link')]);
-    expect((await api('POST', `/v2/gc/other/blobs/uploads/?mount=${fresh.digest}&from=gc/app`)).status).toBe(201);
+    await age([
+      hexPath(fresh.digest),
+      join(
+        storageDir,
+        'repositories',
+        'gc/app',
+        '_layers',
+        'sha256',
+        fresh.digest.slice(7),
+        'link',
+      ),
+    ]);
+    expect(
+      (await api('POST', `/v2/gc/other/blobs/uploads/?mount=${fresh.digest}&from=gc/app`)).status,
+    ).toBe(201);
     const again = await runGarbageCollection({ storageDir, logger });
     expect(again.swept.map((s) => s.digest)).not.toContain(fresh.digest);
     // …and a manifest pushed referencing an old blob touches it, so a later GC keeps it via the mark
     const config = content('{"late":true}');
-    expect((await api('POST', `/v2/gc/other/blobs/uploads/?digest=${config.digest}`, { body: config.bytes })).status).toBe(201);
+    expect(
+      (
+        await api('POST', `/v2/gc/other/blobs/uploads/?digest=${config.digest}`, {
+          body: config.bytes,
+        })
+      ).status,
+    ).toBe(201);
     const m = imageManifest(config, [fresh]);
-    expect((await api('PUT', `/v2/gc/other/manifests/late`, { body: m.bytes, headers: { 'content-type': OCI_MANIFEST } })).status).toBe(201);
+    expect(
+      (
+        await api('PUT', `/v2/gc/other/manifests/late`, {
+          body: m.bytes,
+          headers: { 'content-type': OCI_MANIFEST },
+        })
+      ).status,
+    ).toBe(201);
     const third = await runGarbageCollection({ storageDir, logger });
     expect(third.swept.map((s) => s.digest)).not.toContain(fresh.digest);
     expect((await api('GET', `/v2/gc/other/blobs/${fresh.digest}`)).status).toBe(200);
@@ -295,19 +399,36 @@ describe('gc and fsck', () => {
   it('a GC racing manifest pushes never leaves an accepted manifest pointing at a swept blob', async () => {
     const layers = Array.from({ length: 40 }, () => content(randomBytes(700)));
     for (const layer of layers) {
-      expect((await api('POST', `/v2/gc/race/blobs/uploads/?digest=${layer.digest}`, { body: layer.bytes })).status).toBe(201);
+      expect(
+        (
+          await api('POST', `/v2/gc/race/blobs/uploads/?digest=${layer.digest}`, {
+            body: layer.bytes,
+          })
+        ).status,
+      ).toBe(201);
     }
     await age([
       ...layers.map((l) => hexPath(l.digest)),
-      ...layers.map((l) => join(storageDir, 'repositories', 'gc/race', '_layers', 'sha256', l.digest.slice(7), 'link')),
+      ...layers.map((l) =>
+        join(storageDir, 'repositories', 'gc/race', '_layers', 'sha256', l.digest.slice(7), 'link'),
+      ),
     ]);
     const config = content('{"race":"gc"}');
-    expect((await api('POST', `/v2/gc/race/blobs/uploads/?digest=${config.digest}`, { body: config.bytes })).status).toBe(201);
+    expect(
+      (
+        await api('POST', `/v2/gc/race/blobs/uploads/?digest=${config.digest}`, {
+          body: config.bytes,
+        })
+      ).status,
+    ).toBe(201);
     const gc = runGarbageCollection({ storageDir, logger });
     const pushes = await Promise.all(
       layers.map(async (layer, i) => {
         const m = imageManifest(config, [layer]);
-        const res = await api('PUT', `/v2/gc/race/manifests/t${i}`, { body: m.bytes, headers: { 'content-type': OCI_MANIFEST } });
+        const res = await api('PUT', `/v2/gc/race/manifests/t${i}`, {
+          body: m.bytes,
+          headers: { 'content-type': OCI_MANIFEST },
+        });
         return { layer, status: res.status, code: res.errorCode() };
       }),
     );
@@ -319,7 +440,9 @@ describe('gc and fsck', () => {
         expect(push.code).toBe('MANIFEST_BLOB_UNKNOWN');
       }
     }
-    expect(report.swept.length + pushes.filter((p) => p.status === 201).length).toBeGreaterThanOrEqual(layers.length - report.restored);
+    expect(
+      report.swept.length + pushes.filter((p) => p.status === 201).length,
+    ).toBeGreaterThanOrEqual(layers.length - report.restored);
     expect((await runFsck({ storageDir, logger })).danglingLinks).toEqual([]);
   });
 
@@ -329,7 +452,16 @@ describe('gc and fsck', () => {
     const bytes = await readFile(path);
     bytes[0] = (bytes[0] ?? 0) ^ 0xff;
     await writeFile(path, bytes);
-    const tagLink = join(storageDir, 'repositories', 'fsck/app', '_manifests', 'tags', 'ghost', 'current', 'link');
+    const tagLink = join(
+      storageDir,
+      'repositories',
+      'fsck/app',
+      '_manifests',
+      'tags',
+      'ghost',
+      'current',
+      'link',
+    );
     await mkdir(join(tagLink, '..'), { recursive: true });
     await writeFile(tagLink, `sha256:${'4'.repeat(64)}`);
     const report = await runFsck({ storageDir, logger });

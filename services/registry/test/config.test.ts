@@ -51,10 +51,20 @@ describe('loadRegistryConfig', () => {
   });
 
   it('names the variable when a value is wrong', () => {
-    expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_PORT: 'http' })).toThrow(/FLOTILLA_REGISTRY_PORT/);
-    expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_UPLOAD_TTL: 'forever' })).toThrow(/FLOTILLA_REGISTRY_UPLOAD_TTL/);
-    expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_ANONYMOUS_PULL: 'maybe' })).toThrow(/FLOTILLA_REGISTRY_ANONYMOUS_PULL/);
-    expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_MIN_FREE_BYTES: 'plenty' })).toThrow(/FLOTILLA_REGISTRY_MIN_FREE_BYTES/);
-    expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_GC_GRACE: 'a while' })).toThrow(/FLOTILLA_REGISTRY_GC_GRACE/);
+    expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_PORT: 'http' })).toThrow(
+      /FLOTILLA_REGISTRY_PORT/,
+    );
+    expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_UPLOAD_TTL: 'forever' })).toThrow(
+      /FLOTILLA_REGISTRY_UPLOAD_TTL/,
+    );
+    expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_ANONYMOUS_PULL: 'maybe' })).toThrow(
+      /FLOTILLA_REGISTRY_ANONYMOUS_PULL/,
+    );
+    expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_MIN_FREE_BYTES: 'plenty' })).toThrow(
+      /FLOTILLA_REGISTRY_MIN_FREE_BYTES/,
+    );
+    expect(() => loadRegistryConfig({ FLOTILLA_REGISTRY_GC_GRACE: 'a while' })).toThrow(
+      /FLOTILLA_REGISTRY_GC_GRACE/,
+    );
   });
 });

@@ -7,7 +7,16 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestRegistry, type TestRegistry } from './harness.js';
-import { content, imageManifest, indexManifest, makeApi, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, type ApiResponse } from './http.js';
+import {
+  content,
+  imageManifest,
+  indexManifest,
+  makeApi,
+  OCI_EMPTY,
+  OCI_INDEX,
+  OCI_MANIFEST,
+  type ApiResponse,
+} from './http.js';
 
 let reg: TestRegistry;
 const api = makeApi(() => reg.url);
@@ -22,7 +31,10 @@ afterAll(async () => {
   await reg?.stop();
 });
 
-async function pushBlob(name: string, blob: { bytes: Buffer; digest: string }): Promise<ApiResponse> {
+async function pushBlob(
+  name: string,
+  blob: { bytes: Buffer; digest: string },
+): Promise<ApiResponse> {
   const start = await api('POST', `/v2/${name}/blobs/uploads/`);
   expect(start.status).toBe(202);
   const location = start.headers.get('location') as string;
@@ -37,23 +49,33 @@ function okOr(status: number, ...others: number[]): boolean {
 }
 
 describe('pull', () => {
-  const config = content('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
+  const config = content(
+    '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}',
+  );
   const layer = content(randomBytes(2048));
   const manifest = imageManifest(config, [layer]);
   const tag = 'tagtest0';
 
   it('setup: pushes a config, a layer (chunked) and a manifest by tag', async () => {
     expect((await pushBlob(NAME, config)).status).toBe(201);
-    const start = await api('POST', `/v2/${NAME}/blobs/uploads/`, { headers: { 'content-length': '0' } });
+    const start = await api('POST', `/v2/${NAME}/blobs/uploads/`, {
+      headers: { 'content-length': '0' },
+    });
     const location = start.headers.get('location') as string;
     const patch = await api('PATCH', location, {
       body: layer.bytes,
-      headers: { 'content-type': 'application/octet-stream', 'content-range': `0-${layer.size - 1}` },
+      headers: {
+        'content-type': 'application/octet-stream',
+        'content-range': `0-${layer.size - 1}`,
+      },
     });
     expect(patch.status).toBe(202);
     const put = await api('PUT', `${patch.headers.get('location')}?digest=${layer.digest}`);
     expect(put.status).toBe(201);
-    const res = await api('PUT', `/v2/${NAME}/manifests/${tag}`, { body: manifest.bytes, headers: { 'content-type': OCI_MANIFEST } });
+    const res = await api('PUT', `/v2/${NAME}/manifests/${tag}`, {
+      body: manifest.bytes,
+      headers: { 'content-type': OCI_MANIFEST },
+    });
     expect(res.status).toBe(201);
   });
 
@@ -83,7 +105,9 @@ describe('pull', () => {
 
   it('HEAD request to manifest path (digest and tag) should yield 200 response', async () => {
     for (const ref of [manifest.digest, tag]) {
-      const res = await api('HEAD', `/v2/${NAME}/manifests/${ref}`, { headers: { accept: OCI_MANIFEST } });
+      const res = await api('HEAD', `/v2/${NAME}/manifests/${ref}`, {
+        headers: { accept: OCI_MANIFEST },
+      });
       expect(res.status).toBe(200);
       expect(res.headers.get('docker-content-digest')).toBe(manifest.digest);
       expect(res.headers.get('content-length')).toBe(String(manifest.size));
@@ -111,7 +135,9 @@ describe('pull', () => {
 
   it('GET request to manifest path (digest and tag) should yield 200 response with the exact bytes', async () => {
     for (const ref of [manifest.digest, tag]) {
-      const res = await api('GET', `/v2/${NAME}/manifests/${ref}`, { headers: { accept: OCI_MANIFEST } });
+      const res = await api('GET', `/v2/${NAME}/manifests/${ref}`, {
+        headers: { accept: OCI_MANIFEST },
+      });
       expect(res.status).toBe(200);
       expect(res.body.equals(manifest.bytes)).toBe(true);
       expect(res.headers.get('content-type')).toBe(OCI_MANIFEST);
@@ -125,7 +151,9 @@ describe('pull', () => {
   });
 
   it('teardown: deletes blobs first, then the manifest (2xx)', async () => {
-    expect(okOr((await api('DELETE', `/v2/${NAME}/blobs/${config.digest}`)).status, 404)).toBe(true);
+    expect(okOr((await api('DELETE', `/v2/${NAME}/blobs/${config.digest}`)).status, 404)).toBe(
+      true,
+    );
     expect(okOr((await api('DELETE', `/v2/${NAME}/blobs/${layer.digest}`)).status, 404)).toBe(true);
     expect((await api('DELETE', `/v2/${NAME}/manifests/${manifest.digest}`)).status).toBe(202);
   });
@@ -133,7 +161,9 @@ describe('pull', () => {
 
 describe('push', () => {
   const blobA = content(randomBytes(1000));
-  const config1 = content('{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}');
+  const config1 = content(
+    '{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}',
+  );
   const layerBlob = content(randomBytes(3000));
   const blobB = content(randomBytes(4000));
   const chunk1 = blobB.bytes.subarray(0, 2000);
@@ -194,7 +224,9 @@ describe('push', () => {
   });
 
   it('chunked: out-of-order blob upload should return 416', async () => {
-    const start = await api('POST', `/v2/${NAME}/blobs/uploads/`, { headers: { 'content-length': '0' } });
+    const start = await api('POST', `/v2/${NAME}/blobs/uploads/`, {
+      headers: { 'content-length': '0' },
+    });
     const res = await api('PATCH', start.headers.get('location') as string, {
       body: chunk2,
       headers: { 'content-type': 'application/octet-stream', 'content-range': chunk2Range },
@@ -262,7 +294,7 @@ describe('push', () => {
     expect(res.headers.get('location')).toMatch(new RegExp(`^/v2/${CROSS}/blobs/uploads/`));
   });
 
-  it('cross-mount: POST request to mount another repository\'s blob should return 201', async () => {
+  it("cross-mount: POST request to mount another repository's blob should return 201", async () => {
     last = await api('POST', `/v2/${CROSS}/blobs/uploads/?mount=${blobA.digest}&from=${NAME}`);
     expect(last.status).toBe(201);
     expect(last.headers.get('location')).toBe(`/v2/${CROSS}/blobs/${blobA.digest}`);
@@ -270,7 +302,10 @@ describe('push', () => {
   });
 
   it('cross-mount: a mount from a repository without the blob yields a session (202)', async () => {
-    const res = await api('POST', `/v2/${CROSS}/blobs/uploads/?mount=${blobB.digest}&from=conformance/empty`);
+    const res = await api(
+      'POST',
+      `/v2/${CROSS}/blobs/uploads/?mount=${blobB.digest}&from=conformance/empty`,
+    );
     expect(res.status).toBe(202);
     expect(res.headers.get('location')).toMatch(new RegExp(`^/v2/${CROSS}/blobs/uploads/`));
   });
@@ -302,20 +337,29 @@ describe('push', () => {
   it('manifest: registry should accept a manifest upload with no layers', async () => {
     expect((await pushBlob(NAME, emptyConfig)).status).toBe(201);
     const empty = imageManifest(emptyConfig, [], {}, OCI_EMPTY);
-    const res = await api('PUT', `/v2/${NAME}/manifests/emptylayer`, { body: empty.bytes, headers: { 'content-type': OCI_MANIFEST } });
+    const res = await api('PUT', `/v2/${NAME}/manifests/emptylayer`, {
+      body: empty.bytes,
+      headers: { 'content-type': OCI_MANIFEST },
+    });
     expect(res.status).toBe(201);
   });
 
   it('manifest: GET request to manifest URL (digest) should yield 200 response', async () => {
-    const res = await api('GET', `/v2/${NAME}/manifests/${manifest1.digest}`, { headers: { accept: OCI_MANIFEST } });
+    const res = await api('GET', `/v2/${NAME}/manifests/${manifest1.digest}`, {
+      headers: { accept: OCI_MANIFEST },
+    });
     expect(res.status).toBe(200);
   });
 
   it('manifest: PUT by digest, with several ?tag= at once', async () => {
-    const res = await api('PUT', `/v2/${NAME}/manifests/${manifest1.digest}?tag=multi1&tag=multi2`, {
-      body: manifest1.bytes,
-      headers: { 'content-type': OCI_MANIFEST },
-    });
+    const res = await api(
+      'PUT',
+      `/v2/${NAME}/manifests/${manifest1.digest}?tag=multi1&tag=multi2`,
+      {
+        body: manifest1.bytes,
+        headers: { 'content-type': OCI_MANIFEST },
+      },
+    );
     expect(res.status).toBe(201);
     for (const tag of ['multi1', 'multi2']) {
       const got = await api('GET', `/v2/${NAME}/manifests/${tag}`);
@@ -332,7 +376,9 @@ describe('push', () => {
 
 describe('content discovery', () => {
   const NAME2 = 'conformance/discovery';
-  const config = content('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"discovery":1}');
+  const config = content(
+    '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"discovery":1}',
+  );
   const layer = content(randomBytes(500));
   const emptyJson = content('{}');
   const refBlobA = content('reference blob A');
@@ -341,28 +387,46 @@ describe('content discovery', () => {
   const typeB = 'application/vnd.flotilla.test.b';
   const subject = imageManifest(config, [layer]);
   const missingSubject = imageManifest(content('{"missing":true}'), []);
-  const subjectDescriptor = (m: typeof subject) => ({ mediaType: OCI_MANIFEST, digest: m.digest, size: m.size });
+  const subjectDescriptor = (m: typeof subject) => ({
+    mediaType: OCI_MANIFEST,
+    digest: m.digest,
+    size: m.size,
+  });
   const annotation = (v: string) => ({ annotations: { 'org.opencontainers.conformance.test': v } });
-  const refAConfig = imageManifest(refBlobA, [emptyJson], { subject: subjectDescriptor(subject), ...annotation('A config') }, typeA);
+  const refAConfig = imageManifest(
+    refBlobA,
+    [emptyJson],
+    { subject: subjectDescriptor(subject), ...annotation('A config') },
+    typeA,
+  );
   const refALayer = content(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: OCI_MANIFEST,
       artifactType: typeA,
       config: { mediaType: OCI_EMPTY, digest: emptyJson.digest, size: emptyJson.size },
-      layers: [{ mediaType: 'application/octet-stream', digest: refBlobA.digest, size: refBlobA.size }],
+      layers: [
+        { mediaType: 'application/octet-stream', digest: refBlobA.digest, size: refBlobA.size },
+      ],
       subject: subjectDescriptor(subject),
       ...annotation('A layer'),
     }),
   );
-  const refBConfig = imageManifest(refBlobB, [emptyJson], { subject: subjectDescriptor(subject), ...annotation('B config') }, typeB);
+  const refBConfig = imageManifest(
+    refBlobB,
+    [emptyJson],
+    { subject: subjectDescriptor(subject), ...annotation('B config') },
+    typeB,
+  );
   const refBLayer = content(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: OCI_MANIFEST,
       artifactType: typeB,
       config: { mediaType: OCI_EMPTY, digest: emptyJson.digest, size: emptyJson.size },
-      layers: [{ mediaType: 'application/octet-stream', digest: refBlobB.digest, size: refBlobB.size }],
+      layers: [
+        { mediaType: 'application/octet-stream', digest: refBlobB.digest, size: refBlobB.size },
+      ],
       subject: subjectDescriptor(subject),
       ...annotation('B layer'),
     }),
@@ -378,33 +442,51 @@ describe('content discovery', () => {
       mediaType: OCI_MANIFEST,
       artifactType: typeA,
       config: { mediaType: OCI_EMPTY, digest: emptyJson.digest, size: emptyJson.size },
-      layers: [{ mediaType: 'application/octet-stream', digest: refBlobA.digest, size: refBlobA.size }],
+      layers: [
+        { mediaType: 'application/octet-stream', digest: refBlobA.digest, size: refBlobA.size },
+      ],
       subject: subjectDescriptor(missingSubject),
       ...annotation('C'),
     }),
   );
 
   it('setup: tags, references (before and after the subject, to a missing subject), with OCI-Subject', async () => {
-    for (const b of [config, layer, emptyJson, refBlobA]) expect((await pushBlob(NAME2, b)).status).toBe(201);
+    for (const b of [config, layer, emptyJson, refBlobA])
+      expect((await pushBlob(NAME2, b)).status).toBe(201);
     for (let i = 0; i < 4; i++) {
-      const res = await api('PUT', `/v2/${NAME2}/manifests/test${i}`, { body: subject.bytes, headers: { 'content-type': OCI_MANIFEST } });
+      const res = await api('PUT', `/v2/${NAME2}/manifests/test${i}`, {
+        body: subject.bytes,
+        headers: { 'content-type': OCI_MANIFEST },
+      });
       expect(res.status).toBe(201);
     }
     for (const m of [refAConfig, refALayer]) {
-      const res = await api('PUT', `/v2/${NAME2}/manifests/${m.digest}`, { body: m.bytes, headers: { 'content-type': OCI_MANIFEST } });
+      const res = await api('PUT', `/v2/${NAME2}/manifests/${m.digest}`, {
+        body: m.bytes,
+        headers: { 'content-type': OCI_MANIFEST },
+      });
       expect(res.status).toBe(201);
       expect(res.headers.get('oci-subject')).toBe(subject.digest);
     }
-    let res = await api('PUT', `/v2/${NAME2}/manifests/${refIndex.digest}`, { body: refIndex.bytes, headers: { 'content-type': OCI_INDEX } });
+    let res = await api('PUT', `/v2/${NAME2}/manifests/${refIndex.digest}`, {
+      body: refIndex.bytes,
+      headers: { 'content-type': OCI_INDEX },
+    });
     expect(res.status).toBe(201);
     expect(res.headers.get('oci-subject')).toBe(subject.digest);
     expect((await pushBlob(NAME2, refBlobB)).status).toBe(201);
     for (const m of [refBConfig, refBLayer]) {
-      res = await api('PUT', `/v2/${NAME2}/manifests/${m.digest}`, { body: m.bytes, headers: { 'content-type': OCI_MANIFEST } });
+      res = await api('PUT', `/v2/${NAME2}/manifests/${m.digest}`, {
+        body: m.bytes,
+        headers: { 'content-type': OCI_MANIFEST },
+      });
       expect(res.status).toBe(201);
       expect(res.headers.get('oci-subject')).toBe(subject.digest);
     }
-    res = await api('PUT', `/v2/${NAME2}/manifests/${refC.digest}`, { body: refC.bytes, headers: { 'content-type': OCI_MANIFEST } });
+    res = await api('PUT', `/v2/${NAME2}/manifests/${refC.digest}`, {
+      body: refC.bytes,
+      headers: { 'content-type': OCI_MANIFEST },
+    });
     expect(res.status).toBe(201);
     expect(res.headers.get('oci-subject')).toBe(missingSubject.digest);
   });
@@ -444,26 +526,52 @@ describe('content discovery', () => {
     const res = await api('GET', `/v2/${NAME2}/referrers/${subject.digest}`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe(OCI_INDEX);
-    const index = res.json<{ manifests: Array<{ digest: string; artifactType?: string; annotations?: Record<string, string>; size: number; mediaType: string }> }>();
+    const index = res.json<{
+      manifests: Array<{
+        digest: string;
+        artifactType?: string;
+        annotations?: Record<string, string>;
+        size: number;
+        mediaType: string;
+      }>;
+    }>();
     expect(index.manifests).toHaveLength(5);
     const byDigest = new Map(index.manifests.map((m) => [m.digest, m]));
-    expect(byDigest.get(refAConfig.digest)).toMatchObject({ artifactType: typeA, size: refAConfig.size, mediaType: OCI_MANIFEST, annotations: { 'org.opencontainers.conformance.test': 'A config' } });
+    expect(byDigest.get(refAConfig.digest)).toMatchObject({
+      artifactType: typeA,
+      size: refAConfig.size,
+      mediaType: OCI_MANIFEST,
+      annotations: { 'org.opencontainers.conformance.test': 'A config' },
+    });
     expect(byDigest.get(refALayer.digest)?.artifactType).toBe(typeA);
-    expect(byDigest.get(refIndex.digest)).toMatchObject({ mediaType: OCI_INDEX, artifactType: 'application/vnd.flotilla.test.index' });
-    expect(byDigest.get(refBLayer.digest)?.annotations).toEqual({ 'org.opencontainers.conformance.test': 'B layer' });
+    expect(byDigest.get(refIndex.digest)).toMatchObject({
+      mediaType: OCI_INDEX,
+      artifactType: 'application/vnd.flotilla.test.index',
+    });
+    expect(byDigest.get(refBLayer.digest)?.annotations).toEqual({
+      'org.opencontainers.conformance.test': 'B layer',
+    });
   });
 
   it('GET referrers with an artifactType filter should yield 200 with OCI-Filters-Applied', async () => {
-    const res = await api('GET', `/v2/${NAME2}/referrers/${subject.digest}?artifactType=${encodeURIComponent(typeA)}`);
+    const res = await api(
+      'GET',
+      `/v2/${NAME2}/referrers/${subject.digest}?artifactType=${encodeURIComponent(typeA)}`,
+    );
     expect(res.status).toBe(200);
     expect(res.headers.get('oci-filters-applied')).toBe('artifactType');
-    const digests = res.json<{ manifests: Array<{ digest: string }> }>().manifests.map((m) => m.digest).sort();
+    const digests = res
+      .json<{ manifests: Array<{ digest: string }> }>()
+      .manifests.map((m) => m.digest)
+      .sort();
     expect(digests).toEqual([refAConfig.digest, refALayer.digest].sort());
   });
 
   it('GET referrers of a missing manifest should yield 200 with the one referrer', async () => {
     const res = await api('GET', `/v2/${NAME2}/referrers/${missingSubject.digest}`);
-    expect(res.json<{ manifests: Array<{ digest: string }> }>().manifests.map((m) => m.digest)).toEqual([refC.digest]);
+    expect(
+      res.json<{ manifests: Array<{ digest: string }> }>().manifests.map((m) => m.digest),
+    ).toEqual([refC.digest]);
   });
 
   it('a deleted referrer disappears from the referrers list', async () => {
@@ -473,7 +581,15 @@ describe('content discovery', () => {
   });
 
   it('teardown: deletes manifests by digest and by tag (2xx or 404)', async () => {
-    for (const ref of [refIndex.digest, subject.digest, refAConfig.digest, refALayer.digest, 'test0', refBConfig.digest, refBLayer.digest]) {
+    for (const ref of [
+      refIndex.digest,
+      subject.digest,
+      refAConfig.digest,
+      refALayer.digest,
+      'test0',
+      refBConfig.digest,
+      refBLayer.digest,
+    ]) {
       const res = await api('DELETE', `/v2/${NAME2}/manifests/${ref}`);
       expect(okOr(res.status, 404)).toBe(true);
     }
@@ -482,14 +598,23 @@ describe('content discovery', () => {
 
 describe('content management', () => {
   const NAME3 = 'conformance/management';
-  const config = content('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"mgmt":1}');
+  const config = content(
+    '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"mgmt":1}',
+  );
   const layer = content(randomBytes(700));
   const manifest = imageManifest(config, [layer]);
 
   it('setup: pushes a manifest with two tags', async () => {
     for (const b of [config, layer]) expect((await pushBlob(NAME3, b)).status).toBe(201);
     for (const tag of ['tagA', 'tagB']) {
-      expect((await api('PUT', `/v2/${NAME3}/manifests/${tag}`, { body: manifest.bytes, headers: { 'content-type': OCI_MANIFEST } })).status).toBe(201);
+      expect(
+        (
+          await api('PUT', `/v2/${NAME3}/manifests/${tag}`, {
+            body: manifest.bytes,
+            headers: { 'content-type': OCI_MANIFEST },
+          })
+        ).status,
+      ).toBe(201);
     }
   });
 
@@ -497,7 +622,10 @@ describe('content management', () => {
     expect((await api('DELETE', `/v2/${NAME3}/manifests/tagA`)).status).toBe(202);
     expect((await api('GET', `/v2/${NAME3}/manifests/tagA`)).status).toBe(404);
     expect((await api('GET', `/v2/${NAME3}/manifests/${manifest.digest}`)).status).toBe(200);
-    expect((await api('GET', `/v2/${NAME3}/tags/list`)).json()).toEqual({ name: NAME3, tags: ['tagB'] });
+    expect((await api('GET', `/v2/${NAME3}/tags/list`)).json()).toEqual({
+      name: NAME3,
+      tags: ['tagB'],
+    });
   });
 
   it('DELETE request to manifest (digest) should yield 202 response; GET afterwards 404; its tags go with it', async () => {

@@ -24,14 +24,20 @@ export interface TestRegistry {
   stop(): Promise<void>;
 }
 
-export async function startTestRegistry(overrides: Partial<RegistryConfig> = {}): Promise<TestRegistry> {
+export async function startTestRegistry(
+  overrides: Partial<RegistryConfig> = {},
+): Promise<TestRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'flotilla-registry-'));
   const logger = pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
   const bus = createLocalBus({ logger });
   const events: EventEnvelope[] = [];
-  const subscription = await bus.subscribe(`flotilla.test.${Date.now()}`, ['registry.#'], async (event) => {
-    events.push(event);
-  });
+  const subscription = await bus.subscribe(
+    `flotilla.test.${Date.now()}`,
+    ['registry.#'],
+    async (event) => {
+      events.push(event);
+    },
+  );
   const config: RegistryConfig = {
     port: 0,
     host: '127.0.0.1',

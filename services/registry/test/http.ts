@@ -22,7 +22,11 @@ export interface ApiOptions {
 }
 
 export function makeApi(base: () => string) {
-  return async function api(method: string, path: string, options: ApiOptions = {}): Promise<ApiResponse> {
+  return async function api(
+    method: string,
+    path: string,
+    options: ApiOptions = {},
+  ): Promise<ApiResponse> {
     const headers: Record<string, string> = { ...(options.headers ?? {}) };
     delete headers['content-length']; // fetch computes it (and refuses to be told)
     const auth = options.auth ?? true;
@@ -44,7 +48,8 @@ export function makeApi(base: () => string) {
       },
       errorCode() {
         try {
-          return (JSON.parse(body.toString('utf8')) as { errors?: Array<{ code: string }> }).errors?.[0]?.code;
+          return (JSON.parse(body.toString('utf8')) as { errors?: Array<{ code: string }> })
+            .errors?.[0]?.code;
         } catch {
           return undefined;
         }

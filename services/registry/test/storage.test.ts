@@ -6,7 +6,11 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFilesystemDriver, PathNotFoundError, type StorageDriver } from '../src/storage/driver.js';
+import {
+  createFilesystemDriver,
+  PathNotFoundError,
+  type StorageDriver,
+} from '../src/storage/driver.js';
 import { StoragePaths } from '../src/storage/paths.js';
 import { STAGING_BYTES } from '../src/storage/staged-writer.js';
 
@@ -82,7 +86,8 @@ describe('filesystem driver', () => {
         },
       });
       const pieces: Buffer[] = [];
-      for (let at = start; at < end; at += 65_537) pieces.push(data.subarray(at, Math.min(at + 65_537, end)));
+      for (let at = start; at < end; at += 65_537)
+        pieces.push(data.subarray(at, Math.min(at + 65_537, end)));
       await pipeline(Readable.from(pieces), writer.stream);
       await (part === 2 ? writer.commit() : writer.close());
       expect(writer.size).toBe(end);
@@ -101,13 +106,16 @@ describe('filesystem driver', () => {
     const writer = await driver.writer('up/slow-reader', 0, {
       observe: (chunk) => {
         observed.push(Buffer.from(chunk));
-        const read = new Promise<Buffer>((resolve) => setTimeout(() => resolve(Buffer.from(chunk)), 20));
+        const read = new Promise<Buffer>((resolve) =>
+          setTimeout(() => resolve(Buffer.from(chunk)), 20),
+        );
         readLater.push(read);
         return read.then(() => undefined);
       },
     });
     const pieces: Buffer[] = [];
-    for (let at = 0; at < total; at += 100_003) pieces.push(data.subarray(at, Math.min(at + 100_003, total)));
+    for (let at = 0; at < total; at += 100_003)
+      pieces.push(data.subarray(at, Math.min(at + 100_003, total)));
     await pipeline(Readable.from(pieces), writer.stream);
     await writer.commit();
     expect(observed.length).toBeGreaterThan(4);
@@ -121,7 +129,9 @@ describe('filesystem driver', () => {
     // Less than one staging buffer plus one full buffer's worth: both must reach the file.
     const data = randomBytes(STAGING_BYTES + 300_001);
     const observed: Buffer[] = [];
-    const writer = await driver.writer('up/interrupted', 0, { observe: (c) => void observed.push(Buffer.from(c)) });
+    const writer = await driver.writer('up/interrupted', 0, {
+      observe: (c) => void observed.push(Buffer.from(c)),
+    });
     await new Promise<void>((resolve) => writer.stream.write(data, () => resolve()));
     writer.stream.on('error', () => undefined); // pipeline's handler, in the service
     writer.stream.destroy(new Error('client went away'));
@@ -194,9 +204,17 @@ describe('filesystem driver', () => {
   it('paths.ts builds the documented layout', () => {
     const d = { algorithm: 'sha256', hex: 'ab'.repeat(32) };
     expect(StoragePaths.blobData(d)).toBe(`blobs/sha256/ab/${d.hex}/data`);
-    expect(StoragePaths.layerLink('fedora/httpd', d)).toBe(`repositories/fedora/httpd/_layers/sha256/${d.hex}/link`);
-    expect(StoragePaths.revisionLink('fedora/httpd', d)).toBe(`repositories/fedora/httpd/_manifests/revisions/sha256/${d.hex}/link`);
-    expect(StoragePaths.tagCurrentLink('fedora/httpd', '39')).toBe('repositories/fedora/httpd/_manifests/tags/39/current/link');
-    expect(StoragePaths.uploadData('fedora/httpd', 'u')).toBe('repositories/fedora/httpd/_uploads/u/data');
+    expect(StoragePaths.layerLink('fedora/httpd', d)).toBe(
+      `repositories/fedora/httpd/_layers/sha256/${d.hex}/link`,
+    );
+    expect(StoragePaths.revisionLink('fedora/httpd', d)).toBe(
+      `repositories/fedora/httpd/_manifests/revisions/sha256/${d.hex}/link`,
+    );
+    expect(StoragePaths.tagCurrentLink('fedora/httpd', '39')).toBe(
+      'repositories/fedora/httpd/_manifests/tags/39/current/link',
+    );
+    expect(StoragePaths.uploadData('fedora/httpd', 'u')).toBe(
+      'repositories/fedora/httpd/_uploads/u/data',
+    );
   });
 });

@@ -3,7 +3,12 @@ import { join, relative, resolve } from 'node:path';
 import { openBus } from '@flotilla/bus';
 import { createLogger, listen, loadOrCreateSecret, runUntilSignal } from '@flotilla/kit';
 import { openStore } from '@flotilla/store';
-import { ALL_IN_ONE_SERVICES, loadService, type ConfiguredService, type ServiceModule } from '../services.js';
+import {
+  ALL_IN_ONE_SERVICES,
+  loadService,
+  type ConfiguredService,
+  type ServiceModule,
+} from '../services.js';
 
 const SECRETS = [
   { env: 'FLOTILLA_ADMIN_PASSWORD', file: 'admin-password' },
@@ -37,14 +42,22 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
   env.FLOTILLA_CONTENT_SIGNING_IDENTITY ??= `${env.FLOTILLA_CRANE_HOST ?? '127.0.0.1'}:${env.FLOTILLA_CRANE_PORT ?? '5001'}`;
 
   // Every service's configuration is checked before anything is opened or started.
-  const modules = await Promise.all(ALL_IN_ONE_SERVICES.map(async (name) => ({ name, module: await loadService(name) })));
-  const configured: Array<{ name: string } & ConfiguredService> = modules.map(({ name, module }) => ({
-    name,
-    ...module.configure(env),
-  }));
+  const modules = await Promise.all(
+    ALL_IN_ONE_SERVICES.map(async (name) => ({ name, module: await loadService(name) })),
+  );
+  const configured: Array<{ name: string } & ConfiguredService> = modules.map(
+    ({ name, module }) => ({
+      name,
+      ...module.configure(env),
+    }),
+  );
   const testingCrane = configureTestingCrane(modules.find((m) => m.name === 'crane')!.module, env);
   if (testingCrane) configured.push({ name: 'crane-testing', ...testingCrane });
-  const store = await openStore({ dataDir, mongoUrl: env.MONGODB_URL, logger: logger.child({ component: 'store' }) });
+  const store = await openStore({
+    dataDir,
+    mongoUrl: env.MONGODB_URL,
+    logger: logger.child({ component: 'store' }),
+  });
   const bus = await openBus({ amqpUrl: env.AMQP_URL, logger: logger.child({ component: 'bus' }) });
   const closers: Array<() => Promise<void>> = [];
   const urls: Record<string, string> = {};
@@ -81,14 +94,21 @@ export async function startAllInOne(baseEnv: NodeJS.ProcessEnv = process.env): P
     const instance = instances.get(name)!;
     closers.push(() => instance.stop());
   }
-  closers.push(() => bus.close(), () => store.close());
+  closers.push(
+    () => bus.close(),
+    () => store.close(),
+  );
 
-  const keys = await signingKeys(urls.content ?? '', env.FLOTILLA_API_TOKEN ?? '').catch((err: unknown) => {
-    logger.warn({ err }, 'failed to read the signing keys for the banner');
-    return undefined;
-  });
+  const keys = await signingKeys(urls.content ?? '', env.FLOTILLA_API_TOKEN ?? '').catch(
+    (err: unknown) => {
+      logger.warn({ err }, 'failed to read the signing keys for the banner');
+      return undefined;
+    },
+  );
   const trust = keys ? trustBanner(urls.crane ?? '', keys) : '';
-  process.stdout.write(banner({ dataDir, urls, generated, storeKind: store.kind, busKind: bus.kind, trust }));
+  process.stdout.write(
+    banner({ dataDir, urls, generated, storeKind: store.kind, busKind: bus.kind, trust }),
+  );
   await runUntilSignal({ logger, closers });
 }
 
@@ -109,10 +129,17 @@ export const TESTING_CRANE_PORT = '5005';
  * view, so testers pull what was published to testing while the crane port serves stable only.
  * Its own instance id gives it its own reload queue.
  */
-function configureTestingCrane(crane: ServiceModule, env: NodeJS.ProcessEnv): ConfiguredService | undefined {
+function configureTestingCrane(
+  crane: ServiceModule,
+  env: NodeJS.ProcessEnv,
+): ConfiguredService | undefined {
   const port = env.FLOTILLA_CRANE_TESTING_PORT ?? TESTING_CRANE_PORT;
   if (port === 'off') return undefined;
-  const instance = env.FLOTILLA_CRANE_INSTANCE_ID ?? hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 90);
+  const instance =
+    env.FLOTILLA_CRANE_INSTANCE_ID ??
+    hostname()
+      .replace(/[^A-Za-z0-9._-]/g, '-')
+      .slice(0, 90);
   return crane.configure({
     ...env,
     FLOTILLA_CRANE_CHANNEL: 'testing',
@@ -141,7 +168,9 @@ function banner(o: {
     '',
     `  registry  ${o.urls.registry}   push here (user admin)`,
     `  crane     ${o.urls.crane}   pull here (public, read-only: the stable channel)`,
-    ...(o.urls['crane-testing'] ? [`  testing   ${o.urls['crane-testing']}   testers pull the testing channel here`] : []),
+    ...(o.urls['crane-testing']
+      ? [`  testing   ${o.urls['crane-testing']}   testers pull the testing channel here`]
+      : []),
     `  mirrors   ${o.urls.mirrors}   redirector, mirror list, master tree at /master/`,
     `  content   ${o.urls.content}   sync, promote, publish API`,
     `  console   ${o.urls.content}/console/   web console (log in with the api-token below)`,
@@ -175,7 +204,9 @@ interface KeysAnswer {
 }
 
 async function signingKeys(contentUrl: string, token: string): Promise<KeysAnswer> {
-  const res = await fetch(`${contentUrl}/api/v1/keys`, { headers: { authorization: `Bearer ${token}` } });
+  const res = await fetch(`${contentUrl}/api/v1/keys`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   if (!res.ok) throw new Error(`GET /api/v1/keys answered ${res.status}`);
   return (await res.json()) as KeysAnswer;
 }
@@ -203,11 +234,18 @@ function trustBanner(craneUrl: string, keys: KeysAnswer): string {
     `  public keys: ${craneUrl}/keys  (current: ${craneUrl}/keys/${keys.current}.pub, after the first publish)`,
     ...keys.keys.map((k) => `  ${k.id} ${k.status}`),
     '',
-    ...(current ? current.publicKey.trimEnd().split('\n').map((l) => `  ${l}`) : []),
+    ...(current
+      ? current.publicKey
+          .trimEnd()
+          .split('\n')
+          .map((l) => `  ${l}`)
+      : []),
     '',
     `Verify pulls: save the key as /etc/pki/containers/flotilla-${keys.current}.pub, then`,
     '  /etc/containers/policy.json:',
-    ...JSON.stringify(policy, null, 2).split('\n').map((l) => `    ${l}`),
+    ...JSON.stringify(policy, null, 2)
+      .split('\n')
+      .map((l) => `    ${l}`),
     `  /etc/containers/registries.d/flotilla.yaml:`,
     '    docker:',
     `      ${craneHost}:`,

@@ -5,7 +5,12 @@ import { ProgressLine } from '../progress.js';
 const FINAL = new Set(['completed', 'failed', 'canceled']);
 
 /** Polls a task until it ends, drawing its progress; a failed or canceled task exits non-zero. */
-export async function watchTask(client: ContentClient, id: string, options: OutputOptions, intervalMs = 500): Promise<void> {
+export async function watchTask(
+  client: ContentClient,
+  id: string,
+  options: OutputOptions,
+  intervalMs = 500,
+): Promise<void> {
   const line = new ProgressLine();
   for (;;) {
     const task = await client.task(id);
@@ -22,7 +27,12 @@ export async function watchTask(client: ContentClient, id: string, options: Outp
     }
     if (FINAL.has(task.state)) {
       line.end();
-      emit(task, options, (t) => `task ${t.id} ${t.state}${t.error ? `: ${t.error.message ?? JSON.stringify(t.error)}` : ''}`);
+      emit(
+        task,
+        options,
+        (t) =>
+          `task ${t.id} ${t.state}${t.error ? `: ${t.error.message ?? JSON.stringify(t.error)}` : ''}`,
+      );
       if (task.state !== 'completed') throw new CliError(`task ${id} ${task.state}`);
       return;
     }

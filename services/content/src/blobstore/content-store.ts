@@ -92,7 +92,11 @@ export class ContentStore {
     } catch (err) {
       await fs.rm(tmp, { force: true });
       // a full disk fails this one write (its temporary file is gone); the next one may fit
-      if (isStorageFullError(err)) throw toStorageFullError(err, `storage is full: no room for ${digest} in the content store`);
+      if (isStorageFullError(err))
+        throw toStorageFullError(
+          err,
+          `storage is full: no room for ${digest} in the content store`,
+        );
       throw err;
     }
   }

@@ -21,7 +21,12 @@ export class ContentPaths {
 
   /** `blobs/`, `blobs/<algorithm>/`, `blobs/<algorithm>/<2 hex>/`: for walking the store (gc). */
   blobsDir(algorithm?: string, prefix?: string): string {
-    return path.join(this.root, 'blobs', ...(algorithm ? [algorithm] : []), ...(algorithm && prefix ? [prefix] : []));
+    return path.join(
+      this.root,
+      'blobs',
+      ...(algorithm ? [algorithm] : []),
+      ...(algorithm && prefix ? [prefix] : []),
+    );
   }
 
   get tmpDir(): string {

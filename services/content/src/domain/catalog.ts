@@ -30,7 +30,11 @@ export class Catalog {
   async recordManifest(digest: string, doc: Omit<ManifestDoc, 'createdAt'>): Promise<void> {
     await this.recordBlob(digest, doc.size, 'manifest');
     try {
-      await this.c.manifests.insertOne({ ...doc, _id: digest, createdAt: new Date().toISOString() });
+      await this.c.manifests.insertOne({
+        ...doc,
+        _id: digest,
+        createdAt: new Date().toISOString(),
+      });
     } catch (err) {
       // Another sync recorded the same manifest first: manifests are immutable by digest.
       if (!(err instanceof DuplicateKeyError)) throw err;
@@ -39,7 +43,10 @@ export class Catalog {
 
   /** Marks a file's record as used now (gc keeps it); false when it is not recorded. */
   async touchBlob(digest: string): Promise<boolean> {
-    const r = await this.c.blobs.updateOne({ _id: digest }, { $set: { usedAt: new Date().toISOString() } });
+    const r = await this.c.blobs.updateOne(
+      { _id: digest },
+      { $set: { usedAt: new Date().toISOString() } },
+    );
     return r.matchedCount > 0;
   }
 
@@ -62,7 +69,10 @@ export class Catalog {
     const manifestIds = [...closure.manifests.keys()];
     const fileIds = [...new Set([...manifestIds, ...closure.blobs.keys()])];
     for (const batch of batches(manifestIds)) {
-      const r = await this.c.manifests.updateMany({ _id: { $in: batch } }, { $set: { usedAt: now } });
+      const r = await this.c.manifests.updateMany(
+        { _id: { $in: batch } },
+        { $set: { usedAt: now } },
+      );
       if (r.matchedCount !== batch.length) return null;
     }
     for (const batch of batches(fileIds)) {
@@ -112,7 +122,6 @@ export class Catalog {
     return { manifests, blobs };
   }
 }
-
 
 export function* batches<T>(items: T[]): Generator<T[]> {
   for (let i = 0; i < items.length; i += IN_BATCH) yield items.slice(i, i + IN_BATCH);

@@ -1,6 +1,11 @@
 import { faultPoint } from '@flotilla/kit';
 import { DuplicateKeyError } from '@flotilla/store';
-import type { ChannelVersionDoc, ContentCollections, RepositoryDoc, TagEntry } from '../collections.js';
+import type {
+  ChannelVersionDoc,
+  ContentCollections,
+  RepositoryDoc,
+  TagEntry,
+} from '../collections.js';
 import { contentProblem } from './errors.js';
 
 /** Repositories whose pointers the start-up repair checks with one query. */
@@ -72,7 +77,10 @@ export class ChannelStore {
 
   assertChannel(channel: string): void {
     if (!this.channels.includes(channel)) {
-      throw contentProblem('unknown-channel', `channel "${channel}" is not one of ${this.channels.join(', ')}`);
+      throw contentProblem(
+        'unknown-channel',
+        `channel "${channel}" is not one of ${this.channels.join(', ')}`,
+      );
     }
   }
 
@@ -96,12 +104,18 @@ export class ChannelStore {
   }
 
   /** One page of repositories by name, optionally only names containing `contains` (any case). */
-  async findRepositories(o: { contains?: string; channel?: string; limit?: number; offset?: number }): Promise<{
+  async findRepositories(o: {
+    contains?: string;
+    channel?: string;
+    limit?: number;
+    offset?: number;
+  }): Promise<{
     repositories: (RepositoryDoc & { _id: string })[];
     total: number;
   }> {
     const filter: Record<string, unknown> = {};
-    if (o.contains) filter._id = { $regex: new RegExp(o.contains.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'i') };
+    if (o.contains)
+      filter._id = { $regex: new RegExp(o.contains.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'i') };
     if (o.channel) filter[`channels.${o.channel}.version`] = { $gt: 0 };
     const [repositories, total] = await Promise.all([
       this.c.repositories.find(filter, {
@@ -123,9 +137,14 @@ export class ChannelStore {
   }
 
   async version(repository: string, channel: string, number: number): Promise<ChannelVersionDoc> {
-    const doc = await this.c.channelVersions.findOne({ _id: versionId(repository, channel, number) });
+    const doc = await this.c.channelVersions.findOne({
+      _id: versionId(repository, channel, number),
+    });
     if (!doc) {
-      throw contentProblem('unknown-version', `${repository} has no version ${number} of channel ${channel}`);
+      throw contentProblem(
+        'unknown-version',
+        `${repository} has no version ${number} of channel ${channel}`,
+      );
     }
     return doc;
   }
@@ -182,7 +201,10 @@ export class ChannelStore {
       await this.advancePointer(repository, channel, number);
       return { version: doc, before, changed: true };
     }
-    throw contentProblem('concurrent-update', `too many concurrent changes to ${repository} ${channel}; retry`);
+    throw contentProblem(
+      'concurrent-update',
+      `too many concurrent changes to ${repository} ${channel}; retry`,
+    );
   }
 
   /**
@@ -196,8 +218,13 @@ export class ChannelStore {
     for (let i = 0; i < repos.length; i += POINTER_BATCH) {
       const next = repos
         .slice(i, i + POINTER_BATCH)
-        .flatMap((r) => this.channels.map((ch) => versionId(r._id, ch, (r.channels?.[ch]?.version ?? 0) + 1)));
-      const behind = await this.c.channelVersions.find({ _id: { $in: next } }, { projection: { repository: 1, channel: 1 } });
+        .flatMap((r) =>
+          this.channels.map((ch) => versionId(r._id, ch, (r.channels?.[ch]?.version ?? 0) + 1)),
+        );
+      const behind = await this.c.channelVersions.find(
+        { _id: { $in: next } },
+        { projection: { repository: 1, channel: 1 } },
+      );
       for (const v of behind) {
         const newest = await this.current(v.repository, v.channel);
         if (!newest) continue;
@@ -211,7 +238,10 @@ export class ChannelStore {
   private async advancePointer(repository: string, channel: string, number: number): Promise<void> {
     const field = `channels.${channel}`;
     await this.c.repositories.updateOne(
-      { _id: repository, $or: [{ [`${field}.version`]: { $lt: number } }, { [field]: { $exists: false } }] },
+      {
+        _id: repository,
+        $or: [{ [`${field}.version`]: { $lt: number } }, { [field]: { $exists: false } }],
+      },
       { $set: { [field]: { version: number, updatedAt: new Date().toISOString() } } },
     );
   }

@@ -26,7 +26,11 @@ const catalog = {
 
 export type ContentProblemCode = keyof typeof catalog;
 
-export function contentProblem(code: ContentProblemCode, detail: string, extensions?: Record<string, unknown>): HttpProblem {
+export function contentProblem(
+  code: ContentProblemCode,
+  detail: string,
+  extensions?: Record<string, unknown>,
+): HttpProblem {
   const entry = catalog[code];
   return new HttpProblem({
     status: entry.status,

@@ -1,12 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import { faultPoint } from '@flotilla/kit';
-import { createEvent, eventIdFor, isSignatureTag, signatureTag, type EventEnvelope } from '@flotilla/protocol';
+import {
+  createEvent,
+  eventIdFor,
+  isSignatureTag,
+  signatureTag,
+  type EventEnvelope,
+} from '@flotilla/protocol';
 import type { Filter } from '@flotilla/store';
 import { trustedKeysFor } from '../signing/keys.js';
 import type { Signatures } from '../signing/signatures.js';
 import type { ChannelPolicy } from '../config.js';
 import { DuplicateKeyError } from '@flotilla/store';
-import type { ChannelVersionDoc, ContentCollections, PromotionDoc, TagEntry, VersionAudit } from '../collections.js';
+import type {
+  ChannelVersionDoc,
+  ContentCollections,
+  PromotionDoc,
+  TagEntry,
+  VersionAudit,
+} from '../collections.js';
 import type { Catalog } from './catalog.js';
 import type { ChannelStore, CommitResult } from './channels.js';
 import { contentProblem } from './errors.js';
@@ -76,7 +88,8 @@ export class Promotions {
     const { repository, from, to } = request;
     this.channels.assertChannel(from);
     this.channels.assertChannel(to);
-    if (from === to) throw contentProblem('invalid-request', 'from and to must be different channels');
+    if (from === to)
+      throw contentProblem('invalid-request', 'from and to must be different channels');
     await this.channels.repository(repository);
     const source = (await this.channels.current(repository, from))?.tags ?? [];
     const sourceMap = new Map(source.map((t) => [t.tag, t.digest]));
@@ -88,22 +101,34 @@ export class Promotions {
       sourceTags = [...request.tags];
       digests = sourceTags.map((tag) => {
         const digest = sourceMap.get(tag);
-        if (!digest) throw contentProblem('unknown-tag', `${repository} has no tag "${tag}" in channel ${from}`, { tag });
+        if (!digest)
+          throw contentProblem(
+            'unknown-tag',
+            `${repository} has no tag "${tag}" in channel ${from}`,
+            { tag },
+          );
         return digest;
       });
     } else if (request.digest) {
       const digest = request.digest;
       sourceTags = source.filter((t) => t.digest === digest).map((t) => t.tag);
       if (sourceTags.length === 0 && !(await this.reachable(source, digest))) {
-        throw contentProblem('unknown-digest', `${digest} is not in channel ${from} of ${repository}`);
+        throw contentProblem(
+          'unknown-digest',
+          `${digest} is not in channel ${from} of ${repository}`,
+        );
       }
       if (!request.targetTags || request.targetTags.length === 0) {
         if (sourceTags.length === 0) {
-          throw contentProblem('invalid-request', `${digest} has no tag in ${from}: give targetTags`);
+          throw contentProblem(
+            'invalid-request',
+            `${digest} has no tag in ${from}: give targetTags`,
+          );
         }
       }
       digests = sourceTags.map(() => digest);
-      if (request.targetTags && request.targetTags.length > 0) digests = request.targetTags.map(() => digest);
+      if (request.targetTags && request.targetTags.length > 0)
+        digests = request.targetTags.map(() => digest);
     } else {
       throw contentProblem('invalid-request', 'give tags or digest');
     }
@@ -134,7 +159,10 @@ export class Promotions {
     }
     const moves = targetTags.map((tag, i) => ({ tag, digest: digests[i] as string }));
     if (moves.some((m) => isSignatureTag(m.tag))) {
-      throw contentProblem('invalid-request', 'signature tags move with what they sign; promote the signed tag');
+      throw contentProblem(
+        'invalid-request',
+        'signature tags move with what they sign; promote the signed tag',
+      );
     }
     await this.requireTrustedSignatures(request, source, moves, sourceTags);
     return { request, moves, sourceTags };
@@ -169,7 +197,8 @@ export class Promotions {
           (current, currentVersion) => {
             // Signatures were made for the target's content as it was; never drop a newer one.
             const computed = signatureMoves.length > 0 || orphaned.length > 0;
-            if (computed && (currentVersion?.number ?? 0) !== (target?.number ?? 0)) throw new TargetMoved();
+            if (computed && (currentVersion?.number ?? 0) !== (target?.number ?? 0))
+              throw new TargetMoved();
             return [...current.filter((t) => !replaced.has(t.tag)), ...all];
           },
           { kind: 'promotion', audit },
@@ -177,7 +206,10 @@ export class Promotions {
       } catch (err) {
         if (!(err instanceof TargetMoved)) throw err;
         if (attempt + 1 >= MAX_SIGNING_ATTEMPTS) {
-          throw contentProblem('concurrent-update', `too many concurrent changes to ${request.repository} ${request.to}; retry`);
+          throw contentProblem(
+            'concurrent-update',
+            `too many concurrent changes to ${request.repository} ${request.to}; retry`,
+          );
         }
       }
     }
@@ -188,7 +220,13 @@ export class Promotions {
     return { promotion, version: commit.version, changed: commit.changed };
   }
 
-  async untag(input: { repository: string; channel: string; tags: string[]; actor: string; reason?: string }): Promise<ChangeResult> {
+  async untag(input: {
+    repository: string;
+    channel: string;
+    tags: string[];
+    actor: string;
+    reason?: string;
+  }): Promise<ChangeResult> {
     this.channels.assertChannel(input.channel);
     await this.channels.repository(input.repository);
     const id = randomUUID();
@@ -199,7 +237,9 @@ export class Promotions {
         reason: input.reason,
         tags: input.tags,
         targetTags: [],
-        digests: [...new Set(current.filter((t) => input.tags.includes(t.tag)).map((t) => t.digest))],
+        digests: [
+          ...new Set(current.filter((t) => input.tags.includes(t.tag)).map((t) => t.digest)),
+        ],
       });
     const commit = await this.channels.commit(
       input.repository,
@@ -208,7 +248,10 @@ export class Promotions {
         const have = new Set(current.map((t) => t.tag));
         const unknown = input.tags.filter((t) => !have.has(t));
         if (unknown.length > 0) {
-          throw contentProblem('unknown-tag', `${input.repository} has no tag ${unknown.join(', ')} in ${input.channel}`);
+          throw contentProblem(
+            'unknown-tag',
+            `${input.repository} has no tag ${unknown.join(', ')} in ${input.channel}`,
+          );
         }
         return current.filter((t) => !input.tags.includes(t.tag));
       },
@@ -219,7 +262,13 @@ export class Promotions {
     return { promotion, version: commit.version, changed: commit.changed };
   }
 
-  async rollback(input: { repository: string; channel: string; version: number; actor: string; reason?: string }): Promise<ChangeResult> {
+  async rollback(input: {
+    repository: string;
+    channel: string;
+    version: number;
+    actor: string;
+    reason?: string;
+  }): Promise<ChangeResult> {
     this.channels.assertChannel(input.channel);
     await this.channels.repository(input.repository);
     const target = await this.channels.version(input.repository, input.channel, input.version);
@@ -246,13 +295,18 @@ export class Promotions {
    */
   async repairAudit(): Promise<number> {
     // Causes only (no tag lists): the whole version is read for the few records missing.
-    const audited = await this.c.channelVersions.find({ 'cause.audit': { $exists: true } }, { projection: { _id: 1, cause: 1 } });
+    const audited = await this.c.channelVersions.find(
+      { 'cause.audit': { $exists: true } },
+      { projection: { _id: 1, cause: 1 } },
+    );
     let repaired = 0;
     for (let i = 0; i < audited.length; i += AUDIT_BATCH) {
       const batch = audited.slice(i, i + AUDIT_BATCH);
       const ids = batch.map((v) => (v.cause.audit as VersionAudit).id);
       const have = new Set(
-        (await this.c.promotions.find({ _id: { $in: ids } }, { projection: { _id: 1 } })).map((p) => p._id),
+        (await this.c.promotions.find({ _id: { $in: ids } }, { projection: { _id: 1 } })).map(
+          (p) => p._id,
+        ),
       );
       for (const { _id, cause } of batch) {
         const audit = cause.audit as VersionAudit;
@@ -260,14 +314,26 @@ export class Promotions {
         const version = await this.c.channelVersions.findOne({ _id });
         if (!version) continue; // gc removed it meanwhile
         // The version before it in the same channel, unless gc removed it since.
-        const before = await this.channels.version(version.repository, version.channel, version.number - 1).catch(() => undefined);
+        const before = await this.channels
+          .version(version.repository, version.channel, version.number - 1)
+          .catch(() => undefined);
         const kind = version.cause.kind as PromotionDoc['kind'];
-        await this.record(kind, { version, before: before ?? { ...version, number: version.number - 1, tags: [] }, changed: true }, audit, version.createdAt);
+        await this.record(
+          kind,
+          {
+            version,
+            before: before ?? { ...version, number: version.number - 1, tags: [] },
+            changed: true,
+          },
+          audit,
+          version.createdAt,
+        );
         repaired++;
       }
     }
     // Promotions recorded whose events a crash kept out of the outbox (repaired ones included).
-    for (const promotion of await this.c.promotions.find({ kind: 'promotion', announced: false })) await this.announce(promotion);
+    for (const promotion of await this.c.promotions.find({ kind: 'promotion', announced: false }))
+      await this.announce(promotion);
     return repaired;
   }
 
@@ -288,7 +354,12 @@ export class Promotions {
     for (const digest of manifests.keys()) {
       const tag = signatureTag(digest);
       const inTarget = targetMap.get(tag);
-      const combined = await this.signing.signatures.combine(request.repository, digest, [inTarget, sourceMap.get(tag)], signNow);
+      const combined = await this.signing.signatures.combine(
+        request.repository,
+        digest,
+        [inTarget, sourceMap.get(tag)],
+        signNow,
+      );
       if (combined && combined !== inTarget) {
         out.push({ tag, digest: combined });
         faultPoint('content.sign.attachment-made');
@@ -307,7 +378,9 @@ export class Promotions {
     const after = [...targetTags.filter((t) => !moved.has(t.tag)), ...moves];
     const signatureTags = after.filter((t) => isSignatureTag(t.tag)).map((t) => t.tag);
     if (signatureTags.length === 0) return [];
-    const { manifests } = await this.catalog.closure(after.filter((t) => !isSignatureTag(t.tag)).map((t) => t.digest));
+    const { manifests } = await this.catalog.closure(
+      after.filter((t) => !isSignatureTag(t.tag)).map((t) => t.digest),
+    );
     const kept = new Set([...manifests.keys()].map(signatureTag));
     return signatureTags.filter((t) => !kept.has(t));
   }
@@ -328,9 +401,17 @@ export class Promotions {
     const sourceMap = new Map(source.map((t) => [t.tag, t.digest]));
     const refused: { tag: string; digest: string; reason: string }[] = [];
     for (const [i, move] of moves.entries()) {
-      const check = await this.signing.signatures.check(sourceMap.get(signatureTag(move.digest)), move.digest, trusted);
+      const check = await this.signing.signatures.check(
+        sourceMap.get(signatureTag(move.digest)),
+        move.digest,
+        trusted,
+      );
       if (check.signedBy.length === 0) {
-        refused.push({ tag: sourceTags[i] ?? move.tag, digest: move.digest, reason: check.reason ?? 'not signed' });
+        refused.push({
+          tag: sourceTags[i] ?? move.tag,
+          digest: move.digest,
+          reason: check.reason ?? 'not signed',
+        });
       }
     }
     if (refused.length > 0) {
@@ -343,7 +424,11 @@ export class Promotions {
     }
   }
 
-  async trail(filter: { repository?: string; channel?: string; limit?: number }): Promise<(PromotionDoc & { _id: string })[]> {
+  async trail(filter: {
+    repository?: string;
+    channel?: string;
+    limit?: number;
+  }): Promise<(PromotionDoc & { _id: string })[]> {
     const query: Filter<PromotionDoc> = {};
     if (filter.repository) query.repository = filter.repository;
     if (filter.channel) query.$or = [{ to: filter.channel }, { from: filter.channel }];
@@ -395,7 +480,9 @@ export class Promotions {
           repository: promotion.repository,
           from: promotion.from as string,
           to: promotion.to,
-          tags: promotion.after.tags.filter((t) => t.digest === digest && promotion.targetTags.includes(t.tag)).map((t) => t.tag),
+          tags: promotion.after.tags
+            .filter((t) => t.digest === digest && promotion.targetTags.includes(t.tag))
+            .map((t) => t.tag),
           digest,
           version: promotion.after.version,
           actor: promotion.actor,
@@ -404,7 +491,8 @@ export class Promotions {
         id: eventIdFor(`content.promoted|${promotion._id}|${digest}`),
       });
     }
-    if (promotion.announced === false) await this.c.promotions.updateOne({ _id: promotion._id }, { $set: { announced: true } });
+    if (promotion.announced === false)
+      await this.c.promotions.updateOne({ _id: promotion._id }, { $set: { announced: true } });
   }
 
   private async reachable(tags: TagEntry[], digest: string): Promise<boolean> {
@@ -416,7 +504,9 @@ export class Promotions {
 /** Batch of audit ids looked up at once by the repair. */
 const AUDIT_BATCH = 500;
 
-function auditOf(fields: Omit<VersionAudit, 'id' | 'reason'> & { id?: string; reason?: string | undefined }): VersionAudit {
+function auditOf(
+  fields: Omit<VersionAudit, 'id' | 'reason'> & { id?: string; reason?: string | undefined },
+): VersionAudit {
   const audit: VersionAudit = { ...fields, id: fields.id ?? randomUUID() };
   if (audit.reason === undefined) delete audit.reason;
   if (audit.from === undefined) delete audit.from;
@@ -426,4 +516,3 @@ function auditOf(fields: Omit<VersionAudit, 'id' | 'reason'> & { id?: string; re
 function snapshot(version: ChannelVersionDoc | undefined): { version: number; tags: TagEntry[] } {
   return { version: version?.number ?? 0, tags: version?.tags ?? [] };
 }
-

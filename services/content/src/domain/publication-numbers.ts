@@ -26,7 +26,10 @@ export async function claimPublicationNumber(
       );
       if (mine) return mine.number;
     }
-    for (const pending of await c.publications.find({ state: 'pending' }, { sort: { number: 1 }, limit: 20 })) {
+    for (const pending of await c.publications.find(
+      { state: 'pending' },
+      { sort: { number: 1 }, limit: 20 },
+    )) {
       if (await ownerIsLive(c, pending)) continue;
       const { matchedCount } = await c.publications.updateOne(
         {
@@ -38,7 +41,10 @@ export async function claimPublicationNumber(
       );
       if (matchedCount === 1) return pending.number;
     }
-    const [last] = await c.publications.find({}, { sort: { number: -1 }, limit: 1, projection: { number: 1 } });
+    const [last] = await c.publications.find(
+      {},
+      { sort: { number: -1 }, limit: 1, projection: { number: 1 } },
+    );
     const n = (last?.number ?? 0) + 1;
     try {
       await c.publications.insertOne({
@@ -58,7 +64,10 @@ export async function claimPublicationNumber(
 }
 
 /** A pending publication whose task is queued or running is still being written. */
-async function ownerIsLive(c: ContentCollections, publication: PublicationDoc & { _id: string }): Promise<boolean> {
+async function ownerIsLive(
+  c: ContentCollections,
+  publication: PublicationDoc & { _id: string },
+): Promise<boolean> {
   if (publication.taskId === undefined) return false;
   const task = await c.tasks.findOne({ _id: publication.taskId });
   return task !== null && (task.state === 'running' || task.state === 'waiting');

@@ -15,7 +15,10 @@ export const bodhiBuildSchema = z
     digest: z.string().refine(isDigest, 'invalid digest').optional(),
   })
   .strict()
-  .refine((b) => (b.tag === undefined) !== (b.digest === undefined), 'a build names a tag or a digest');
+  .refine(
+    (b) => (b.tag === undefined) !== (b.digest === undefined),
+    'a build names a tag or a digest',
+  );
 
 export const bodhiPayloadSchema = z
   .object({
@@ -56,7 +59,10 @@ export function verifySignedDelivery(input: {
 }): string {
   const { signature, timestamp } = input;
   if (!signature || !/^sha256=[0-9a-fA-F]{64}$/.test(signature)) {
-    throw contentProblem('webhook-unauthenticated', 'missing or malformed X-Flotilla-Signature (sha256=<hex>)');
+    throw contentProblem(
+      'webhook-unauthenticated',
+      'missing or malformed X-Flotilla-Signature (sha256=<hex>)',
+    );
   }
   const expected = Buffer.from(signBody(input.secret, input.rawBody).slice(7), 'hex');
   const given = Buffer.from(signature.slice(7), 'hex');
@@ -64,10 +70,14 @@ export function verifySignedDelivery(input: {
     throw contentProblem('webhook-unauthenticated', 'signature does not match the body');
   }
   const at = timestamp === undefined ? undefined : parseTimestamp(timestamp);
-  if (at === undefined) throw contentProblem('webhook-unauthenticated', 'missing or malformed X-Flotilla-Timestamp');
+  if (at === undefined)
+    throw contentProblem('webhook-unauthenticated', 'missing or malformed X-Flotilla-Timestamp');
   const skew = Math.abs((input.now ?? Date.now()) - at);
   if (skew > input.maxSkewSeconds * 1000) {
-    throw contentProblem('webhook-unauthenticated', `timestamp is ${Math.round(skew / 1000)} s away from now (max ${input.maxSkewSeconds} s)`);
+    throw contentProblem(
+      'webhook-unauthenticated',
+      `timestamp is ${Math.round(skew / 1000)} s away from now (max ${input.maxSkewSeconds} s)`,
+    );
   }
   return signature.slice(7).toLowerCase();
 }
@@ -79,11 +89,16 @@ export function verifySignedDelivery(input: {
  * update be replayed days later with a fresh timestamp. One small record per delivery is kept
  * for good.
  */
-export async function rememberDelivery(c: ContentCollections, key: string, now = new Date()): Promise<void> {
+export async function rememberDelivery(
+  c: ContentCollections,
+  key: string,
+  now = new Date(),
+): Promise<void> {
   try {
     await c.webhookDeliveries.insertOne({ _id: `bodhi|${key}`, receivedAt: now });
   } catch (err) {
-    if (err instanceof DuplicateKeyError) throw contentProblem('webhook-replayed', 'this delivery was already received');
+    if (err instanceof DuplicateKeyError)
+      throw contentProblem('webhook-replayed', 'this delivery was already received');
     throw err;
   }
 }

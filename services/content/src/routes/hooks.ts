@@ -3,7 +3,13 @@ import { jsonBody } from '@flotilla/kit';
 import type { ContentAppDeps } from '../app.js';
 import { contentProblem } from '../domain/errors.js';
 import type { PromotionPlan } from '../domain/promotions.js';
-import { bodhiPayloadSchema, rememberDelivery, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignedDelivery } from '../hooks/bodhi.js';
+import {
+  bodhiPayloadSchema,
+  rememberDelivery,
+  SIGNATURE_HEADER,
+  TIMESTAMP_HEADER,
+  verifySignedDelivery,
+} from '../hooks/bodhi.js';
 import { distributionEnvelopeSchema, pushedRepositories } from '../hooks/distribution.js';
 import { presentPromotion, presentTask } from './present.js';
 
@@ -17,7 +23,8 @@ export function mountHooks(router: Router, deps: ContentAppDeps): void {
    * (validated, policy checked) before any is applied, so a refused build changes nothing.
    */
   router.post('/hooks/bodhi', jsonBody(HOOK_BODY_LIMIT, { rawBody: true }), async (req, res) => {
-    if (!config.webhookSecret) throw contentProblem('webhook-disabled', 'FLOTILLA_WEBHOOK_SECRET is not set');
+    if (!config.webhookSecret)
+      throw contentProblem('webhook-disabled', 'FLOTILLA_WEBHOOK_SECRET is not set');
     const key = verifySignedDelivery({
       secret: config.webhookSecret,
       rawBody: req.rawBody ?? Buffer.alloc(0),
@@ -52,18 +59,26 @@ export function mountHooks(router: Router, deps: ContentAppDeps): void {
     const task = await deps.tasks.submitPublish({ channel: to });
     res.status(202).json({
       task: presentTask(task),
-      promotions: promotions.map((p) => ({ ...presentPromotion(p.promotion), version: p.version.number })),
+      promotions: promotions.map((p) => ({
+        ...presentPromotion(p.promotion),
+        version: p.version.number,
+      })),
     });
   });
 
   /** Docker Distribution's notifications (endpoint configured with an Authorization header). */
-  router.post('/hooks/registry', deps.auth.require('admin'), jsonBody(HOOK_BODY_LIMIT), async (req, res) => {
-    const envelope = distributionEnvelopeSchema.parse(req.body);
-    const tasks = [];
-    for (const repository of pushedRepositories(envelope)) {
-      const { task, coalesced } = await deps.tasks.submitSync({ repository }, true);
-      tasks.push({ ...presentTask(task), coalesced });
-    }
-    res.status(202).json({ tasks });
-  });
+  router.post(
+    '/hooks/registry',
+    deps.auth.require('admin'),
+    jsonBody(HOOK_BODY_LIMIT),
+    async (req, res) => {
+      const envelope = distributionEnvelopeSchema.parse(req.body);
+      const tasks = [];
+      for (const repository of pushedRepositories(envelope)) {
+        const { task, coalesced } = await deps.tasks.submitSync({ repository }, true);
+        tasks.push({ ...presentTask(task), coalesced });
+      }
+      res.status(202).json({ tasks });
+    },
+  );
 }

@@ -18,10 +18,17 @@ export function mountPublications(router: Router, deps: ContentAppDeps): void {
     if (body.repositories) {
       const known = new Set((await deps.channels.listRepositories()).map((r) => r._id));
       const unknown = body.repositories.filter((r) => !known.has(r));
-      if (unknown.length > 0) throw contentProblem('unknown-repository', `unknown repositories: ${unknown.join(', ')}`);
+      if (unknown.length > 0)
+        throw contentProblem('unknown-repository', `unknown repositories: ${unknown.join(', ')}`);
     }
-    const task = await deps.tasks.submitPublish({ channel, ...(body.repositories ? { repositories: body.repositories } : {}) });
-    res.status(202).location(`/api/v1/tasks/${task._id}`).json({ task: presentTask(task) });
+    const task = await deps.tasks.submitPublish({
+      channel,
+      ...(body.repositories ? { repositories: body.repositories } : {}),
+    });
+    res
+      .status(202)
+      .location(`/api/v1/tasks/${task._id}`)
+      .json({ task: presentTask(task) });
   });
 
   router.get('/publications', deps.auth.require('read'), async (_req, res) => {
@@ -33,7 +40,10 @@ export function mountPublications(router: Router, deps: ContentAppDeps): void {
     const n = publicationNumber.parse(req.params.n);
     const query = publicationQuerySchema.parse(req.query);
     const limit = query.limit ?? NEW_BLOBS_PAGE;
-    const detail = await deps.publisher.detail(n, { limit, ...(query.after ? { after: query.after } : {}) });
+    const detail = await deps.publisher.detail(n, {
+      limit,
+      ...(query.after ? { after: query.after } : {}),
+    });
     if (detail.nextAfter) {
       const next = new URLSearchParams({ after: detail.nextAfter, limit: String(limit) });
       res.setHeader('Link', `</api/v1/publications/${n}?${next.toString()}>; rel="next"`);

@@ -31,7 +31,9 @@ export function mountRepositories(router: Router, deps: ContentAppDeps): void {
       repositories: repos.map((r) => ({
         name: r._id,
         channels: Object.fromEntries(
-          channels.channels.filter((ch) => r.channels[ch]).map((ch) => [ch, r.channels[ch]?.version ?? 0]),
+          channels.channels
+            .filter((ch) => r.channels[ch])
+            .map((ch) => [ch, r.channels[ch]?.version ?? 0]),
         ),
         ...(r.published ? { published: r.published } : {}),
       })),

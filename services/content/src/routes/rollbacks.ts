@@ -9,7 +9,10 @@ import { presentPromotion } from './present.js';
 export function mountRollbacks(router: Router, deps: ContentAppDeps): void {
   router.post('/rollbacks', deps.auth.require('admin'), jsonBody(), async (req, res) => {
     const body = rollbackRequestSchema.parse(req.body);
-    const result = await deps.promotions.rollback({ ...body, actor: principalOf(res.locals).actor });
+    const result = await deps.promotions.rollback({
+      ...body,
+      actor: principalOf(res.locals).actor,
+    });
     res.status(201).json({
       promotion: presentPromotion(result.promotion),
       version: result.version.number,

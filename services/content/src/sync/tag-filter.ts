@@ -9,8 +9,12 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${source}$`);
 }
 
-export function createTagFilter(include: string[] = [], exclude: string[] = []): (tag: string) => boolean {
+export function createTagFilter(
+  include: string[] = [],
+  exclude: string[] = [],
+): (tag: string) => boolean {
   const inc = include.map(globToRegExp);
   const exc = exclude.map(globToRegExp);
-  return (tag) => (inc.length === 0 || inc.some((re) => re.test(tag))) && !exc.some((re) => re.test(tag));
+  return (tag) =>
+    (inc.length === 0 || inc.some((re) => re.test(tag))) && !exc.some((re) => re.test(tag));
 }

@@ -24,7 +24,10 @@ export class ContentTasks {
   ) {}
 
   /** With `coalesce`, a waiting sync of the repository (same parameters) absorbs this one. */
-  async submitSync(request: SyncSubmission, coalesce = false): Promise<{ task: StoredTask; coalesced: boolean }> {
+  async submitSync(
+    request: SyncSubmission,
+    coalesce = false,
+  ): Promise<{ task: StoredTask; coalesced: boolean }> {
     const params: Record<string, unknown> = { repository: request.repository };
     if (request.upstream) params.upstream = request.upstream;
     if (request.includeTags) params.includeTags = request.includeTags;
@@ -46,7 +49,12 @@ export class ContentTasks {
   async submitPublish(request: { channel: string; repositories?: string[] }): Promise<StoredTask> {
     const params: Record<string, unknown> = { channel: request.channel };
     if (request.repositories) params.repositories = request.repositories;
-    const { task } = await this.queue.submit({ kind: 'publish', key: 'publish', channel: request.channel, params });
+    const { task } = await this.queue.submit({
+      kind: 'publish',
+      key: 'publish',
+      channel: request.channel,
+      params,
+    });
     this.onSubmitted();
     return task;
   }
@@ -55,28 +63,50 @@ export class ContentTasks {
   async submitSign(request: { channel: string; repositories?: string[] }): Promise<StoredTask> {
     const params: Record<string, unknown> = { channel: request.channel };
     if (request.repositories) params.repositories = request.repositories;
-    const { task } = await this.queue.submit({ kind: 'sign', key: `sign:${request.channel}`, channel: request.channel, params });
+    const { task } = await this.queue.submit({
+      kind: 'sign',
+      key: `sign:${request.channel}`,
+      channel: request.channel,
+      params,
+    });
     this.onSubmitted();
     return task;
   }
 
   /** Retention shares the publish key: it never runs during a publish. Coalesced. */
   async submitRetention(): Promise<StoredTask> {
-    const { task } = await this.queue.submit({ kind: 'retention', key: 'publish', params: {}, coalesce: true });
+    const { task } = await this.queue.submit({
+      kind: 'retention',
+      key: 'publish',
+      params: {},
+      coalesce: true,
+    });
     this.onSubmitted();
     return task;
   }
 
   /** One reconcile at a time (key `reconcile`); a waiting one absorbs later requests. */
   async submitReconcile(): Promise<{ task: StoredTask; coalesced: boolean }> {
-    const out = await this.queue.submit({ kind: 'reconcile', key: 'reconcile', params: {}, coalesce: true });
+    const out = await this.queue.submit({
+      kind: 'reconcile',
+      key: 'reconcile',
+      params: {},
+      coalesce: true,
+    });
     this.onSubmitted();
     return out;
   }
 
   /** One gc at a time (key `gc`); a waiting gc with the same `dryRun` absorbs this one. */
-  async submitGc(request: { dryRun?: boolean } = {}): Promise<{ task: StoredTask; coalesced: boolean }> {
-    const out = await this.queue.submit({ kind: 'gc', key: 'gc', params: { dryRun: request.dryRun === true }, coalesce: true });
+  async submitGc(
+    request: { dryRun?: boolean } = {},
+  ): Promise<{ task: StoredTask; coalesced: boolean }> {
+    const out = await this.queue.submit({
+      kind: 'gc',
+      key: 'gc',
+      params: { dryRun: request.dryRun === true },
+      coalesce: true,
+    });
     this.onSubmitted();
     return out;
   }
@@ -87,7 +117,11 @@ export class ContentTasks {
     const registry = this.config.registry;
     return {
       repository: p.repository,
-      upstream: p.upstream ?? { url: registry.url, username: registry.username, password: registry.password },
+      upstream: p.upstream ?? {
+        url: registry.url,
+        username: registry.username,
+        password: registry.password,
+      },
       includeTags: p.includeTags,
       excludeTags: p.excludeTags,
       mirror: p.mirror,

@@ -4,7 +4,13 @@ import type { Logger } from 'pino';
 import type { Bus } from '@flotilla/bus';
 import { createEvent } from '@flotilla/protocol';
 import type { Filter } from '@flotilla/store';
-import type { ContentCollections, TaskDoc, TaskKind, TaskProgress, TaskState } from '../collections.js';
+import type {
+  ContentCollections,
+  TaskDoc,
+  TaskKind,
+  TaskProgress,
+  TaskState,
+} from '../collections.js';
 import { contentProblem } from '../domain/errors.js';
 
 export const FINAL_STATES: readonly TaskState[] = ['completed', 'failed', 'canceled'];
@@ -67,7 +73,10 @@ export class TaskQueue {
 
   private async insert(options: SubmitOptions): Promise<{ task: StoredTask; coalesced: boolean }> {
     if (options.coalesce) {
-      const waiting = await this.c.tasks.find({ key: options.key, state: 'waiting' }, { sort: { createdAt: 1 } });
+      const waiting = await this.c.tasks.find(
+        { key: options.key, state: 'waiting' },
+        { sort: { createdAt: 1 } },
+      );
       const same = waiting.find((t) => JSON.stringify(t.params) === JSON.stringify(options.params));
       if (same) return { task: same, coalesced: true };
     }
@@ -91,9 +100,14 @@ export class TaskQueue {
   async announce(task: StoredTask): Promise<void> {
     if (!this.bus) return;
     try {
-      await this.bus.publish(createEvent('content.task.queued', 'content', { task: task._id, kind: task.kind }));
+      await this.bus.publish(
+        createEvent('content.task.queued', 'content', { task: task._id, kind: task.kind }),
+      );
     } catch (err) {
-      this.logger.warn({ err, task: task._id }, 'failed to announce task; workers will find it by polling');
+      this.logger.warn(
+        { err, task: task._id },
+        'failed to announce task; workers will find it by polling',
+      );
     }
   }
 
@@ -132,7 +146,12 @@ export class TaskQueue {
     }
   }
 
-  list(filter: { state?: TaskState; kind?: TaskKind; repository?: string; limit?: number }): Promise<StoredTask[]> {
+  list(filter: {
+    state?: TaskState;
+    kind?: TaskKind;
+    repository?: string;
+    limit?: number;
+  }): Promise<StoredTask[]> {
     const query: Filter<TaskDoc> = {};
     if (filter.state) query.state = filter.state;
     if (filter.kind) query.kind = filter.kind;
@@ -155,9 +174,14 @@ export class TaskQueue {
     }
     const fresh = await this.get(id);
     if (FINAL_STATES.includes(fresh.state)) {
-      throw contentProblem('task-finished', `task ${id} already ${fresh.state}`, { state: fresh.state });
+      throw contentProblem('task-finished', `task ${id} already ${fresh.state}`, {
+        state: fresh.state,
+      });
     }
-    const updated = await this.c.tasks.findOneAndUpdate({ _id: id, state: 'running' }, { $set: { cancelRequested: true } });
+    const updated = await this.c.tasks.findOneAndUpdate(
+      { _id: id, state: 'running' },
+      { $set: { cancelRequested: true } },
+    );
     return updated ?? (await this.get(id));
   }
 
@@ -168,7 +192,10 @@ export class TaskQueue {
    * lease.
    */
   async claim(owner: string): Promise<StoredTask | null> {
-    const candidates = await this.c.tasks.find({ state: 'waiting' }, { sort: { createdAt: 1 }, limit: CLAIM_SCAN });
+    const candidates = await this.c.tasks.find(
+      { state: 'waiting' },
+      { sort: { createdAt: 1 }, limit: CLAIM_SCAN },
+    );
     const busyKeys = new Set<string>();
     for (const candidate of candidates) {
       if (busyKeys.has(candidate.key)) continue;
@@ -212,19 +239,33 @@ export class TaskQueue {
   }
 
   async saveProgress(id: string, owner: string, progress: TaskProgress): Promise<void> {
-    await this.c.tasks.updateOne({ _id: id, state: 'running', 'lease.owner': owner }, { $set: { progress } });
+    await this.c.tasks.updateOne(
+      { _id: id, state: 'running', 'lease.owner': owner },
+      { $set: { progress } },
+    );
   }
 
   async finish(
     id: string,
     owner: string,
-    outcome: { state: 'completed' | 'failed' | 'canceled'; result?: Record<string, unknown>; error?: TaskDoc['error']; progress?: TaskProgress },
+    outcome: {
+      state: 'completed' | 'failed' | 'canceled';
+      result?: Record<string, unknown>;
+      error?: TaskDoc['error'];
+      progress?: TaskProgress;
+    },
   ): Promise<void> {
-    const set: Record<string, unknown> = { state: outcome.state, finishedAt: new Date().toISOString() };
+    const set: Record<string, unknown> = {
+      state: outcome.state,
+      finishedAt: new Date().toISOString(),
+    };
     if (outcome.result) set.result = outcome.result;
     if (outcome.error) set.error = outcome.error;
     if (outcome.progress) set.progress = outcome.progress;
-    const task = await this.c.tasks.findOneAndUpdate({ _id: id, state: 'running', 'lease.owner': owner }, { $set: set, $unset: { lease: '' } });
+    const task = await this.c.tasks.findOneAndUpdate(
+      { _id: id, state: 'running', 'lease.owner': owner },
+      { $set: set, $unset: { lease: '' } },
+    );
     if (task) await this.c.taskKeys.release(task.key, keyHolder(owner, id));
     this.settled.emit('settled', id);
   }
@@ -247,21 +288,34 @@ export class TaskQueue {
   /** Puts tasks whose worker stopped heart-beating back in the queue (or fails them). */
   async requeueExpired(): Promise<number> {
     const now = new Date().toISOString();
-    const expired = await this.c.tasks.find({ state: 'running', 'lease.expiresAt': { $lt: now } }, { limit: 100 });
+    const expired = await this.c.tasks.find(
+      { state: 'running', 'lease.expiresAt': { $lt: now } },
+      { limit: 100 },
+    );
     let requeued = 0;
     for (const task of expired) {
       const filter = { _id: task._id, state: 'running', 'lease.expiresAt': task.lease?.expiresAt };
       if (task.cancelRequested) {
-        await this.c.tasks.updateOne(filter, { $set: { state: 'canceled', finishedAt: now }, $unset: { lease: '' } });
+        await this.c.tasks.updateOne(filter, {
+          $set: { state: 'canceled', finishedAt: now },
+          $unset: { lease: '' },
+        });
         this.settled.emit('settled', task._id);
       } else if (task.attempts >= MAX_ATTEMPTS) {
         await this.c.tasks.updateOne(filter, {
-          $set: { state: 'failed', finishedAt: now, error: { message: `worker lost ${task.attempts} times`, code: 'worker-lost' } },
+          $set: {
+            state: 'failed',
+            finishedAt: now,
+            error: { message: `worker lost ${task.attempts} times`, code: 'worker-lost' },
+          },
           $unset: { lease: '' },
         });
         this.settled.emit('settled', task._id);
       } else {
-        const r = await this.c.tasks.updateOne(filter, { $set: { state: 'waiting' }, $unset: { lease: '' } });
+        const r = await this.c.tasks.updateOne(filter, {
+          $set: { state: 'waiting' },
+          $unset: { lease: '' },
+        });
         if (r.modifiedCount > 0) {
           requeued++;
           this.logger.warn({ task: task._id, kind: task.kind }, 'requeued task of a lost worker');

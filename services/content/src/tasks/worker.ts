@@ -90,7 +90,8 @@ export class TaskWorker {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     // Running tasks stop and go back to the queue for the next worker (their work is idempotent).
-    for (const controller of this.running.values()) controller.abort(new ShutdownError('shutting down'));
+    for (const controller of this.running.values())
+      controller.abort(new ShutdownError('shutting down'));
     await Promise.allSettled([...this.inFlight]);
   }
 
@@ -125,15 +126,18 @@ export class TaskWorker {
     setMaxListeners(0, controller.signal);
     this.running.set(task._id, controller);
     const progress = new ThrottledProgress((p) => queue.saveProgress(task._id, this.owner, p));
-    const heartbeat = setInterval(() => {
-      void queue.heartbeat(task._id, this.owner).then(
-        (fresh) => {
-          if (!fresh) controller.abort(new LeaseLostError('lease lost'));
-          else if (fresh.cancelRequested) controller.abort(new CanceledError('canceled'));
-        },
-        (err: unknown) => log.warn({ err }, 'failed to renew task lease'),
-      );
-    }, Math.max(500, Math.floor(leaseMs / 3)));
+    const heartbeat = setInterval(
+      () => {
+        void queue.heartbeat(task._id, this.owner).then(
+          (fresh) => {
+            if (!fresh) controller.abort(new LeaseLostError('lease lost'));
+            else if (fresh.cancelRequested) controller.abort(new CanceledError('canceled'));
+          },
+          (err: unknown) => log.warn({ err }, 'failed to renew task lease'),
+        );
+      },
+      Math.max(500, Math.floor(leaseMs / 3)),
+    );
     heartbeat.unref();
     log.info('task started');
     const started = process.hrtime.bigint();
@@ -144,7 +148,11 @@ export class TaskWorker {
       const handler = this.options.handlers[task.kind];
       const result = await handler(task, { signal: controller.signal, progress });
       await progress.flush();
-      await queue.finish(task._id, this.owner, { state: 'completed', result, progress: progress.value });
+      await queue.finish(task._id, this.owner, {
+        state: 'completed',
+        result,
+        progress: progress.value,
+      });
       ended('completed');
       log.info('task completed');
     } catch (err) {
@@ -170,9 +178,14 @@ export class TaskWorker {
         await queue.finish(task._id, this.owner, {
           state: 'failed',
           error: {
-            message: full && !message.includes('storage is full') ? `storage is full: ${message}` : message,
+            message:
+              full && !message.includes('storage is full')
+                ? `storage is full: ${message}`
+                : message,
             ...(code === undefined ? {} : { code }),
-            ...(details && typeof details === 'object' ? { details: details as Record<string, unknown> } : {}),
+            ...(details && typeof details === 'object'
+              ? { details: details as Record<string, unknown> }
+              : {}),
           },
           progress: progress.value,
         });

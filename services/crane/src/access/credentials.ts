@@ -13,7 +13,10 @@ export interface CredentialCheck {
   /** Whether `/v2/` should challenge anonymous clients (an htpasswd file is configured). */
   readonly challengesBasic: boolean;
   /** true when the request carries valid credentials. Resolves quickly for cached headers. */
-  verify(headers: { authorization?: string; certificate?: string }, fromTrustedProxy: boolean): boolean | Promise<boolean>;
+  verify(
+    headers: { authorization?: string; certificate?: string },
+    fromTrustedProxy: boolean,
+  ): boolean | Promise<boolean>;
 }
 
 /** Parses htpasswd text: `user:$2y$…` lines; other hash schemes are rejected at load. */
@@ -53,7 +56,8 @@ export function createCredentialCheck(options: {
   const now = options.now ?? Date.now;
   // sha256(header) → verdict and expiry: bcrypt costs tens of ms, a pull makes dozens of requests
   const cache = new Map<string, { ok: boolean; expires: number }>();
-  const expected = options.certificateValue === undefined ? undefined : Buffer.from(options.certificateValue);
+  const expected =
+    options.certificateValue === undefined ? undefined : Buffer.from(options.certificateValue);
   const bcryptSlots = pLimit(BCRYPT_CONCURRENCY);
 
   function verifyBasic(header: string): boolean | Promise<boolean> {

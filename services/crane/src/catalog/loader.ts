@@ -78,7 +78,9 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
   let servedView: PublishedView | undefined;
 
   /** The channel's view and its marker; null while the tree shows nothing for the channel. */
-  async function readView(source: TreeSource): Promise<{ view: PublishedView; marker: number } | null> {
+  async function readView(
+    source: TreeSource,
+  ): Promise<{ view: PublishedView; marker: number } | null> {
     const own = await source.readText(ownView.marker);
     if (own !== null) return { view: ownView, marker: parsePublicationMarker(own) };
     if (channel !== DEFAULT_PUBLISHED_CHANNEL) return null;
@@ -145,7 +147,10 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
       if (metadata.repository !== name) throw new Error(`file names ${metadata.repository}`);
       if (metadata.publication > marker) {
         // written for a publication whose marker has not moved yet: not served before it is
-        log.debug({ repository: name, publication: metadata.publication, marker }, 'repository metadata ahead of the marker');
+        log.debug(
+          { repository: name, publication: metadata.publication, marker },
+          'repository metadata ahead of the marker',
+        );
         return 'ahead';
       }
       const isProtected = options.isProtected(name);
@@ -153,7 +158,10 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
       return buildRepositoryView(metadata, { protected: isProtected, cache });
     } catch (err) {
       options.metrics.metadataError('repository');
-      log.warn({ err, repository: name }, 'failed to load repository metadata, keeping the previous copy');
+      log.warn(
+        { err, repository: name },
+        'failed to load repository metadata, keeping the previous copy',
+      );
       return 'bad';
     }
   }
@@ -161,7 +169,11 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
   async function loadTree(
     source: TreeSource,
     full: boolean,
-  ): Promise<{ publication: number | null; repositories: ReadonlyMap<string, RepositoryView>; view: PublishedView } | null> {
+  ): Promise<{
+    publication: number | null;
+    repositories: ReadonlyMap<string, RepositoryView>;
+    view: PublishedView;
+  } | null> {
     const current = await readView(source);
     if (current === null) return null;
     const { view, marker } = current;
@@ -188,7 +200,9 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
     }
     const next = new Map<string, RepositoryView>(complete ? [] : catalog.repositories);
     const results = await Promise.all(
-      [...names].map((name) => limit(async () => [name, await readRepository(source, view, name, marker)] as const)),
+      [...names].map((name) =>
+        limit(async () => [name, await readRepository(source, view, name, marker)] as const),
+      ),
     );
     for (const [name, result] of results) {
       if (result === 'gone') next.delete(name);
@@ -204,15 +218,23 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
   async function loadPulp(
     dir: string,
     full: boolean,
-  ): Promise<{ repos: Map<string, PulpRepository>; byFile: Map<string, PulpRepository>; fingerprint: string } | null> {
+  ): Promise<{
+    repos: Map<string, PulpRepository>;
+    byFile: Map<string, PulpRepository>;
+    fingerprint: string;
+  } | null> {
     let files: string[];
     try {
-      files = (await readdir(dir, { recursive: true })).filter((f) => f.endsWith(PULP_SUFFIX)).sort();
+      files = (await readdir(dir, { recursive: true }))
+        .filter((f) => f.endsWith(PULP_SUFFIX))
+        .sort();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       files = [];
     }
-    const texts = await Promise.all(files.map((f) => limit(() => readFile(path.join(dir, f), 'utf8').catch(() => null))));
+    const texts = await Promise.all(
+      files.map((f) => limit(() => readFile(path.join(dir, f), 'utf8').catch(() => null))),
+    );
     const hash = createHash('sha256');
     for (const [i, text] of texts.entries()) hash.update(`${files[i]}\0${text ?? ''}\0`);
     const fingerprint = hash.digest('hex');
@@ -267,16 +289,29 @@ export function createCatalogLoader(options: CatalogLoaderOptions): CatalogLoade
       if (tree !== null) {
         hasLoaded = true;
         if (servedView?.channel !== tree.view.channel) {
-          log.info({ channel, view: tree.view.channel ?? 'root (a tree written before channels)' }, 'serving view');
+          log.info(
+            { channel, view: tree.view.channel ?? 'root (a tree written before channels)' },
+            'serving view',
+          );
         }
         servedView = tree.view;
       }
       const seconds = (performance.now() - started) / 1000;
       if (tree !== null || pulpChanged) {
-        catalog = createCatalog(tree?.publication ?? catalog.publication, tree?.repositories ?? catalog.repositories, pulp);
+        catalog = createCatalog(
+          tree?.publication ?? catalog.publication,
+          tree?.repositories ?? catalog.repositories,
+          pulp,
+        );
         options.metrics.served(catalog);
         log.info(
-          { publication: catalog.publication, repositories: catalog.repositories.size, tags: catalog.tagCount, pulp: pulp.size, seconds },
+          {
+            publication: catalog.publication,
+            repositories: catalog.repositories.size,
+            tags: catalog.tagCount,
+            pulp: pulp.size,
+            seconds,
+          },
           'catalog loaded',
         );
       }

@@ -27,7 +27,9 @@ export const pulpRedirectFileSchema = z.object({
   protected: z.boolean().default(false),
   schema2_data: z.array(z.string()).default([]),
   manifest_list_data: z.array(z.string()).default([]),
-  manifest_list_amd64_tags: z.record(z.string(), z.tuple([z.string(), z.number().int()])).default({}),
+  manifest_list_amd64_tags: z
+    .record(z.string(), z.tuple([z.string(), z.number().int()]))
+    .default({}),
 });
 
 export interface PulpRepository {
@@ -41,7 +43,10 @@ export interface PulpRepository {
 }
 
 /** Parses one redirect file; throws (zod or `OciError('NAME_INVALID')`) when it is not valid. */
-export function parsePulpRedirectFile(json: unknown, isProtected: (name: string) => boolean): PulpRepository {
+export function parsePulpRedirectFile(
+  json: unknown,
+  isProtected: (name: string) => boolean,
+): PulpRepository {
   const file = pulpRedirectFileSchema.parse(json);
   const name = file['repo-registry-id'];
   assertRepositoryName(name);
@@ -52,27 +57,41 @@ export function parsePulpRedirectFile(json: unknown, isProtected: (name: string)
     schema2: new Set(file.schema2_data),
     lists: new Set(file.manifest_list_data),
     amd64Tags: new Map(
-      Object.entries(file.manifest_list_amd64_tags).map(([tag, [digest, schemaVersion]]) => [tag, { digest, schemaVersion }]),
+      Object.entries(file.manifest_list_amd64_tags).map(([tag, [digest, schemaVersion]]) => [
+        tag,
+        { digest, schemaVersion },
+      ]),
     ),
   };
 }
 
 /** Where Crane sent a manifest request for `reference`, given the media types the client accepts. */
-export function pulpManifestLocation(repo: PulpRepository, reference: string, accepted: ReadonlySet<string>): string {
+export function pulpManifestLocation(
+  repo: PulpRepository,
+  reference: string,
+  accepted: ReadonlySet<string>,
+): string {
   const path = pulpManifestPath(repo, reference, accepted);
   return `${repo.url}${path}`;
 }
 
-function pulpManifestPath(repo: PulpRepository, reference: string, accepted: ReadonlySet<string>): string {
+function pulpManifestPath(
+  repo: PulpRepository,
+  reference: string,
+  accepted: ReadonlySet<string>,
+): string {
   if (repo.schema2.size === 0 && repo.lists.size === 0) return `manifests/1/${reference}`;
-  if (accepted.has(MediaType.DOCKER_MANIFEST_LIST) && repo.lists.has(reference)) return `manifests/list/${reference}`;
+  if (accepted.has(MediaType.DOCKER_MANIFEST_LIST) && repo.lists.has(reference))
+    return `manifests/list/${reference}`;
   const amd64 = repo.amd64Tags.get(reference);
   if (amd64) {
-    if (accepted.has(MediaType.DOCKER_MANIFEST)) return `manifests/${amd64.schemaVersion}/${amd64.digest}`;
+    if (accepted.has(MediaType.DOCKER_MANIFEST))
+      return `manifests/${amd64.schemaVersion}/${amd64.digest}`;
     if (amd64.schemaVersion === 1) return `manifests/1/${amd64.digest}`;
     return `manifests/1/${reference}`;
   }
-  if (accepted.has(MediaType.DOCKER_MANIFEST) && repo.schema2.has(reference)) return `manifests/2/${reference}`;
+  if (accepted.has(MediaType.DOCKER_MANIFEST) && repo.schema2.has(reference))
+    return `manifests/2/${reference}`;
   return `manifests/1/${reference}`;
 }
 

@@ -1,4 +1,10 @@
-import { digestOf, MediaType, parseDigest, type ReferrerDescriptor, type RepositoryMetadata } from '@flotilla/protocol';
+import {
+  digestOf,
+  MediaType,
+  parseDigest,
+  type ReferrerDescriptor,
+  type RepositoryMetadata,
+} from '@flotilla/protocol';
 
 /**
  * One published repository as crane serves it: everything a response needs is computed here,
@@ -50,7 +56,10 @@ interface ManifestShape {
   mediaType?: unknown;
   artifactType?: unknown;
   config?: { mediaType?: unknown };
-  manifests?: Array<{ digest?: unknown; platform?: { os?: unknown; architecture?: unknown; variant?: unknown } }>;
+  manifests?: Array<{
+    digest?: unknown;
+    platform?: { os?: unknown; architecture?: unknown; variant?: unknown };
+  }>;
   subject?: { digest?: unknown };
   annotations?: unknown;
 }
@@ -59,7 +68,8 @@ function findAmd64Child(shape: ManifestShape): string | undefined {
   let withVariant: string | undefined;
   for (const child of shape.manifests ?? []) {
     const p = child.platform;
-    if (p?.os !== 'linux' || p.architecture !== 'amd64' || typeof child.digest !== 'string') continue;
+    if (p?.os !== 'linux' || p.architecture !== 'amd64' || typeof child.digest !== 'string')
+      continue;
     if (p.variant === undefined) return child.digest;
     withVariant ??= child.digest;
   }
@@ -90,18 +100,23 @@ export function buildRepositoryView(
   for (const [digest, entry] of Object.entries(metadata.manifests)) {
     const body = Buffer.from(entry.data, 'base64');
     if (body.length !== entry.size) {
-      throw new MetadataError(`manifest ${digest}: ${body.length} bytes, metadata says ${entry.size}`);
+      throw new MetadataError(
+        `manifest ${digest}: ${body.length} bytes, metadata says ${entry.size}`,
+      );
     }
     const { algorithm } = parseDigest(digest);
-    if (digestOf(body, algorithm) !== digest) throw new MetadataError(`manifest ${digest}: bytes do not match the digest`);
+    if (digestOf(body, algorithm) !== digest)
+      throw new MetadataError(`manifest ${digest}: bytes do not match the digest`);
     let shape: ManifestShape;
     try {
       shape = JSON.parse(body.toString('utf8')) as ManifestShape;
     } catch (err) {
       throw new MetadataError(`manifest ${digest}: not JSON`, { cause: err });
     }
-    if (typeof shape !== 'object' || shape === null) throw new MetadataError(`manifest ${digest}: not an object`);
-    const isIndex = entry.mediaType === MediaType.OCI_INDEX || entry.mediaType === MediaType.DOCKER_MANIFEST_LIST;
+    if (typeof shape !== 'object' || shape === null)
+      throw new MetadataError(`manifest ${digest}: not an object`);
+    const isIndex =
+      entry.mediaType === MediaType.OCI_INDEX || entry.mediaType === MediaType.DOCKER_MANIFEST_LIST;
     const common = {
       'Content-Type': entry.mediaType,
       'Content-Length': String(body.length),
@@ -119,7 +134,11 @@ export function buildRepositoryView(
       ...(amd64Child ? { amd64Child } : {}),
       headersByDigest: Object.freeze({ ...common, 'Cache-Control': options.cache.byDigest }),
       // by tag the answer depends on Accept (the amd64 fallback): shared caches must key on it
-      headersByTag: Object.freeze({ ...common, 'Cache-Control': options.cache.byTag, Vary: 'Accept' }),
+      headersByTag: Object.freeze({
+        ...common,
+        'Cache-Control': options.cache.byTag,
+        Vary: 'Accept',
+      }),
     });
     const subject = shape.subject?.digest;
     if (typeof subject === 'string') {
@@ -143,10 +162,12 @@ export function buildRepositoryView(
   }
   const tags = new Map<string, string>();
   for (const [tag, digest] of Object.entries(metadata.tags)) {
-    if (!manifests.has(digest)) throw new MetadataError(`tag ${tag} points at ${digest}, which is not in manifests`);
+    if (!manifests.has(digest))
+      throw new MetadataError(`tag ${tag} points at ${digest}, which is not in manifests`);
     tags.set(tag, digest);
   }
-  for (const list of referrers.values()) list.sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
+  for (const list of referrers.values())
+    list.sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
   return {
     name: metadata.repository,
     publication: metadata.publication,

@@ -13,6 +13,7 @@ export function serveCatalog(ctx: V2Context, names: readonly string[], cacheCont
   const n = query.n ?? CATALOG_DEFAULT_PAGE;
   const page = pageAfter(names, query.last, n);
   const headers: Record<string, string> = { 'Cache-Control': cacheControl };
-  if (page.more && page.items.length > 0) headers.Link = nextLink('/v2/_catalog', page.items[page.items.length - 1]!, n);
+  if (page.more && page.items.length > 0)
+    headers.Link = nextLink('/v2/_catalog', page.items[page.items.length - 1]!, n);
   sendJson(ctx.res, ctx.head, { repositories: page.items }, headers);
 }

@@ -19,7 +19,6 @@ function acceptedOf(header: string | undefined): Accepted {
   return accepted;
 }
 
-
 /** `GET|HEAD /v2/<name>/manifests/<tag|digest>`: exact bytes and precomputed headers from memory. */
 export function serveManifest(ctx: V2Context, repo: RepositoryView, reference: string): void {
   const ref = parseManifestReferenceToRead(reference);
@@ -27,12 +26,17 @@ export function serveManifest(ctx: V2Context, repo: RepositoryView, reference: s
   const digest = byTag ? repo.tags.get(ref.tag) : ref.digest;
   const entry = digest === undefined ? undefined : repo.manifests.get(digest);
   if (entry === undefined) {
-    throw new OciError('MANIFEST_UNKNOWN', undefined, { detail: byTag ? { tag: ref.tag } : { digest: ref.digest } });
+    throw new OciError('MANIFEST_UNKNOWN', undefined, {
+      detail: byTag ? { tag: ref.tag } : { digest: ref.digest },
+    });
   }
   const chosen = negotiateManifest(repo, entry, byTag, acceptedOf(ctx.req.headers.accept));
   const headers = byTag ? chosen.headersByTag : chosen.headersByDigest;
   const ifNoneMatch = ctx.req.headers['if-none-match'];
-  if (ifNoneMatch !== undefined && (ifNoneMatch.includes(chosen.digest) || ifNoneMatch.trim() === '*')) {
+  if (
+    ifNoneMatch !== undefined &&
+    (ifNoneMatch.includes(chosen.digest) || ifNoneMatch.trim() === '*')
+  ) {
     ctx.res.writeHead(304, {
       ETag: headers.ETag!,
       'Docker-Content-Digest': chosen.digest,
@@ -50,5 +54,9 @@ export function serveManifest(ctx: V2Context, repo: RepositoryView, reference: s
 /** A Pulp 2 repository: redirect where Crane would have. */
 export function servePulpManifest(ctx: V2Context, repo: PulpRepository, reference: string): void {
   parseManifestReferenceToRead(reference);
-  sendRedirect(ctx.res, 302, pulpManifestLocation(repo, reference, acceptedOf(ctx.req.headers.accept).types));
+  sendRedirect(
+    ctx.res,
+    302,
+    pulpManifestLocation(repo, reference, acceptedOf(ctx.req.headers.accept).types),
+  );
 }

@@ -69,5 +69,8 @@ export function negotiateManifest(
         : 'manifest list found, but accept header does not support manifest lists and there is no linux/amd64 image',
     );
   }
-  throw new OciError('MANIFEST_UNKNOWN', 'OCI manifest found, but accept header does not support OCI manifests');
+  throw new OciError(
+    'MANIFEST_UNKNOWN',
+    'OCI manifest found, but accept header does not support OCI manifests',
+  );
 }

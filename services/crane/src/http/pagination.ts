@@ -13,7 +13,10 @@ export function parsePageQuery(query: string, max?: number): PageQuery {
   const n = params.get('n');
   if (n !== null) {
     if (!/^[0-9]{1,9}$/.test(n)) {
-      throw new OciError('UNSUPPORTED', 'n must be a non-negative integer', { status: 400, detail: { n } });
+      throw new OciError('UNSUPPORTED', 'n must be a non-negative integer', {
+        status: 400,
+        detail: { n },
+      });
     }
     out.n = max === undefined ? Number(n) : Math.min(Number(n), max);
   }

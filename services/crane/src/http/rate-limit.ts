@@ -15,7 +15,11 @@ interface Bucket {
   updated: number;
 }
 
-export function createRateLimiter(options: { rate: number; burst: number; now?: () => number }): RateLimiter {
+export function createRateLimiter(options: {
+  rate: number;
+  burst: number;
+  now?: () => number;
+}): RateLimiter {
   const { rate, burst } = options;
   const now = options.now ?? (() => performance.now());
   const buckets = new Map<string, Bucket>();

@@ -5,7 +5,12 @@ export const API_VERSION_HEADER = 'Docker-Distribution-Api-Version';
 export const API_VERSION = 'registry/2.0';
 
 /** Writes an OCI error (`{"errors":[…]}`); a HEAD answer carries the status and headers only. */
-export function sendOciError(res: ServerResponse, head: boolean, err: OciError, headers?: Record<string, string>): void {
+export function sendOciError(
+  res: ServerResponse,
+  head: boolean,
+  err: OciError,
+  headers?: Record<string, string>,
+): void {
   const body = Buffer.from(JSON.stringify(ociErrorBody(err)));
   res.writeHead(err.status, {
     'Content-Type': 'application/json; charset=utf-8',
@@ -50,7 +55,17 @@ export function sendJson(
   res.end(head ? undefined : body);
 }
 
-export function sendRedirect(res: ServerResponse, status: 302 | 307, location: string, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { Location: location, 'Content-Length': '0', [API_VERSION_HEADER]: API_VERSION, ...headers });
+export function sendRedirect(
+  res: ServerResponse,
+  status: 302 | 307,
+  location: string,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(status, {
+    Location: location,
+    'Content-Length': '0',
+    [API_VERSION_HEADER]: API_VERSION,
+    ...headers,
+  });
   res.end();
 }

@@ -11,7 +11,11 @@ export function serveTags(ctx: V2Context, repo: RepositoryView, cacheControl: st
   const page = pageAfter(repo.tagNames, query.last, query.n);
   const headers: Record<string, string> = { 'Cache-Control': cacheControl };
   if (page.more && query.n !== undefined && page.items.length > 0) {
-    headers.Link = nextLink(`/v2/${repo.name}/tags/list`, page.items[page.items.length - 1]!, query.n);
+    headers.Link = nextLink(
+      `/v2/${repo.name}/tags/list`,
+      page.items[page.items.length - 1]!,
+      query.n,
+    );
   }
   sendJson(ctx.res, ctx.head, { name: repo.name, tags: page.items }, headers);
 }

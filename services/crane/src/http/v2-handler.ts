@@ -67,10 +67,17 @@ const NO_ROUTE = new OciError('NAME_UNKNOWN', 'no such endpoint');
  * catalog in memory. Returns false for anything else (health, metrics), which the express app
  * answers.
  */
-export function createV2Handler(deps: V2HandlerDeps): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function createV2Handler(
+  deps: V2HandlerDeps,
+): (req: IncomingMessage, res: ServerResponse) => boolean {
   const log = deps.logger.child({ component: 'v2' });
 
-  function finish(route: Route['kind'], method: string, res: ServerResponse, started: number): void {
+  function finish(
+    route: Route['kind'],
+    method: string,
+    res: ServerResponse,
+    started: number,
+  ): void {
     const label = method === 'GET' || method === 'HEAD' ? method : 'OTHER';
     deps.observe(ROUTE_LABEL[route], label, res.statusCode, (performance.now() - started) / 1000);
   }
@@ -83,7 +90,8 @@ export function createV2Handler(deps: V2HandlerDeps): (req: IncomingMessage, res
   ): void {
     if (!needed) return then(false);
     const headers = ctx.req.headers;
-    const certificate = deps.certificateHeader === undefined ? undefined : headers[deps.certificateHeader];
+    const certificate =
+      deps.certificateHeader === undefined ? undefined : headers[deps.certificateHeader];
     const verdict = deps.credentials.verify(
       {
         ...(headers.authorization !== undefined ? { authorization: headers.authorization } : {}),
@@ -103,13 +111,19 @@ export function createV2Handler(deps: V2HandlerDeps): (req: IncomingMessage, res
     switch (route.kind) {
       case 'base':
         if (deps.credentials.challengesBasic && !authorized) {
-          sendOciError(res, head, new OciError('UNAUTHORIZED'), { 'WWW-Authenticate': 'Basic realm="flotilla-crane"' });
+          sendOciError(res, head, new OciError('UNAUTHORIZED'), {
+            'WWW-Authenticate': 'Basic realm="flotilla-crane"',
+          });
           return;
         }
         sendJson(res, head, {}, { 'Cache-Control': 'no-store' });
         return;
       case 'catalog':
-        serveCatalog(ctx, authorized ? catalog.names : catalog.publicNames, authorized ? deps.cache.private : deps.cache.byTag);
+        serveCatalog(
+          ctx,
+          authorized ? catalog.names : catalog.publicNames,
+          authorized ? deps.cache.private : deps.cache.byTag,
+        );
         return;
       case 'unknown':
         throw NO_ROUTE;
@@ -129,7 +143,11 @@ export function createV2Handler(deps: V2HandlerDeps): (req: IncomingMessage, res
         else servePulpManifest(ctx, pulp!, route.reference);
         return;
       case 'blob':
-        if (ours) serveBlob(ctx, ours, route.reference, { blobBaseUrl: deps.blobBaseUrl, cacheControl: digestCache });
+        if (ours)
+          serveBlob(ctx, ours, route.reference, {
+            blobBaseUrl: deps.blobBaseUrl,
+            cacheControl: digestCache,
+          });
         else servePulpBlob(ctx, pulp!, route.reference);
         return;
       case 'tags':
@@ -153,7 +171,8 @@ export function createV2Handler(deps: V2HandlerDeps): (req: IncomingMessage, res
 
   return function handleV2(req, res) {
     const url = req.url ?? '/';
-    if (!url.startsWith('/v2') || (url.length > 3 && url[3] !== '/' && url[3] !== '?')) return false;
+    if (!url.startsWith('/v2') || (url.length > 3 && url[3] !== '/' && url[3] !== '?'))
+      return false;
     const started = performance.now();
     const method = req.method ?? 'GET';
     const head = method === 'HEAD';
@@ -170,7 +189,9 @@ export function createV2Handler(deps: V2HandlerDeps): (req: IncomingMessage, res
         const wait = deps.rateLimiter.take(rateLimitKey(client));
         if (wait > 0) {
           deps.rateLimited();
-          throw new OciError('TOOMANYREQUESTS', undefined, { headers: { 'Retry-After': String(wait) } });
+          throw new OciError('TOOMANYREQUESTS', undefined, {
+            headers: { 'Retry-After': String(wait) },
+          });
         }
       }
       const route = routeOf(q === -1 ? url : url.slice(0, q));
@@ -183,7 +204,9 @@ export function createV2Handler(deps: V2HandlerDeps): (req: IncomingMessage, res
           : route.kind === 'catalog'
             ? req.headers.authorization !== undefined || deps.certificateHeader !== undefined
             : 'name' in route &&
-              (catalog.repositories.get(route.name)?.protected ?? catalog.pulp.get(route.name)?.protected ?? false);
+              (catalog.repositories.get(route.name)?.protected ??
+                catalog.pulp.get(route.name)?.protected ??
+                false);
       authorizeThen(ctx, peerTrusted, needsAuth, (authorized) => {
         try {
           serve(ctx, route, catalog, authorized);

@@ -2,7 +2,10 @@ import { request } from 'undici';
 import type { TreeSource } from './tree-source.js';
 
 /** A published tree served over HTTP (the master copy, e.g. `http://127.0.0.1:5002/master`). */
-export function createHttpSource(baseUrl: string, options: { timeoutMs?: number } = {}): TreeSource {
+export function createHttpSource(
+  baseUrl: string,
+  options: { timeoutMs?: number } = {},
+): TreeSource {
   const base = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
   const timeoutMs = options.timeoutMs ?? 15_000;
   return {

@@ -6,7 +6,11 @@ import { retry, type AddressFamily } from '@flotilla/kit';
 import type { Logger } from 'pino';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { BlobIndex } from '../blob-index.js';
-import { AUTO_DISABLE_AFTER_FAILURES, type CrawlStatus, type MirrorDocument } from '../mirrors/model.js';
+import {
+  AUTO_DISABLE_AFTER_FAILURES,
+  type CrawlStatus,
+  type MirrorDocument,
+} from '../mirrors/model.js';
 import type { CrawlLog, CrawlRecord, MirrorRepository } from '../mirrors/repository.js';
 import type { TreeReader } from '../tree/reader.js';
 import { faultPoint } from '@flotilla/kit';
@@ -82,7 +86,9 @@ export class Crawler {
   async crawlAll(): Promise<CrawlRecord[]> {
     await this.options.index.refresh();
     const mirrors = (await this.options.repository.list()).filter((m) => m.enabled);
-    const records = await Promise.all(mirrors.map((m) => this.limit(() => this.crawlMirror(m._id, { refreshed: true }))));
+    const records = await Promise.all(
+      mirrors.map((m) => this.limit(() => this.crawlMirror(m._id, { refreshed: true }))),
+    );
     return records.filter((r): r is CrawlRecord => r !== null);
   }
 
@@ -122,7 +128,8 @@ export class Crawler {
     const learnedFamilies = answered.map((p) => p.family);
     if (answered.length === 0) {
       status = 'unreachable';
-      error = probes.map((p) => `${p.family}: ${p.error ?? 'no answer'}`).join('; ') || 'no address';
+      error =
+        probes.map((p) => `${p.family}: ${p.error ?? 'no answer'}`).join('; ') || 'no address';
     } else {
       // Two families may reach two hosts; only what both claim is trusted.
       claimed = Math.min(...answered.map((p) => p.marker));
@@ -158,7 +165,9 @@ export class Crawler {
 
     const failed = status !== 'ok';
     const consecutiveFailures = failed ? mirror.consecutiveFailures + 1 : 0;
-    const autoDisabled = failed ? mirror.autoDisabled || consecutiveFailures >= AUTO_DISABLE_AFTER_FAILURES : false;
+    const autoDisabled = failed
+      ? mirror.autoDisabled || consecutiveFailures >= AUTO_DISABLE_AFTER_FAILURES
+      : false;
     const durationMs = Date.now() - started;
     const crawledAt = new Date(started).toISOString();
     const updated = await this.options.repository.recordCrawl(mirror._id, {
@@ -191,9 +200,19 @@ export class Crawler {
       autoDisabled,
       error,
     });
-    const fields = { status, claimed, verified, checked, failures: failures.length, durationMs, consecutiveFailures };
-    if (autoDisabled && !mirror.autoDisabled) log.warn(fields, 'mirror auto-disabled after failed crawls');
-    else if (!autoDisabled && mirror.autoDisabled) log.info(fields, 'mirror re-enabled after a good crawl');
+    const fields = {
+      status,
+      claimed,
+      verified,
+      checked,
+      failures: failures.length,
+      durationMs,
+      consecutiveFailures,
+    };
+    if (autoDisabled && !mirror.autoDisabled)
+      log.warn(fields, 'mirror auto-disabled after failed crawls');
+    else if (!autoDisabled && mirror.autoDisabled)
+      log.info(fields, 'mirror re-enabled after a good crawl');
     else log.info(fields, 'mirror crawled');
     faultPoint('mirrors.crawl.logged');
     if (updated && this.options.onCrawled) await this.options.onCrawled(updated, record);
@@ -210,7 +229,9 @@ export class Crawler {
     else {
       try {
         const addresses = await lookup(hostname, { all: true });
-        families = [...new Set(addresses.map((a) => (a.family === 6 ? 'ipv6' : 'ipv4') as AddressFamily))].sort();
+        families = [
+          ...new Set(addresses.map((a) => (a.family === 6 ? 'ipv6' : 'ipv4') as AddressFamily)),
+        ].sort();
       } catch (err) {
         return [{ family: 'ipv4', error: `cannot resolve ${hostname}: ${(err as Error).message}` }];
       }
@@ -245,7 +266,11 @@ export class Crawler {
   }
 
   /** `null` when the mirror holds the blob with the master's size, else why not. */
-  private async checkBlob(baseUrl: string, family: AddressFamily, digest: string): Promise<string | null> {
+  private async checkBlob(
+    baseUrl: string,
+    family: AddressFamily,
+    digest: string,
+  ): Promise<string | null> {
     const expected = await this.blobSize(digest);
     if (expected === null) return null; // the master lost it: nothing to compare against
     try {

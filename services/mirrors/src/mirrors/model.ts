@@ -51,7 +51,9 @@ const country = z
 const netblock = z
   .string()
   .max(64)
-  .refine((text) => text.includes('/') && parseCidr(text) !== undefined, { message: 'expected an IPv4 or IPv6 CIDR such as 192.0.2.0/24' })
+  .refine((text) => text.includes('/') && parseCidr(text) !== undefined, {
+    message: 'expected an IPv4 or IPv6 CIDR such as 192.0.2.0/24',
+  })
   .transform((text) => {
     const cidr = parseCidr(text)!;
     return cidr.family === 'ipv4'
@@ -75,15 +77,18 @@ const baseUrl = z
       return z.NEVER;
     }
     if (parsed.username || parsed.password || parsed.search || parsed.hash) {
-      ctx.addIssue({ code: 'custom', message: 'a mirror URL carries no credentials, query or fragment' });
+      ctx.addIssue({
+        code: 'custom',
+        message: 'a mirror URL carries no credentials, query or fragment',
+      });
       return z.NEVER;
     }
     return parsed.toString().replace(/\/+$/, '');
   });
 
-const name = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, { message: 'letters, digits, dot, dash and underscore; up to 100' });
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, {
+  message: 'letters, digits, dot, dash and underscore; up to 100',
+});
 
 const declared = {
   name,
@@ -95,7 +100,11 @@ const declared = {
   private: z.boolean(),
   countriesAllowed: z.array(country).max(300),
   enabled: z.boolean(),
-  families: z.array(z.enum(['ipv4', 'ipv6'])).min(1).max(2).nullable(),
+  families: z
+    .array(z.enum(['ipv4', 'ipv6']))
+    .min(1)
+    .max(2)
+    .nullable(),
 };
 
 export const mirrorCreateSchema = z.strictObject({
@@ -180,7 +189,10 @@ export function toView(doc: MirrorDocument, currentPublication: number | null): 
     learnedFamilies: doc.learnedFamilies,
     publication: doc.publication,
     claimedPublication: doc.claimedPublication,
-    upToDate: doc.publication !== null && currentPublication !== null && doc.publication >= currentPublication,
+    upToDate:
+      doc.publication !== null &&
+      currentPublication !== null &&
+      doc.publication >= currentPublication,
     lastCrawledAt: doc.lastCrawledAt,
     lastCrawlDurationMs: doc.lastCrawlDurationMs,
     lastCrawlStatus: doc.lastCrawlStatus,

@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Collection, Store } from '@flotilla/store';
 import type { AddressFamily } from '@flotilla/kit';
-import { continentFor, type CrawlStatus, type MirrorCreate, type MirrorDocument, type MirrorPatch } from './model.js';
+import {
+  continentFor,
+  type CrawlStatus,
+  type MirrorCreate,
+  type MirrorDocument,
+  type MirrorPatch,
+} from './model.js';
 
 /** The `mirrors` and `crawls` collections (this service owns both). */
 export class MirrorRepository {
@@ -49,7 +55,13 @@ export class MirrorRepository {
     if (patch.country !== undefined) set.continent = continentFor(patch.country);
     // A new address means the old crawl results say nothing about it.
     if (patch.baseUrl !== undefined) {
-      Object.assign(set, { publication: null, claimedPublication: null, learnedFamilies: [], consecutiveFailures: 0, autoDisabled: false });
+      Object.assign(set, {
+        publication: null,
+        claimedPublication: null,
+        learnedFamilies: [],
+        consecutiveFailures: 0,
+        autoDisabled: false,
+      });
     }
     return this.mirrors.findOneAndUpdate({ _id: id }, { $set: set });
   }

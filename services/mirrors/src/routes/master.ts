@@ -13,7 +13,13 @@ export function masterRouter(publishDir: string): Router {
   const root = path.resolve(publishDir);
   router.get('/master/*tail', (req, res, next) => {
     const tail = (req.params as { tail?: string[] }).tail ?? [];
-    if (tail.length === 0 || tail.some((segment) => segment === '' || segment === '.' || segment === '..' || segment.includes('\0'))) {
+    if (
+      tail.length === 0 ||
+      tail.some(
+        (segment) =>
+          segment === '' || segment === '.' || segment === '..' || segment.includes('\0'),
+      )
+    ) {
       next(problems.notFound('no such file in the published tree'));
       return;
     }

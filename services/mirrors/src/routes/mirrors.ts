@@ -3,7 +3,12 @@ import { DuplicateKeyError } from '@flotilla/store';
 import { Router } from 'express';
 import { z } from 'zod';
 import type { Crawler } from '../crawler/crawler.js';
-import { mirrorCreateSchema, mirrorPatchSchema, toView, type MirrorDocument } from '../mirrors/model.js';
+import {
+  mirrorCreateSchema,
+  mirrorPatchSchema,
+  toView,
+  type MirrorDocument,
+} from '../mirrors/model.js';
 import type { CrawlLog, MirrorRepository } from '../mirrors/repository.js';
 import type { RedirectStatisticsSummary } from '@flotilla/protocol';
 
@@ -43,7 +48,10 @@ export function mirrorsRouter(deps: MirrorsRouteDeps): Router {
     return doc;
   };
   const conflictOnDuplicate = (error: unknown): never => {
-    if (error instanceof DuplicateKeyError || (error instanceof Error && error.name === 'DuplicateKeyError')) {
+    if (
+      error instanceof DuplicateKeyError ||
+      (error instanceof Error && error.name === 'DuplicateKeyError')
+    ) {
       throw problems.conflict('a mirror with this name exists');
     }
     throw error;

@@ -25,7 +25,13 @@ interface PublicMirror {
   lastCrawledAt: string | null;
 }
 
-const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+const ESCAPES: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#39;',
+};
 
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
@@ -85,7 +91,9 @@ export function publicListRouter(deps: PublicListDeps): Router {
   const router = Router();
   router.get('/mirrors', async (req, res) => {
     const current = deps.currentPublication();
-    const mirrors = (await deps.repository.list()).filter((m) => m.enabled && !m.private).map((m) => toPublic(m, current));
+    const mirrors = (await deps.repository.list())
+      .filter((m) => m.enabled && !m.private)
+      .map((m) => toPublic(m, current));
     res.setHeader('Vary', 'Accept');
     if (req.accepts(['text/html', 'application/json']) === 'application/json') {
       res.json({ publication: current, mirrors });

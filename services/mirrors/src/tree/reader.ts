@@ -83,7 +83,10 @@ export interface HttpTreeReaderOptions {
 }
 
 /** Reads the tree from the master URL (no directory listing: publications are probed). */
-export function createHttpTreeReader(baseUrl: string, options: HttpTreeReaderOptions = {}): TreeReader {
+export function createHttpTreeReader(
+  baseUrl: string,
+  options: HttpTreeReaderOptions = {},
+): TreeReader {
   const base = baseUrl.replace(/\/+$/, '');
   const timeout = options.timeoutMs ?? 10_000;
   const get = async (relative: string, method: 'GET' | 'HEAD' = 'GET') => {

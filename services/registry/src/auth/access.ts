@@ -51,7 +51,10 @@ function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${source}$`);
 }
 
-export function createAccessPolicy(options: { anonymousPull: boolean; accessFile?: AccessFile }): AccessPolicy {
+export function createAccessPolicy(options: {
+  anonymousPull: boolean;
+  accessFile?: AccessFile;
+}): AccessPolicy {
   const rules = options.accessFile?.rules.map((rule) => ({
     users: new Set(rule.users),
     repositories: rule.repositories.map(globToRegExp),

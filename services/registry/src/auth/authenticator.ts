@@ -66,7 +66,8 @@ export function createAuthenticator(options: {
   async function verify(header: string): Promise<CacheEntry> {
     const space = header.indexOf(' ');
     const scheme = space > 0 ? header.slice(0, space).toLowerCase() : header.toLowerCase();
-    if (scheme !== 'basic' || space < 0) return { user: undefined, valid: false, expiresAt: now() + failureTtlMs };
+    if (scheme !== 'basic' || space < 0)
+      return { user: undefined, valid: false, expiresAt: now() + failureTtlMs };
     const decoded = Buffer.from(header.slice(space + 1).trim(), 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     if (colon < 0) return { user: undefined, valid: false, expiresAt: now() + failureTtlMs };

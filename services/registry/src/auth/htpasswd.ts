@@ -27,7 +27,9 @@ export function parseHtpasswd(text: string): Map<string, string> {
     if (colon <= 0) throw new HtpasswdError(`htpasswd line ${index + 1}: expected user:hash`);
     const hash = line.slice(colon + 1);
     if (!/^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/.test(hash)) {
-      throw new HtpasswdError(`htpasswd line ${index + 1}: only bcrypt hashes ($2y$) are supported`);
+      throw new HtpasswdError(
+        `htpasswd line ${index + 1}: only bcrypt hashes ($2y$) are supported`,
+      );
     }
     users.set(line.slice(0, colon), hash);
   });
@@ -40,11 +42,18 @@ function equalStrings(a: string, b: string): boolean {
   return left.length === right.length && timingSafeEqual(left, right);
 }
 
-export function createUserDirectory(options: { htpasswd?: Map<string, string>; adminPassword?: string }): UserDirectory {
+export function createUserDirectory(options: {
+  htpasswd?: Map<string, string>;
+  adminPassword?: string;
+}): UserDirectory {
   const users = options.htpasswd ?? new Map<string, string>();
   return {
     async verify(user, password) {
-      if (user === ADMIN_USER && options.adminPassword !== undefined && options.adminPassword !== '') {
+      if (
+        user === ADMIN_USER &&
+        options.adminPassword !== undefined &&
+        options.adminPassword !== ''
+      ) {
         if (equalStrings(password, options.adminPassword)) return true;
       }
       const hash = users.get(user);

@@ -75,12 +75,17 @@ async function exists(driver: StorageDriver, path: string): Promise<boolean> {
   }
 }
 
-export function createLinkedBlobStore(driver: StorageDriver, blobs: GlobalBlobStore, repository: string): LinkedBlobStore {
+export function createLinkedBlobStore(
+  driver: StorageDriver,
+  blobs: GlobalBlobStore,
+  repository: string,
+): LinkedBlobStore {
   return {
     async stat(digest) {
       if (!(await exists(driver, StoragePaths.layerLink(repository, digest)))) {
         // Manifests are blobs too; Distribution serves them through /blobs/ as well.
-        if (!(await exists(driver, StoragePaths.revisionLink(repository, digest)))) return undefined;
+        if (!(await exists(driver, StoragePaths.revisionLink(repository, digest))))
+          return undefined;
       }
       return blobs.stat(digest);
     },
@@ -103,7 +108,11 @@ export function createLinkedBlobStore(driver: StorageDriver, blobs: GlobalBlobSt
 }
 
 /** Parses a digest from a URL or query, mapping malformed input to the OCI error. */
-export function requireDigest(value: string | null | undefined, code: 'DIGEST_INVALID' = 'DIGEST_INVALID'): ParsedDigest {
-  if (value === null || value === undefined || value === '') throw new OciError(code, 'digest missing');
+export function requireDigest(
+  value: string | null | undefined,
+  code: 'DIGEST_INVALID' = 'DIGEST_INVALID',
+): ParsedDigest {
+  if (value === null || value === undefined || value === '')
+    throw new OciError(code, 'digest missing');
   return parseDigest(value);
 }

@@ -106,13 +106,16 @@ export function createManifestCache(options: ManifestCacheOptions = {}): Manifes
         manifests.delete(key);
         bytes -= previous.bytes.byteLength;
       }
-      for (const [key2, value] of tags) if (value === digest && key2.startsWith(`${repository}:`)) tags.delete(key2);
+      for (const [key2, value] of tags)
+        if (value === digest && key2.startsWith(`${repository}:`)) tags.delete(key2);
     },
   };
 }
 
 /** Decorator: reads through the cache, writes invalidate it once the change is on disk. */
-export function withManifestCache(cache: ManifestCacheInternals): (service: ManifestService) => ManifestService {
+export function withManifestCache(
+  cache: ManifestCacheInternals,
+): (service: ManifestService) => ManifestService {
   return (service) => {
     const repository = service.repository;
     return {
@@ -139,11 +142,16 @@ export function withManifestCache(cache: ManifestCacheInternals): (service: Mani
         try {
           const result = await service.put(bytes, contentType, reference, extraTags);
           cache.bump();
-          cache.setManifest(repository, { digest: result.digest, mediaType: result.mediaType, bytes });
+          cache.setManifest(repository, {
+            digest: result.digest,
+            mediaType: result.mediaType,
+            bytes,
+          });
           for (const tag of result.tags) cache.setTag(repository, tag, result.digest);
           return result;
         } catch (err) {
-          for (const tag of [reference.tag, ...(extraTags ?? [])]) if (tag !== undefined) cache.dropTag(repository, tag);
+          for (const tag of [reference.tag, ...(extraTags ?? [])])
+            if (tag !== undefined) cache.dropTag(repository, tag);
           throw err;
         }
       },

@@ -48,7 +48,12 @@ export interface ManifestService {
   readonly repository: string;
   get(digest: ParsedDigest): Promise<StoredManifest | undefined>;
   resolveTag(tag: string): Promise<string | undefined>;
-  put(bytes: Buffer, contentType: string | undefined, reference: { tag?: string; digest?: string }, extraTags?: string[]): Promise<PutManifestResult>;
+  put(
+    bytes: Buffer,
+    contentType: string | undefined,
+    reference: { tag?: string; digest?: string },
+    extraTags?: string[],
+  ): Promise<PutManifestResult>;
   delete(digest: ParsedDigest): Promise<DeleteManifestResult>;
   deleteTag(tag: string): Promise<DeleteManifestResult>;
   /** Sorted tag names; NAME_UNKNOWN when the repository does not exist. */
@@ -96,7 +101,9 @@ export function createManifestService(deps: {
   const { driver, blobs, linked, repository } = deps;
 
   async function hasRevision(digest: ParsedDigest): Promise<boolean> {
-    return (await readText(driver, StoragePaths.revisionLink(repository, digest))) === digest.digest;
+    return (
+      (await readText(driver, StoragePaths.revisionLink(repository, digest))) === digest.digest
+    );
   }
 
   async function get(digest: ParsedDigest): Promise<StoredManifest | undefined> {
@@ -109,14 +116,16 @@ export function createManifestService(deps: {
       throw err;
     }
     const mediaType =
-      (await readText(driver, StoragePaths.revisionMediaType(repository, digest))) ?? MediaType.OCI_MANIFEST;
+      (await readText(driver, StoragePaths.revisionMediaType(repository, digest))) ??
+      MediaType.OCI_MANIFEST;
     return { digest: digest.digest, mediaType, bytes };
   }
 
   async function tagsPointingAt(digest: string): Promise<string[]> {
     const out: string[] = [];
     for (const tag of await listOrEmpty(driver, StoragePaths.tagsRoot(repository))) {
-      if ((await readText(driver, StoragePaths.tagCurrentLink(repository, tag))) === digest) out.push(tag);
+      if ((await readText(driver, StoragePaths.tagCurrentLink(repository, tag))) === digest)
+        out.push(tag);
     }
     return out;
   }
@@ -135,7 +144,8 @@ export function createManifestService(deps: {
       let digest: ParsedDigest;
       if (reference.digest !== undefined) {
         digest = parseDigest(reference.digest);
-        const actual = digest.algorithm === 'sha256' ? parsed.digest : digestOf(bytes, digest.algorithm);
+        const actual =
+          digest.algorithm === 'sha256' ? parsed.digest : digestOf(bytes, digest.algorithm);
         if (actual !== digest.digest) {
           throw new OciError('DIGEST_INVALID', 'manifest digest does not match the reference', {
             detail: { expected: digest.digest, actual },
@@ -147,7 +157,8 @@ export function createManifestService(deps: {
 
       const missing: string[] = [];
       for (const descriptor of blobDescriptors(parsed)) {
-        if (NON_DISTRIBUTABLE.has(descriptor.mediaType) || (descriptor.urls?.length ?? 0) > 0) continue;
+        if (NON_DISTRIBUTABLE.has(descriptor.mediaType) || (descriptor.urls?.length ?? 0) > 0)
+          continue;
         const d = parseDigest(descriptor.digest);
         // touch() both proves the data exists and tells a running GC that it is in use
         if (!(await linked.hasLink(d)) || !(await blobs.touch(d))) missing.push(d.digest);
@@ -157,7 +168,9 @@ export function createManifestService(deps: {
         if (!(await hasRevision(d)) || !(await blobs.touch(d))) missing.push(d.digest);
       }
       if (missing.length > 0) {
-        throw new OciError('MANIFEST_BLOB_UNKNOWN', undefined, { detail: { digest: missing[0], missing: missing.slice(0, 20) } });
+        throw new OciError('MANIFEST_BLOB_UNKNOWN', undefined, {
+          detail: { digest: missing[0], missing: missing.slice(0, 20) },
+        });
       }
 
       await deps.ensureWritable?.();
@@ -175,8 +188,11 @@ export function createManifestService(deps: {
         subject = s.digest;
         await driver.putContent(StoragePaths.referrerLink(repository, s, digest), digest.digest);
       }
-      const tags = [...new Set([...(reference.tag === undefined ? [] : [reference.tag]), ...extraTags])];
-      for (const tag of tags) await driver.putContent(StoragePaths.tagCurrentLink(repository, tag), digest.digest);
+      const tags = [
+        ...new Set([...(reference.tag === undefined ? [] : [reference.tag]), ...extraTags]),
+      ];
+      for (const tag of tags)
+        await driver.putContent(StoragePaths.tagCurrentLink(repository, tag), digest.digest);
       const result: PutManifestResult = {
         repository,
         digest: digest.digest,
@@ -190,7 +206,8 @@ export function createManifestService(deps: {
 
     async delete(digest) {
       const manifest = await get(digest);
-      if (!manifest) throw new OciError('MANIFEST_UNKNOWN', undefined, { detail: { digest: digest.digest } });
+      if (!manifest)
+        throw new OciError('MANIFEST_UNKNOWN', undefined, { detail: { digest: digest.digest } });
       // pointers go first: tags, then the referrers entry, then the revision itself
       const tags = await tagsPointingAt(digest.digest);
       for (const tag of tags) await driver.delete(StoragePaths.tagDir(repository, tag));
@@ -210,7 +227,8 @@ export function createManifestService(deps: {
 
     async deleteTag(tag) {
       const digest = await readText(driver, StoragePaths.tagCurrentLink(repository, tag));
-      if (digest === undefined) throw new OciError('MANIFEST_UNKNOWN', 'tag unknown', { detail: { tag } });
+      if (digest === undefined)
+        throw new OciError('MANIFEST_UNKNOWN', 'tag unknown', { detail: { tag } });
       await driver.delete(StoragePaths.tagDir(repository, tag));
       return { repository, digest, tags: [tag] };
     },
@@ -219,19 +237,24 @@ export function createManifestService(deps: {
       try {
         await driver.stat(StoragePaths.repository(repository));
       } catch (err) {
-        if (err instanceof PathNotFoundError) throw new OciError('NAME_UNKNOWN', undefined, { detail: { name: repository } });
+        if (err instanceof PathNotFoundError)
+          throw new OciError('NAME_UNKNOWN', undefined, { detail: { name: repository } });
         throw err;
       }
       const out: string[] = [];
       for (const tag of await listOrEmpty(driver, StoragePaths.tagsRoot(repository))) {
-        if ((await readText(driver, StoragePaths.tagCurrentLink(repository, tag))) !== undefined) out.push(tag);
+        if ((await readText(driver, StoragePaths.tagCurrentLink(repository, tag))) !== undefined)
+          out.push(tag);
       }
       return out.sort();
     },
 
     async referrers(subject, artifactType) {
       const out: ReferrerDescriptor[] = [];
-      for (const entry of await listOrEmpty(driver, StoragePaths.referrersOf(repository, subject))) {
+      for (const entry of await listOrEmpty(
+        driver,
+        StoragePaths.referrersOf(repository, subject),
+      )) {
         const parts = parseReferrerEntry(entry);
         if (!parts) continue;
         let d: ParsedDigest;
@@ -245,7 +268,11 @@ export function createManifestService(deps: {
         let descriptor: ReferrerDescriptor;
         try {
           const parsed = parseManifest(manifest.bytes, manifest.mediaType);
-          descriptor = { mediaType: parsed.mediaType, digest: d.digest, size: manifest.bytes.byteLength };
+          descriptor = {
+            mediaType: parsed.mediaType,
+            digest: d.digest,
+            size: manifest.bytes.byteLength,
+          };
           const type = artifactTypeOf(parsed);
           if (type !== undefined) descriptor.artifactType = type;
           if (parsed.annotations !== undefined) descriptor.annotations = parsed.annotations;
@@ -259,4 +286,3 @@ export function createManifestService(deps: {
     },
   };
 }
-

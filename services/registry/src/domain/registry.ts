@@ -3,7 +3,12 @@ import type { Logger } from 'pino';
 import type { StorageDriver } from '../storage/driver.js';
 import { PathNotFoundError } from '../storage/driver.js';
 import { StoragePaths } from '../storage/paths.js';
-import { createGlobalBlobStore, createLinkedBlobStore, type GlobalBlobStore, type LinkedBlobStore } from './blobs.js';
+import {
+  createGlobalBlobStore,
+  createLinkedBlobStore,
+  type GlobalBlobStore,
+  type LinkedBlobStore,
+} from './blobs.js';
 import { createManifestService, type ManifestService } from './manifests.js';
 import type { Digester } from './digests.js';
 import { createUploadSessions, type UploadSessions } from './uploads.js';

@@ -36,7 +36,12 @@ export interface AppendOptions {
 export interface UploadSessions {
   create(repository: string): Promise<UploadState>;
   status(repository: string, uuid: string): Promise<UploadState>;
-  append(repository: string, uuid: string, body: Readable, options?: AppendOptions): Promise<UploadState>;
+  append(
+    repository: string,
+    uuid: string,
+    body: Readable,
+    options?: AppendOptions,
+  ): Promise<UploadState>;
   /** Appends the optional last chunk, verifies the digest, moves the data into `blobs/`, links it. */
   complete(
     repository: string,
@@ -138,8 +143,12 @@ export function createUploadSessions(deps: {
     let startedText: string;
     try {
       [offsetText, startedText] = await Promise.all([
-        driver.getContent(StoragePaths.uploadOffset(repository, uuid)).then((b) => b.toString('utf8')),
-        driver.getContent(StoragePaths.uploadStartedAt(repository, uuid)).then((b) => b.toString('utf8')),
+        driver
+          .getContent(StoragePaths.uploadOffset(repository, uuid))
+          .then((b) => b.toString('utf8')),
+        driver
+          .getContent(StoragePaths.uploadStartedAt(repository, uuid))
+          .then((b) => b.toString('utf8')),
       ]);
     } catch (err) {
       if (err instanceof PathNotFoundError) throw unknownUpload(uuid);
@@ -147,7 +156,8 @@ export function createUploadSessions(deps: {
     }
     const offset = Number.parseInt(offsetText, 10);
     const startedAt = new Date(startedText);
-    if (!Number.isSafeInteger(offset) || offset < 0 || Number.isNaN(startedAt.getTime())) throw unknownUpload(uuid);
+    if (!Number.isSafeInteger(offset) || offset < 0 || Number.isNaN(startedAt.getTime()))
+      throw unknownUpload(uuid);
     if (startedAt.getTime() + ttlMs < Date.now()) {
       await discard(repository, uuid);
       throw unknownUpload(uuid);
@@ -173,7 +183,12 @@ export function createUploadSessions(deps: {
     await driver.delete(StoragePaths.uploadDir(repository, uuid));
   }
 
-  async function hashOnDisk(repository: string, uuid: string, algorithm: string, length: number): Promise<RunningDigest> {
+  async function hashOnDisk(
+    repository: string,
+    uuid: string,
+    algorithm: string,
+    length: number,
+  ): Promise<RunningDigest> {
     const digest = digester.start(algorithm);
     if (length === 0) return digest;
     try {
@@ -223,7 +238,9 @@ export function createUploadSessions(deps: {
       const written = writer.size;
       if (written - checkpointed < CHECKPOINT_BYTES) return;
       checkpointed = written;
-      checkpoint = checkpoint.then(() => driver.putContent(offsetPath, String(written), NO_SYNC)).catch(() => undefined);
+      checkpoint = checkpoint
+        .then(() => driver.putContent(offsetPath, String(written), NO_SYNC))
+        .catch(() => undefined);
     }, CHECKPOINT_INTERVAL_MS);
     try {
       await receive(body, writer.stream);
@@ -257,7 +274,11 @@ export function createUploadSessions(deps: {
     const newOffset = writer.size;
     // After an OS crash the offset may run ahead of the data that reached the disk: readState
     // then finds the data shorter than the offset and the session is unknown (client restarts).
-    await driver.putContent(StoragePaths.uploadOffset(repository, uuid), String(newOffset), NO_SYNC);
+    await driver.putContent(
+      StoragePaths.uploadOffset(repository, uuid),
+      String(newOffset),
+      NO_SYNC,
+    );
     const received = newOffset - offset;
     if (options.length !== undefined && received !== options.length) {
       digest.dispose();
@@ -277,7 +298,10 @@ export function createUploadSessions(deps: {
       if (!info.isDir) return;
       const name = info.path.slice(info.path.lastIndexOf('/') + 1);
       if (name === StoragePaths.reserved.uploads) {
-        roots.push({ repository: info.path.slice(prefix.length, info.path.length - name.length - 1), path: info.path });
+        roots.push({
+          repository: info.path.slice(prefix.length, info.path.length - name.length - 1),
+          path: info.path,
+        });
         return 'skip';
       }
       if (name.startsWith('_')) return 'skip';
@@ -300,12 +324,16 @@ export function createUploadSessions(deps: {
   async function isExpired(repository: string, uuid: string, now: Date): Promise<boolean> {
     let started: Date | undefined;
     try {
-      started = new Date((await driver.getContent(StoragePaths.uploadStartedAt(repository, uuid))).toString('utf8'));
+      started = new Date(
+        (await driver.getContent(StoragePaths.uploadStartedAt(repository, uuid))).toString('utf8'),
+      );
     } catch (err) {
       if (!(err instanceof PathNotFoundError)) throw err;
     }
     if (started === undefined || Number.isNaN(started.getTime())) {
-      const info = await driver.stat(StoragePaths.uploadDir(repository, uuid)).catch(() => undefined);
+      const info = await driver
+        .stat(StoragePaths.uploadDir(repository, uuid))
+        .catch(() => undefined);
       return info === undefined || info.modTime.getTime() + ttlMs < now.getTime();
     }
     return started.getTime() + ttlMs < now.getTime();
@@ -314,7 +342,9 @@ export function createUploadSessions(deps: {
   /** A write met a full disk: the session and its bytes go at once, and the error says why. */
   async function giveBackOnFull(repository: string, uuid: string, err: unknown): Promise<never> {
     if (!isStorageFullError(err)) throw err;
-    await discard(repository, uuid).catch((cleanup: unknown) => logger.warn({ err: cleanup, uuid }, 'failed to remove upload data'));
+    await discard(repository, uuid).catch((cleanup: unknown) =>
+      logger.warn({ err: cleanup, uuid }, 'failed to remove upload data'),
+    );
     logger.warn({ repository, uuid }, 'upload refused: storage is full');
     throw toStorageFullError(err, 'the upload did not fit; its bytes were removed');
   }
@@ -347,7 +377,11 @@ export function createUploadSessions(deps: {
       // Not fsynced: a session an OS crash forgets is simply unknown, and the client restarts.
       try {
         await driver.putContent(StoragePaths.uploadData(repository, uuid), '', NO_SYNC);
-        await driver.putContent(StoragePaths.uploadStartedAt(repository, uuid), startedAt.toISOString(), NO_SYNC);
+        await driver.putContent(
+          StoragePaths.uploadStartedAt(repository, uuid),
+          startedAt.toISOString(),
+          NO_SYNC,
+        );
         await driver.putContent(StoragePaths.uploadOffset(repository, uuid), '0', NO_SYNC);
       } catch (err) {
         // a half-made session would only wait for the purge: remove it now
@@ -374,7 +408,9 @@ export function createUploadSessions(deps: {
             body.resume();
             throw err;
           });
-        return appendLocked(key, state, body, options).catch((err: unknown) => giveBackOnFull(repository, uuid, err));
+        return appendLocked(key, state, body, options).catch((err: unknown) =>
+          giveBackOnFull(repository, uuid, err),
+        );
       });
     },
 
@@ -390,21 +426,33 @@ export function createUploadSessions(deps: {
             body?.resume();
             throw err;
           });
-        if (body) state = await appendLocked(key, state, body, options).catch((err: unknown) => giveBackOnFull(repository, uuid, err));
+        if (body)
+          state = await appendLocked(key, state, body, options).catch((err: unknown) =>
+            giveBackOnFull(repository, uuid, err),
+          );
         const hex = await digestOf(key, state, digest.algorithm);
         if (hex !== digest.hex) {
           await discard(repository, uuid);
           throw new OciError('DIGEST_INVALID', undefined, {
-            detail: { expected: digest.digest, actual: `${digest.algorithm}:${hex}`, size: state.offset },
+            detail: {
+              expected: digest.digest,
+              actual: `${digest.algorithm}:${hex}`,
+              size: state.offset,
+            },
           });
         }
         // durable before it becomes visible as a blob (this also drops bytes past the offset)
-        await (await driver.writer(StoragePaths.uploadData(repository, uuid), state.offset)).commit();
+        await (
+          await driver.writer(StoragePaths.uploadData(repository, uuid), state.offset)
+        ).commit();
         const existing = await deps.blobs.stat(digest);
         if (existing && existing.size === state.offset) {
           await driver.delete(StoragePaths.uploadData(repository, uuid));
         } else {
-          await driver.move(StoragePaths.uploadData(repository, uuid), StoragePaths.blobData(digest));
+          await driver.move(
+            StoragePaths.uploadData(repository, uuid),
+            StoragePaths.blobData(digest),
+          );
         }
         faultPoint('registry.upload.blob-stored');
         if (!(await linked.link(digest))) {
@@ -430,13 +478,21 @@ export function createUploadSessions(deps: {
       const report: PurgeReport = { sessions: [], bytes: 0 };
       for (const session of await listSessions()) {
         if (!(await isExpired(session.repository, session.uuid, now))) continue;
-        const bytes = (await driver.stat(StoragePaths.uploadData(session.repository, session.uuid)).catch(() => undefined))?.size ?? 0;
+        const bytes =
+          (
+            await driver
+              .stat(StoragePaths.uploadData(session.repository, session.uuid))
+              .catch(() => undefined)
+          )?.size ?? 0;
         if (!options.dryRun) await discard(session.repository, session.uuid);
         report.sessions.push({ ...session, bytes });
         report.bytes += bytes;
       }
       if (report.sessions.length > 0 && !options.dryRun) {
-        logger.info({ purged: report.sessions.length, bytes: report.bytes }, 'purged expired upload sessions');
+        logger.info(
+          { purged: report.sessions.length, bytes: report.bytes },
+          'purged expired upload sessions',
+        );
       }
       return report;
     },

@@ -7,7 +7,10 @@ import { authorize, sendEmpty, type V2Context } from './context.js';
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 
 /** One `bytes=` range against `size`: inclusive bounds, 'unsatisfiable', or undefined to ignore. */
-export function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
+export function parseRange(
+  header: string | undefined,
+  size: number,
+): { start: number; end: number } | 'unsatisfiable' | undefined {
   if (header === undefined) return undefined;
   const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
   if (!m) return undefined; // malformed or multiple ranges: RFC 9110 lets us send it all
@@ -39,7 +42,10 @@ export async function getBlob(ctx: V2Context): Promise<void> {
     'Accept-Ranges': 'bytes',
   };
   const ifNoneMatch = ctx.req.headers['if-none-match'];
-  if (ifNoneMatch !== undefined && ifNoneMatch.split(',').some((t) => t.trim() === etag || t.trim() === '*')) {
+  if (
+    ifNoneMatch !== undefined &&
+    ifNoneMatch.split(',').some((t) => t.trim() === etag || t.trim() === '*')
+  ) {
     ctx.res.writeHead(304, headers);
     ctx.res.end();
     return;
@@ -65,7 +71,11 @@ export async function getBlob(ctx: V2Context): Promise<void> {
   const start = range?.start ?? 0;
   const end = range?.end ?? info.size - 1;
   if (range) {
-    ctx.res.writeHead(206, { ...headers, 'Content-Length': end - start + 1, 'Content-Range': `bytes ${start}-${end}/${info.size}` });
+    ctx.res.writeHead(206, {
+      ...headers,
+      'Content-Length': end - start + 1,
+      'Content-Range': `bytes ${start}-${end}/${info.size}`,
+    });
   } else {
     ctx.res.writeHead(200, { ...headers, 'Content-Length': info.size });
   }
@@ -80,7 +90,8 @@ export async function getBlob(ctx: V2Context): Promise<void> {
 
 export async function deleteBlob(ctx: V2Context): Promise<void> {
   await authorize(ctx, 'delete');
-  if (!ctx.deps.deleteEnabled) throw new OciError('UNSUPPORTED', 'deletes are disabled on this registry');
+  if (!ctx.deps.deleteEnabled)
+    throw new OciError('UNSUPPORTED', 'deletes are disabled on this registry');
   const digest = requireDigest(ctx.param);
   if (!(await ctx.deps.registry.repository(ctx.name).blobs.unlink(digest))) {
     throw new OciError('BLOB_UNKNOWN', undefined, { detail: { digest: digest.digest } });

@@ -35,7 +35,11 @@ export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
 export const API_VERSION = 'registry/2.0';
 
 /** Resolves the caller and checks `action` on the context's repository (or `repository`). */
-export async function authorize(ctx: V2Context, action: Action, repository = ctx.name): Promise<string | undefined> {
+export async function authorize(
+  ctx: V2Context,
+  action: Action,
+  repository = ctx.name,
+): Promise<string | undefined> {
   const header = ctx.req.headers.authorization;
   const user = await ctx.deps.authenticator.authenticate(header);
   if (!ctx.deps.policy.allows(user, repository, action)) {
@@ -50,7 +54,13 @@ export function caller(ctx: V2Context): Promise<string | undefined> {
   return ctx.deps.authenticator.authenticate(ctx.req.headers.authorization);
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}, head = false): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+  head = false,
+): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     'Content-Type': headers['Content-Type'] ?? 'application/json',
@@ -60,13 +70,21 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(head ? undefined : text);
 }
 
-export function sendEmpty(res: ServerResponse, status: number, headers: Record<string, string | number> = {}): void {
+export function sendEmpty(
+  res: ServerResponse,
+  status: number,
+  headers: Record<string, string | number> = {},
+): void {
   res.writeHead(status, { 'Content-Length': 0, ...headers });
   res.end();
 }
 
 /** The one error mapper for /v2: OCI error JSON (no body for HEAD), 500 for the unexpected. */
-export function sendError(ctx: { req: IncomingMessage; res: ServerResponse; method: string }, err: unknown, logger: Logger): void {
+export function sendError(
+  ctx: { req: IncomingMessage; res: ServerResponse; method: string },
+  err: unknown,
+  logger: Logger,
+): void {
   const { res } = ctx;
   if (res.headersSent) {
     res.destroy();
@@ -74,7 +92,10 @@ export function sendError(ctx: { req: IncomingMessage; res: ServerResponse; meth
   }
   if (isStorageFullError(err)) {
     // 507 with OCI error JSON saying storage is full (kit's one rendering of it)
-    logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'write refused: storage is full');
+    logger.warn(
+      { err: err instanceof Error ? err.message : String(err) },
+      'write refused: storage is full',
+    );
     const answer = (): void => void writeError(res, err, { format: 'oci' });
     const { req } = ctx;
     if (req.complete || req.destroyed) {
@@ -92,7 +113,8 @@ export function sendError(ctx: { req: IncomingMessage; res: ServerResponse; meth
   }
   if (err instanceof OciError) {
     if (err.status >= 500) logger.error({ err }, 'failed to handle request');
-    else logger.debug({ code: err.code, status: err.status, detail: err.detail }, 'request refused');
+    else
+      logger.debug({ code: err.code, status: err.status, detail: err.detail }, 'request refused');
     sendJson(res, err.status, ociErrorBody(err), err.headers ?? {}, ctx.method === 'HEAD');
     return;
   }
@@ -123,12 +145,20 @@ export function uploadRange(offset: number): string {
 /** Parses a non-negative integer query value (`n`); undefined when absent. */
 export function pageSize(value: string | null): number | undefined {
   if (value === null || value === '') return undefined;
-  if (!/^\d{1,9}$/.test(value)) throw new OciError('UNSUPPORTED', 'n must be a non-negative integer', { status: 400, detail: { n: value.slice(0, 40) } });
+  if (!/^\d{1,9}$/.test(value))
+    throw new OciError('UNSUPPORTED', 'n must be a non-negative integer', {
+      status: 400,
+      detail: { n: value.slice(0, 40) },
+    });
   return Number(value);
 }
 
 /** Sorted-list pagination shared by tags/list and _catalog. */
-export function paginate(all: string[], n: number | undefined, last: string | null): { items: string[]; next?: string } {
+export function paginate(
+  all: string[],
+  n: number | undefined,
+  last: string | null,
+): { items: string[]; next?: string } {
   let items = last ? all.filter((x) => x > last) : all;
   if (n === undefined) return { items };
   const more = items.length > n;

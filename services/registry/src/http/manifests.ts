@@ -24,8 +24,14 @@ function accepts(acceptHeader: string | undefined, mediaType: string): boolean {
   return false;
 }
 
-async function loadManifest(ctx: V2Context, digest: ParsedDigest): Promise<StoredManifest | undefined> {
-  return ctx.deps.cache.manifest(ctx.name, digest.digest) ?? (await ctx.deps.registry.repository(ctx.name).manifests.get(digest));
+async function loadManifest(
+  ctx: V2Context,
+  digest: ParsedDigest,
+): Promise<StoredManifest | undefined> {
+  return (
+    ctx.deps.cache.manifest(ctx.name, digest.digest) ??
+    (await ctx.deps.registry.repository(ctx.name).manifests.get(digest))
+  );
 }
 
 /**
@@ -34,27 +40,39 @@ async function loadManifest(ctx: V2Context, digest: ParsedDigest): Promise<Store
  * lists gets the linux/amd64 image instead; Docker schema 2 images are served as they are
  * (Distribution would down-convert to schema 1, which Flotilla does not support).
  */
-async function negotiate(ctx: V2Context, manifest: StoredManifest, byTag: boolean): Promise<StoredManifest> {
+async function negotiate(
+  ctx: V2Context,
+  manifest: StoredManifest,
+  byTag: boolean,
+): Promise<StoredManifest> {
   const accept = ctx.req.headers.accept;
   if (accepts(accept, manifest.mediaType)) return manifest;
   if (manifest.mediaType === MediaType.OCI_MANIFEST || manifest.mediaType === MediaType.OCI_INDEX) {
     const what = manifest.mediaType === MediaType.OCI_INDEX ? 'OCI index' : 'OCI manifest';
-    throw new OciError('MANIFEST_UNKNOWN', `${what} found, but accept header does not support OCI manifests`, {
-      detail: { mediaType: manifest.mediaType },
-    });
+    throw new OciError(
+      'MANIFEST_UNKNOWN',
+      `${what} found, but accept header does not support OCI manifests`,
+      {
+        detail: { mediaType: manifest.mediaType },
+      },
+    );
   }
   if (manifest.mediaType === MediaType.DOCKER_MANIFEST_LIST && byTag) {
     const parsed = parseManifest(manifest.bytes, manifest.mediaType);
-    const child = parsed.manifests.find((m) => m.platform?.architecture === 'amd64' && m.platform.os === 'linux');
+    const child = parsed.manifests.find(
+      (m) => m.platform?.architecture === 'amd64' && m.platform.os === 'linux',
+    );
     if (child) {
       const found = await loadManifest(ctx, parseDigest(child.digest));
       if (found) return found;
     }
-    throw new OciError('MANIFEST_UNKNOWN', 'manifest list found, but accept header does not support manifest lists');
+    throw new OciError(
+      'MANIFEST_UNKNOWN',
+      'manifest list found, but accept header does not support manifest lists',
+    );
   }
   return manifest;
 }
-
 
 export async function getManifest(ctx: V2Context): Promise<void> {
   await authorize(ctx, 'pull');
@@ -62,14 +80,17 @@ export async function getManifest(ctx: V2Context): Promise<void> {
   let digest: ParsedDigest;
   if (reference.tag !== undefined) {
     const resolved =
-      ctx.deps.cache.tag(ctx.name, reference.tag) ?? (await ctx.deps.registry.repository(ctx.name).manifests.resolveTag(reference.tag));
-    if (resolved === undefined) throw new OciError('MANIFEST_UNKNOWN', undefined, { detail: { tag: reference.tag } });
+      ctx.deps.cache.tag(ctx.name, reference.tag) ??
+      (await ctx.deps.registry.repository(ctx.name).manifests.resolveTag(reference.tag));
+    if (resolved === undefined)
+      throw new OciError('MANIFEST_UNKNOWN', undefined, { detail: { tag: reference.tag } });
     digest = parseDigest(resolved);
   } else {
     digest = parseDigest(reference.digest);
   }
   const stored = await loadManifest(ctx, digest);
-  if (!stored) throw new OciError('MANIFEST_UNKNOWN', undefined, { detail: { digest: digest.digest } });
+  if (!stored)
+    throw new OciError('MANIFEST_UNKNOWN', undefined, { detail: { digest: digest.digest } });
   const manifest = await negotiate(ctx, stored, reference.tag !== undefined);
   const etag = `"${manifest.digest}"`;
   const headers = {
@@ -78,7 +99,10 @@ export async function getManifest(ctx: V2Context): Promise<void> {
     ETag: etag,
   };
   const ifNoneMatch = ctx.req.headers['if-none-match'];
-  if (ifNoneMatch !== undefined && ifNoneMatch.split(',').some((t) => t.trim() === etag || t.trim() === '*')) {
+  if (
+    ifNoneMatch !== undefined &&
+    ifNoneMatch.split(',').some((t) => t.trim() === etag || t.trim() === '*')
+  ) {
     ctx.res.writeHead(304, headers);
     ctx.res.end();
     return;
@@ -92,7 +116,10 @@ async function readLimited(ctx: V2Context, limit: number): Promise<Buffer> {
   const declared = ctx.req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) {
     ctx.req.resume();
-    throw new OciError('SIZE_INVALID', `manifest larger than ${limit} bytes`, { status: 413, detail: { size: Number(declared), limit } });
+    throw new OciError('SIZE_INVALID', `manifest larger than ${limit} bytes`, {
+      status: 413,
+      detail: { size: Number(declared), limit },
+    });
   }
   const chunks: Buffer[] = [];
   let total = 0;
@@ -100,7 +127,10 @@ async function readLimited(ctx: V2Context, limit: number): Promise<Buffer> {
     total += (chunk as Buffer).byteLength;
     if (total > limit) {
       ctx.req.resume();
-      throw new OciError('SIZE_INVALID', `manifest larger than ${limit} bytes`, { status: 413, detail: { limit } });
+      throw new OciError('SIZE_INVALID', `manifest larger than ${limit} bytes`, {
+        status: 413,
+        detail: { limit },
+      });
     }
     chunks.push(chunk as Buffer);
   }
@@ -127,7 +157,8 @@ export async function putManifest(ctx: V2Context): Promise<void> {
 
 export async function deleteManifest(ctx: V2Context): Promise<void> {
   await authorize(ctx, 'delete');
-  if (!ctx.deps.deleteEnabled) throw new OciError('UNSUPPORTED', 'deletes are disabled on this registry');
+  if (!ctx.deps.deleteEnabled)
+    throw new OciError('UNSUPPORTED', 'deletes are disabled on this registry');
   const reference = parseManifestReference(ctx.param);
   const manifests = ctx.deps.registry.repository(ctx.name).manifests;
   if (reference.tag !== undefined) await manifests.deleteTag(reference.tag);

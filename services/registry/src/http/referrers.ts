@@ -12,8 +12,17 @@ export async function listReferrers(ctx: V2Context): Promise<void> {
   const artifactType = ctx.search === '' ? null : ctx.query().get('artifactType');
   const manifests = await ctx.deps.registry
     .repository(ctx.name)
-    .manifests.referrers(subject, artifactType === null || artifactType === '' ? undefined : artifactType);
+    .manifests.referrers(
+      subject,
+      artifactType === null || artifactType === '' ? undefined : artifactType,
+    );
   const headers: Record<string, string> = { 'Content-Type': MediaType.OCI_INDEX };
   if (artifactType !== null && artifactType !== '') headers['OCI-Filters-Applied'] = 'artifactType';
-  sendJson(ctx.res, 200, { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests }, headers, ctx.method === 'HEAD');
+  sendJson(
+    ctx.res,
+    200,
+    { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests },
+    headers,
+    ctx.method === 'HEAD',
+  );
 }

@@ -1,10 +1,22 @@
-import { assertRepositoryName, OciError, parseV2Path, type V2Route, type V2RouteKind } from '@flotilla/protocol';
+import {
+  assertRepositoryName,
+  OciError,
+  parseV2Path,
+  type V2Route,
+  type V2RouteKind,
+} from '@flotilla/protocol';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ServiceMetrics } from '@flotilla/kit';
 import { versionCheck } from './base.js';
 import { deleteBlob, getBlob } from './blobs.js';
 import { listCatalog } from './catalog.js';
-import { API_VERSION, API_VERSION_HEADER, sendError, type V2Context, type V2Deps } from './context.js';
+import {
+  API_VERSION,
+  API_VERSION_HEADER,
+  sendError,
+  type V2Context,
+  type V2Deps,
+} from './context.js';
 import { deleteManifest, getManifest, putManifest } from './manifests.js';
 import { listReferrers } from './referrers.js';
 import { listTags } from './tags.js';
@@ -29,12 +41,24 @@ interface Route {
 const ROUTES: Record<Exclude<V2RouteKind, 'unknown'>, Route> = {
   base: { pattern: '/v2/', methods: { GET: versionCheck, HEAD: versionCheck } },
   catalog: { pattern: '/v2/_catalog', methods: { GET: listCatalog, HEAD: listCatalog } },
-  manifest: { pattern: '/v2/:name/manifests/:reference', methods: { GET: getManifest, HEAD: getManifest, PUT: putManifest, DELETE: deleteManifest } },
+  manifest: {
+    pattern: '/v2/:name/manifests/:reference',
+    methods: { GET: getManifest, HEAD: getManifest, PUT: putManifest, DELETE: deleteManifest },
+  },
   uploads: { pattern: '/v2/:name/blobs/uploads/', methods: { POST: startUpload } },
-  upload: { pattern: '/v2/:name/blobs/uploads/:uuid', methods: { GET: uploadStatus, PATCH: patchUpload, PUT: finishUpload, DELETE: cancelUpload } },
-  blob: { pattern: '/v2/:name/blobs/:digest', methods: { GET: getBlob, HEAD: getBlob, DELETE: deleteBlob } },
+  upload: {
+    pattern: '/v2/:name/blobs/uploads/:uuid',
+    methods: { GET: uploadStatus, PATCH: patchUpload, PUT: finishUpload, DELETE: cancelUpload },
+  },
+  blob: {
+    pattern: '/v2/:name/blobs/:digest',
+    methods: { GET: getBlob, HEAD: getBlob, DELETE: deleteBlob },
+  },
   tags: { pattern: '/v2/:name/tags/list', methods: { GET: listTags, HEAD: listTags } },
-  referrers: { pattern: '/v2/:name/referrers/:digest', methods: { GET: listReferrers, HEAD: listReferrers } },
+  referrers: {
+    pattern: '/v2/:name/referrers/:digest',
+    methods: { GET: listReferrers, HEAD: listReferrers },
+  },
 };
 
 export interface V2Handler {
@@ -47,7 +71,12 @@ export function createV2Handler(deps: V2Deps, metrics: ServiceMetrics): V2Handle
 
   function observe(route: string, method: string, res: ServerResponse, started: bigint): void {
     res.once('finish', () => {
-      metrics.observe(route, method, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
+      metrics.observe(
+        route,
+        method,
+        res.statusCode,
+        Number(process.hrtime.bigint() - started) / 1e9,
+      );
     });
   }
 
@@ -84,7 +113,14 @@ export function createV2Handler(deps: V2Deps, metrics: ServiceMetrics): V2Handle
     if (parsed.kind === 'unknown') {
       observe('unmatched', method, res, started);
       req.resume();
-      sendError(errorCtx, new OciError('NAME_UNKNOWN', 'unknown endpoint', { status: 404, detail: { path: path.slice(0, 200) } }), logger);
+      sendError(
+        errorCtx,
+        new OciError('NAME_UNKNOWN', 'unknown endpoint', {
+          status: 404,
+          detail: { path: path.slice(0, 200) },
+        }),
+        logger,
+      );
       return true;
     }
     const route = ROUTES[parsed.kind];

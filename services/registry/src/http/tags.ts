@@ -9,7 +9,8 @@ export async function listTags(ctx: V2Context): Promise<void> {
   const page = paginate(all, n, query.get('last'));
   const headers: Record<string, string> = {};
   if (page.next !== undefined && n !== undefined) {
-    headers['Link'] = `<${Locations.tagsList(ctx.name)}?n=${n}&last=${encodeURIComponent(page.next)}>; rel="next"`;
+    headers['Link'] =
+      `<${Locations.tagsList(ctx.name)}?n=${n}&last=${encodeURIComponent(page.next)}>; rel="next"`;
   }
   sendJson(ctx.res, 200, { name: ctx.name, tags: page.items }, headers, ctx.method === 'HEAD');
 }

@@ -17,11 +17,17 @@ function contentLength(ctx: V2Context): number | undefined {
 
 function hasBody(ctx: V2Context): boolean {
   const length = contentLength(ctx);
-  return (length !== undefined && length > 0) || (length === undefined && ctx.req.headers['transfer-encoding'] !== undefined);
+  return (
+    (length !== undefined && length > 0) ||
+    (length === undefined && ctx.req.headers['transfer-encoding'] !== undefined)
+  );
 }
 
 /** `Content-Range: <start>-<end>` (also `bytes <start>-<end>[/<total>]`), checked against Content-Length. */
-function chunkOptions(ctx: V2Context, offsetForErrors: () => Promise<number>): Promise<AppendOptions> | AppendOptions {
+function chunkOptions(
+  ctx: V2Context,
+  offsetForErrors: () => Promise<number>,
+): Promise<AppendOptions> | AppendOptions {
   const length = contentLength(ctx);
   const header = ctx.req.headers['content-range'];
   if (header === undefined) return length === undefined ? {} : { length };
@@ -32,14 +38,19 @@ function chunkOptions(ctx: V2Context, offsetForErrors: () => Promise<number>): P
     // the spec answers an invalid Content-Range like an out-of-order chunk: 416 with the Range
     // the client can resume from
     return offsetForErrors().then((offset) => {
-      throw rangeNotSatisfiable(offset, m ? 'Content-Range end before start' : 'malformed Content-Range');
+      throw rangeNotSatisfiable(
+        offset,
+        m ? 'Content-Range end before start' : 'malformed Content-Range',
+      );
     });
   }
   if (length === undefined) {
     throw new OciError('SIZE_INVALID', 'Content-Length is required with Content-Range');
   }
   if (length !== end - start + 1) {
-    throw new OciError('SIZE_INVALID', 'Content-Length does not match Content-Range', { detail: { start, end, length } });
+    throw new OciError('SIZE_INVALID', 'Content-Length does not match Content-Range', {
+      detail: { start, end, length },
+    });
   }
   return { start, length };
 }
@@ -66,10 +77,14 @@ async function tryMount(ctx: V2Context, mountValue: string, from: string | null)
   }
   for (const source of candidates) {
     if (!ctx.deps.policy.allows(user, source, 'pull')) continue;
-    if (source !== ctx.name && !(await ctx.deps.registry.repository(source).blobs.hasLink(digest))) continue;
+    if (source !== ctx.name && !(await ctx.deps.registry.repository(source).blobs.hasLink(digest)))
+      continue;
     if (source === ctx.name && !(await target.blobs.hasLink(digest))) continue;
     if (await target.blobs.link(digest)) {
-      sendEmpty(ctx.res, 201, { Location: Locations.blob(ctx.name, digest.digest), 'Docker-Content-Digest': digest.digest });
+      sendEmpty(ctx.res, 201, {
+        Location: Locations.blob(ctx.name, digest.digest),
+        'Docker-Content-Digest': digest.digest,
+      });
       return true;
     }
   }
@@ -102,7 +117,10 @@ export async function startUpload(ctx: V2Context): Promise<void> {
         ctx.req,
         length === undefined ? {} : { length },
       );
-      sendEmpty(ctx.res, 201, { Location: Locations.blob(ctx.name, info.digest), 'Docker-Content-Digest': info.digest });
+      sendEmpty(ctx.res, 201, {
+        Location: Locations.blob(ctx.name, info.digest),
+        'Docker-Content-Digest': info.digest,
+      });
     } catch (err) {
       await uploads.cancel(ctx.name, session.uuid).catch(() => undefined);
       throw err;
@@ -123,7 +141,10 @@ export async function uploadStatus(ctx: V2Context): Promise<void> {
 export async function patchUpload(ctx: V2Context): Promise<void> {
   await authorize(ctx, 'push');
   const uploads = ctx.deps.registry.uploads;
-  const options = await chunkOptions(ctx, async () => (await uploads.status(ctx.name, ctx.param)).offset);
+  const options = await chunkOptions(
+    ctx,
+    async () => (await uploads.status(ctx.name, ctx.param)).offset,
+  );
   const state = await uploads.append(ctx.name, ctx.param, ctx.req, options);
   sendEmpty(ctx.res, 202, sessionHeaders(ctx.name, state.uuid, state.offset));
 }
@@ -138,7 +159,9 @@ export async function finishUpload(ctx: V2Context): Promise<void> {
   const digest = requireDigest(digestValue);
   const uploads = ctx.deps.registry.uploads;
   const withBody = hasBody(ctx);
-  const options = withBody ? await chunkOptions(ctx, async () => (await uploads.status(ctx.name, ctx.param)).offset) : {};
+  const options = withBody
+    ? await chunkOptions(ctx, async () => (await uploads.status(ctx.name, ctx.param)).offset)
+    : {};
   if (!withBody) ctx.req.resume();
   const info = await uploads.complete(
     ctx.name,
@@ -148,7 +171,10 @@ export async function finishUpload(ctx: V2Context): Promise<void> {
     withBody ? ctx.req : undefined,
     options,
   );
-  sendEmpty(ctx.res, 201, { Location: Locations.blob(ctx.name, info.digest), 'Docker-Content-Digest': info.digest });
+  sendEmpty(ctx.res, 201, {
+    Location: Locations.blob(ctx.name, info.digest),
+    'Docker-Content-Digest': info.digest,
+  });
 }
 
 export async function cancelUpload(ctx: V2Context): Promise<void> {

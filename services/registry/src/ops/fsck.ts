@@ -1,6 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { createFilesystemDriver, PathNotFoundError, type StorageDriver } from '../storage/driver.js';
+import {
+  createFilesystemDriver,
+  PathNotFoundError,
+  type StorageDriver,
+} from '../storage/driver.js';
 import { StoragePaths } from '../storage/paths.js';
 import { isLeftover, takeInventory } from './inventory.js';
 
@@ -23,7 +27,10 @@ export interface FsckReport {
   clean: boolean;
 }
 
-export async function runFsck(options: { storageDir: string; logger: Logger }): Promise<FsckReport> {
+export async function runFsck(options: {
+  storageDir: string;
+  logger: Logger;
+}): Promise<FsckReport> {
   const logger = options.logger.child({ component: 'fsck' });
   const driver = createFilesystemDriver(options.storageDir);
   const inventory = await takeInventory(driver);
@@ -61,16 +68,33 @@ export async function runFsck(options: { storageDir: string; logger: Logger }): 
     if (link.kind === 'layer' || link.kind === 'revision') referenced.add(link.digest);
   }
   for (const link of inventory.links) {
-    const target = link.kind === 'tag' || link.kind === 'referrer' ? revisions.has(`${link.repository}@${link.digest}`) : inventory.blobs.has(link.digest);
+    const target =
+      link.kind === 'tag' || link.kind === 'referrer'
+        ? revisions.has(`${link.repository}@${link.digest}`)
+        : inventory.blobs.has(link.digest);
     if (!target) {
-      report.danglingLinks.push({ repository: link.repository, kind: link.kind, path: link.path, digest: link.digest });
-      logger.warn({ repository: link.repository, kind: link.kind, digest: link.digest }, 'dangling link');
+      report.danglingLinks.push({
+        repository: link.repository,
+        kind: link.kind,
+        path: link.path,
+        digest: link.digest,
+      });
+      logger.warn(
+        { repository: link.repository, kind: link.kind, digest: link.digest },
+        'dangling link',
+      );
     }
   }
-  for (const digest of inventory.blobs.keys()) if (!referenced.has(digest)) report.orphanBlobs.push(digest);
+  for (const digest of inventory.blobs.keys())
+    if (!referenced.has(digest)) report.orphanBlobs.push(digest);
   report.clean = report.corrupt.length === 0 && report.danglingLinks.length === 0;
   logger.info(
-    { blobs: report.blobs, corrupt: report.corrupt.length, dangling: report.danglingLinks.length, orphans: report.orphanBlobs.length },
+    {
+      blobs: report.blobs,
+      corrupt: report.corrupt.length,
+      dangling: report.danglingLinks.length,
+      orphans: report.orphanBlobs.length,
+    },
     'fsck finished',
   );
   return report;
@@ -82,11 +106,20 @@ export async function runFsck(options: { storageDir: string; logger: Logger }): 
  * next GC decides again). `olderThan`: only files last written before it (replicas sharing the
  * storage leave each other's writes in progress alone).
  */
-export async function removeTemporaryFiles(driver: StorageDriver, logger: Logger, olderThan?: Date): Promise<number> {
+export async function removeTemporaryFiles(
+  driver: StorageDriver,
+  logger: Logger,
+  olderThan?: Date,
+): Promise<number> {
   const found: string[] = [];
   for (const root of [StoragePaths.blobsRoot, StoragePaths.repositoriesRoot]) {
     await driver.walk(root, (info) => {
-      if (!info.isDir && isLeftover(info.path) && (olderThan === undefined || info.modTime < olderThan)) found.push(info.path);
+      if (
+        !info.isDir &&
+        isLeftover(info.path) &&
+        (olderThan === undefined || info.modTime < olderThan)
+      )
+        found.push(info.path);
       if (info.isDir && info.path.endsWith(`/${StoragePaths.reserved.uploads}`)) return 'skip';
     });
   }
@@ -105,6 +138,7 @@ export async function removeTemporaryFiles(driver: StorageDriver, logger: Logger
     }
     await driver.delete(path);
   }
-  if (found.length > 0) logger.info({ count: found.length }, 'removed leftovers of interrupted writes');
+  if (found.length > 0)
+    logger.info({ count: found.length }, 'removed leftovers of interrupted writes');
   return found.length;
 }

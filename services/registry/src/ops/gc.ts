@@ -94,7 +94,10 @@ export async function runGarbageCollection(options: GcOptions): Promise<GcReport
       for (const d of [...blobDescriptors(parsed), ...childManifests(parsed)]) marked.add(d.digest);
     } catch (err) {
       // An unreadable manifest keeps everything it might reference: refuse to sweep blindly.
-      logger.warn({ err, digest: link.digest, repository: link.repository }, 'failed to parse manifest; keeping all layer-linked blobs');
+      logger.warn(
+        { err, digest: link.digest, repository: link.repository },
+        'failed to parse manifest; keeping all layer-linked blobs',
+      );
       for (const other of inventory.links) if (other.kind === 'layer') marked.add(other.digest);
     }
   }
@@ -157,7 +160,8 @@ export async function runGarbageCollection(options: GcOptions): Promise<GcReport
     await driver.delete(parked);
     for (const link of links) {
       const current = await driver.stat(link.path).catch(() => undefined);
-      if (current && current.modTime.getTime() < fence) await driver.delete(link.path.slice(0, link.path.lastIndexOf('/')));
+      if (current && current.modTime.getTime() < fence)
+        await driver.delete(link.path.slice(0, link.path.lastIndexOf('/')));
     }
     // the blob directory itself, when nothing new arrived in it
     const dir = StoragePaths.blobDir(blob);
@@ -182,4 +186,3 @@ export async function runGarbageCollection(options: GcOptions): Promise<GcReport
   );
   return report;
 }
-

@@ -46,7 +46,10 @@ async function listOrEmpty(driver: StorageDriver, path: string): Promise<string[
   }
 }
 
-async function readLink(driver: StorageDriver, path: string): Promise<{ digest: string; modTime: Date } | undefined> {
+async function readLink(
+  driver: StorageDriver,
+  path: string,
+): Promise<{ digest: string; modTime: Date } | undefined> {
   try {
     const [content, info] = await Promise.all([driver.getContent(path), driver.stat(path)]);
     return { digest: content.toString('utf8').trim(), modTime: info.modTime };
@@ -100,14 +103,20 @@ export async function takeInventory(driver: StorageDriver): Promise<Inventory> {
   let uploads = 0;
   for (const repository of repositories) {
     for (const algorithm of await listOrEmpty(driver, StoragePaths.layersRoot(repository))) {
-      for (const hex of await listOrEmpty(driver, `${StoragePaths.layersRoot(repository)}/${algorithm}`)) {
+      for (const hex of await listOrEmpty(
+        driver,
+        `${StoragePaths.layersRoot(repository)}/${algorithm}`,
+      )) {
         const path = StoragePaths.layerLink(repository, { algorithm, hex });
         const link = await readLink(driver, path);
         if (link) links.push({ repository, kind: 'layer', path, ...link });
       }
     }
     for (const algorithm of await listOrEmpty(driver, StoragePaths.revisionsRoot(repository))) {
-      for (const hex of await listOrEmpty(driver, `${StoragePaths.revisionsRoot(repository)}/${algorithm}`)) {
+      for (const hex of await listOrEmpty(
+        driver,
+        `${StoragePaths.revisionsRoot(repository)}/${algorithm}`,
+      )) {
         const path = StoragePaths.revisionLink(repository, { algorithm, hex });
         const link = await readLink(driver, path);
         if (link) links.push({ repository, kind: 'revision', path, ...link });
@@ -119,14 +128,27 @@ export async function takeInventory(driver: StorageDriver): Promise<Inventory> {
       if (link) links.push({ repository, kind: 'tag', path, tag, ...link });
     }
     for (const algorithm of await listOrEmpty(driver, StoragePaths.referrersRoot(repository))) {
-      for (const hex of await listOrEmpty(driver, `${StoragePaths.referrersRoot(repository)}/${algorithm}`)) {
+      for (const hex of await listOrEmpty(
+        driver,
+        `${StoragePaths.referrersRoot(repository)}/${algorithm}`,
+      )) {
         const subject = { algorithm, hex };
-        for (const entry of await listOrEmpty(driver, StoragePaths.referrersOf(repository, subject))) {
+        for (const entry of await listOrEmpty(
+          driver,
+          StoragePaths.referrersOf(repository, subject),
+        )) {
           const referrer = parseReferrerEntry(entry);
           if (!referrer) continue;
           const path = StoragePaths.referrerLink(repository, subject, referrer);
           const link = await readLink(driver, path);
-          if (link) links.push({ repository, kind: 'referrer', path, subject: `${algorithm}:${hex}`, ...link });
+          if (link)
+            links.push({
+              repository,
+              kind: 'referrer',
+              path,
+              subject: `${algorithm}:${hex}`,
+              ...link,
+            });
         }
       }
     }

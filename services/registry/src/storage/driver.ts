@@ -18,7 +18,11 @@ export interface StorageDriver {
    * Writes to a temporary sibling, fsyncs, renames into place (atomic replace). `sync: false`
    * skips the fsyncs for hints whose loss in an OS crash is harmless (upload offsets).
    */
-  putContent(path: string, content: Uint8Array | string, options?: { sync?: boolean }): Promise<void>;
+  putContent(
+    path: string,
+    content: Uint8Array | string,
+    options?: { sync?: boolean },
+  ): Promise<void>;
   /** Bytes from `offset` up to and including `end` (inclusive, like HTTP ranges). */
   reader(path: string, offset?: number, end?: number): Promise<Readable>;
   /**
@@ -32,7 +36,11 @@ export interface StorageDriver {
    * `observe` sees every chunk, in order, just before it is written (hashing without an
    * extra stream hop).
    */
-  writer(path: string, offset: number, options?: { observe?: (chunk: Buffer) => Promise<void> | void }): Promise<FileWriter>;
+  writer(
+    path: string,
+    offset: number,
+    options?: { observe?: (chunk: Buffer) => Promise<void> | void },
+  ): Promise<FileWriter>;
   stat(path: string): Promise<FileInfo>;
   /** Names of the entries directly under `path` (not full paths). */
   list(path: string): Promise<string[]>;
@@ -41,7 +49,10 @@ export interface StorageDriver {
   /** Removes a file or a whole directory tree; missing is not an error. */
   delete(path: string): Promise<void>;
   /** Depth-first visit of every entry below `path`; return `'skip'` to prune a directory. */
-  walk(path: string, visit: (info: FileInfo) => Promise<void | 'skip'> | void | 'skip'): Promise<void>;
+  walk(
+    path: string,
+    visit: (info: FileInfo) => Promise<void | 'skip'> | void | 'skip',
+  ): Promise<void>;
   /** Sets the modification time (GC's "recently used" marker); throws when missing. */
   touch(path: string, time?: Date): Promise<void>;
 }
@@ -98,7 +109,8 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
 
   function full(path: string): string {
     const joined = resolve(root, ...path.split('/').filter((p) => p.length > 0));
-    if (joined !== root && !joined.startsWith(root + sep)) throw new Error(`path escapes storage root: ${path}`);
+    if (joined !== root && !joined.startsWith(root + sep))
+      throw new Error(`path escapes storage root: ${path}`);
     return joined;
   }
 
@@ -180,7 +192,12 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
         while (position <= end && !gone) {
           const buffer = buffers[which] as Buffer;
           which ^= 1;
-          const { bytesRead } = await handle.read(buffer, 0, Math.min(size, end - position + 1), position);
+          const { bytesRead } = await handle.read(
+            buffer,
+            0,
+            Math.min(size, end - position + 1),
+            position,
+          );
           if (bytesRead === 0) throw new Error(`file shorter than expected: ${path}`);
           if (pending) await Promise.race([pending, closed]);
           if (gone) break;
@@ -203,7 +220,9 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
       const observe = options.observe;
       const file = full(path);
       await fsp.mkdir(dirname(file), { recursive: true });
-      const handle = await wrapNotFound(path, () => fsp.open(file, offset === 0 ? 'w' : 'r+', 0o644));
+      const handle = await wrapNotFound(path, () =>
+        fsp.open(file, offset === 0 ? 'w' : 'r+', 0o644),
+      );
       try {
         if (offset > 0) {
           const { size } = await handle.stat();
@@ -236,7 +255,15 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
       let position = offset;
       let stream: Writable;
       if (pair) {
-        staged = createStagedWriter({ file, handle, offset, pair, pool: stagingPool, observe, onBuffered: flushBehind });
+        staged = createStagedWriter({
+          file,
+          handle,
+          offset,
+          pair,
+          pool: stagingPool,
+          observe,
+          onBuffered: flushBehind,
+        });
         stream = staged.stream;
       } else {
         // no aligned buffers to spare: plain buffered appends
@@ -334,7 +361,12 @@ export function createFilesystemDriver(rootDirectory: string): StorageDriver {
             if (isNotFound(err)) continue; // removed while walking
             throw err;
           }
-          const result = await visit({ path: child, size: st.size, modTime: st.mtime, isDir: st.isDirectory() });
+          const result = await visit({
+            path: child,
+            size: st.size,
+            modTime: st.mtime,
+            isDir: st.isDirectory(),
+          });
           if (st.isDirectory() && result !== 'skip') await visitDir(child);
         }
       };

@@ -30,7 +30,9 @@ export const STAGING_BYTES = 4 * 1024 * 1024;
 const WASM_PAGE = 64 * 1024;
 
 interface WasmMemoryConstructor {
-  new (descriptor: { initial: number; maximum: number; shared: boolean }): { buffer: SharedArrayBuffer };
+  new (descriptor: { initial: number; maximum: number; shared: boolean }): {
+    buffer: SharedArrayBuffer;
+  };
 }
 
 /**
@@ -44,11 +46,14 @@ export interface AlignedBufferPool {
   givePair(pair: [Buffer, Buffer]): void;
 }
 
-export function createAlignedBufferPool(options: { maxLivePairs?: number; maxFreePairs?: number } = {}): AlignedBufferPool {
+export function createAlignedBufferPool(
+  options: { maxLivePairs?: number; maxFreePairs?: number } = {},
+): AlignedBufferPool {
   // at most 16 uploads staged at once (128 MiB); more run on buffered appends
   const maxLive = options.maxLivePairs ?? 16;
   const maxFree = options.maxFreePairs ?? 2;
-  const Memory = (globalThis as unknown as { WebAssembly?: { Memory?: WasmMemoryConstructor } }).WebAssembly?.Memory;
+  const Memory = (globalThis as unknown as { WebAssembly?: { Memory?: WasmMemoryConstructor } })
+    .WebAssembly?.Memory;
   const free: Array<[Buffer, Buffer]> = [];
   let live = 0;
   return {
@@ -63,7 +68,10 @@ export function createAlignedBufferPool(options: { maxLivePairs?: number; maxFre
         const pages = (2 * STAGING_BYTES) / WASM_PAGE;
         const memory = new Memory({ initial: pages, maximum: pages, shared: true });
         live++;
-        return [Buffer.from(memory.buffer, 0, STAGING_BYTES), Buffer.from(memory.buffer, STAGING_BYTES, STAGING_BYTES)];
+        return [
+          Buffer.from(memory.buffer, 0, STAGING_BYTES),
+          Buffer.from(memory.buffer, STAGING_BYTES, STAGING_BYTES),
+        ];
       } catch {
         return undefined;
       }
@@ -156,14 +164,20 @@ export function createStagedWriter(args: {
   }
 
   /** Writes buffer[start, end) at base + start: unaligned edges buffered, the aligned middle direct. */
-  async function flush(buffer: Buffer, bufferBase: number, start: number, end: number): Promise<void> {
+  async function flush(
+    buffer: Buffer,
+    bufferBase: number,
+    start: number,
+    end: number,
+  ): Promise<void> {
     const directStart = Math.ceil(start / DIRECT_ALIGN) * DIRECT_ALIGN;
     const directEnd = Math.floor(end / DIRECT_ALIGN) * DIRECT_ALIGN;
     const target = directEnd > directStart ? await openDirect() : undefined;
     if (!target) {
       await buffered(buffer.subarray(start, end), bufferBase + start);
     } else {
-      if (directStart > start) await buffered(buffer.subarray(start, directStart), bufferBase + start);
+      if (directStart > start)
+        await buffered(buffer.subarray(start, directStart), bufferBase + start);
       try {
         await writeFully(target, buffer.subarray(directStart, directEnd), bufferBase + directStart);
       } catch (err) {
