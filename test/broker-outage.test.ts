@@ -1,5 +1,5 @@
 /**
- * Broker outage in suite mode (issue 18): registry and content run as `flotilla serve <service>`
+ * Broker outage in suite mode: registry and content run as `flotilla serve <service>`
  * over a private RabbitMQ node (test/support/rabbitmq-node.ts; the machine's shared broker is
  * never stopped). The broker is stopped (`rabbitmqctl stop_app`) and started again twice while
  * images are being pushed, some before, some during and some after each outage (the second one

@@ -1,5 +1,5 @@
 /**
- * Fault injection (issue 18): all-in-one Flotilla runs as a child process and is killed with
+ * Fault injection: all-in-one Flotilla runs as a child process and is killed with
  * SIGKILL at random points of every write path — upload, manifest put, sync, promotion,
  * publish, crawl, mirror change, registry gc — round after round; after each kill it is
  * restarted and the invariants of test/support/invariants.ts are checked.

@@ -1,5 +1,5 @@
 /**
- * Real clients against the registry (issue 3): buildah builds from scratch and pushes with
+ * Real clients against the registry: buildah builds from scratch and pushes with
  * credentials, skopeo copies both ways (a two-platform index with --all included), podman
  * pulls, skopeo copies between our registry and Docker Distribution with identical digests,
  * and wrong credentials are refused. Each client gets private storage under a temp dir.

@@ -1,5 +1,5 @@
 /**
- * Crash safety (issue 3): the registry runs as a child process and is killed with SIGKILL in
+ * Crash safety: the registry runs as a child process and is killed with SIGKILL in
  * the middle of a large streamed upload and in the middle of a burst of manifest pushes and
  * deletes. After a restart fsck is clean (no partial blob visible, no tag pointing at a
  * missing manifest), every tag that exists resolves to a complete image, and the push can be

@@ -1,5 +1,5 @@
 /**
- * Content (issue 4):
+ * Content:
  * 1. sync of 100 images × 3 layers of 1 MiB from Docker Distribution, against `skopeo sync` of
  *    the same repository into a directory, one after the other in this run;
  * 2. re-sync with nothing changed, as a fraction of the first sync;

@@ -1,5 +1,5 @@
 /**
- * Crane (issue 5): manifest GET by tag and blob GET (the 307) against Docker Distribution's
+ * Crane: manifest GET by tag and blob GET (the 307) against Docker Distribution's
  * manifest GET, at 32 and 256 connections, one after the other on loopback; then the time
  * to load 10,000 tags across 1,000 repositories and the resident memory.
  */

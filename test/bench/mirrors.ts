@@ -1,5 +1,5 @@
 /**
- * Mirrors (issue 6): with 1,000 mirrors and 20,000 netblocks registered, the redirect of a
+ * Mirrors: with 1,000 mirrors and 20,000 netblocks registered, the redirect of a
  * `flotilla serve redirector` process (`GET /pub/containers/blobs/...` → 302, from the snapshot
  * a `flotilla serve mirrors` process writes) against a bare node:http handler answering a fixed
  * 302, one after the other on loopback, at 64 connections (throughput and p99); the time to

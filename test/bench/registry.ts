@@ -1,5 +1,5 @@
 /**
- * Registry (issue 3), ours vs Docker Distribution in one run, one after the other:
+ * Registry, ours vs Docker Distribution in one run, one after the other:
  * - manifest GET by tag, 32 connections (wrk);
  * - blob GET of 256 MiB (curl to /dev/null);
  * - monolithic blob PUT of 256 MiB (curl -T);
@@ -95,7 +95,7 @@ async function settleDisk(): Promise<void> {
  * What a lean durable receiver reaches on this machine: a bare node:http server that streams
  * the body into a file, starts an fdatasync every 32 MiB while it arrives (flush-behind, as our
  * buffered path does) and fsyncs before answering 201; no digest, no registry bookkeeping.
- * Distribution never fsyncs a blob; we must (issue 3: write, fsync, rename). Where this disk's
+ * Distribution never fsyncs a blob; we must (write, fsync, rename). Where this disk's
  * durable write rate is below 2.5× Distribution's page-cache rate, the PUT target is out of
  * reach of any server that keeps that contract, and this row shows it in the same run.
  * A reference, not a target.
