@@ -214,6 +214,22 @@ describe.skipIf(missing !== '')('web console in headless Chromium', { timeout: 6
       to: string;
     }>;
     expect(audit).toEqual([expect.objectContaining({ to: 'testing', reason: 'QA-1234 passed' })]);
+
+    // 39 went through testing: it goes on to stable, signed on the way by Flotilla's key. Its
+    // signature attachment (a `.sig` tag) shows in the Signature column, not as a row.
+    await form.getByLabel('From channel').selectOption('testing');
+    await form.getByLabel('To channel').selectOption('stable');
+    await form.getByLabel('Tags').fill('39');
+    await form.getByLabel('Reason').fill('QA-1234 released');
+    await form.getByRole('button', { name: 'Promote' }).click();
+    const stable = page.locator('section.channel', {
+      has: page.getByRole('heading', { name: /^stable/ }),
+    });
+    await expect.poll(() => stable.locator('tbody tr').count()).toBe(1);
+    await expect
+      .poll(() => stable.locator('tbody tr').first().innerText())
+      .toMatch(/signed by \S+/);
+    expect(await testing.locator('tbody tr').first().innerText()).toContain('unsigned');
   });
 
   it('compares two versions of a channel', async () => {
@@ -231,8 +247,8 @@ describe.skipIf(missing !== '')('web console in headless Chromium', { timeout: 6
     await page.getByRole('link', { name: 'Promotions' }).click();
     await page.getByRole('heading', { name: 'Promotions audit' }).waitFor();
     await expect
-      .poll(() => page.locator('tbody tr').first().innerText())
-      .toContain('QA-1234 passed');
+      .poll(() => page.locator('tbody').innerText())
+      .toMatch(/QA-1234 released[\s\S]*QA-1234 passed/);
     await check('08-promotions');
   });
 

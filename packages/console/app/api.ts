@@ -135,12 +135,13 @@ export interface ManifestSummary {
   createdAt: string;
   created?: string;
   platforms: string[];
-  signatures?: number;
 }
 export interface ChannelView {
   name: string;
   version: number;
   tags: Record<string, string>;
+  /** Tagged digest → ids of the known keys whose signature of it the channel carries. */
+  signedBy?: Record<string, string[]>;
   createdAt?: string;
   cause?: { kind: string; ref?: string };
 }

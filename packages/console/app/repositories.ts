@@ -135,7 +135,14 @@ export async function renderRepositories(ctx: PageContext): Promise<void> {
   await load().catch((err) => replace(results, problemBox(err)));
 }
 
-function manifestCells(digest: string, m: ManifestSummary | undefined): Child[] {
+/** Signature attachments (`sha256-<hex>.sig`) show as the Signature column of what they sign. */
+const SIGNATURE_TAG = /^sha256-[0-9a-f]{64}\.sig$/;
+
+function manifestCells(
+  digest: string,
+  m: ManifestSummary | undefined,
+  signers: string[] | undefined,
+): Child[] {
   return [
     h('td', {}, digestCode(digest)),
     h(
@@ -148,10 +155,10 @@ function manifestCells(digest: string, m: ManifestSummary | undefined): Child[] 
     h(
       'td',
       {},
-      m?.signatures === undefined
+      signers === undefined
         ? '—'
-        : m.signatures > 0
-          ? `signed (${m.signatures})`
+        : signers.length > 0
+          ? `signed by ${signers.join(', ')}`
           : 'unsigned',
     ),
   ];
@@ -176,7 +183,9 @@ export async function renderRepository(ctx: PageContext): Promise<void> {
     replace(
       columns,
       detail.channels.map((ch) => {
-        const tags = Object.entries(ch.tags).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+        const tags = Object.entries(ch.tags)
+          .filter(([tag]) => !SIGNATURE_TAG.test(tag))
+          .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
         return h(
           'section',
           { class: 'channel', 'aria-labelledby': `ch-${ch.name}` },
@@ -219,7 +228,7 @@ export async function renderRepository(ctx: PageContext): Promise<void> {
                         'tr',
                         {},
                         h('th', { scope: 'row' }, tag),
-                        manifestCells(digest, detail.manifests?.[digest]),
+                        manifestCells(digest, detail.manifests?.[digest], ch.signedBy?.[digest]),
                       ),
                     ),
                   ),
