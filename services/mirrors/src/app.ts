@@ -30,6 +30,8 @@ export interface AppDeps {
   masterDir: string | undefined;
   currentPublication: () => number | null;
   changed: () => Promise<void>;
+  /** Refuses an admin write early (507) while the data directory's volume is below its reserve. */
+  ensureWritable?: () => Promise<void>;
 }
 
 export function createApp(deps: AppDeps): ServiceApp {
@@ -58,6 +60,7 @@ export function createApp(deps: AppDeps): ServiceApp {
           statistics: deps.statistics,
           currentPublication: deps.currentPublication,
           changed: deps.changed,
+          ...(deps.ensureWritable ? { ensureWritable: deps.ensureWritable } : {}),
         }),
       );
     },

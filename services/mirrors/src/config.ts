@@ -1,5 +1,15 @@
 import path from 'node:path';
-import { bool, durationMs, host, int, loadConfig, port, url, type Env } from '@flotilla/kit';
+import {
+  bool,
+  durationMs,
+  host,
+  int,
+  loadConfig,
+  port,
+  sizeBytes,
+  url,
+  type Env,
+} from '@flotilla/kit';
 import { z } from 'zod';
 import { DEFAULT_SELECTION_SNAPSHOT } from '@flotilla/protocol';
 
@@ -21,6 +31,8 @@ export const mirrorsConfigSchema = z.object({
   FLOTILLA_MIRRORS_CRAWL_CONCURRENCY: int({ min: 1, max: 256 }).default(8),
   FLOTILLA_MIRRORS_CRAWL_TIMEOUT: durationMs().default(10_000),
   FLOTILLA_MIRRORS_TREE_POLL_INTERVAL: durationMs().default(30_000),
+  /** Below this much free space on the data directory's volume, admin writes answer 507. */
+  FLOTILLA_MIRRORS_MIN_FREE_BYTES: sizeBytes().default(64 * 1024 * 1024),
   MONGODB_URL: z.string().optional(),
   AMQP_URL: z.string().optional(),
 });
@@ -44,6 +56,8 @@ export interface MirrorsConfig {
   crawlTimeoutMs: number;
   /** 0 = no polling (events only). */
   treePollIntervalMs: number;
+  /** Free-space reserve of the data directory's volume (its store and the selection snapshot). */
+  minFreeBytes: number;
   mongoUrl: string | undefined;
   amqpUrl: string | undefined;
 }
@@ -68,6 +82,7 @@ export function loadMirrorsConfig(env: Env = process.env): MirrorsConfig {
     crawlConcurrency: raw.FLOTILLA_MIRRORS_CRAWL_CONCURRENCY,
     crawlTimeoutMs: raw.FLOTILLA_MIRRORS_CRAWL_TIMEOUT,
     treePollIntervalMs: raw.FLOTILLA_MIRRORS_TREE_POLL_INTERVAL,
+    minFreeBytes: raw.FLOTILLA_MIRRORS_MIN_FREE_BYTES,
     mongoUrl: raw.MONGODB_URL,
     amqpUrl: raw.AMQP_URL,
   };

@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Bus, Subscription } from '@flotilla/bus';
 import { createOutbox, type Outbox } from '@flotilla/bus';
-import { createMetrics, Readiness, type ServiceInstance, type ServiceMetrics } from '@flotilla/kit';
+import {
+  createMetrics,
+  createStorageSpace,
+  Readiness,
+  type ServiceInstance,
+  type ServiceMetrics,
+} from '@flotilla/kit';
 import {
   createEvent,
   groupBlobsByPublication,
@@ -160,6 +166,13 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
     },
   });
 
+  // The store and the selection snapshot live on the data directory's volume.
+  const space = createStorageSpace({
+    directory: config.dataDir,
+    reserveBytes: config.minFreeBytes,
+    volume: 'mirrors',
+    metrics,
+  });
   let treeRead = false;
   const readiness = new Readiness({
     store: () => store.ping(),
@@ -167,6 +180,7 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
     tree: () => {
       if (!treeRead) throw new Error('the published tree has not been read yet');
     },
+    storage: () => space.readinessCheck(),
   });
   const app = createApp({
     logger,
@@ -180,6 +194,7 @@ export async function createMirrorsService(deps: MirrorsServiceDeps): Promise<Mi
     masterDir: config.serveMaster ? config.publishDir : undefined,
     currentPublication: () => index.marker,
     changed: rebuild,
+    ensureWritable: () => space.ensureWritable(),
   });
 
   // Replicas share the schedule: one replica at a time crawls, holding this lease.

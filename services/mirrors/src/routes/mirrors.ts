@@ -33,6 +33,8 @@ export interface MirrorsRouteDeps {
   currentPublication: () => number | null;
   /** After any change to the mirrors: rebuild the selection snapshot. */
   changed: () => Promise<void>;
+  /** Throws StorageFullError (507) while the volume is below its reserve. */
+  ensureWritable?: () => Promise<void>;
 }
 
 const idSchema = z.string().min(1).max(100);
@@ -64,6 +66,7 @@ export function mirrorsRouter(deps: MirrorsRouteDeps): Router {
 
   router.post('/api/v1/mirrors', jsonBody('256kb'), async (req, res) => {
     const input = mirrorCreateSchema.parse(req.body);
+    await deps.ensureWritable?.();
     const doc = await deps.repository.create(input).catch(conflictOnDuplicate);
     faultPoint('mirrors.change.created');
     await deps.changed();
@@ -78,6 +81,7 @@ export function mirrorsRouter(deps: MirrorsRouteDeps): Router {
   router.patch('/api/v1/mirrors/:id', jsonBody('256kb'), async (req, res) => {
     const existing = await load(String(req.params.id));
     const patch = mirrorPatchSchema.parse(req.body);
+    await deps.ensureWritable?.();
     const doc = await deps.repository.update(existing._id, patch).catch(conflictOnDuplicate);
     if (!doc) throw problems.notFound(`no mirror with id ${existing._id}`);
     await deps.changed();
@@ -97,6 +101,7 @@ export function mirrorsRouter(deps: MirrorsRouteDeps): Router {
 
   router.post('/api/v1/mirrors/:id/crawl', async (req, res) => {
     const existing = await load(String(req.params.id));
+    await deps.ensureWritable?.();
     const record = await deps.crawler.crawlMirror(existing._id);
     if (!record) throw problems.notFound(`no mirror with id ${existing._id}`);
     const doc = await deps.repository.get(existing._id);
