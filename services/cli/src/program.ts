@@ -251,30 +251,45 @@ export function buildProgram(): Command {
       },
     );
 
-  program
-    .command('publish')
-    .description('publish a channel into the published tree')
-    .option('--channel <channel>', 'channel to publish', 'stable')
-    .option(
-      '--repositories <names>',
-      'comma-separated: only these repositories (default: all)',
-      csv,
-    )
-    .option('--wait', 'follow the task until it ends (exit 1 if it fails)')
-    .action(
-      async (opts: { channel: string; repositories?: string[]; wait?: boolean }, cmd: Command) => {
-        const client = content(cmd);
-        const task = await client.publish({
-          channel: opts.channel,
-          repositories: opts.repositories,
-        });
-        if (!opts.wait) {
-          emit(task, flags(cmd), (t) => `publish task ${t.id} ${t.state}`);
-          return;
-        }
-        await watchTask(client, task.id, flags(cmd));
-      },
-    );
+  /** `publish` and `sign`: a task over one channel (all or some repositories), followed with --wait. */
+  const channelTask = (
+    name: 'publish' | 'sign',
+    description: string,
+    submit: (
+      client: ContentClient,
+      request: { channel: string; repositories?: string[] },
+    ) => Promise<{ id: string; state: string }>,
+  ) =>
+    program
+      .command(name)
+      .description(description)
+      .option('--channel <channel>', `channel to ${name}`, 'stable')
+      .option(
+        '--repositories <names>',
+        'comma-separated: only these repositories (default: all)',
+        csv,
+      )
+      .option('--wait', 'follow the task until it ends (exit 1 if it fails)')
+      .action(
+        async (
+          opts: { channel: string; repositories?: string[]; wait?: boolean },
+          cmd: Command,
+        ) => {
+          const client = content(cmd);
+          const task = await submit(client, {
+            channel: opts.channel,
+            ...(opts.repositories ? { repositories: opts.repositories } : {}),
+          });
+          if (!opts.wait) {
+            emit(task, flags(cmd), (t) => `${name} task ${t.id} ${t.state}`);
+            return;
+          }
+          await watchTask(client, task.id, flags(cmd));
+        },
+      );
+  channelTask('publish', 'publish a channel into the published tree', (client, request) =>
+    client.publish(request),
+  );
 
   const contentCmd = program.command('content').description('content store operations');
   contentCmd
@@ -315,30 +330,11 @@ export function buildProgram(): Command {
       );
     });
 
-  program
-    .command('sign')
-    .description('re-sign what a channel holds with the current signing key (after a rotation)')
-    .option('--channel <channel>', 'channel to sign', 'stable')
-    .option(
-      '--repositories <names>',
-      'comma-separated: only these repositories (default: all)',
-      csv,
-    )
-    .option('--wait', 'follow the task until it ends (exit 1 if it fails)')
-    .action(
-      async (opts: { channel: string; repositories?: string[]; wait?: boolean }, cmd: Command) => {
-        const client = content(cmd);
-        const task = await client.sign({
-          channel: opts.channel,
-          ...(opts.repositories ? { repositories: opts.repositories } : {}),
-        });
-        if (!opts.wait) {
-          emit(task, flags(cmd), (t) => `sign task ${t.id} ${t.state}`);
-          return;
-        }
-        await watchTask(client, task.id, flags(cmd));
-      },
-    );
+  channelTask(
+    'sign',
+    're-sign what a channel holds with the current signing key (after a rotation)',
+    (client, request) => client.sign(request),
+  );
 
   const keys = program
     .command('keys')

@@ -311,59 +311,21 @@ export class Synchronizer {
       resolved.push({ tag, digest });
     };
 
-    await Promise.all(
-      upstreamTags.map((tag) =>
-        tagLimit(async () => {
-          if (signal.aborted) return;
-          try {
-            await syncTag(tag);
-          } catch (err) {
-            if (taskSignal.aborted || (stop.signal.aborted && failures.length > 0)) return;
-            log.warn({ err, tag }, 'failed to sync tag');
-            const upstream = err instanceof UpstreamError ? err.details : undefined;
-            failures.push({
-              tag,
-              error: err instanceof Error ? err.message : String(err),
-              ...(upstream ? { upstream } : {}),
-            });
-            stop.abort(err);
-          } finally {
-            done++;
-            progress.update({ done, message: `synced ${done} of ${upstreamTags.length} tags` });
-          }
-        }),
-      ),
-    );
-    taskSignal.throwIfAborted();
-    if (failures.length > 0) {
-      // All or nothing, like Pulp: the channel keeps its version; what was downloaded stays in
-      // the content store for the next attempt (or gc).
-      const first = failures[0] as (typeof failures)[number];
-      log.info(
-        { version: current?.number ?? 0, ...stats, failures: failures.length },
-        'sync failed; channel unchanged',
-      );
-      throw failed(`${first.tag}: ${first.error}`, failures, first.upstream);
-    }
-
-    // The signatures of every manifest synced (index children included), where the upstream
-    // has them: all or nothing like the tags they sign.
-    let signatures = 0;
-    if (upstreamSignatures.size > 0) {
-      const { manifests } = await catalog.closure(resolved.map((t) => t.digest));
-      const wanted = [...manifests.keys()]
-        .map(signatureTag)
-        .filter((t) => upstreamSignatures.has(t));
+    /**
+     * Syncs `tags`, all or nothing: the first failure stops the rest and fails the task, and the
+     * channel keeps its version (what was downloaded stays in the content store for the next
+     * attempt, or gc), like Pulp.
+     */
+    const syncAll = async (tags: string[], what: string, onEach: () => void): Promise<void> => {
       await Promise.all(
-        wanted.map((tag) =>
+        tags.map((tag) =>
           tagLimit(async () => {
             if (signal.aborted) return;
             try {
               await syncTag(tag);
-              signatures++;
             } catch (err) {
               if (taskSignal.aborted || (stop.signal.aborted && failures.length > 0)) return;
-              log.warn({ err, tag }, 'failed to sync signature');
+              log.warn({ err, tag }, `failed to sync ${what}`);
               const upstream = err instanceof UpstreamError ? err.details : undefined;
               failures.push({
                 tag,
@@ -371,6 +333,8 @@ export class Synchronizer {
                 ...(upstream ? { upstream } : {}),
               });
               stop.abort(err);
+            } finally {
+              onEach();
             }
           }),
         ),
@@ -380,10 +344,27 @@ export class Synchronizer {
         const first = failures[0] as (typeof failures)[number];
         log.info(
           { version: current?.number ?? 0, ...stats, failures: failures.length },
-          'sync of signatures failed; channel unchanged',
+          `sync of ${what}s failed; channel unchanged`,
         );
         throw failed(`${first.tag}: ${first.error}`, failures, first.upstream);
       }
+    };
+
+    await syncAll(upstreamTags, 'tag', () => {
+      done++;
+      progress.update({ done, message: `synced ${done} of ${upstreamTags.length} tags` });
+    });
+
+    // The signatures of every manifest synced (index children included), where the upstream
+    // has them: all or nothing like the tags they sign.
+    let signatures = 0;
+    if (upstreamSignatures.size > 0) {
+      const { manifests } = await catalog.closure(resolved.map((t) => t.digest));
+      const wanted = [...manifests.keys()]
+        .map(signatureTag)
+        .filter((t) => upstreamSignatures.has(t));
+      await syncAll(wanted, 'signature', () => undefined);
+      signatures = wanted.length; // all or nothing: past syncAll, every one is synced
     }
 
     const commit = await channels.commit(
