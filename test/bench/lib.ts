@@ -11,6 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Ceilings } from './ceilings.js';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -33,9 +34,75 @@ export interface BenchRow {
 export interface BenchContext {
   /** A fresh temporary directory for this module. */
   workDir: string;
-  /** `BENCH_QUICK=1`: shorter runs, for trying a module out. */
+  /** `BENCH_QUICK=1`: shorter runs and only the smallest sizes of each curve. */
   quick: boolean;
+  /** This machine's ceilings, measured once at the start of the run (`ceilings.ts`). */
+  ceilings: Ceilings;
   log(message: string): void;
+  /** Records a curve; `run.ts` plots it to `<id>.svg` and keeps its points in the results. */
+  curve(curve: Curve): void;
+}
+
+/** One measured point of a curve: `y` at size `x`, in the named series. */
+export interface CurvePoint {
+  series: string;
+  x: number;
+  y: number;
+}
+
+/** How a figure grows with the work, measured at three or more sizes and plotted. */
+export interface Curve {
+  /** File name of the plot, e.g. `crane-load`: docs/bench/plots/crane-load.svg. */
+  id: string;
+  title: string;
+  x: { label: string; log?: boolean };
+  y: { label: string; log?: boolean };
+  points: CurvePoint[];
+}
+
+/**
+ * The exponent k of y ∝ x^k, fitted by least squares on log–log axes: about 1 for a linear
+ * cost, about 0 for a flat one, 2 for a quadratic one.
+ */
+export function growthExponent(points: { x: number; y: number }[]): number {
+  const pts = points.filter((p) => p.x > 0 && p.y > 0);
+  if (pts.length < 2) return Number.NaN;
+  const xs = pts.map((p) => Math.log(p.x));
+  const ys = pts.map((p) => Math.log(p.y));
+  const mx = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const my = ys.reduce((a, b) => a + b, 0) / ys.length;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < xs.length; i++) {
+    num += (xs[i]! - mx) * (ys[i]! - my);
+    den += (xs[i]! - mx) ** 2;
+  }
+  return num / den;
+}
+
+/**
+ * A row stating how one series grows: `linear` passes when the fitted exponent is at most 1.15
+ * (a little above 1 is noise and caches filling; 2 would be quadratic), `flat` when it is at most
+ * 0.15 (a tenfold size costs at most 1.4× as much).
+ */
+export function growthRow(
+  group: string,
+  metric: string,
+  points: { x: number; y: number }[],
+  expect: 'linear' | 'flat',
+  note?: string,
+): BenchRow {
+  const k = growthExponent(points);
+  const limit = expect === 'linear' ? 1.15 : 0.15;
+  return {
+    group,
+    metric,
+    ours: k,
+    unit: 'exponent',
+    target: `${expect}: k ≤ ${limit}`,
+    pass: k <= limit,
+    note: note ?? `y ∝ size^k fitted over ${points.length} sizes`,
+  };
 }
 
 export type BenchModule = (ctx: BenchContext) => Promise<BenchRow[]>;

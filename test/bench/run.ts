@@ -1,16 +1,20 @@
 /**
- * `npm run bench [-- module ...]`: runs the bench modules (test/bench/<name>.ts), prints one
- * table of ours vs the peer, and writes `.bench/results.json`. BENCH_QUICK=1 shortens runs.
+ * `npm run bench [-- module ...]`: measures the machine's ceilings, runs the bench modules
+ * (test/bench/<name>.ts), prints one table of ours vs the peer and the ceilings, writes
+ * `.bench/results.json`, and plots every curve to SVG: into docs/bench/plots/ on a full run,
+ * into .bench/plots/ with BENCH_QUICK=1 (the smallest sizes only).
  */
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BenchModule, BenchRow } from './lib.js';
+import { ceilingRows, measureCeilings } from './ceilings.js';
+import type { BenchModule, BenchRow, Curve } from './lib.js';
 import { repoRoot } from './lib.js';
+import { curveSvg } from './plot.js';
 
 const here = join(repoRoot, 'test', 'bench');
 const available = (await readdir(here))
-  .filter((f) => f.endsWith('.ts') && !['lib.ts', 'run.ts'].includes(f))
+  .filter((f) => f.endsWith('.ts') && !['lib.ts', 'run.ts', 'ceilings.ts', 'plot.ts'].includes(f))
   .map((f) => f.slice(0, -3))
   .sort();
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
@@ -23,8 +27,17 @@ if (unknown.length) {
   process.exit(2);
 }
 
+const quick = process.env.BENCH_QUICK === '1';
 const rows: BenchRow[] = [];
+const curves: Curve[] = [];
 const failures: string[] = [];
+
+console.log('\n== machine ==');
+const ceilingDir = await mkdtemp(join(tmpdir(), 'flotilla-bench-machine-'));
+const ceilings = await measureCeilings(ceilingDir, quick, (m) => console.log(`  [machine] ${m}`));
+await rm(ceilingDir, { recursive: true, force: true });
+rows.push(...ceilingRows(ceilings, quick));
+
 for (const name of modules) {
   const workDir = await mkdtemp(join(tmpdir(), `flotilla-bench-${name}-`));
   const started = Date.now();
@@ -33,8 +46,10 @@ for (const name of modules) {
     const mod = (await import(join(here, `${name}.ts`))) as { default: BenchModule };
     const out = await mod.default({
       workDir,
-      quick: process.env.BENCH_QUICK === '1',
+      quick,
+      ceilings,
       log: (m) => console.log(`  [${name}] ${m}`),
+      curve: (c) => curves.push(c),
     });
     rows.push(...out);
   } catch (err) {
@@ -65,10 +80,22 @@ const table = [
   ),
 ].join('\n');
 console.log(`\n${table}\n`);
+const plotDir = quick
+  ? join(repoRoot, '.bench', 'plots')
+  : join(repoRoot, 'docs', 'bench', 'plots');
+await mkdir(plotDir, { recursive: true });
+for (const c of curves) {
+  await writeFile(join(plotDir, `${c.id}.svg`), await curveSvg(c));
+  console.log(`plot: ${join(plotDir, `${c.id}.svg`)}`);
+}
 await mkdir(join(repoRoot, '.bench'), { recursive: true });
 await writeFile(
   join(repoRoot, '.bench', 'results.json'),
-  JSON.stringify({ time: new Date().toISOString(), rows, failures }, null, 2),
+  JSON.stringify(
+    { time: new Date().toISOString(), quick, ceilings, rows, curves, failures },
+    null,
+    2,
+  ),
 );
 if (failures.length) {
   console.error(failures.join('\n\n'));
