@@ -79,6 +79,9 @@ export interface Outbox {
   pendingCount(): Promise<number>;
 }
 
+/** Every dispatcher identity created in this process. */
+const holdersInThisProcess = new Set<string>();
+
 export function createOutbox(options: OutboxOptions): Outbox {
   const logger = options.logger.child({ component: 'outbox' });
   const records: Collection<OutboxRecord> = options.store.collection<OutboxRecord>(
@@ -92,6 +95,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
   const leaseMs = options.leaseMs ?? 30_000;
   const leaseName = `outbox:${collectionName}`;
   const holder = randomUUID();
+  holdersInThisProcess.add(holder);
   const leases = createLeases(options.store);
   const counters = createCounters(options.store);
   let counterRaised: Promise<void> | null = null;
@@ -117,6 +121,20 @@ export function createOutbox(options: OutboxOptions): Outbox {
       throw err;
     });
     return indexed;
+  }
+
+  /**
+   * An embedded store is open in one process at a time, so a lease on it that no outbox of this
+   * process holds was left by a process that died (kill -9): take it now rather than leave the
+   * events waiting for its expiry. A shared store's lease may belong to a live replica and is
+   * left to expire.
+   */
+  async function takeOverFromDeadIncarnation(): Promise<void> {
+    if (options.store.kind !== 'embedded') return;
+    const current = await leases.holder(leaseName);
+    if (current === undefined || holdersInThisProcess.has(current)) return;
+    logger.info({ lease: leaseName }, 'taking over the outbox lease of a process that died');
+    await leases.release(leaseName, current);
   }
 
   /**
@@ -226,6 +244,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
       if (started) return;
       await ensureIndex();
       started = true;
+      await takeOverFromDeadIncarnation();
       const leftovers = await records.countDocuments({ state: 'pending' });
       if (leftovers > 0)
         logger.info({ pending: leftovers }, 'outbox has unsent events, dispatching');

@@ -156,6 +156,30 @@ describe('outbox on the embedded store', () => {
     await after.stop();
   });
 
+  it('takes over at start the lease a dead process left on its embedded store', async () => {
+    const bus = switchableBus(local);
+    bus.down = true;
+    const before = createOutbox({ store, bus, logger });
+    const event = published(1);
+    await before.enqueue(event);
+    await before.flush(); // takes the lease, fails to send
+    await store.close();
+    // kill -9 left the lease behind, unexpired for an hour, held by an identity no outbox of the
+    // restarted process has
+    store = createEmbeddedStore({ dir, compactIntervalMs: 0 });
+    await store
+      .collection('leases')
+      .updateOne(
+        { _id: 'outbox:outbox' },
+        { $set: { holder: 'a-process-that-died', expiresAt: new Date(Date.now() + 3_600_000) } },
+        { upsert: true },
+      );
+    const after = createOutbox({ store, bus: local, logger });
+    await after.start();
+    await waitFor('the leftover delivered', () => received.includes(event.id));
+    await after.stop();
+  });
+
   it('deletes records at once with retainSentMs 0', async () => {
     const outbox = createOutbox({
       store,
