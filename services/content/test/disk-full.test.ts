@@ -85,6 +85,7 @@ describe.skipIf(unavailable !== undefined)('content on a full disk', () => {
       const failed = await c.waitTask(first.body.task.id, 60_000);
       expect(failed.state).toBe('failed');
       expect(failed.error.message).toMatch(/storage is full/);
+      expect(failed.error.code).toBe('STORAGE_FULL');
       expect(await files(path.join(disk.dir, 'tmp'))).toEqual([]);
       const before = await c.api('GET', '/api/v1/repositories/full/app?channel=candidate');
       expect(before.body.channels?.[0]?.tags ?? {}).toEqual({});

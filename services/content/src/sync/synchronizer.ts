@@ -1,5 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import pLimit from 'p-limit';
+import { isStorageFullError } from '@flotilla/kit';
 import type { Logger } from 'pino';
 import {
   blobDescriptors,
@@ -69,8 +70,9 @@ export class SyncFailedError extends Error {
     message: string,
     readonly details: Record<string, unknown>,
     readonly code: 'sync-failed' | 'upstream-failed' | 'sync-would-empty' = 'sync-failed',
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -120,8 +122,10 @@ export class Synchronizer {
     );
     const log = logger.child({ repository: params.repository, upstream: params.upstream.url });
     const filter = createTagFilter(params.includeTags, params.excludeTags);
-    const fail = (err: unknown, context: string): UpstreamError => {
-      if (err instanceof UpstreamError) return err;
+    const fail = (err: unknown, context: string): Error => {
+      // A full disk here is ours, not the upstream's: it keeps its own kind.
+      if (err instanceof UpstreamError || (err instanceof Error && isStorageFullError(err)))
+        return err;
       const reason = err instanceof Error ? err.message : String(err);
       return new UpstreamError(
         `failed to fetch ${context} of ${upstreamRepo} from ${params.upstream.url}: ${reason}`,
@@ -140,6 +144,7 @@ export class Synchronizer {
       reason: string,
       failures: SyncFailure[],
       upstream: UpstreamFailure | undefined,
+      cause?: unknown,
     ) =>
       new SyncFailedError(
         `sync of ${params.repository} from ${upstreamRepo} at ${params.upstream.url} failed; ${channel} stays at version ${current?.number ?? 0}: ${reason}`,
@@ -151,6 +156,7 @@ export class Synchronizer {
           ...(upstream ? { upstream } : {}),
         },
         upstream ? 'upstream-failed' : 'sync-failed',
+        { cause },
       );
     let listed: string[];
     try {
@@ -179,6 +185,7 @@ export class Synchronizer {
     const blobsInFlight = new Map<string, Promise<void>>();
     const manifestsInFlight = new Map<string, Promise<void>>();
     const failures: SyncFailure[] = [];
+    let firstError: unknown;
     const resolved: TagEntry[] = [];
     let done = 0;
 
@@ -332,6 +339,7 @@ export class Synchronizer {
                 error: err instanceof Error ? err.message : String(err),
                 ...(upstream ? { upstream } : {}),
               });
+              firstError ??= err;
               stop.abort(err);
             } finally {
               onEach();
@@ -346,7 +354,7 @@ export class Synchronizer {
           { version: current?.number ?? 0, ...stats, failures: failures.length },
           `sync of ${what}s failed; channel unchanged`,
         );
-        throw failed(`${first.tag}: ${first.error}`, failures, first.upstream);
+        throw failed(`${first.tag}: ${first.error}`, failures, first.upstream, firstError);
       }
     };
 
